@@ -1,0 +1,68 @@
+"""The one error hierarchy of Seabox; each error carries the HTTP status it maps to."""
+
+from __future__ import annotations
+
+
+class SeaboxError(Exception):
+    """Base of every error Seabox raises on purpose."""
+
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_json(self) -> dict[str, str]:
+        body = {"message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+class InvalidArgument(SeaboxError):
+    """The request is malformed or names an impossible value (400)."""
+
+    status = 400
+
+
+class Unauthorized(SeaboxError):
+    """No credential, or one that matches no tenant (401)."""
+
+    status = 401
+
+
+class NotFound(SeaboxError):
+    """No such resource visible to this tenant (404)."""
+
+    status = 404
+
+
+class Conflict(SeaboxError):
+    """The request clashes with the current state: a name in use, a volume mounted (409)."""
+
+    status = 409
+
+
+class NotModified(SeaboxError):
+    """The resource is already in the requested state (304, as Docker answers)."""
+
+    status = 304
+
+
+class NotImplementedYet(SeaboxError):
+    """The endpoint or option exists in Docker's API but Seabox does not serve it (501)."""
+
+    status = 501
+
+
+class RuntimeFailure(SeaboxError):
+    """A node-level tool (runc, conmon, skopeo, umoci, nft) failed (500)."""
+
+    status = 500
+
+
+class UpstreamError(SeaboxError):
+    """A registry or other upstream refused or failed (502)."""
+
+    status = 502

@@ -1,0 +1,1 @@
+"""The node agent: everything root-level on one host (images, runtime, network, volumes)."""

@@ -1,0 +1,1 @@
+"""Image handling on a node: references, pull (skopeo), unpack (umoci), overlay rootfs."""

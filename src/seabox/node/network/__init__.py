@@ -1,0 +1,1 @@
+"""Container networking on a node: netns, veth, tenant bridges, IPAM and nftables."""

@@ -1,0 +1,1 @@
+"""OCI runtimes (runc, later runsc) driven as CLIs under conmon supervision."""
