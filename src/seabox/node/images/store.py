@@ -1,0 +1,643 @@
+"""The node's image store: pulls and imports images into one shared OCI layout and unpacks each image once."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import copy
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Set
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from seabox.config import RegistryConfig
+from seabox.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    RuntimeFailure,
+    SeaboxError,
+    UpstreamError,
+)
+from seabox.node.images.layout import OciLayout, write_json_atomic
+from seabox.node.images.reference import ImageRef, parse_reference
+from seabox.node.images.registry import Source, sources
+from seabox.node.images.tools import ToolResult, run_tool
+
+log = logging.getLogger(__name__)
+
+_INDEX_VERSION = 1
+_FULL_ID_RE = re.compile(r"sha256:[a-f0-9]{64}")
+_ID_PREFIX_RE = re.compile(r"(?:sha256:)?([a-f0-9]{1,64})")
+_COPYING_BLOB_RE = re.compile(r"^Copying blob (sha256:[a-f0-9]{64})(.*)$")
+_OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+_PULL_REF = "image"
+_DONE_POLL_SECONDS = 0.1
+# The annotation containerd and `docker save` (v25+) use for an image's full name in an OCI index.
+_CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name"
+_OCI_REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """One step of a pull, for a progress display.
+
+    status is one of: resolving (detail = host asked), downloading and done (per layer, with its
+    size when the manifest gives it), unpacking, complete (detail = the image id).
+    """
+
+    status: str
+    ref: str
+    layer: str | None = None
+    size: int | None = None
+    detail: str = ""
+
+
+@dataclass
+class ImageConfig:
+    """The parts of an image's config that decide how its containers run."""
+
+    env: list[str] = field(default_factory=list)
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    working_dir: str = ""
+    user: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    exposed_ports: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    stop_signal: str = ""
+
+    @classmethod
+    def from_oci(cls, config: dict[str, Any]) -> ImageConfig:
+        """Read the `config` object of an OCI (or Docker) image config blob."""
+        return cls(
+            env=list(config.get("Env") or []),
+            cmd=list(config["Cmd"]) if config.get("Cmd") is not None else None,
+            entrypoint=list(config["Entrypoint"]) if config.get("Entrypoint") is not None else None,
+            working_dir=config.get("WorkingDir") or "",
+            user=config.get("User") or "",
+            labels=dict(config.get("Labels") or {}),
+            exposed_ports=sorted(config.get("ExposedPorts") or {}),
+            volumes=sorted(config.get("Volumes") or {}),
+            stop_signal=config.get("StopSignal") or "",
+        )
+
+
+@dataclass
+class ImageInfo:
+    """One stored image as callers see it."""
+
+    id: str  # 'sha256:<config digest>', as Docker's image ID
+    digest: str  # digest of the manifest stored in the layout
+    repo_tags: list[str]  # canonical names, e.g. docker.io/library/busybox:latest
+    repo_digests: list[str]  # canonical repo@registry-manifest-digest, for images pulled from a registry
+    size: int  # bytes of the unpacked rootfs
+    created: datetime | None
+    config: ImageConfig
+    rootfs: Path  # the unpacked tree; use it only as a read-only lower layer
+    architecture: str
+    os: str
+
+
+@dataclass
+class _Record:
+    """What the store persists per image; tags and digests are kept apart."""
+
+    manifest: dict[str, Any]  # the OCI descriptor of the manifest in the layout
+    size: int
+    created: str | None
+    architecture: str
+    os: str
+    config: ImageConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Record:
+        return cls(**{**data, "config": ImageConfig(**data["config"])})
+
+
+@dataclass(frozen=True)
+class _ArchiveImage:
+    """One image inside an archive: the skopeo source that names it and the tags it carries."""
+
+    source: str
+    tags: list[str]
+
+
+class _KeyedLocks:
+    """An asyncio lock per key, dropped once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def _layout_ref(image_id: str) -> str:
+    return image_id.replace(":", "-")
+
+
+def _parse_created(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes used by the files under path, counting hard-linked files once."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def _layer_sizes(source: Source, raw_manifest: bytes) -> dict[str, int]:
+    """Layer digest -> size from a registry manifest (empty for a multi-platform index)."""
+    try:
+        manifest = json.loads(raw_manifest)
+    except ValueError as exc:
+        raise UpstreamError(f"registry {source.host} sent a manifest that is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise UpstreamError(f"registry {source.host} sent a manifest that is not a JSON object")
+    return {
+        str(layer.get("digest")): int(layer.get("size") or 0)
+        for layer in manifest.get("layers") or []
+        if isinstance(layer, dict)
+    }
+
+
+def _archive_tag(path: Path, name: str | None) -> list[str]:
+    """The tag an OCI index entry carries; a bare ref name like 'latest' names no repository."""
+    if not name or ("/" not in name and ":" not in name):
+        return []
+    try:
+        return [parse_reference(name).name]
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"archive {path} names an image {name!r}: {exc.message}") from exc
+
+
+def _read_archive(path: Path) -> list[_ArchiveImage]:
+    """List the images in a `docker save` tarball or an OCI archive, reading only its index files."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+            docker_manifest = members.get("manifest.json")
+            oci_index = members.get("index.json")
+            chosen = docker_manifest or oci_index
+            if chosen is None:
+                raise InvalidArgument(f"{path} is neither a docker save archive nor an OCI archive")
+            handle = tar.extractfile(chosen)
+            assert handle is not None  # chosen is a regular file
+            data = json.loads(handle.read())
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidArgument(f"cannot read image archive {path}: {exc}") from exc
+    except ValueError as exc:
+        raise InvalidArgument(f"image archive {path} has a malformed index: {exc}") from exc
+    if docker_manifest is not None:
+        if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+            raise InvalidArgument(f"manifest.json of {path} is not a list of images")
+        return [
+            _ArchiveImage(
+                source=f"docker-archive:{path}:@{i}",
+                tags=[parse_reference(tag).name for tag in entry.get("RepoTags") or []],
+            )
+            for i, entry in enumerate(data)
+        ]
+    if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
+        raise InvalidArgument(f"index.json of {path} is not an OCI image index")
+    manifests = [m for m in data["manifests"] if isinstance(m, dict)]
+    images = []
+    for entry in manifests:
+        annotations = entry.get("annotations") or {}
+        ref_name = annotations.get(_OCI_REF_NAME_ANNOTATION)
+        if ref_name:
+            source = f"oci-archive:{path}:{ref_name}"
+        elif len(manifests) == 1:
+            source = f"oci-archive:{path}"
+        else:
+            raise InvalidArgument(
+                f"OCI archive {path} holds {len(manifests)} images and one has no "
+                f"{_OCI_REF_NAME_ANNOTATION} annotation to select it by"
+            )
+        name = annotations.get(_CONTAINERD_NAME_ANNOTATION) or ref_name
+        images.append(_ArchiveImage(source=source, tags=_archive_tag(path, name)))
+    return images
+
+
+class ImageStore:
+    """All images of one node, rooted at a directory that this process alone owns.
+
+    Layout under root: oci/ (one OCI layout holding every blob; its refs are image ids),
+    unpacked/<id>/rootfs (each image unpacked once), images.json (tags, digests, metadata),
+    tmp/ (per-pull scratch layouts and skopeo's temporary files).
+    """
+
+    def __init__(self, root: Path, registries: RegistryConfig) -> None:
+        if any(c in str(root) for c in ":,"):
+            raise InvalidArgument(f"image store path {root} must not contain ':' or ','")
+        self.root = root
+        self.registries = registries
+        self._layout = OciLayout(root / "oci")
+        self._unpacked = root / "unpacked"
+        self._tmp = root / "tmp"
+        self._index_path = root / "images.json"
+        self._images: dict[str, _Record] = {}
+        self._tags: dict[str, str] = {}
+        self._digests: dict[str, str] = {}
+        self._ref_locks = _KeyedLocks()
+        self._image_locks = _KeyedLocks()
+        self._gc_lock = asyncio.Lock()
+        self._writers = 0
+        # Blobs of pulls that a crash interrupted are collected after the first write.
+        self._gc_pending = True
+        self._open()
+
+    def _open(self) -> None:
+        """Create the directories, load the index and repair whatever a crash left behind."""
+        self._layout.ensure()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True)
+        self._unpacked.mkdir(exist_ok=True)
+        # An empty registries.conf: mirrors and credentials come from RegistryConfig alone.
+        (self.root / "registries.conf").write_text("")
+        if self._index_path.exists():
+            data = json.loads(self._index_path.read_text())
+            self._images = {k: _Record.from_json(v) for k, v in data["images"].items()}
+            self._tags = dict(data["tags"])
+            self._digests = dict(data["digests"])
+        self._layout.set_refs({_layout_ref(i): r.manifest for i, r in self._images.items()})
+        keep = {_layout_ref(i) for i in self._images}
+        for entry in self._unpacked.iterdir():
+            if entry.name not in keep:
+                shutil.rmtree(entry)
+
+    def _save(self) -> None:
+        write_json_atomic(
+            self._index_path,
+            {
+                "version": _INDEX_VERSION,
+                "images": {k: v.to_json() for k, v in self._images.items()},
+                "tags": self._tags,
+                "digests": self._digests,
+            },
+        )
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def get(self, ref_or_id: str) -> ImageInfo:
+        """Find an image by reference, full id or unique id prefix; NotFound otherwise."""
+        image_id, _name = self._lookup(ref_or_id)
+        return self._info(image_id)
+
+    def list(self) -> builtins.list[ImageInfo]:
+        """Every stored image, newest first."""
+        infos = [self._info(i) for i in self._images]
+        infos.sort(key=lambda info: info.id)
+        infos.sort(key=lambda info: info.created.timestamp() if info.created else 0.0, reverse=True)
+        return infos
+
+    def _info(self, image_id: str) -> ImageInfo:
+        record = self._images[image_id]
+        return ImageInfo(
+            id=image_id,
+            digest=record.manifest["digest"],
+            repo_tags=sorted(t for t, i in self._tags.items() if i == image_id),
+            repo_digests=sorted(d for d, i in self._digests.items() if i == image_id),
+            size=record.size,
+            created=_parse_created(record.created),
+            config=copy.deepcopy(record.config),
+            rootfs=self._rootfs(image_id),
+            architecture=record.architecture,
+            os=record.os,
+        )
+
+    def _rootfs(self, image_id: str) -> Path:
+        return self._unpacked / _layout_ref(image_id) / "rootfs"
+
+    def _lookup(self, ref_or_id: str) -> tuple[str, str | None]:
+        """Resolve to (image id, the tag or digest name that matched, or None if matched by id)."""
+        if _FULL_ID_RE.fullmatch(ref_or_id):
+            if ref_or_id in self._images:
+                return ref_or_id, None
+            raise NotFound(f"no such image: {ref_or_id}")
+        parse_error: InvalidArgument | None = None
+        try:
+            ref = parse_reference(ref_or_id)
+        except InvalidArgument as exc:
+            parse_error = exc
+        else:
+            key = f"{ref.repo}@{ref.digest}" if ref.digest else ref.name
+            found = self._tags.get(key) or self._digests.get(key)
+            if found is not None:
+                return found, key
+        prefix = _ID_PREFIX_RE.fullmatch(ref_or_id)
+        if prefix is not None:
+            matches = [i for i in self._images if i.removeprefix("sha256:").startswith(prefix[1])]
+            if len(matches) == 1:
+                return matches[0], None
+            if matches:
+                raise InvalidArgument(f"image id prefix {ref_or_id!r} matches {len(matches)} images")
+        if parse_error is not None:
+            raise parse_error
+        raise NotFound(f"no such image: {ref_or_id}")
+
+    # ---- pull and import -----------------------------------------------------------------
+
+    async def pull(
+        self, ref: str, progress: Callable[[PullProgress], None] | None = None
+    ) -> ImageInfo:
+        """Pull ref from its registry (mirrors first) and unpack it; return the stored image."""
+        image_ref = parse_reference(ref)
+
+        def emit(event: PullProgress) -> None:
+            if progress is not None:
+                progress(event)
+
+        async with self._ref_locks.hold(image_ref.name), self._writing():
+            source, raw_manifest = await self._resolve(image_ref, emit)
+            remote_digest = image_ref.digest or "sha256:" + hashlib.sha256(raw_manifest).hexdigest()
+            sizes = _layer_sizes(source, raw_manifest)
+            descriptor = await self._copy(
+                source.image(image_ref, remote_digest),
+                source.flags("src-"),
+                on_blob=lambda digest, done: emit(
+                    PullProgress(
+                        status="done" if done else "downloading",
+                        ref=image_ref.name,
+                        layer=digest,
+                        size=sizes.get(digest),
+                    )
+                ),
+                error=lambda result: source.error(image_ref, result),
+            )
+            info = await self._register(
+                descriptor,
+                tags=[] if image_ref.digest else [image_ref.name],
+                digests=[f"{image_ref.repo}@{remote_digest}"],
+                on_unpack=lambda: emit(PullProgress(status="unpacking", ref=image_ref.name)),
+            )
+        emit(PullProgress(status="complete", ref=image_ref.name, detail=info.id))
+        return info
+
+    async def import_archive(self, path: Path) -> builtins.list[ImageInfo]:
+        """Import every image of a `docker save` tarball or an OCI archive, with the tags it names."""
+        if any(c in str(path) for c in ":,"):
+            raise InvalidArgument(f"archive path {path} must not contain ':' or ','")
+        if not path.is_file():
+            raise InvalidArgument(f"no such image archive: {path}")
+        images = await asyncio.to_thread(_read_archive, path)
+        infos = []
+        async with self._writing():
+            for image in images:
+                descriptor = await self._copy(
+                    image.source,
+                    [],
+                    on_blob=lambda digest, done: None,
+                    error=lambda result: InvalidArgument(
+                        f"cannot import image archive {path}: {result.reason}"
+                    ),
+                )
+                infos.append(
+                    await self._register(descriptor, tags=image.tags, digests=[], on_unpack=lambda: None)
+                )
+        return infos
+
+    def _skopeo(self, *args: str) -> builtins.list[str]:
+        # Seabox checks no image signatures, so skopeo needs no trust policy file on the host.
+        return ["skopeo", "--insecure-policy", "--tmpdir", str(self._tmp), *args]
+
+    def _skopeo_env(self) -> dict[str, str]:
+        return {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(self.root / "registries.conf")}
+
+    async def _resolve(
+        self, ref: ImageRef, emit: Callable[[PullProgress], None]
+    ) -> tuple[Source, bytes]:
+        """Fetch ref's manifest from the first host that has it; raise the last host's error."""
+        error: SeaboxError | None = None
+        for source in sources(ref, self.registries):
+            emit(PullProgress(status="resolving", ref=ref.name, detail=source.host))
+            argv = self._skopeo("inspect", "--raw", *source.flags(""), source.image(ref))
+            result = await run_tool(argv, env=self._skopeo_env())
+            if result.ok:
+                return source, result.stdout
+            error = source.error(ref, result)
+            log.info("pull %s: %s", ref.name, error.message)
+        assert error is not None  # sources() always yields the registry itself
+        raise error
+
+    async def _copy(
+        self,
+        source: str,
+        flags: builtins.list[str],
+        *,
+        on_blob: Callable[[str, bool], None],
+        error: Callable[[ToolResult], SeaboxError],
+    ) -> dict[str, Any]:
+        """Copy one image into a scratch layout whose blobs land in the shared layout.
+
+        Returns the descriptor of the copied manifest. on_blob(digest, done) reports each layer as
+        skopeo starts it and again once its blob is in place.
+        """
+        scratch = self._tmp / f"copy-{uuid.uuid4().hex}"
+        pending: set[str] = set()
+
+        def finish(digests: set[str]) -> None:
+            for digest in sorted(digests):
+                pending.discard(digest)
+                on_blob(digest, True)
+
+        def on_line(line: str) -> None:
+            match = _COPYING_BLOB_RE.match(line)
+            if match is not None:
+                on_blob(match[1], False)
+                pending.add(match[1])
+                if "skipped" in match[2] or "done" in match[2]:
+                    finish({match[1]})
+            elif line.startswith("Copying config"):
+                finish(set(pending))  # skopeo copies the config once every layer is in
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(_DONE_POLL_SECONDS)
+                finish({d for d in pending if self._layout.blob_path(d).exists()})
+
+        argv = self._skopeo(
+            "copy",
+            "--retry-times",
+            "3",
+            "--dest-shared-blob-dir",
+            str(self._layout.blobs_dir),
+            *flags,
+            source,
+            f"oci:{scratch}:{_PULL_REF}",
+        )
+        watcher = asyncio.create_task(watch())
+        try:
+            result = await run_tool(argv, env=self._skopeo_env(), on_line=on_line)
+            if not result.ok:
+                raise error(result)
+            finish(set(pending))
+            descriptor = OciLayout(scratch).refs().get(_PULL_REF)
+        finally:
+            watcher.cancel()
+            shutil.rmtree(scratch, ignore_errors=True)
+        if descriptor is None or descriptor.get("mediaType") != _OCI_MANIFEST_MEDIA_TYPE:
+            raise RuntimeFailure(f"skopeo copy of {source} left no image manifest")
+        return {k: descriptor[k] for k in ("mediaType", "digest", "size")}
+
+    async def _register(
+        self,
+        descriptor: dict[str, Any],
+        *,
+        tags: builtins.list[str],
+        digests: builtins.list[str],
+        on_unpack: Callable[[], None],
+    ) -> ImageInfo:
+        """Record a copied manifest as an image (unpacking it if new) and point tags at it."""
+        manifest = self._layout.read_json_blob(descriptor["digest"])
+        image_id = str((manifest.get("config") or {}).get("digest", ""))
+        if not _FULL_ID_RE.fullmatch(image_id):
+            raise RuntimeFailure(f"manifest {descriptor['digest']} has no sha256 config digest")
+        async with self._image_locks.hold(image_id):
+            if image_id not in self._images:
+                config = self._layout.read_json_blob(image_id)
+                refs = self._layout.refs()
+                self._layout.set_refs({**refs, _layout_ref(image_id): descriptor})
+                try:
+                    on_unpack()
+                    await self._unpack(image_id)
+                    size = await asyncio.to_thread(_tree_size, self._rootfs(image_id))
+                except BaseException:
+                    refs = self._layout.refs()
+                    refs.pop(_layout_ref(image_id), None)
+                    self._layout.set_refs(refs)
+                    raise
+                self._images[image_id] = _Record(
+                    manifest=descriptor,
+                    size=size,
+                    created=config.get("created"),
+                    architecture=str(config.get("architecture") or ""),
+                    os=str(config.get("os") or ""),
+                    config=ImageConfig.from_oci(config.get("config") or {}),
+                )
+            self._tags.update(dict.fromkeys(tags, image_id))
+            self._digests.update(dict.fromkeys(digests, image_id))
+            self._save()
+            return self._info(image_id)
+
+    async def _unpack(self, image_id: str) -> None:
+        """Unpack the image into unpacked/<id> via a scratch directory renamed into place."""
+        final = self._unpacked / _layout_ref(image_id)
+        if final.exists():
+            return
+        scratch = self._unpacked / f".tmp-{uuid.uuid4().hex}"
+        scratch.mkdir()
+        try:
+            argv = [
+                "umoci",
+                "raw",
+                "unpack",
+                "--image",
+                f"{self._layout.path}:{_layout_ref(image_id)}",
+                str(scratch / "rootfs"),
+            ]
+            result = await run_tool(argv)
+            if not result.ok:
+                raise RuntimeFailure(f"cannot unpack image {image_id}: {result.reason}")
+            os.rename(scratch, final)
+        finally:
+            if scratch.exists():
+                await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    # ---- removal and garbage collection --------------------------------------------------
+
+    async def remove(self, ref_or_id: str, in_use: Set[str] = frozenset()) -> None:
+        """Untag ref_or_id; delete the image once no tag refers to it (Conflict if it is in use)."""
+        image_id, name = self._lookup(ref_or_id)
+        async with self._image_locks.hold(image_id):
+            if image_id not in self._images:
+                raise NotFound(f"no such image: {ref_or_id}")
+            tags = {t for t, i in self._tags.items() if i == image_id}
+            digests = {d for d, i in self._digests.items() if i == image_id}
+            if name in tags:
+                deleting = tags == {name}
+            elif name in digests:
+                deleting = not tags and digests == {name}
+            else:
+                deleting = True
+            if deleting and image_id in in_use:
+                raise Conflict(f"image {ref_or_id} ({image_id[7:19]}) is in use by a container")
+            if not deleting:
+                assert name is not None  # only a tag or digest name can leave the image in place
+                self._tags.pop(name, None)
+                self._digests.pop(name, None)
+                self._save()
+                return
+            for key in tags:
+                del self._tags[key]
+            for key in digests:
+                del self._digests[key]
+            del self._images[image_id]
+            refs = self._layout.refs()
+            refs.pop(_layout_ref(image_id), None)
+            self._layout.set_refs(refs)
+            self._save()
+            doomed = self._unpacked / f".del-{uuid.uuid4().hex}"
+            os.rename(self._unpacked / _layout_ref(image_id), doomed)
+            await asyncio.to_thread(shutil.rmtree, doomed, True)
+        await self._collect_garbage()
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Mark a pull or import in flight: blob garbage collection waits until none is."""
+        async with self._gc_lock:
+            self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0 and self._gc_pending:
+                await self._collect_garbage()
+
+    async def _collect_garbage(self) -> None:
+        """Delete blobs no stored image needs, now or (if pulls are in flight) after the last one."""
+        async with self._gc_lock:
+            if self._writers:
+                self._gc_pending = True
+                return
+            result = await run_tool(["umoci", "gc", "--layout", str(self._layout.path)])
+            self._gc_pending = not result.ok
+            if not result.ok:
+                log.warning("image blob garbage collection failed: %s", result.reason)

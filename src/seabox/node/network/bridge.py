@@ -1,0 +1,40 @@
+"""Tenant bridges on this node: one sbx-t<index> per tenant, up, holding the tenant's gateway address."""
+
+from __future__ import annotations
+
+import errno
+from ipaddress import IPv4Address
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from seabox.errors import Conflict, RuntimeFailure
+from seabox.node.network import links, sysctl
+from seabox.node.network.ipam import mac_address
+
+
+def ensure(ipr: IPRoute, table: str, tenant_index: int, gateway: IPv4Address, prefixlen: int) -> int:
+    """Create or adopt the tenant's bridge and converge it; returns its ifindex."""
+    name = links.bridge_name(tenant_index)
+    link = links.lookup(ipr, name)
+    if link is None:
+        try:
+            ipr.link("add", ifname=name, kind="bridge")
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+        link = links.lookup(ipr, name)
+        if link is None:
+            raise RuntimeFailure(f"bridge {name} vanished while being created")
+    kind = link.get(("linkinfo", "kind"))
+    if kind != "bridge":
+        raise Conflict(f"link {name} exists and is a {kind}, not a bridge")
+    links.claim(ipr, link, links.bridge_tag(table))
+    index: int = link["index"]
+    # Before it goes up, so the host never gets an IPv6 address tenants could reach it by.
+    sysctl.disable_ipv6(name)
+    # A fixed MAC keeps the gateway's neighbour entries valid as container ports come and go.
+    ipr.link("set", index=index, address=mac_address(gateway))
+    links.ensure_address(ipr, index, gateway, prefixlen)
+    ipr.link("set", index=index, state="up")
+    return index

@@ -1,0 +1,247 @@
+"""The node's nftables table: a pure JSON batch builder from desired state, and its atomic apply via `nft -j`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Literal
+
+from seabox.errors import InvalidArgument, RuntimeFailure
+
+Command = dict[str, Any]
+Expr = dict[str, Any]
+
+FAMILY = "inet"
+NFT_ARGV = ("nft", "-j", "-f", "-")
+TABLE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# Every tenant bridge of every Seabox table is named sbx-t<index>; nft reads a trailing * as a prefix match.
+ANY_TENANT_BRIDGE = "sbx-t*"
+# Named sets and verdict maps of the table.
+TENANT_SUBNETS = "tenant_subnets"
+TENANT_FORWARD = "tenant_forward"
+TENANT_INPUT = "tenant_input"
+# Base-chain priorities as nft names them: filter = 0, srcnat = 100.
+PRIORITY_FILTER = 0
+PRIORITY_SRCNAT = 100
+
+
+@dataclass(frozen=True)
+class GatewayService:
+    """A host service tenant containers may reach on their own bridge's gateway address."""
+
+    protocol: Literal["tcp", "udp"]
+    port: int
+
+
+DNS_SERVICES = (GatewayService("udp", 53), GatewayService("tcp", 53))
+
+
+@dataclass(frozen=True)
+class TenantRules:
+    """One tenant network present on this node, as the rules see it."""
+
+    index: int
+    subnet: IPv4Network
+    gateway: IPv4Address
+    bridge: str
+
+    @property
+    def forward_chain(self) -> str:
+        return f"tenant_{self.index}"
+
+    @property
+    def input_chain(self) -> str:
+        return f"tenant_{self.index}_in"
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Desired content of the node's table; later features (floating IPs, security groups, LB) add fields."""
+
+    table: str
+    tenants: tuple[TenantRules, ...] = ()
+    gateway_services: tuple[GatewayService, ...] = DNS_SERVICES
+
+
+def check_table_name(table: str) -> None:
+    """Raise InvalidArgument unless table is a plain nft identifier."""
+    if not TABLE_NAME_RE.fullmatch(table):
+        raise InvalidArgument(f"invalid nftables table name: {table!r}", field="table")
+
+
+def build_batch(state: RuleSet) -> dict[str, Any]:
+    """The one-transaction batch that replaces the whole table with state (add, delete, re-create)."""
+    check_table_name(state.table)
+    indexes = [t.index for t in state.tenants]
+    if len(set(indexes)) != len(indexes):
+        raise InvalidArgument("duplicate tenant index in rule set")
+    commands: list[Command] = [{"metainfo": {"json_schema_version": 1}}]
+    commands += _reset_table(state.table)
+    commands += _base_chains(state.table)
+    for tenant in state.tenants:
+        commands += _tenant_chains(state, tenant)
+    commands += _sets_and_maps(state)
+    commands += _forward_rules(state.table)
+    commands += _input_rules(state.table)
+    commands += _postrouting_rules(state)
+    return {"nftables": commands}
+
+
+def delete_batch(table: str) -> dict[str, Any]:
+    """A batch removing the table if it exists (adding it first makes the delete unconditional)."""
+    check_table_name(table)
+    commands = [{"metainfo": {"json_schema_version": 1}}, *_table_cmd("add", table), *_table_cmd("delete", table)]
+    return {"nftables": commands}
+
+
+def apply(batch: dict[str, Any]) -> None:
+    """Feed batch to `nft -j -f -`; the kernel commits it as one transaction or not at all."""
+    try:
+        proc = subprocess.run(
+            list(NFT_ARGV), input=json.dumps(batch), capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeFailure(f"nft failed to run: {exc}") from exc
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"nft rejected the batch: {proc.stderr.strip()}")
+
+
+def table_exists(table: str) -> bool:
+    """Whether `inet <table>` is present in the kernel."""
+    check_table_name(table)
+    try:
+        proc = subprocess.run(
+            ["nft", "-j", "list", "tables", FAMILY], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeFailure(f"nft failed to run: {exc}") from exc
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"nft list tables failed: {proc.stderr.strip()}")
+    listing = json.loads(proc.stdout)["nftables"]
+    return any(item.get("table", {}).get("name") == table for item in listing)
+
+
+# --- sections of the batch ------------------------------------------------------------------
+
+
+def _table_cmd(verb: str, table: str) -> list[Command]:
+    return [{verb: {"table": {"family": FAMILY, "name": table}}}]
+
+
+def _reset_table(table: str) -> list[Command]:
+    return _table_cmd("add", table) + _table_cmd("delete", table) + _table_cmd("add", table)
+
+
+def _chain(table: str, name: str, **base: object) -> Command:
+    return {"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}}
+
+
+def _rule(table: str, chain: str, *expr: Expr) -> Command:
+    return {"add": {"rule": {"family": FAMILY, "table": table, "chain": chain, "expr": list(expr)}}}
+
+
+def _base_chains(table: str) -> list[Command]:
+    filter_chain = {"type": "filter", "prio": PRIORITY_FILTER, "policy": "accept"}
+    return [
+        _chain(table, "forward", hook="forward", **filter_chain),
+        _chain(table, "input", hook="input", **filter_chain),
+        _chain(table, "postrouting", type="nat", hook="postrouting", prio=PRIORITY_SRCNAT, policy="accept"),
+    ]
+
+
+def _sets_and_maps(state: RuleSet) -> list[Command]:
+    table = state.table
+    common = {"family": FAMILY, "table": table}
+    subnets: dict[str, Any] = {**common, "name": TENANT_SUBNETS, "type": "ipv4_addr", "flags": ["interval"]}
+    forward: dict[str, Any] = {**common, "name": TENANT_FORWARD, "type": "ifname", "map": "verdict"}
+    inputs: dict[str, Any] = {**common, "name": TENANT_INPUT, "type": "ifname", "map": "verdict"}
+    if state.tenants:
+        subnets["elem"] = [_prefix(t.subnet) for t in state.tenants]
+        forward["elem"] = [[t.bridge, {"jump": {"target": t.forward_chain}}] for t in state.tenants]
+        inputs["elem"] = [[t.bridge, {"jump": {"target": t.input_chain}}] for t in state.tenants]
+    return [{"add": {"set": subnets}}, {"add": {"map": forward}}, {"add": {"map": inputs}}]
+
+
+def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
+    table = state.table
+    out = tenant.forward_chain
+    inp = tenant.input_chain
+    commands = [_chain(table, out), _chain(table, inp)]
+    # Forward, from this tenant's bridge: its own bridge (bridged frames, seen through br_netfilter)
+    # is fine; any other tenant bridge is not; only the tenant's own addresses may leave.
+    commands += [
+        _rule(table, out, _match("==", _meta("oifname"), tenant.bridge), {"accept": None}),
+        _rule(table, out, _match("==", _meta("oifname"), ANY_TENANT_BRIDGE), {"drop": None}),
+        _rule(table, out, _match("!=", _meta("nfproto"), "ipv4"), {"drop": None}),
+        _rule(table, out, _match("!=", _payload("ip", "saddr"), _prefix(tenant.subnet)), {"drop": None}),
+        _rule(table, out, {"accept": None}),
+    ]
+    # Input, from this tenant's bridge to the host: only the listed services on its own gateway.
+    for service in state.gateway_services:
+        commands.append(
+            _rule(
+                table,
+                inp,
+                _match("==", _payload("ip", "daddr"), str(tenant.gateway)),
+                _match("==", _payload(service.protocol, "dport"), service.port),
+                {"accept": None},
+            )
+        )
+    commands.append(_rule(table, inp, {"drop": None}))
+    return commands
+
+
+def _forward_rules(table: str) -> list[Command]:
+    return [
+        _rule(table, "forward", _ct_established(), {"accept": None}),
+        _rule(table, "forward", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_FORWARD}"}}),
+        # Nothing opens a connection into a tenant network from outside it.
+        _rule(table, "forward", _match("==", _meta("oifname"), ANY_TENANT_BRIDGE), {"drop": None}),
+    ]
+
+
+def _input_rules(table: str) -> list[Command]:
+    return [
+        _rule(table, "input", _match("==", _meta("iifname"), ANY_TENANT_BRIDGE), _ct_established(), {"accept": None}),
+        _rule(table, "input", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_INPUT}"}}),
+        # A tenant bridge this table does not know (another Seabox table's) reaches nothing here.
+        _rule(table, "input", _match("==", _meta("iifname"), ANY_TENANT_BRIDGE), {"drop": None}),
+    ]
+
+
+def _postrouting_rules(state: RuleSet) -> list[Command]:
+    return [
+        _rule(
+            state.table,
+            "postrouting",
+            _match("==", _payload("ip", "saddr"), f"@{TENANT_SUBNETS}"),
+            _match("!=", _meta("oifname"), ANY_TENANT_BRIDGE),
+            {"masquerade": None},
+        )
+    ]
+
+
+# --- expressions ----------------------------------------------------------------------------
+
+
+def _match(op: str, left: Expr, right: object) -> Expr:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> Expr:
+    return {"meta": {"key": key}}
+
+
+def _payload(protocol: str, fieldname: str) -> Expr:
+    return {"payload": {"protocol": protocol, "field": fieldname}}
+
+
+def _prefix(subnet: IPv4Network) -> Expr:
+    return {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}}
+
+
+def _ct_established() -> Expr:
+    return _match("in", {"ct": {"key": "state"}}, ["established", "related"])

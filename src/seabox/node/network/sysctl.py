@@ -1,0 +1,29 @@
+"""Kernel settings the node network needs (IPv4 forwarding, IPv6 off on tenant links), via /proc/sys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seabox.errors import RuntimeFailure
+
+PROC_SYS = Path("/proc/sys")
+
+
+def ensure(key: str, value: str) -> None:
+    """Set /proc/sys/<key> to value unless it already holds it."""
+    path = PROC_SYS / key
+    try:
+        if path.read_text().strip() != value:
+            path.write_text(value)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot set {key}={value}: {exc}") from exc
+
+
+def enable_ip_forward() -> None:
+    """Let the host route between tenant bridges and its uplinks (filtered by the nft table)."""
+    ensure("net/ipv4/ip_forward", "1")
+
+
+def disable_ipv6(ifname: str) -> None:
+    """Give the link no IPv6 address, so tenants reach the host over IPv4 only, where the rules apply."""
+    ensure(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")

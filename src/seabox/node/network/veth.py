@@ -1,0 +1,84 @@
+"""A container's link: the veth pair from its tenant bridge into its netns, where the peer is eth0."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from seabox.errors import Conflict, RuntimeFailure
+from seabox.node.network import links
+from seabox.node.network.ipam import mac_address
+
+CONTAINER_IFNAME = "eth0"
+DEFAULT_ROUTE = "0.0.0.0/0"
+
+
+def ensure(
+    ipr: IPRoute,
+    table: str,
+    container_id: str,
+    netns_path: Path,
+    bridge_index: int,
+    ip: IPv4Address,
+    prefixlen: int,
+    gateway: IPv4Address,
+) -> None:
+    """Create or adopt the container's veth pair and converge both ends; the netns must exist."""
+    name = links.veth_name(container_id)
+    tag = links.veth_tag(table, container_id)
+    mac = mac_address(ip)
+    host = links.lookup(ipr, name)
+    if host is not None:
+        links.claim(ipr, host, tag)
+    with IPRoute(netns=str(netns_path), flags=0) as ns:
+        peer = links.lookup(ns, CONTAINER_IFNAME)
+        if host is None or peer is None or peer.get("link") != host["index"]:
+            # Half a pair, or a pair that does not join these two ends: start again.
+            if host is not None:
+                links.delete(ipr, host["index"])
+            if peer is not None:
+                links.delete(ns, peer["index"])
+            host, peer = _create_pair(ipr, ns, name, netns_path, mac)
+            links.claim(ipr, host, tag)
+        peer_index: int = peer["index"]
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        if peer.get("address") != mac:
+            ns.link("set", index=peer_index, address=mac)
+        links.ensure_address(ns, peer_index, ip, prefixlen)
+        ns.link("set", index=peer_index, state="up")
+        ns.route("replace", dst=DEFAULT_ROUTE, gateway=str(gateway), oif=peer_index)
+    ipr.link("set", index=host["index"], master=bridge_index, state="up")
+
+
+def delete(ipr: IPRoute, table: str, container_id: str) -> None:
+    """Remove the container's pair (both ends go together) unless the name belongs to someone else."""
+    host = links.lookup(ipr, links.veth_name(container_id))
+    if host is None:
+        return
+    alias = host.get("ifalias")
+    if alias and alias != links.veth_tag(table, container_id):
+        raise Conflict(f"link {host.get('ifname')} belongs to {alias!r}")
+    links.delete(ipr, host["index"])
+
+
+def _create_pair(ipr: IPRoute, ns: IPRoute, name: str, netns_path: Path, mac: str) -> tuple[Any, Any]:
+    fd = os.open(netns_path, os.O_RDONLY)
+    try:
+        # The peer is born inside the netns as eth0: no rename, no name clash on the host.
+        ipr.link(
+            "add",
+            ifname=name,
+            kind="veth",
+            peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": fd, "address": mac},
+        )
+    finally:
+        os.close(fd)
+    host = links.lookup(ipr, name)
+    peer = links.lookup(ns, CONTAINER_IFNAME)
+    if host is None or peer is None:
+        raise RuntimeFailure(f"veth {name} disappeared right after creation")
+    return host, peer
