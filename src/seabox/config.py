@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import tomllib
 from pathlib import Path
@@ -40,6 +41,8 @@ class NetworkConfig(BaseModel):
     tenant_prefixlen: int = 24
     # Reserved for floating IPs (a later feature): the benchmarking range, never routed on the internet.
     public_range: str = "198.18.0.0/15"
+    # The node's nftables table (inet family); one per node, a chain per tenant inside it.
+    nft_table: str = "seabox"
 
     @field_validator("tenant_supernet", "public_range")
     @classmethod
@@ -60,6 +63,12 @@ class ServerConfig(BaseModel):
     node_name: str = "local"
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """Short per-server runtime dir under /run (unix socket paths are limited to 108 bytes)."""
+        digest = hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        return Path("/run/seabox") / digest
 
     @property
     def db_url(self) -> str:

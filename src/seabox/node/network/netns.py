@@ -7,13 +7,24 @@ import ctypes.util
 import errno
 import os
 import re
+import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from pyroute2 import netns as pr_netns
 
 from seabox.errors import RuntimeFailure
 
 MNT_DETACH = 2
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -25,18 +36,77 @@ def is_live(path: Path) -> bool:
         return False
 
 
+def _in_fresh_thread(work: Callable[[], T]) -> T:
+    """Run WORK in a new thread and return its result: namespace changes die with that thread.
+
+    A network namespace belongs to a thread, so unshare/setns in a throwaway thread never moves the
+    server's own threads; no fork either (pyroute2's netns helpers fork, which is unsafe in a
+    multi-threaded asyncio server).
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:  # handed to the caller's thread below
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="seabox-netns")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _share_dir(directory: Path) -> None:
+    """Make DIRECTORY a shared mount of itself (as `ip netns` does), so unmounts propagate to copies."""
+    if _libc.mount(b"", str(directory).encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    if _libc.mount(str(directory).encode(), str(directory).encode(), b"none", MS_BIND | MS_REC, None) != 0:
+        raise RuntimeFailure(f"cannot bind-mount {directory}: {os.strerror(ctypes.get_errno())}")
+    if _libc.mount(b"", str(directory).encode(), b"none", MS_SHARED | MS_REC, None) != 0:
+        raise RuntimeFailure(f"cannot make {directory} a shared mount: {os.strerror(ctypes.get_errno())}")
+
+
 def create(path: Path) -> None:
     """Make path a new, empty network namespace; keep it if it already is one, replace a stale file."""
     if is_live(path):
         return
     path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _share_dir(path.parent)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+
+    def unshare_and_bind() -> None:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise RuntimeFailure(f"cannot create a network namespace: {os.strerror(ctypes.get_errno())}")
+        if _libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), b"none", MS_BIND, None) != 0:
+            raise RuntimeFailure(f"cannot bind network namespace to {path}: {os.strerror(ctypes.get_errno())}")
+
     try:
-        # pyroute2 marks the directory a shared mount (as `ip netns` does), so an unmount here also
-        # reaches copies of it in mount namespaces created later, then unshares in a child and binds.
-        pr_netns.create(str(path))
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot create network namespace {path}: {exc}") from exc
+        _in_fresh_thread(unshare_and_bind)
+    except RuntimeFailure:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def netlink_socket(path: Path) -> socket.socket:
+    """A rtnetlink socket opened inside the namespace at PATH (it keeps that namespace for life)."""
+    if not is_live(path):
+        raise RuntimeFailure(f"network namespace {path} does not exist")
+
+    def open_inside() -> socket.socket:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise RuntimeFailure(f"cannot enter network namespace {path}: {os.strerror(ctypes.get_errno())}")
+        finally:
+            os.close(fd)
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+    return _in_fresh_thread(open_inside)
 
 
 def remove(path: Path) -> None:
@@ -79,7 +149,6 @@ def _mount_points() -> set[str]:
 
 
 def _umount(path: Path) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
+    if _libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
         err = ctypes.get_errno()
         raise RuntimeFailure(f"cannot unmount {path}: {os.strerror(err)}")

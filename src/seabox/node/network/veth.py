@@ -10,7 +10,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from seabox.errors import Conflict, RuntimeFailure
-from seabox.node.network import links
+from seabox.node.network import links, netns
 from seabox.node.network.ipam import mac_address
 
 CONTAINER_IFNAME = "eth0"
@@ -34,7 +34,7 @@ def ensure(
     host = links.lookup(ipr, name)
     if host is not None:
         links.claim(ipr, host, tag)
-    with IPRoute(netns=str(netns_path), flags=0) as ns:
+    with IPRoute(use_socket=netns.netlink_socket(netns_path)) as ns:
         peer = links.lookup(ns, CONTAINER_IFNAME)
         if host is None or peer is None or peer.get("link") != host["index"]:
             # Half a pair, or a pair that does not join these two ends: start again.

@@ -1,0 +1,1 @@
+"""Seabox benchmarks: each figure is printed against a peer measured in the same run."""

@@ -1,0 +1,84 @@
+"""The /v1 OpenAPI document, generated from the pydantic models at the API edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from seabox import __version__
+from seabox.api.v1.containers import ExecRequest
+from seabox.model.container import Container, ContainerCreate
+from seabox.model.event import Event
+from seabox.model.image import Image, PullRequest
+from seabox.model.volume import Volume, VolumeCreate
+
+# (method, path, summary, request model, response model, response is a list)
+OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, bool]] = [
+    ("get", "/v1/containers", "List containers (all=true includes stopped ones)", None, Container, True),
+    ("post", "/v1/containers", "Create a container (start=true also starts it)", ContainerCreate, Container, False),
+    ("get", "/v1/containers/{ref}", "Inspect a container by name, id or id prefix", None, Container, False),
+    ("post", "/v1/containers/{ref}/start", "Start a container", None, Container, False),
+    ("post", "/v1/containers/{ref}/stop", "Stop (signal, then SIGKILL after t seconds)", None, Container, False),
+    ("post", "/v1/containers/{ref}/restart", "Restart a container", None, Container, False),
+    ("post", "/v1/containers/{ref}/kill", "Send a signal (signal=KILL)", None, Container, False),
+    ("post", "/v1/containers/{ref}/wait", "Wait until the container stops; returns its exit code", None, None, False),
+    ("post", "/v1/containers/{ref}/rename", "Rename (name=NEW)", None, Container, False),
+    ("delete", "/v1/containers/{ref}", "Remove (force=true kills a running one)", None, None, False),
+    ("get", "/v1/containers/{ref}/logs", "Logs as NDJSON (follow, tail, since)", None, None, False),
+    ("post", "/v1/containers/{ref}/exec", "Run a command; NDJSON output then exit_code", ExecRequest, None, False),
+    ("get", "/v1/containers/{ref}/stats", "CPU and memory use", None, None, False),
+    ("get", "/v1/containers/{ref}/top", "Processes in the container", None, None, False),
+    ("get", "/v1/images", "List images", None, Image, True),
+    ("post", "/v1/images/pull", "Pull an image; NDJSON progress", PullRequest, None, False),
+    ("post", "/v1/images/import", "Import an OCI archive or docker save tarball (raw body)", None, Image, True),
+    ("get", "/v1/images/{ref}", "Inspect an image", None, Image, False),
+    ("delete", "/v1/images/{ref}", "Untag / remove an image", None, None, False),
+    ("get", "/v1/volumes", "List volumes", None, Volume, True),
+    ("post", "/v1/volumes", "Create a volume", VolumeCreate, Volume, False),
+    ("get", "/v1/volumes/{name}", "Inspect a volume", None, Volume, False),
+    ("delete", "/v1/volumes/{name}", "Remove a volume (refused while in use)", None, None, False),
+    ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
+    ("get", "/v1/sizes", "The size table", None, None, False),
+    ("get", "/v1/info", "Tenant and server information", None, None, False),
+]
+
+
+def build_openapi() -> dict[str, Any]:
+    models = {m for op in OPERATIONS for m in (op[3], op[4]) if m is not None}
+    _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+                                 ref_template="#/components/schemas/{model}")
+    paths: dict[str, dict[str, Any]] = {}
+    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for method, path, summary, req, resp, many in OPERATIONS:
+        op: dict[str, Any] = {"summary": summary, "responses": {"default": error}}
+        params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+        if params:
+            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+        if req is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{req.__name__}"}}},
+            }
+        schema: dict[str, Any] = {"$ref": f"#/components/schemas/{resp.__name__}"} if resp else {}
+        if resp and many:
+            schema = {"type": "array", "items": schema}
+        op["responses"]["200"] = {"description": "ok", "content": {"application/json": {"schema": schema}}}
+        paths.setdefault(path, {})[method] = op
+    schemas = dict(defs.get("$defs", {}))
+    schemas["Error"] = {
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "field": {"type": "string"}},
+        "required": ["message"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Seabox API", "version": __version__},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": paths,
+    }

@@ -1,0 +1,1 @@
+"""The native /v1 API: JSON resources and NDJSON streams for the Seabox CLI and SDKs."""

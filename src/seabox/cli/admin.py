@@ -1,0 +1,141 @@
+"""`seabox admin`: operator commands that work on the data dir directly (tenants, keys, up/down)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
+from seabox.errors import SeaboxError
+from seabox.store.db import open_engine
+from seabox.store.repo import Store
+
+app = typer.Typer(help="Operator commands (run on the server host, as root).", no_args_is_help=True)
+tenant_app = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+console = Console()
+DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir.")
+
+
+def _store(data_dir: Path) -> Store:
+    return Store(open_engine(load_config(data_dir).db_url))
+
+
+def _fail(exc: SeaboxError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    return typer.Exit(1)
+
+
+@tenant_app.command("create")
+def tenant_create(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """Create a tenant; its API key is printed on the last line (shown once, stored hashed)."""
+    from seabox.model.tenant import TenantCreate
+
+    try:
+        store = _store(data_dir)
+        tenant = store.create_tenant(TenantCreate(name=name).name)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    print(f"created tenant {tenant.name} ({tenant.id})")
+    print(store.issue_key(tenant.id))
+
+
+@tenant_app.command("key")
+def tenant_key(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """Issue one more API key for an existing tenant (printed on the last line)."""
+    try:
+        store = _store(data_dir)
+        print(store.issue_key(store.tenant_by_name(name).id))
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+
+
+@tenant_app.command("ls")
+def tenant_ls(data_dir: Path = DATA_DIR_OPT) -> None:
+    """List tenants."""
+    table = Table("NAME", "ID", "NETWORK INDEX", "CREATED", box=None)
+    for t in _store(data_dir).list_tenants():
+        table.add_row(t.name, t.id, str(t.index), t.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console.print(table)
+
+
+def _ping(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_ping", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@app.command("up")
+def up(
+    data_dir: Path = DATA_DIR_OPT,
+    listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT for the API."),
+    tenant: str = typer.Option("default", "--tenant", help="Tenant to create (if missing) and issue a key for."),
+) -> None:
+    """Start the embedded server in the background (if not running) and print its URL and a tenant key."""
+    cfg = load_config(data_dir, listen=listen)
+    host, port = cfg.host_port
+    url = f"http://{host}:{port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not _ping(url):
+        log = open(data_dir / "server.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seabox.cli.main", "server", "--data-dir", str(data_dir), "--listen", listen],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        (data_dir / "server.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 60
+        while not _ping(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                console.print(f"[red]the server did not come up; see {data_dir / 'server.log'}[/red]")
+                raise typer.Exit(1)
+            time.sleep(0.1)
+    store = _store(data_dir)
+    try:
+        t = store.tenant_by_name(tenant)
+    except SeaboxError:
+        t = store.create_tenant(tenant)
+    key = store.issue_key(t.id)
+    print(f"Seabox is up: {url}  (data dir {data_dir}, log {data_dir / 'server.log'})")
+    print(f"tenant {t.name}; use it with:")
+    print(f"  export SEABOX_URL={url}")
+    print(f"  export SEABOX_API_KEY={key}")
+    print(key)
+
+
+@app.command("down")
+def down(data_dir: Path = DATA_DIR_OPT) -> None:
+    """Stop the background server started by `admin up` (containers keep running)."""
+    pidfile = data_dir / "server.pid"
+    if not pidfile.exists():
+        print("no server started by `seabox admin up` in this data dir")
+        return
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    print("stopped")

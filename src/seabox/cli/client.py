@@ -1,0 +1,353 @@
+"""What every tenant command shares: server address and key, HTTP with one-line errors, NDJSON streams, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+from typer.core import TyperGroup
+
+ENV_URL = "SEABOX_URL"
+ENV_KEY = "SEABOX_API_KEY"
+ENV_CONFIG = "SEABOX_CONFIG"
+TIMEOUT = httpx.Timeout(None, connect=10.0)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CliError(Exception):
+    """A failure shown to the user as one line, `error: MESSAGE`, with exit code 1."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def report(message: str) -> None:
+    """Print `error: MESSAGE` on stderr."""
+    err.print(f"[red]error:[/red] {escape(message)}")
+
+
+def fail(message: str) -> NoReturn:
+    report(message)
+    raise typer.Exit(1)
+
+
+class SeaboxGroup(TyperGroup):
+    """The root command group: any CliError a command lets escape becomes `error: MESSAGE` and exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            fail(exc.message)
+
+
+# configuration ------------------------------------------------------------------------------
+def config_path() -> Path:
+    """Where `seabox login` saves the server URL and key: $SEABOX_CONFIG or ~/.config/seabox/config.json."""
+    explicit = os.environ.get(ENV_CONFIG)
+    return Path(explicit) if explicit else Path.home() / ".config" / "seabox" / "config.json"
+
+
+def normalise_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url if "://" in url else "http://" + url
+
+
+def save_credentials(url: str, key: str) -> Path:
+    """Write URL and KEY to the config file, readable by its owner only (0600)."""
+    path = config_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "api_key": key}, f, indent=2)
+        f.write("\n")
+    return path
+
+
+def load_credentials() -> tuple[str, str]:
+    """(URL, key): each from the environment if set there, else from the login file."""
+    url, key = os.environ.get(ENV_URL, ""), os.environ.get(ENV_KEY, "")
+    path = config_path()
+    if (not url or not key) and path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read {path}: {exc}") from None
+        url, key = url or str(saved.get("url", "")), key or str(saved.get("api_key", ""))
+    if not url or not key:
+        raise CliError(f"no Seabox server configured: run `seabox login URL KEY` or set {ENV_URL} and {ENV_KEY}")
+    return normalise_url(url), key
+
+
+# HTTP ------------------------------------------------------------------------------------------
+def quoted(value: str, safe: str = "") -> str:
+    """VALUE percent-encoded for use in an API path (SAFE characters kept, e.g. '/:@' for image refs)."""
+    return quote(value, safe=safe)
+
+
+def _query(params: dict[str, Any] | None) -> dict[str, str]:
+    """Query parameters as the API reads them: booleans as true/false, None left out."""
+    query: dict[str, str] = {}
+    for name, value in (params or {}).items():
+        if value is not None:
+            query[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return query
+
+
+class Client:
+    """The native /v1 API of one server, as one tenant (X-Api-Key on every request)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers={"X-Api-Key": key}, timeout=TIMEOUT)
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.ConnectError as exc:
+            raise CliError(f"the Seabox server at {self.url} is not reachable: {_reason(exc)}") from None
+        except httpx.TimeoutException:
+            raise CliError(f"the Seabox server at {self.url} did not answer in time") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+            raise CliError(f"invalid server URL {self.url!r}: use http://HOST:PORT or https://HOST") from None
+        except httpx.TransportError as exc:
+            raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        response.read()
+        try:
+            message = response.json().get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if not message:
+            message = f"{response.status_code} {response.reason_phrase}: {response.text.strip()[:200]}".rstrip(": ")
+        if response.status_code == 401:
+            message += f" (set {ENV_KEY}, or run `seabox login URL KEY`)"
+        raise CliError(message, status=response.status_code)
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        content: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One request; the decoded JSON answer (None when the answer has no body)."""
+        with self._transport_errors():
+            response = self.http.request(
+                method, url, params=_query(params), json=body, content=content, headers=headers
+            )
+        self._check(response)
+        return response.json() if response.content else None
+
+    def get(self, url: str, **params: Any) -> Any:
+        return self.call("GET", url, params=params)
+
+    def post(self, url: str, body: Any = None, **params: Any) -> Any:
+        return self.call("POST", url, params=params, body=body)
+
+    def delete(self, url: str, **params: Any) -> Any:
+        return self.call("DELETE", url, params=params)
+
+    def stream(
+        self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        """The objects of an NDJSON answer, one per line, as the server flushes them."""
+        with self._transport_errors(), self.http.stream(method, url, params=_query(params), json=body) as response:
+            self._check(response)
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise CliError(f"the server sent a malformed stream line: {line[:200]!r}") from None
+                yield item
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text).lower()
+
+
+def connect() -> Client:
+    """A client for the configured server (environment first, then the login file)."""
+    return Client(*load_credentials())
+
+
+# commands over many names ---------------------------------------------------------------------
+def each(items: Sequence[str], action: Callable[[str], str]) -> None:
+    """Run ACTION on every item and print the line it returns; failures are reported and make the exit code 1."""
+    failed = False
+    for item in items:
+        try:
+            line = action(item)
+        except CliError as exc:
+            report(exc.message)
+            failed = True
+        else:
+            if line:
+                print(line, flush=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def inspect_all(items: Sequence[str], fetch: Callable[[str], Any]) -> None:
+    """Print what FETCH returns for every item as one JSON array; missing items are reported (exit 1)."""
+    found: list[Any] = []
+    failed = False
+    for item in items:
+        try:
+            found.append(fetch(item))
+        except CliError as exc:
+            report(exc.message)
+            failed = True
+    print(json.dumps(found, indent=4))
+    if failed:
+        raise typer.Exit(1)
+
+
+# output ---------------------------------------------------------------------------------------
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns aligned with spaces (bold headers only on a colour terminal), docker-style."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "   ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out.print(Text(line(headers), style="bold"))
+    for row in rows:
+        print(line(row))
+    sys.stdout.flush()
+
+
+def write_stream(stream: str, data: bytes) -> None:
+    """Write DATA as raw bytes to our stdout, or to our stderr when STREAM is 'stderr'."""
+    target = sys.stderr if stream == "stderr" else sys.stdout
+    target.flush()
+    target.buffer.write(data)
+    target.buffer.flush()
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO time from the API (UTC when it names no zone)."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as docker words it: '5 seconds', 'About a minute', '3 hours', '2 weeks'."""
+    s = int(seconds)
+    minutes = s // 60
+    hours = int(seconds / 3600 + 0.5)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{int(seconds / 3600) // (24 * 365)} years"
+
+
+def elapsed(when: str, now: datetime | None = None) -> str:
+    """How long ago an ISO time from the API was, in words: '5 seconds'."""
+    return human_duration(((now or datetime.now(timezone.utc)) - parse_datetime(when)).total_seconds())
+
+
+def ago(when: str | None, now: datetime | None = None) -> str:
+    """'5 seconds ago' for an ISO time from the API ('' when there is none)."""
+    return elapsed(when, now) + " ago" if when else ""
+
+
+_DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_bytes(n: float, binary: bool = False) -> str:
+    """'4.261MB' (decimal, as docker shows image sizes) or, with BINARY, '512MiB'."""
+    base, units = (1024.0, _BINARY_UNITS) if binary else (1000.0, _DECIMAL_UNITS)
+    i = 0
+    while n >= base and i < len(units) - 1:
+        n /= base
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+def short_id(ident: str) -> str:
+    """The 12 hex characters docker shows for an id (any 'sha256:' dropped)."""
+    return ident.removeprefix("sha256:")[:12]
+
+
+def timestamp(when: str) -> str:
+    """An API time as RFC 3339 in UTC with microseconds, e.g. 2024-05-01T10:00:00.123456Z."""
+    return parse_datetime(when).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str) -> float:
+    """'10m' or '1h30m' (that long ago), unix seconds, or an ISO time, as unix seconds."""
+    text = text.strip()
+    if text and not _DURATION_RE.sub("", text):
+        return time.time() - sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_RE.findall(text))
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected a duration like 10m or 1h, unix seconds or an ISO time, got {text!r}") from None
+    return value.timestamp()
+
+
+def pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    """KEY=VALUE items as a dict (a bare KEY maps to ''), as docker reads -l."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise typer.BadParameter(f"{what} must be KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result

@@ -1,0 +1,443 @@
+"""Container commands: run, create, ps, inspect, logs, exec, the lifecycle verbs, rename, top and stats."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import typer
+
+from seabox.cli.client import (
+    Client,
+    CliError,
+    ago,
+    connect,
+    each,
+    elapsed,
+    err,
+    human_bytes,
+    inspect_all,
+    pairs,
+    parse_datetime,
+    parse_time,
+    print_table,
+    quoted,
+    report,
+    short_id,
+    timestamp,
+    write_stream,
+)
+from seabox.cli.images import familiar, pull_image
+from seabox.model.sizes import DEFAULT_SIZE, SIZES
+
+PANEL = "Containers"
+# everything after the image (or the container, for exec) belongs to the command, dashes included
+VERBATIM = {"allow_interspersed_args": False}
+STATS_INTERVAL = 0.5
+COMMAND_WIDTH = 20
+
+Names = Annotated[list[str], typer.Argument(metavar="NAME", help="Container names or unique id prefixes.")]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Container name or unique id prefix.")]
+Image = Annotated[str, typer.Argument(metavar="IMAGE", help="Image reference; pulled first if you do not have it.")]
+Cmd = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="CMD", help="Command and arguments, passed verbatim (default: the image's)."),
+]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Container name (default: IMAGE-xxxxxx).")]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option("--size", help=f"Size: {', '.join(SIZES)} (default {DEFAULT_SIZE}; see `seabox sizes`)."),
+]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option("-e", "--env", help="Environment variable KEY=VALUE (a bare KEY copies it from here); repeatable."),
+]
+LabelOpt = Annotated[list[str] | None, typer.Option("-l", "--label", help="Label KEY=VALUE; repeatable.")]
+VolumeOpt = Annotated[
+    list[str] | None,
+    typer.Option("-v", "--volume", help="Mount a named volume: VOLUME:/path[:ro] (created if missing); repeatable."),
+]
+WorkdirOpt = Annotated[str | None, typer.Option("-w", "--workdir", help="Working directory inside the container.")]
+EntrypointOpt = Annotated[
+    str | None, typer.Option("--entrypoint", help="Override the image's entrypoint ('' clears it).")
+]
+RestartOpt = Annotated[
+    str | None,
+    typer.Option("--restart", help="Restart policy: no, on-failure[:MAX_RETRIES], always or unless-stopped."),
+]
+UserOpt = Annotated[str | None, typer.Option("-u", "--user", help="User to run as: NAME, UID or UID:GID.")]
+HostnameOpt = Annotated[str | None, typer.Option("--hostname", help="Hostname inside the container.")]
+TimeOpt = Annotated[
+    float | None, typer.Option("-t", "--time", help="Seconds to wait for a clean stop before killing.")
+]
+
+
+# request bodies ------------------------------------------------------------------------------
+def env_list(items: list[str] | None) -> list[str]:
+    """-e values as KEY=VALUE entries; a bare KEY takes its value from this environment (dropped if unset)."""
+    result = []
+    for item in items or []:
+        key, sep, _ = item.partition("=")
+        if not key:
+            raise typer.BadParameter(f"environment entries must be KEY=VALUE, got {item!r}", param_hint="'-e'")
+        if sep:
+            result.append(item)
+        elif key in os.environ:
+            result.append(f"{key}={os.environ[key]}")
+    return result
+
+
+def _parsed(parse: Callable[[str], Any], text: str, option: str) -> dict[str, Any]:
+    """PARSE(TEXT) as a JSON-ready dict; its complaint becomes a usage error naming OPTION."""
+    from pydantic import ValidationError
+
+    try:
+        value: dict[str, Any] = parse(text).model_dump()
+        return value
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    except ValueError as exc:
+        message = str(exc)
+    raise typer.BadParameter(message, param_hint=option)
+
+
+def container_body(
+    image: str,
+    cmd: list[str] | None,
+    name: str | None,
+    size: str | None,
+    env: list[str] | None,
+    label: list[str] | None,
+    volume: list[str] | None,
+    workdir: str | None,
+    entrypoint: str | None,
+    restart: str | None,
+    user: str | None,
+    hostname: str | None,
+) -> dict[str, Any]:
+    """The ContainerCreate body for the run/create options."""
+    from seabox.model.container import RestartPolicy, VolumeMount
+
+    body: dict[str, Any] = {
+        "image": image,
+        "cmd": list(cmd) if cmd else None,
+        "name": name,
+        "size": size,
+        "env": env_list(env),
+        "labels": pairs(label or [], "labels"),
+        "volumes": [_parsed(VolumeMount.parse, v, "'-v'") for v in volume or []],
+        "workdir": workdir,
+        "entrypoint": None if entrypoint is None else [entrypoint] if entrypoint else [],
+        "restart": None if restart is None else _parsed(RestartPolicy.parse, restart, "'--restart'"),
+        "user": user,
+        "hostname": hostname,
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def create_container(api: Client, body: dict[str, Any]) -> dict[str, Any]:
+    """Create the container, pulling its image first (once) if the server does not have it."""
+    try:
+        created: dict[str, Any] = api.post("/v1/containers", body)
+        return created
+    except CliError as exc:
+        if exc.status != 404 or not exc.message.startswith("no such image"):
+            raise
+    err.print(f"Unable to find image '{body['image']}' here; pulling it", markup=False)
+    pull_image(api, body["image"])
+    created = api.post("/v1/containers", body)
+    return created
+
+
+def container_path(name: str, action: str = "") -> str:
+    return f"/v1/containers/{quoted(name)}" + (f"/{action}" if action else "")
+
+
+def write_entry(entry: dict[str, Any], timestamps: bool = False) -> None:
+    """One log or exec chunk, raw, to our stdout or stderr as the container wrote it."""
+    data = base64.b64decode(entry["data"]) if entry.get("b64") else str(entry["data"]).encode()
+    if timestamps and entry.get("time"):
+        data = f"{timestamp(entry['time'])} ".encode() + data
+    write_stream(entry.get("stream", "stdout"), data)
+
+
+# ps ------------------------------------------------------------------------------------------
+def status_text(container: dict[str, Any], now: datetime | None = None) -> str:
+    """The STATUS column, worded as docker words it: 'Up 3 seconds', 'Exited (3) 2 minutes ago', 'Created'."""
+    st = container["status"]
+    state: str = st["state"]
+    now = now or datetime.now(timezone.utc)
+    if state == "running":
+        return f"Up {elapsed(st['started_at'], now)}" if st.get("started_at") else "Up"
+    if state in ("exited", "restarting"):
+        word = "Exited" if state == "exited" else "Restarting"
+        return f"{word} ({st['exit_code']}) {ago(st['finished_at'], now)}" if st.get("finished_at") else word
+    words = {"created": "Created", "dead": "Dead", "removing": "Removal In Progress"}
+    return words.get(state, state.capitalize())
+
+
+def command_text(container: dict[str, Any], full: bool = False) -> str:
+    command = " ".join(container["spec"]["args"])
+    if not full and len(command) > COMMAND_WIDTH:
+        command = command[: COMMAND_WIDTH - 1] + "…"
+    return f'"{command}"'
+
+
+def ps(
+    all_: Annotated[bool, typer.Option("-a", "--all", help="Show all containers (default: running ones).")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print container ids.")] = False,
+    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not shorten ids and commands.")] = False,
+) -> None:
+    """List containers."""
+    containers = sorted(connect().get("/v1/containers", all=all_), key=lambda c: c["created_at"], reverse=True)
+    ident: Callable[[str], str] = (lambda i: i) if no_trunc else short_id
+    if quiet:
+        for c in containers:
+            print(ident(c["id"]))
+        return
+    now = datetime.now(timezone.utc)
+    rows = [
+        [
+            ident(c["id"]),
+            familiar(c["spec"]["image"]),
+            command_text(c, no_trunc),
+            ago(c["created_at"], now),
+            status_text(c, now),
+            c["spec"]["size"],
+            c["status"].get("ip") or "",
+            c["name"],
+        ]
+        for c in containers
+    ]
+    print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "SIZE", "IP", "NAMES"], rows)
+
+
+# create / run --------------------------------------------------------------------------------
+def create(
+    image: Image,
+    cmd: Cmd = None,
+    name: NameOpt = None,
+    size: SizeOpt = None,
+    env: EnvOpt = None,
+    label: LabelOpt = None,
+    volume: VolumeOpt = None,
+    workdir: WorkdirOpt = None,
+    entrypoint: EntrypointOpt = None,
+    restart: RestartOpt = None,
+    user: UserOpt = None,
+    hostname: HostnameOpt = None,
+) -> None:
+    """Create a container without starting it; prints its id."""
+    body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
+    print(create_container(connect(), body)["id"])
+
+
+def run(
+    image: Image,
+    cmd: Cmd = None,
+    detach: Annotated[bool, typer.Option("-d", "--detach", help="Run in the background and print the id.")] = False,
+    rm: Annotated[bool, typer.Option("--rm", help="Remove the container when it exits.")] = False,
+    name: NameOpt = None,
+    size: SizeOpt = None,
+    env: EnvOpt = None,
+    label: LabelOpt = None,
+    volume: VolumeOpt = None,
+    workdir: WorkdirOpt = None,
+    entrypoint: EntrypointOpt = None,
+    restart: RestartOpt = None,
+    user: UserOpt = None,
+    hostname: HostnameOpt = None,
+) -> None:
+    """Create and start a container; without -d, follow its output and exit with its exit code."""
+    if detach and rm:
+        raise typer.BadParameter("--rm needs the CLI to wait for the exit, so it cannot be combined with -d")
+    body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
+    api = connect()
+    cid = create_container(api, body)["id"]
+    try:
+        api.post(container_path(cid, "start"))
+        if detach:
+            print(cid)
+            return
+        for entry in api.stream("GET", container_path(cid, "logs"), params={"follow": True}):
+            write_entry(entry)
+        result = api.post(container_path(cid, "wait"))
+    except KeyboardInterrupt:
+        if rm:
+            api.delete(container_path(cid), force=True)
+        raise typer.Exit(130) from None
+    except CliError:
+        if rm:
+            api.delete(container_path(cid), force=True)
+        raise
+    if rm:
+        api.delete(container_path(cid), force=True)
+    if result.get("error"):
+        report(result["error"])
+    raise typer.Exit(int(result["exit_code"]))
+
+
+# one container ---------------------------------------------------------------------------------
+def inspect(names: Names) -> None:
+    """Show containers' details as a JSON array."""
+    api = connect()
+    inspect_all(names, lambda n: api.get(container_path(n)))
+
+
+def logs(
+    name: Name,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new output until it stops.")] = False,
+    tail: Annotated[str, typer.Option("--tail", help="Lines from the end to show: a number or 'all'.")] = "all",
+    timestamps: Annotated[bool, typer.Option("-t", "--timestamps", help="Prefix each line with its time.")] = False,
+    since: Annotated[
+        float | None,
+        typer.Option("--since", parser=parse_time, help="Only output since a time: 10m, 1h, unix seconds or ISO."),
+    ] = None,
+) -> None:
+    """Print a container's output (stdout to stdout, stderr to stderr)."""
+    if tail != "all" and not tail.isdigit():
+        raise typer.BadParameter(f"must be a number or 'all', got {tail!r}", param_hint="'--tail'")
+    params = {"follow": follow, "tail": None if tail == "all" else int(tail), "since": since}
+    for entry in connect().stream("GET", container_path(name, "logs"), params=params):
+        write_entry(entry, timestamps)
+
+
+def exec_(
+    name: Name,
+    cmd: Annotated[list[str], typer.Argument(metavar="CMD", help="Command and arguments, passed verbatim.")],
+    env: EnvOpt = None,
+    workdir: WorkdirOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Run a command in a running container; exits with the command's exit code."""
+    body = {"cmd": list(cmd), "env": env_list(env), "workdir": workdir, "user": user or ""}
+    code: int | None = None
+    for item in connect().stream("POST", container_path(name, "exec"), body=body):
+        if "exit_code" in item:
+            code = int(item["exit_code"])
+        else:
+            write_entry(item)
+    if code is None:
+        raise CliError("the exec stream ended without an exit code")
+    raise typer.Exit(code)
+
+
+def _act(action: str, **params: Any) -> Callable[[str], str]:
+    """POST ACTION for one container, answering with the name as given (what docker prints)."""
+    api = connect()
+
+    def act(name: str) -> str:
+        api.post(container_path(name, action), **params)
+        return name
+
+    return act
+
+
+def start(names: Names) -> None:
+    """Start stopped containers."""
+    each(names, _act("start"))
+
+
+def stop(
+    names: Names,
+    time_: TimeOpt = None,
+    signal: Annotated[
+        str | None, typer.Option("-s", "--signal", help="Signal to stop with (default: the image's).")
+    ] = None,
+) -> None:
+    """Stop running containers: the stop signal, then SIGKILL after the timeout."""
+    each(names, _act("stop", t=time_, signal=signal))
+
+
+def restart(names: Names, time_: TimeOpt = None) -> None:
+    """Restart containers."""
+    each(names, _act("restart", t=time_))
+
+
+def kill(
+    names: Names,
+    signal: Annotated[
+        str, typer.Option("-s", "--signal", help="Signal to send: a name (TERM, SIGHUP) or number.")
+    ] = "KILL",
+) -> None:
+    """Send a signal to running containers."""
+    each(names, _act("kill", signal=signal))
+
+
+def rm(
+    names: Names,
+    force: Annotated[
+        bool, typer.Option("-f", "--force", help="Remove running containers too (they are killed).")
+    ] = False,
+) -> None:
+    """Remove containers."""
+    api = connect()
+
+    def remove(name: str) -> str:
+        api.delete(container_path(name), force=force)
+        return name
+
+    each(names, remove)
+
+
+def wait(names: Names) -> None:
+    """Block until containers stop, then print their exit codes."""
+    api = connect()
+    each(names, lambda n: str(api.post(container_path(n, "wait"))["exit_code"]))
+
+
+def rename(
+    old: Annotated[str, typer.Argument(metavar="OLD", help="Current name or id prefix.")],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="New name.")],
+) -> None:
+    """Rename a container."""
+    connect().post(container_path(old, "rename"), name=new)
+
+
+def top(name: Name) -> None:
+    """Show the processes running in a container."""
+    processes = connect().get(container_path(name, "top"))["processes"]
+    print_table(["PID", "CMD"], [[str(p["pid"]), p["cmd"]] for p in processes])
+
+
+def stats(names: Names) -> None:
+    """Show CPU, memory and process counts of running containers (one sample over half a second)."""
+    api = connect()
+    containers = [api.get(container_path(n)) for n in names]
+    first = [api.get(container_path(c["id"], "stats")) for c in containers]
+    time.sleep(STATS_INTERVAL)
+    rows = []
+    for c, before in zip(containers, first, strict=True):
+        now = api.get(container_path(c["id"], "stats"))
+        wall_ns = (parse_datetime(now["read_at"]) - parse_datetime(before["read_at"])).total_seconds() * 1e9
+        cpu = (now["cpu_ns"] - before["cpu_ns"]) / wall_ns * 100 if wall_ns > 0 else 0.0
+        limit = now["memory_limit"] or 0
+        memory = f"{human_bytes(now['memory_bytes'], binary=True)} / {human_bytes(limit, binary=True)}"
+        percent = now["memory_bytes"] / limit * 100 if limit else 0.0
+        rows.append([short_id(c["id"]), c["name"], f"{cpu:.2f}%", memory, f"{percent:.2f}%", str(now["pids"])])
+    print_table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    for command, name, settings in (
+        (run, "run", VERBATIM),
+        (create, "create", VERBATIM),
+        (ps, "ps", None),
+        (inspect, "inspect", None),
+        (logs, "logs", None),
+        (exec_, "exec", VERBATIM),
+        (start, "start", None),
+        (stop, "stop", None),
+        (restart, "restart", None),
+        (kill, "kill", None),
+        (rm, "rm", None),
+        (wait, "wait", None),
+        (rename, "rename", None),
+        (top, "top", None),
+        (stats, "stats", None),
+    ):
+        app.command(name, rich_help_panel=PANEL, context_settings=settings)(command)

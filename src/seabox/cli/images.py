@@ -1,0 +1,173 @@
+"""Image commands: `pull` with its progress display, `images`, `rmi` and the `seabox image` group."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
+
+from seabox.cli.client import (
+    Client,
+    CliError,
+    ago,
+    connect,
+    each,
+    err,
+    human_bytes,
+    inspect_all,
+    print_table,
+    quoted,
+    short_id,
+)
+from seabox.errors import SeaboxError
+from seabox.node.images.reference import parse_reference
+
+image_app = typer.Typer(help="Manage images: pull, list, inspect, import and remove.", no_args_is_help=True)
+REF_SAFE = "/:@"
+
+
+class PullDisplay:
+    """Rich progress rows on stderr for one pull: the image (resolving, unpacking) and one row per layer."""
+
+    def __init__(self, progress: Progress, ref: str) -> None:
+        self.progress = progress
+        self.image = progress.add_task(ref, status="Waiting", total=1)
+        self.layers: dict[str, TaskID] = {}
+
+    def show(self, event: dict[str, Any]) -> None:
+        status, layer, size = event.get("status", ""), event.get("layer"), event.get("size")
+        if layer:
+            row = self.layers.get(layer)
+            if row is None:
+                row = self.layers[layer] = self.progress.add_task(f"  {short_id(layer)}", status="", total=1)
+            sized = f" {human_bytes(size)}" if size else ""
+            done = status == "done"
+            self.progress.update(row, status=("Pull complete" if done else "Downloading") + sized, completed=int(done))
+            self.progress.update(self.image, status="Downloading")
+        elif status == "resolving":
+            self.progress.update(self.image, status=f"Resolving {event.get('detail', '')}".rstrip())
+        elif status == "unpacking":
+            self.progress.update(self.image, status="Unpacking")
+        elif status == "complete":
+            self.progress.update(self.image, status=f"Complete {short_id(event.get('detail', ''))}", completed=1)
+
+
+def pull_image(api: Client, ref: str) -> dict[str, Any]:
+    """Pull REF showing progress on stderr; the pulled image (an error line from the server fails the pull)."""
+    columns = (SpinnerColumn(finished_text=" "), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=err) as progress:
+        display = PullDisplay(progress, ref)
+        for item in api.stream("POST", "/v1/images/pull", body={"image": ref}):
+            if "progress" in item:
+                display.show(item["progress"])
+            elif "error" in item:
+                raise CliError(item["error"].get("message", "pull failed"), status=item["error"].get("status"))
+            elif "image" in item:
+                image: dict[str, Any] = item["image"]
+                return image
+    raise CliError(f"the pull of {ref} ended without a result")
+
+
+def familiar(ref: str) -> str:
+    """The short form docker shows for an image reference, e.g. busybox:latest (an image id as 12 hex)."""
+    if ref.startswith("sha256:"):
+        return short_id(ref)
+    try:
+        return parse_reference(ref).familiar
+    except SeaboxError:
+        return ref
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """(REPOSITORY, TAG) as `docker images` shows them, e.g. ('busybox', 'latest')."""
+    try:
+        parsed = parse_reference(ref)
+    except SeaboxError:
+        return ref, "<none>"
+    return replace(parsed, tag=None, digest=None).familiar, parsed.tag or "<none>"
+
+
+@image_app.command("pull")
+def pull(
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Image reference, e.g. busybox or registry:5000/app:1.2.")],
+) -> None:
+    """Pull an image from its registry (the server does the pull; progress shows here)."""
+    image = pull_image(connect(), ref)
+    print(f"Pulled {parse_reference(ref).name} ({short_id(image['id'])})")
+
+
+@image_app.command("ls")
+def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print image ids.")] = False) -> None:
+    """List your images: one row per tag (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)."""
+    images = sorted(connect().get("/v1/images"), key=lambda i: i.get("created") or "", reverse=True)
+    if quiet:
+        for image in images:
+            print(short_id(image["id"]))
+        return
+    rows = [
+        [*split_ref(tag), short_id(image["id"]), ago(image.get("created")), human_bytes(image["size"])]
+        for image in images
+        for tag in image["repo_tags"] or ["<none>"]
+    ]
+    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+
+
+@image_app.command("rm")
+def rm(
+    refs: Annotated[list[str], typer.Argument(metavar="REF", help="Image references or id prefixes.")],
+    force: Annotated[bool, typer.Option("-f", "--force", help="Remove even if a container uses the image.")] = False,
+) -> None:
+    """Remove images (untag them for you; the data goes when nobody uses it)."""
+    api = connect()
+
+    def remove(ref: str) -> str:
+        untagged = api.delete(f"/v1/images/{quoted(ref, REF_SAFE)}", force=force)["untagged"]
+        return "\n".join(f"Untagged: {r}" for r in untagged)
+
+    each(refs, remove)
+
+
+@image_app.command("inspect")
+def inspect(refs: Annotated[list[str], typer.Argument(metavar="REF", help="Image references or id prefixes.")]) -> None:
+    """Show images' details as a JSON array."""
+    api = connect()
+    inspect_all(refs, lambda ref: api.get(f"/v1/images/{quoted(ref, REF_SAFE)}"))
+
+
+@image_app.command("import")
+def import_(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="An OCI archive or `docker save` tarball; '-' reads standard input.")
+    ],
+) -> None:
+    """Import images from an archive (streamed to the server) and print what was loaded."""
+    api = connect()
+    if file == "-":
+        images = api.call("POST", "/v1/images/import", content=iter(lambda: sys.stdin.buffer.read(1 << 20), b""))
+    else:
+        source = Path(file)
+        try:
+            f = source.open("rb")
+        except OSError as exc:
+            raise CliError(f"cannot read {source}: {exc.strerror}") from None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            images = api.call("POST", "/v1/images/import", content=f, headers={"Content-Length": str(size)})
+    for image in images:
+        for tag in image["repo_tags"]:
+            print(f"Loaded image: {tag}")
+        if not image["repo_tags"]:
+            print(f"Loaded image ID: {image['id']}")
+
+
+def register(app: typer.Typer) -> None:
+    panel = "Images"
+    app.command("pull", rich_help_panel=panel)(pull)
+    app.command("images", rich_help_panel=panel)(ls)
+    app.command("rmi", rich_help_panel=panel)(rm)
+    app.add_typer(image_app, name="image", rich_help_panel=panel)

@@ -1,0 +1,35 @@
+"""`seabox server`: run the embedded control plane and local node agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
+from seabox.errors import SeaboxError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("server")
+    def server(
+        data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="State: database, images, volumes, logs."),
+        listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT for the API."),
+        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    ) -> None:
+        """Run the API, the controllers and a local node agent (SQLite under --data-dir).
+
+        Settings beyond the flags (address ranges, registry mirrors, credentials, plain-HTTP
+        registries) are read from DATA_DIR/config.toml. Containers keep running when the server
+        stops; the next start re-adopts them.
+        """
+        from seabox.server import serve
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            cfg = load_config(data_dir, listen=listen)
+        except SeaboxError as exc:
+            raise typer.BadParameter(exc.message) from None
+        asyncio.run(serve(cfg))

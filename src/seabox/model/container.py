@@ -1,0 +1,207 @@
+"""Container models: the create request at the API edge, the stored spec (what was asked) and status (what is true)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from seabox.model.sizes import DEFAULT_SIZE, SIZES
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+ENV_KEY_RE = re.compile(r"^[^=\s]+$")
+
+State = Literal["created", "running", "restarting", "exited", "dead", "removing"]
+
+
+class RestartPolicy(BaseModel):
+    """When the cloud restarts a container that exited: no, on-failure[:max], always, unless-stopped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    max_retries: int = Field(0, ge=0)
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        name, _, count = text.partition(":")
+        if count and name != "on-failure":
+            raise ValueError("only on-failure takes a retry count (on-failure:N)")
+        if count and not count.isdigit():
+            raise ValueError(f"retry count must be a whole number, got {count!r}")
+        if name not in ("no", "on-failure", "always", "unless-stopped"):
+            raise ValueError(f"restart policy must be no, on-failure[:N], always or unless-stopped, got {text!r}")
+        return cls(name=name, max_retries=int(count or 0))  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        if self.name == "on-failure" and self.max_retries:
+            return f"on-failure:{self.max_retries}"
+        return self.name
+
+
+class VolumeMount(BaseModel):
+    """A named volume mounted at an absolute path inside the container."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    volume: str
+    path: str
+    readonly: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> VolumeMount:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ValueError(f"volume must be NAME:/path[:ro|rw], got {text!r}")
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if mode not in ("ro", "rw"):
+            raise ValueError(f"volume mode must be ro or rw, got {mode!r}")
+        return cls(volume=parts[0], path=parts[1], readonly=mode == "ro")
+
+    @field_validator("volume")
+    @classmethod
+    def _volume_name(cls, v: str) -> str:
+        if v.startswith("/") or v.startswith("."):
+            raise ValueError(
+                f"host paths cannot be mounted ({v!r}): create a volume with `seabox volume create` and mount it by name"
+            )
+        if not VOLUME_NAME_RE.match(v):
+            raise ValueError(f"invalid volume name {v!r}: use letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _abs_path(cls, v: str) -> str:
+        if not v.startswith("/") or "\0" in v or ".." in v.split("/"):
+            raise ValueError(f"mount path must be absolute without '..', got {v!r}")
+        return v
+
+    def __str__(self) -> str:
+        return f"{self.volume}:{self.path}" + (":ro" if self.readonly else "")
+
+
+class ContainerCreate(BaseModel):
+    """What a tenant asks for when creating a container (native API body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1)
+    name: str | None = None
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    size: str = DEFAULT_SIZE
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    tty: bool = False
+    stdin_open: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = Field(None, ge=0)
+    runtime_class: Literal["runc"] = "runc"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.lstrip("/")
+        if not NAME_RE.match(v):
+            raise ValueError(f"invalid container name {v!r}: 1-63 of [a-zA-Z0-9_.-], starting with a letter or digit")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: list[str]) -> list[str]:
+        for item in v:
+            key, sep, _ = item.partition("=")
+            if not sep or not ENV_KEY_RE.match(key):
+                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if v.lower() not in SIZES:
+            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
+        return v.lower()
+
+    @field_validator("restart", mode="before")
+    @classmethod
+    def _restart(cls, v: object) -> object:
+        return RestartPolicy.parse(v) if isinstance(v, str) else v
+
+    @field_validator("volumes", mode="before")
+    @classmethod
+    def _volumes(cls, v: object) -> object:
+        if isinstance(v, list):
+            return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
+        return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"working directory must be absolute, got {v!r}")
+        return v
+
+
+class ContainerSpec(BaseModel):
+    """The stored desired state: the request resolved against the image's config."""
+
+    image: str  # canonical reference, e.g. docker.io/library/busybox:latest
+    image_id: str
+    args: list[str]  # entrypoint + cmd, resolved
+    cmd: list[str] | None
+    entrypoint: list[str] | None
+    env: list[str]
+    labels: dict[str, str]
+    size: str
+    volumes: list[VolumeMount]
+    workdir: str
+    user: str
+    hostname: str
+    restart: RestartPolicy
+    tty: bool
+    stdin_open: bool
+    stop_signal: str
+    stop_timeout: int
+    runtime_class: str
+    # what the tenant last asked for: running (start/restart) or stopped (stop/kill/exit without restart)
+    desired: Literal["created", "running", "stopped"] = "created"
+
+
+class ContainerStatus(BaseModel):
+    """What is true of a container, as last observed by its node."""
+
+    state: State = "created"
+    node: str | None = None
+    pid: int = 0
+    ip: str | None = None
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    restart_count: int = 0
+
+
+class Container(BaseModel):
+    """A container record as the API returns it."""
+
+    id: str
+    name: str
+    tenant: str
+    created_at: datetime
+    spec: ContainerSpec
+    status: ContainerStatus
+
+    @property
+    def running(self) -> bool:
+        return self.status.state in ("running", "restarting")

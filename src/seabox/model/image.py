@@ -1,0 +1,32 @@
+"""Image models as the API returns them (a tenant's view of images on the cloud)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class Image(BaseModel):
+    """An image a tenant has pulled or imported."""
+
+    id: str
+    repo_tags: list[str]
+    repo_digests: list[str] = Field(default_factory=list)
+    size: int
+    created: datetime | None
+    architecture: str = ""
+    os: str = ""
+    env: list[str] = Field(default_factory=list)
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    working_dir: str = ""
+    user: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    exposed_ports: list[str] = Field(default_factory=list)
+
+
+class PullRequest(BaseModel):
+    """The request to pull an image."""
+
+    image: str

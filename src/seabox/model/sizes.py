@@ -1,0 +1,61 @@
+"""The container size table (Hyper.sh's sizes): memory, CPU share and CPU cores per size label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seabox.errors import InvalidArgument
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Size:
+    """One size: a hard memory limit, a relative CPU weight and a CPU time cap in cores."""
+
+    name: str
+    memory_bytes: int
+    cpu_shares: int
+    cpus: float
+
+
+SIZES: dict[str, Size] = {
+    s.name: s
+    for s in (
+        Size("s1", 64 * MiB, 64, 1),
+        Size("s2", 128 * MiB, 128, 1),
+        Size("s3", 256 * MiB, 256, 1),
+        Size("s4", 512 * MiB, 512, 1),
+        Size("m1", 1 * GiB, 1024, 1),
+        Size("m2", 2 * GiB, 2048, 2),
+        Size("m3", 4 * GiB, 3072, 2),
+        Size("l1", 4 * GiB, 4096, 4),
+        Size("l2", 8 * GiB, 6144, 4),
+        Size("l3", 16 * GiB, 8192, 8),
+    )
+}
+DEFAULT_SIZE = "s4"
+
+
+def get_size(name: str) -> Size:
+    """The size called NAME, or a 400 listing the valid ones."""
+    try:
+        return SIZES[name.lower()]
+    except KeyError:
+        raise InvalidArgument(
+            f"unknown size {name!r}: use one of {', '.join(SIZES)}", field="size"
+        ) from None
+
+
+def smallest_fitting(memory_bytes: int) -> Size:
+    """The smallest size whose memory is at least MEMORY_BYTES (Docker's --memory maps to this)."""
+    for size in SIZES.values():
+        if size.memory_bytes >= memory_bytes:
+            return size
+    largest = list(SIZES.values())[-1]
+    raise InvalidArgument(
+        f"memory {memory_bytes} bytes exceeds the largest size {largest.name} "
+        f"({largest.memory_bytes // GiB} GiB)",
+        field="memory",
+    )

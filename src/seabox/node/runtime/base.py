@@ -1,0 +1,146 @@
+"""The runtime-class contract: what the node agent asks of any OCI runtime, and the records it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from seabox.node.runtime.exec import ExecProcess
+
+
+@dataclass
+class Mount:
+    """A bind mount into the container: a volume, /etc/hosts, /etc/resolv.conf or /etc/hostname."""
+
+    source: Path
+    destination: str
+    readonly: bool = False
+
+
+@dataclass
+class RunSpec:
+    """Everything needed to create one container in a prepared bundle directory."""
+
+    id: str  # 64 lowercase hex digits
+    name: str
+    bundle: Path  # config.json is written here; the caller has mounted bundle/"rootfs"
+    args: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = ""  # "", "uid", "uid:gid", "name" or "name:group", resolved in the rootfs
+    hostname: str = ""  # "" means the first 12 digits of the id, as Docker does
+    tty: bool = False
+    open_stdin: bool = False
+    memory_bytes: int = 512 << 20
+    cpu_shares: int = 1024
+    cpu_quota: float | None = None  # cores, enforced through the CFS quota and period
+    pids_limit: int | None = None
+    netns: Path | None = None  # join this network namespace; None means a new, empty one
+    mounts: list[Mount] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # become OCI annotations
+
+
+@dataclass
+class ExitStatus:
+    """How a container's main process ended."""
+
+    code: int
+    finished_at: datetime
+    oom_killed: bool
+
+
+@dataclass
+class Stats:
+    """One reading of a container's cgroup counters, with what `docker stats` derives its figures from."""
+
+    cpu_ns: int  # total CPU time used by the container
+    memory_bytes: int  # memory.usage_in_bytes (page cache included, as Docker reports it)
+    memory_limit: int
+    pids: int
+    read_at: datetime
+    per_cpu_ns: list[int] = field(default_factory=list)
+    cpu_user_ns: int = 0
+    cpu_kernel_ns: int = 0
+    system_cpu_ns: int = 0  # the host's busy+idle time from /proc/stat, the denominator of CPU %
+    online_cpus: int = 0
+    throttled_periods: int = 0
+    throttled_ns: int = 0
+    memory_max_bytes: int = 0
+    memory_failcnt: int = 0
+    memory_stat: dict[str, int] = field(
+        default_factory=dict
+    )  # memory.stat as read (cache, rss, total_inactive_file…)
+    pids_limit: int | None = None
+    block_read_bytes: int = 0
+    block_write_bytes: int = 0
+
+
+class RuntimeClass(Protocol):
+    """An OCI runtime under conmon supervision, as the node agent drives it."""
+
+    name: str
+
+    async def create(self, spec: RunSpec) -> int:
+        """Write config.json, launch the supervisor; return the container's pid (state 'created')."""
+        ...
+
+    async def start(self, cid: str) -> None:
+        """Run the created container's process."""
+        ...
+
+    async def kill(self, cid: str, signal: int | str) -> None:
+        """Signal the container's main process; Conflict if it is not running."""
+        ...
+
+    async def delete(self, cid: str) -> None:
+        """Kill if needed and drop the runtime's state; bundle files stay. Idempotent."""
+        ...
+
+    async def state(self, cid: str) -> str | None:
+        """'created', 'running', 'stopped', 'paused', or None for an unknown container."""
+        ...
+
+    def exit_status(self, bundle: Path, cid: str) -> ExitStatus | None:
+        """The recorded exit, or None while the container runs or if it never ran."""
+        ...
+
+    async def wait_exit(self, bundle: Path, cid: str) -> ExitStatus:
+        """Return once the container has exited (at once if it has), also for an earlier agent's one."""
+        ...
+
+    def log_path(self, bundle: Path) -> Path:
+        """The container's k8s-file log."""
+        ...
+
+    def attach_path(self, cid: str) -> Path:
+        """The container's attach socket (SOCK_SEQPACKET)."""
+        ...
+
+    def resize(self, bundle: Path, height: int, width: int) -> None:
+        """Set the window size of the container's terminal."""
+        ...
+
+    async def exec(
+        self,
+        cid: str,
+        args: list[str],
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str = "",
+        tty: bool = False,
+        stdin: bool = False,
+    ) -> ExecProcess:
+        """Start another process in the running container."""
+        ...
+
+    def stats(self, cid: str) -> Stats:
+        """Read the container's resource counters."""
+        ...
+
+    def top(self, cid: str) -> list[tuple[int, str]]:
+        """The host pids and command lines of the container's processes."""
+        ...

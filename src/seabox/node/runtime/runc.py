@@ -1,0 +1,125 @@
+"""The runc command line: the subcommands the node agent needs, runc's own messages made Seabox errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from seabox.errors import Conflict, NotFound, RuntimeFailure, SeaboxError
+from seabox.node.runtime.spec import ProcessUser
+
+_LOGRUS_MSG_RE = re.compile(r'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
+_NOT_FOUND = ("does not exist",)
+_CONFLICT = (
+    "not running",
+    "cannot start",
+    "already running",
+    "already exists",
+    "stopped container",
+    "is paused",
+)
+
+
+def logrus_message(text: str) -> str | None:
+    """The message of the last error line runc (logrus) wrote in text, if any."""
+    logged: list[str] = _LOGRUS_MSG_RE.findall(text)
+    return logged[-1].replace('\\"', '"') if logged else None
+
+
+def runc_reason(stderr: str, returncode: int) -> str:
+    """runc's own one-line explanation of a failure."""
+    logged = logrus_message(stderr)
+    if logged:
+        return logged
+    text = stderr.strip()
+    return text.splitlines()[-1] if text else f"runc exited with status {returncode}"
+
+
+def runc_error(reason: str, cid: str) -> SeaboxError:
+    """The Seabox error for a runc failure message about container cid."""
+    if any(marker in reason for marker in _NOT_FOUND):
+        return NotFound(f"no such container: {cid}")
+    if any(marker in reason for marker in _CONFLICT):
+        return Conflict(f"container {cid}: {reason}")
+    return RuntimeFailure(f"runc: {reason}")
+
+
+class Runc:
+    """runc with its state under one root directory, so Seabox's containers are apart from anyone else's."""
+
+    def __init__(self, binary: str, root: Path) -> None:
+        self.binary = binary
+        self.root = root
+
+    @property
+    def global_args(self) -> tuple[str, ...]:
+        """Flags that go before every subcommand (also handed to conmon as --runtime-arg)."""
+        return ("--root", str(self.root))
+
+    async def _run(self, cid: str, *args: str) -> str:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                *self.global_args,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError as exc:
+            raise RuntimeFailure(f"{self.binary} is not installed on this node") from exc
+        stdout, stderr = await proc.communicate()
+        if proc.returncode != 0:
+            raise runc_error(runc_reason(stderr.decode(errors="replace"), proc.returncode or 0), cid)
+        return stdout.decode(errors="replace")
+
+    async def start(self, cid: str) -> None:
+        await self._run(cid, "start", cid)
+
+    async def kill(self, cid: str, signal: int) -> None:
+        await self._run(cid, "kill", cid, str(signal))
+
+    async def delete(self, cid: str) -> None:
+        """Kill the container if needed and remove its state; succeeds for an unknown id."""
+        await self._run(cid, "delete", "--force", cid)
+
+    async def state(self, cid: str) -> dict[str, Any] | None:
+        """runc's state document for cid, or None if runc does not know it."""
+        try:
+            state: dict[str, Any] = json.loads(await self._run(cid, "state", cid))
+        except NotFound:
+            return None
+        return state
+
+    def exec_argv(
+        self,
+        cid: str,
+        args: Sequence[str],
+        *,
+        env: Sequence[str],
+        cwd: str | None,
+        user: ProcessUser | None,
+        tty: bool,
+        pid_file: Path,
+        log_file: Path,
+    ) -> list[str]:
+        """The command line of a foreground `runc exec` that logs runc's own errors as JSON to log_file."""
+        argv = [
+            self.binary, *self.global_args, "--log", str(log_file), "--log-format", "json",
+            "exec", "--pid-file", str(pid_file),
+        ]  # fmt: skip
+        if tty:
+            argv.append("--tty")
+        if cwd:
+            argv += ["--cwd", cwd]
+        for entry in env:
+            argv += ["--env", entry]
+        if user is not None:
+            argv += ["--user", f"{user.uid}:{user.gid}"]
+            for gid in user.additional_gids:
+                argv += ["--additional-gids", str(gid)]
+        return [*argv, cid, *args]

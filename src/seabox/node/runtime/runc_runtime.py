@@ -1,0 +1,221 @@
+"""The runc runtime class: containers run by runc, each supervised by its own conmon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import resource
+import signal as signals
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from seabox.errors import Conflict, InvalidArgument, NotFound
+from seabox.node.runtime import cgroups, conmon, inroot
+from seabox.node.runtime.base import ExitStatus, RunSpec, Stats
+from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
+from seabox.node.runtime.exec import ExecProcess, check_window_size
+from seabox.node.runtime.runc import Runc
+from seabox.node.runtime.spec import NOFILE_LIMIT, build_config, resolve_user
+
+RUNC = "/usr/sbin/runc"
+CONMON = "/usr/bin/conmon"
+UNKNOWN_EXIT_CODE = 255  # what we report when the supervisor died without recording the exit
+_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
+_ATTACH_NAME = "attach"
+_CONMON_EXIT_TIMEOUT = 10.0
+_CAP_SYS_RESOURCE = 24
+
+
+def nofile_limit() -> int:
+    """The open-files limit containers get: Docker's 1048576, or our own hard limit if we may not raise it."""
+    with open("/proc/self/status") as status:
+        effective = next((int(line.split()[1], 16) for line in status if line.startswith("CapEff:")), 0)
+    if effective & (1 << _CAP_SYS_RESOURCE):
+        return NOFILE_LIMIT
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return NOFILE_LIMIT if hard == resource.RLIM_INFINITY else min(NOFILE_LIMIT, hard)
+
+
+def parse_signal(value: int | str) -> int:
+    """A signal number from 9, "9", "KILL" or "SIGKILL"; InvalidArgument otherwise."""
+    if isinstance(value, int) or value.isdigit():
+        number = int(value)
+        if number in {s.value for s in signals.Signals}:
+            return number
+    else:
+        name = value.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        if name in signals.Signals.__members__:
+            return int(signals.Signals[name])
+    raise InvalidArgument(f"invalid signal: {value}", field="signal")
+
+
+class RuncRuntime:
+    """The default runtime class; state_dir (e.g. /run/seabox) holds runc's state and attach socket links."""
+
+    name = "runc"
+
+    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon_binary: str = CONMON) -> None:
+        self.state_dir = state_dir
+        self._runc = Runc(runc, state_dir / "runc")
+        self._conmon = conmon_binary
+        self._sockets = state_dir / "sockets"
+        self._nofile = nofile_limit()
+        longest = self.attach_path("0" * 64)
+        if len(str(longest)) > _SOCKET_PATH_MAX:
+            raise InvalidArgument(
+                f"state dir {state_dir} is too long for attach socket paths", field="state_dir"
+            )
+
+    async def create(self, spec: RunSpec) -> int:
+        files = BundleFiles(spec.bundle)
+        user = resolve_user(files.rootfs, spec.user)
+        config = build_config(spec, user, nofile=self._nofile)
+        if spec.cwd != "/":
+            try:
+                inroot.make_dirs(files.rootfs, spec.cwd)
+            except OSError as exc:
+                raise InvalidArgument(
+                    f"cannot create working directory {spec.cwd}: {exc.strerror}", field="cwd"
+                ) from exc
+        files.config.write_text(json.dumps(config))
+        files.reset()
+        self._sockets.mkdir(parents=True, exist_ok=True)
+        (self._sockets / spec.id).unlink(missing_ok=True)
+        options = ConmonOptions(
+            cid=spec.id,
+            name=spec.name,
+            runtime=self._runc.binary,
+            runtime_args=self._runc.global_args,
+            socket_dir=self._sockets,
+            tty=spec.tty,
+            stdin=spec.open_stdin,
+        )
+        return await conmon.launch(self._conmon, files, options)
+
+    async def start(self, cid: str) -> None:
+        await self._runc.start(cid)
+
+    async def kill(self, cid: str, signal: int | str) -> None:
+        await self._runc.kill(cid, parse_signal(signal))
+
+    async def delete(self, cid: str) -> None:
+        """runc delete --force, then wait for the container's conmon to record the exit and leave."""
+        link = self._sockets / cid
+        bundle = Path(os.readlink(link)) if link.is_symlink() else None
+        await self._runc.delete(cid)
+        if bundle is not None:
+            pid = conmon.read_pid(BundleFiles(bundle).conmon_pid)
+            pidfd = conmon.open_pidfd(pid, lambda p: conmon.is_conmon_of(p, cid)) if pid else None
+            if pidfd is not None:
+                try:
+                    await asyncio.wait_for(conmon.wait_pidfd(pidfd), _CONMON_EXIT_TIMEOUT)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid or 0, signals.SIGKILL)
+        link.unlink(missing_ok=True)
+
+    async def state(self, cid: str) -> str | None:
+        state = await self._runc.state(cid)
+        return str(state["status"]) if state else None
+
+    def exit_status(self, bundle: Path, cid: str) -> ExitStatus | None:
+        files = BundleFiles(bundle)
+        exit_file = files.exit_file(cid)
+        try:
+            text = exit_file.read_text().strip()
+            finished = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return None
+        if not text.lstrip("-").isdigit():
+            return None  # conmon is still writing it
+        return ExitStatus(int(text), finished, self._oom_killed(files, cid))
+
+    @staticmethod
+    def _oom_killed(files: BundleFiles, cid: str) -> bool:
+        return files.oom_marker.exists() or cgroups.oom_kills(cid) > 0
+
+    async def wait_exit(self, bundle: Path, cid: str) -> ExitStatus:
+        status = self.exit_status(bundle, cid)
+        if status is not None:
+            return status
+        files = BundleFiles(bundle)
+        conmon_pid = conmon.read_pid(files.conmon_pid)
+        if conmon_pid is None:
+            raise NotFound(f"container {cid} was never created in {bundle}")
+        pidfd = conmon.open_pidfd(conmon_pid, lambda p: conmon.is_conmon_of(p, cid))
+        if pidfd is not None:
+            await conmon.wait_pidfd(pidfd)
+            status = self.exit_status(bundle, cid)
+            if status is not None:
+                return status
+        # conmon died without recording the exit (killed, say): the container may outlive it
+        init_pid = conmon.read_pid(files.container_pid)
+        pidfd = conmon.open_pidfd(init_pid, lambda p: cgroups.in_container(p, cid)) if init_pid else None
+        if pidfd is not None:
+            await conmon.wait_pidfd(pidfd)
+        return ExitStatus(UNKNOWN_EXIT_CODE, datetime.now(UTC), self._oom_killed(files, cid))
+
+    def log_path(self, bundle: Path) -> Path:
+        return BundleFiles(bundle).log
+
+    def attach_path(self, cid: str) -> Path:
+        return self._sockets / cid / _ATTACH_NAME
+
+    def resize(self, bundle: Path, height: int, width: int) -> None:
+        """Tell conmon the terminal's new size through its control fifo."""
+        check_window_size(height, width)
+        try:
+            fd = os.open(BundleFiles(bundle).ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise NotFound(f"no container in {bundle}") from exc
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nobody reads the fifo: conmon has exited
+                raise Conflict("the container is not running") from exc
+            raise
+        try:
+            os.write(fd, f"1 {height} {width}\n".encode())
+        finally:
+            os.close(fd)
+
+    async def exec(
+        self,
+        cid: str,
+        args: list[str],
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str = "",
+        tty: bool = False,
+        stdin: bool = False,
+    ) -> ExecProcess:
+        if not args:
+            raise InvalidArgument("no command to run", field="args")
+        state = await self._runc.state(cid)
+        if state is None:
+            raise NotFound(f"no such container: {cid}")
+        if state["status"] != "running":
+            raise Conflict(f"container {cid} is not running")
+        process_user = resolve_user(Path(state["rootfs"]), user) if user else None
+        names = {entry.partition("=")[0] for entry in env}
+        exec_env = [*env, "TERM=xterm"] if tty and "TERM" not in names else list(env)
+        workdir = self.state_dir / "exec" / uuid.uuid4().hex
+        workdir.mkdir(parents=True)
+        pid_file, log_file = workdir / "pid", workdir / "runc.log"
+        argv = self._runc.exec_argv(
+            cid, args, env=exec_env, cwd=cwd, user=process_user, tty=tty, pid_file=pid_file, log_file=log_file
+        )
+        return await ExecProcess.spawn(
+            argv, tty=tty, stdin=stdin, workdir=workdir, pid_file=pid_file, log_file=log_file
+        )
+
+    def stats(self, cid: str) -> Stats:
+        return cgroups.read_stats(cid)
+
+    def top(self, cid: str) -> list[tuple[int, str]]:
+        return cgroups.top(cid)

@@ -1,0 +1,317 @@
+"""The OCI runtime configuration (config.json) of a container, with Docker's defaults, and user resolution."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seabox.errors import InvalidArgument
+from seabox.node.runtime import inroot
+from seabox.node.runtime.base import RunSpec
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CFS_PERIOD_US = 100_000
+MIN_MEMORY_BYTES = 6 << 20  # Docker's floor; below it the container cannot even start its init
+NOFILE_LIMIT = 1_048_576
+CGROUP_PARENT = "/seabox"
+_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_PASSWD_LIMIT = 4 << 20
+
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+]
+
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# (major, minor) of the character devices every container may use; None is any minor.
+_ALLOWED_CHAR_DEVICES: list[tuple[int, int | None]] = [
+    (1, 3),  # null
+    (1, 5),  # zero
+    (1, 7),  # full
+    (1, 8),  # random
+    (1, 9),  # urandom
+    (5, 0),  # tty
+    (5, 1),  # console
+    (5, 2),  # ptmx
+    (136, None),  # pts
+]
+
+
+@dataclass(frozen=True)
+class ProcessUser:
+    """Numeric identity of a container process."""
+
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Account:
+    name: str
+    uid: int
+    gid: int
+
+
+def _parse_passwd(text: str) -> list[_Account]:
+    accounts: list[_Account] = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
+            accounts.append(_Account(fields[0], int(fields[2]), int(fields[3])))
+    return accounts
+
+
+def _parse_group(text: str) -> list[tuple[str, int, list[str]]]:
+    groups: list[tuple[str, int, list[str]]] = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2].isdigit():
+            groups.append((fields[0], int(fields[2]), [m for m in fields[3].split(",") if m]))
+    return groups
+
+
+def _read_text(rootfs: Path, path: str) -> str:
+    try:
+        data = inroot.read_file(rootfs, path, _PASSWD_LIMIT)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path} in the image: {exc.strerror}", field="user") from exc
+    return data.decode(errors="replace") if data is not None else ""
+
+
+def _numeric_id(value: str, what: str) -> int:
+    number = int(value)
+    if number < 0 or number > 0xFFFFFFFE:
+        raise InvalidArgument(f"{what} {value} is out of range", field="user")
+    return number
+
+
+def resolve_user(rootfs: Path, user: str) -> ProcessUser:
+    """Turn Docker's user syntax ("", "uid", "uid:gid", "name", "name:group") into ids from the rootfs.
+
+    Names are looked up in the rootfs /etc/passwd and /etc/group; supplementary groups are those
+    that list the user as a member, as Docker does.
+    """
+    if not user:
+        return ProcessUser()
+    name_part, _, group_part = user.partition(":")
+    if not name_part:
+        raise InvalidArgument(f"user {user!r} names no user", field="user")
+    accounts = _parse_passwd(_read_text(rootfs, "/etc/passwd"))
+    if name_part.isdigit():
+        uid = _numeric_id(name_part, "uid")
+        account = next((a for a in accounts if a.uid == uid), None)
+    else:
+        account = next((a for a in accounts if a.name == name_part), None)
+        if account is None:
+            raise InvalidArgument(
+                f"unable to find user {name_part}: no matching entries in passwd file", field="user"
+            )
+        uid = account.uid
+    needs_groups = account is not None or (group_part and not group_part.isdigit())
+    groups = _parse_group(_read_text(rootfs, "/etc/group")) if needs_groups else []
+    if not group_part:
+        gid = account.gid if account else 0
+    elif group_part.isdigit():
+        gid = _numeric_id(group_part, "gid")
+    else:
+        match = next((g for g in groups if g[0] == group_part), None)
+        if match is None:
+            raise InvalidArgument(
+                f"unable to find group {group_part}: no matching entries in group file", field="user"
+            )
+        gid = match[1]
+    additional: list[int] = []
+    if account is not None:
+        for _, group_id, members in groups:
+            if account.name in members and group_id != gid and group_id not in additional:
+                additional.append(group_id)
+    return ProcessUser(uid, gid, additional)
+
+
+def process_env(env: list[str], tty: bool) -> list[str]:
+    """The environment as given, plus Docker's default PATH (and TERM for a terminal) when missing."""
+    names = {entry.partition("=")[0] for entry in env}
+    result = list(env)
+    if "PATH" not in names:
+        result.insert(0, DEFAULT_PATH)
+    if tty and "TERM" not in names:
+        result.append("TERM=xterm")
+    return result
+
+
+def _validate(spec: RunSpec) -> None:
+    if not _ID_RE.match(spec.id):
+        raise InvalidArgument("container id must be 64 lowercase hex digits", field="id")
+    if not spec.args:
+        raise InvalidArgument("no command to run", field="args")
+    if not spec.cwd.startswith("/"):
+        raise InvalidArgument(f"working directory {spec.cwd!r} is not absolute", field="cwd")
+    if spec.memory_bytes < MIN_MEMORY_BYTES:
+        raise InvalidArgument(f"memory limit must be at least {MIN_MEMORY_BYTES} bytes", field="memory_bytes")
+    if not 2 <= spec.cpu_shares <= 262_144:
+        raise InvalidArgument("cpu shares must be between 2 and 262144", field="cpu_shares")
+    if spec.cpu_quota is not None and not 0.01 <= spec.cpu_quota <= 1024:
+        raise InvalidArgument("cpu quota must be between 0.01 and 1024 cores", field="cpu_quota")
+    if spec.pids_limit is not None and spec.pids_limit < 1:
+        raise InvalidArgument("pids limit must be positive", field="pids_limit")
+    for mount in spec.mounts:
+        if not mount.destination.startswith("/") or ".." in mount.destination.split("/"):
+            raise InvalidArgument(
+                f"mount destination {mount.destination!r} must be absolute and plain", field="mounts"
+            )
+        if not mount.source.is_absolute():
+            raise InvalidArgument(f"mount source {mount.source} is not absolute", field="mounts")
+
+
+def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
+    ]
+    for mount in spec.mounts:
+        mounts.append(
+            {
+                "destination": mount.destination,
+                "type": "bind",
+                "source": str(mount.source),
+                "options": ["rbind", "rprivate", "ro" if mount.readonly else "rw"],
+            }
+        )
+    return mounts
+
+
+def _resources(spec: RunSpec) -> dict[str, Any]:
+    devices: list[dict[str, Any]] = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "access": "m"},
+        {"allow": True, "type": "b", "access": "m"},
+    ]
+    for major, minor in _ALLOWED_CHAR_DEVICES:
+        rule: dict[str, Any] = {"allow": True, "type": "c", "major": major, "access": "rwm"}
+        if minor is not None:
+            rule["minor"] = minor
+        devices.append(rule)
+    cpu: dict[str, Any] = {"shares": spec.cpu_shares}
+    if spec.cpu_quota is not None:
+        cpu["quota"] = round(spec.cpu_quota * CFS_PERIOD_US)
+        cpu["period"] = CFS_PERIOD_US
+    resources: dict[str, Any] = {
+        "devices": devices,
+        "memory": {"limit": spec.memory_bytes, "swap": spec.memory_bytes},
+        "cpu": cpu,
+    }
+    if spec.pids_limit is not None:
+        resources["pids"] = {"limit": spec.pids_limit}
+    return resources
+
+
+def build_config(spec: RunSpec, user: ProcessUser, *, nofile: int = NOFILE_LIMIT) -> dict[str, Any]:
+    """The OCI config.json for spec, the process running as user (see resolve_user).
+
+    nofile is the open-files limit; a node whose agent lacks CAP_SYS_RESOURCE cannot raise it
+    above its own hard limit.
+    """
+    _validate(spec)
+    process_user: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
+    if user.additional_gids:
+        process_user["additionalGids"] = list(user.additional_gids)
+    capabilities = list(DEFAULT_CAPABILITIES)
+    network: dict[str, str] = {"type": "network"}
+    if spec.netns is not None:
+        network["path"] = str(spec.netns)
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": spec.tty,
+            "user": process_user,
+            "args": list(spec.args),
+            "env": process_env(spec.env, spec.tty),
+            "cwd": spec.cwd,
+            "capabilities": {
+                "bounding": capabilities,
+                "effective": list(capabilities),
+                "permitted": list(capabilities),
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": False,
+            "oomScoreAdj": 0,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": spec.hostname or spec.id[:12],
+        "mounts": _mounts(spec),
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network],
+            "cgroupsPath": f"{CGROUP_PARENT}/{spec.id}",
+            "resources": _resources(spec),
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+        "annotations": dict(spec.labels),
+    }

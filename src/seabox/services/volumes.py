@@ -1,0 +1,46 @@
+"""A tenant's volumes: create, list, inspect and remove (refused while a container mounts it)."""
+
+from __future__ import annotations
+
+from seabox.errors import Conflict, NotFound
+from seabox.model.tenant import Tenant
+from seabox.model.volume import Volume, VolumeCreate
+from seabox.node.agent import NodeAgent
+from seabox.services.events import EventBus
+from seabox.store.repo import Store
+
+
+class VolumeService:
+    """Records live in the store, data on the node that holds the volume."""
+
+    def __init__(self, store: Store, agent: NodeAgent, bus: EventBus) -> None:
+        self.store = store
+        self.agent = agent
+        self.bus = bus
+
+    async def create(self, tenant: Tenant, req: VolumeCreate) -> Volume:
+        vol = self.store.create_volume(tenant.id, req.name, req.size, req.labels, self.agent.name)
+        self.agent.volumes.create(tenant.id, req.name)
+        await self.bus.emit(tenant.id, "volume", "create", req.name, req.name, {"size": str(req.size)})
+        return vol
+
+    async def ensure(self, tenant: Tenant, name: str) -> None:
+        """Create the volume with default settings if the tenant has none by that name (as `docker run -v` does)."""
+        try:
+            self.store.get_volume(tenant.id, name)
+        except NotFound:
+            await self.create(tenant, VolumeCreate(name=name))
+
+    def list(self, tenant: Tenant) -> list[Volume]:
+        return self.store.list_volumes(tenant.id)
+
+    def get(self, tenant: Tenant, name: str) -> Volume:
+        return self.store.get_volume(tenant.id, name)
+
+    async def remove(self, tenant: Tenant, name: str, force: bool = False) -> None:
+        vol = self.store.get_volume(tenant.id, name)
+        if vol.in_use_by:
+            raise Conflict(f"volume {name} is in use by container(s) {', '.join(vol.in_use_by)}: remove them first")
+        self.agent.volumes.remove(tenant.id, name)
+        self.store.delete_volume(tenant.id, name)
+        await self.bus.emit(tenant.id, "volume", "destroy", name, name)

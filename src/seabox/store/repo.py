@@ -1,0 +1,319 @@
+"""Repositories: every read and write of Seabox state goes through this one class."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from seabox.errors import Conflict, InvalidArgument, NotFound
+from seabox.model.container import Container, ContainerSpec, ContainerStatus
+from seabox.model.event import Event
+from seabox.model.tenant import Tenant
+from seabox.model.volume import Volume
+from seabox.store import tables as t
+
+KEY_PREFIX = "sbx_"
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Store:
+    """Typed access to the tables; callers never write SQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # tenants -----------------------------------------------------------------
+    def create_tenant(self, name: str) -> Tenant:
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.tenants.c.id).where(t.tenants.c.name == name)).first():
+                raise Conflict(f"tenant {name!r} already exists", field="name")
+            idx = (conn.execute(select(func.max(t.tenants.c.idx))).scalar() or 0) + 1
+            row = {"id": "t" + secrets.token_hex(8), "name": name, "idx": idx, "created_at": time.time()}
+            conn.execute(insert(t.tenants).values(**row))
+        return self._tenant(row)
+
+    def list_tenants(self) -> list[Tenant]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.tenants).order_by(t.tenants.c.idx)).mappings()
+            return [self._tenant(r) for r in rows]
+
+    def tenant_by_name(self, name: str) -> Tenant:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.tenants).where(t.tenants.c.name == name)).mappings().first()
+        if not row:
+            raise NotFound(f"no such tenant: {name}")
+        return self._tenant(row)
+
+    def tenant_by_id(self, tenant_id: str) -> Tenant:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id)).mappings().first()
+        if not row:
+            raise NotFound(f"no such tenant: {tenant_id}")
+        return self._tenant(row)
+
+    def issue_key(self, tenant_id: str) -> str:
+        """A new API key for the tenant; only its hash is stored, so this is the one time it is seen."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(t.api_keys).values(
+                    id=secrets.token_hex(8), tenant_id=tenant_id, key_hash=hash_key(key), created_at=time.time()
+                )
+            )
+        return key
+
+    def tenant_for_key(self, key: str) -> Tenant | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(t.tenants)
+                    .join(t.api_keys, t.api_keys.c.tenant_id == t.tenants.c.id)
+                    .where(t.api_keys.c.key_hash == hash_key(key))
+                )
+                .mappings()
+                .first()
+            )
+        return self._tenant(row) if row else None
+
+    @staticmethod
+    def _tenant(row: Any) -> Tenant:
+        return Tenant(id=row["id"], name=row["name"], index=row["idx"], created_at=_ts(row["created_at"]))
+
+    # containers --------------------------------------------------------------
+    def insert_container(
+        self, tenant_id: str, cid: str, name: str, node: str, ip: str | None, spec: ContainerSpec
+    ) -> Container:
+        row = {
+            "id": cid,
+            "tenant_id": tenant_id,
+            "name": name,
+            "node": node,
+            "ip": ip,
+            "spec": spec.model_dump(mode="json"),
+            "status": ContainerStatus(node=node, ip=ip).model_dump(mode="json"),
+            "created_at": time.time(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.containers).values(**row))
+        except IntegrityError as exc:
+            if "name" in str(exc.orig):
+                raise Conflict(f"container name {name!r} is already in use", field="name") from None
+            raise Conflict(f"address {ip} is already in use on this tenant network") from None
+        return self._container(row)
+
+    def container_name_taken(self, tenant_id: str, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    select(t.containers.c.id).where(
+                        and_(t.containers.c.tenant_id == tenant_id, t.containers.c.name == name)
+                    )
+                ).first()
+            )
+
+    def find_container(self, tenant_id: str, ref: str) -> Container:
+        """By exact name, full id, or unique id prefix, within one tenant."""
+        c = t.containers.c
+        with self.engine.connect() as conn:
+            base = select(t.containers).where(c.tenant_id == tenant_id)
+            row = conn.execute(base.where((c.name == ref) | (c.id == ref))).mappings().first()
+            if row:
+                return self._container(row)
+            if ref and all(ch in "0123456789abcdef" for ch in ref):
+                rows = conn.execute(base.where(c.id.startswith(ref)).limit(2)).mappings().all()
+                if len(rows) == 1:
+                    return self._container(rows[0])
+                if len(rows) > 1:
+                    raise InvalidArgument(f"container id prefix {ref!r} is ambiguous: give more characters")
+        raise NotFound(f"no such container: {ref}")
+
+    def get_container(self, cid: str) -> Container:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.containers).where(t.containers.c.id == cid)).mappings().first()
+        if not row:
+            raise NotFound(f"no such container: {cid}")
+        return self._container(row)
+
+    def list_containers(self, tenant_id: str | None = None, node: str | None = None) -> list[Container]:
+        q = select(t.containers).order_by(t.containers.c.created_at.desc())
+        if tenant_id is not None:
+            q = q.where(t.containers.c.tenant_id == tenant_id)
+        if node is not None:
+            q = q.where(t.containers.c.node == node)
+        with self.engine.connect() as conn:
+            return [self._container(r) for r in conn.execute(q).mappings()]
+
+    def save_status(self, cid: str, status: ContainerStatus) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.containers).where(t.containers.c.id == cid).values(status=status.model_dump(mode="json"))
+            )
+
+    def save_spec(self, cid: str, spec: ContainerSpec) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.containers).where(t.containers.c.id == cid).values(spec=spec.model_dump(mode="json")))
+
+    def rename_container(self, cid: str, tenant_id: str, name: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(t.containers).where(t.containers.c.id == cid).values(name=name))
+        except IntegrityError:
+            raise Conflict(f"container name {name!r} is already in use", field="name") from None
+
+    def delete_container(self, cid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.containers).where(t.containers.c.id == cid))
+
+    def used_ips(self, tenant_id: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.containers.c.ip).where(t.containers.c.tenant_id == tenant_id, t.containers.c.ip.is_not(None))
+            )
+            return {r[0] for r in rows}
+
+    @staticmethod
+    def _container(row: Any) -> Container:
+        return Container(
+            id=row["id"],
+            name=row["name"],
+            tenant=row["tenant_id"],
+            created_at=_ts(row["created_at"]),
+            spec=ContainerSpec.model_validate(row["spec"]),
+            status=ContainerStatus.model_validate(row["status"]),
+        )
+
+    # images (a tenant's references to node images) ---------------------------
+    def add_image_ref(self, tenant_id: str, ref: str, image_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.images).where(t.images.c.tenant_id == tenant_id, t.images.c.ref == ref))
+            conn.execute(
+                insert(t.images).values(tenant_id=tenant_id, ref=ref, image_id=image_id, created_at=time.time())
+            )
+
+    def image_refs(self, tenant_id: str | None = None) -> list[tuple[str, str, str]]:
+        """(tenant_id, ref, image_id) rows, newest first."""
+        q = select(t.images.c.tenant_id, t.images.c.ref, t.images.c.image_id).order_by(t.images.c.created_at.desc())
+        if tenant_id is not None:
+            q = q.where(t.images.c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(q)]
+
+    def remove_image_refs(self, tenant_id: str, refs: Iterable[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.images).where(t.images.c.tenant_id == tenant_id, t.images.c.ref.in_(list(refs))))
+
+    # volumes -------------------------------------------------------------------
+    def create_volume(self, tenant_id: str, name: str, size: int, labels: dict[str, str], node: str) -> Volume:
+        row = {"tenant_id": tenant_id, "name": name, "size": size, "labels": labels, "node": node, "created_at": time.time()}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.volumes).values(**row))
+        except IntegrityError:
+            raise Conflict(f"volume {name!r} already exists", field="name") from None
+        return self._volume(row, [])
+
+    def get_volume(self, tenant_id: str, name: str) -> Volume:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(t.volumes).where(t.volumes.c.tenant_id == tenant_id, t.volumes.c.name == name))
+                .mappings()
+                .first()
+            )
+        if not row:
+            raise NotFound(f"no such volume: {name}")
+        return self._volume(row, self.volume_users(tenant_id, name))
+
+    def list_volumes(self, tenant_id: str) -> list[Volume]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.volumes).where(t.volumes.c.tenant_id == tenant_id).order_by(t.volumes.c.name)
+            ).mappings().all()
+        return [self._volume(r, self.volume_users(tenant_id, r["name"])) for r in rows]
+
+    def delete_volume(self, tenant_id: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.volumes).where(t.volumes.c.tenant_id == tenant_id, t.volumes.c.name == name))
+
+    def volume_users(self, tenant_id: str, name: str) -> list[str]:
+        """Names of this tenant's containers (any state) that mount the volume."""
+        return [
+            c.name for c in self.list_containers(tenant_id) if any(v.volume == name for v in c.spec.volumes)
+        ]
+
+    @staticmethod
+    def _volume(row: Any, users: list[str]) -> Volume:
+        return Volume(
+            name=row["name"],
+            tenant=row["tenant_id"],
+            size=row["size"],
+            labels=row["labels"],
+            node=row["node"],
+            created_at=_ts(row["created_at"]),
+            in_use_by=users,
+        )
+
+    # events --------------------------------------------------------------------
+    def add_event(
+        self,
+        tenant_id: str,
+        type_: str,
+        action: str,
+        resource_id: str,
+        resource_name: str = "",
+        attributes: dict[str, str] | None = None,
+        at: float | None = None,
+    ) -> Event:
+        row = {
+            "time": at if at is not None else time.time(),
+            "tenant_id": tenant_id,
+            "type": type_,
+            "action": action,
+            "resource_id": resource_id,
+            "resource_name": resource_name,
+            "attributes": attributes or {},
+        }
+        with self.engine.begin() as conn:
+            row["id"] = conn.execute(insert(t.events).values(**row)).inserted_primary_key[0]  # type: ignore[index]
+        return self._event(row)
+
+    def list_events(
+        self, tenant_id: str | None = None, since: float | None = None, until: float | None = None, after_id: int = 0
+    ) -> list[Event]:
+        c = t.events.c
+        q = select(t.events).where(c.id > after_id).order_by(c.id)
+        if tenant_id is not None:
+            q = q.where(c.tenant_id == tenant_id)
+        if since is not None:
+            q = q.where(c.time >= since)
+        if until is not None:
+            q = q.where(c.time <= until)
+        with self.engine.connect() as conn:
+            return [self._event(r) for r in conn.execute(q).mappings()]
+
+    @staticmethod
+    def _event(row: Any) -> Event:
+        return Event(
+            id=row["id"],
+            time=_ts(row["time"]),
+            tenant=row["tenant_id"],
+            type=row["type"],
+            action=row["action"],
+            resource_id=row["resource_id"],
+            resource_name=row["resource_name"],
+            attributes=row["attributes"],
+        )

@@ -1,0 +1,83 @@
+"""The SQLAlchemy table definitions: the single source of truth for the schema (migrations mirror it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("idx", Integer, nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+containers = Table(
+    "containers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(63), nullable=False),
+    Column("node", String(63), nullable=True),
+    Column("ip", String(45), nullable=True),
+    Column("spec", JSON, nullable=False),
+    Column("status", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_container_name"),
+    UniqueConstraint("tenant_id", "ip", name="uq_container_ip"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
+    Column("ref", String(512), primary_key=True),  # canonical reference, or the image id when untagged
+    Column("image_id", String(80), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+)
+
+volumes = Table(
+    "volumes",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("node", String(63), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False, index=True),
+    Column("tenant_id", String(32), nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("resource_id", String(128), nullable=False),
+    Column("resource_name", String(512), nullable=False),
+    Column("attributes", JSON, nullable=False),
+)

@@ -1,0 +1,53 @@
+"""Crash safety: kill -9 of the server leaves containers running; the next start re-adopts them."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+
+from tests.e2e.test_api import pull, run, wait
+from tests.fixtures.server import Server
+
+Api = Callable[[str], httpx.Client]
+
+
+def test_kill_9_keeps_containers_and_restart_readopts_them(server: Server, api: Api, busybox_image: str) -> None:
+    alice = api("alice")
+    pull(alice, busybox_image)
+    long = run(alice, busybox_image, ["sleep", "300"])
+    short = run(alice, busybox_image, ["sh", "-c", "sleep 2; exit 5"])
+    server.stop(signal.SIGKILL)
+    killed_at = time.time()
+    try:
+        assert server.runc_state(long["id"]) == "running"
+        time.sleep(3)  # `short` exits while nobody is watching
+    finally:
+        server.start()
+    restarted_at = time.time()
+    got = alice.get(f"/v1/containers/{long['id']}").json()
+    assert got["status"]["state"] == "running" and got["status"]["pid"] == long["status"]["pid"]
+    got = alice.get(f"/v1/containers/{short['id']}").json()
+    assert got["status"]["state"] == "exited" and got["status"]["exit_code"] == 5
+    finished = datetime.fromisoformat(got["status"]["finished_at"]).timestamp()
+    assert killed_at < finished < restarted_at
+    # the re-adopted container is still under control: stopping it is reported as its exit
+    r = alice.post(f"/v1/containers/{long['id']}/stop", params={"t": "1"})
+    assert r.json()["status"]["state"] == "exited"
+    assert wait(alice, long["id"]) in (137, 143)
+
+
+def test_restart_policy_brings_a_failing_container_back(api: Api, busybox_image: str) -> None:
+    alice = api("alice")
+    pull(alice, busybox_image)
+    c = run(alice, busybox_image, ["sh", "-c", "exit 1"], restart="on-failure:2")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        got = alice.get(f"/v1/containers/{c['id']}").json()
+        if got["status"]["state"] == "exited" and got["status"]["restart_count"] == 2:
+            break
+        time.sleep(0.2)
+    assert got["status"]["restart_count"] == 2 and got["status"]["state"] == "exited", got["status"]

@@ -1,0 +1,68 @@
+"""The store on a real SQLite file: tenants and hashed keys, container lookup, uniqueness, events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seabox.errors import Conflict, InvalidArgument, NotFound
+from seabox.model.container import ContainerSpec, RestartPolicy
+from seabox.store.db import open_engine
+from seabox.store.repo import Store, hash_key
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+
+
+def spec() -> ContainerSpec:
+    return ContainerSpec(
+        image="docker.io/library/busybox:latest", image_id="sha256:" + "a" * 64, args=["sh"], cmd=["sh"],
+        entrypoint=None, env=[], labels={}, size="s4", volumes=[], workdir="/", user="", hostname="h",
+        restart=RestartPolicy(), tty=False, stdin_open=False, stop_signal="SIGTERM", stop_timeout=10,
+        runtime_class="runc",
+    )
+
+
+def test_keys_are_stored_hashed_and_resolve_to_their_tenant(store: Store, tmp_path: Path) -> None:
+    acme = store.create_tenant("acme")
+    key = store.issue_key(acme.id)
+    assert store.tenant_for_key(key) == acme
+    assert store.tenant_for_key(key + "x") is None
+    raw = (tmp_path / "db.sqlite").read_bytes()
+    assert key.encode() not in raw
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("select key_hash from api_keys").scalar() == hash_key(key)
+    with pytest.raises(Conflict):
+        store.create_tenant("acme")
+    assert store.create_tenant("other").index == acme.index + 1
+
+
+def test_container_lookup_by_name_id_and_prefix_is_tenant_scoped(store: Store) -> None:
+    a, b = store.create_tenant("a"), store.create_tenant("b")
+    c1 = store.insert_container(a.id, "ab12" + "0" * 60, "web", "local", "10.208.1.2", spec())
+    store.insert_container(a.id, "ab13" + "0" * 60, "db", "local", "10.208.1.3", spec())
+    assert store.find_container(a.id, "web").id == c1.id
+    assert store.find_container(a.id, c1.id).name == "web"
+    assert store.find_container(a.id, "ab12").name == "web"
+    with pytest.raises(InvalidArgument):
+        store.find_container(a.id, "ab1")
+    with pytest.raises(NotFound):
+        store.find_container(b.id, "web")
+    with pytest.raises(Conflict):
+        store.insert_container(a.id, "cc" + "0" * 62, "web", "local", "10.208.1.9", spec())
+    assert store.used_ips(a.id) == {"10.208.1.2", "10.208.1.3"}
+    assert store.used_ips(b.id) == set()
+
+
+def test_events_filter_by_tenant_time_and_cursor(store: Store) -> None:
+    a, b = store.create_tenant("a"), store.create_tenant("b")
+    e1 = store.add_event(a.id, "container", "create", "x", at=100.0)
+    store.add_event(b.id, "container", "create", "y", at=150.0)
+    e3 = store.add_event(a.id, "container", "start", "x", at=200.0)
+    assert [e.id for e in store.list_events(a.id)] == [e1.id, e3.id]
+    assert [e.action for e in store.list_events(a.id, since=150)] == ["start"]
+    assert [e.action for e in store.list_events(a.id, until=150)] == ["create"]
+    assert [e.id for e in store.list_events(a.id, after_id=e1.id)] == [e3.id]
