@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +26,7 @@ from seabox.node.runtime.base import Mount, RunSpec
 from seabox.node.runtime.cgroups import cgroup_dir
 from seabox.node.runtime.exec import ExecProcess
 from seabox.node.runtime.logs import follow_log, read_log
-from seabox.node.runtime.runc_runtime import RuncRuntime
+from seabox.node.runtime.runc_runtime import UNKNOWN_EXIT_CODE, RuncRuntime
 from tests.fixtures.images import LAYOUT_TAG
 
 pytestmark = [
@@ -188,10 +189,11 @@ async def test_user_cwd_hostname_and_mounts(containers: Containers, tmp_path: Pa
         mounts=[Mount(shared, "/data", readonly=True)],
     )
     assert await containers.exit_of(spec) == 0
-    lines = [e.data.decode() for e in read_log(containers.runtime.log_path(spec.bundle))]
+    entries = read_log(containers.runtime.log_path(spec.bundle))
+    lines = [e.data.decode() for e in entries if e.stream == "stdout"]
     assert lines[0].startswith("uid=65534(nobody) gid=65534(nogroup)")
-    assert lines[1:4] == ["/work/here\n", "box1\n", "hi from the host\n"]
-    assert lines[-1] == "read-only\n"
+    assert lines[1:] == ["/work/here\n", "box1\n", "hi from the host\n", "read-only\n"]
+    assert [e.data for e in entries if e.stream == "stderr"] == [b"touch: /data/x: Read-only file system\n"]
 
 
 async def test_logs_streams_partial_tail_and_since(containers: Containers) -> None:
@@ -315,6 +317,15 @@ async def test_wait_exit_from_a_restarted_agent(containers: Containers, state_di
     began = time.monotonic()
     again = await RuncRuntime(state_dir).wait_exit(spec.bundle, spec.id)
     assert again == status and time.monotonic() - began < 0.05
+
+
+async def test_wait_exit_outlives_a_killed_conmon(containers: Containers) -> None:
+    spec = await containers.run(["sleep", "0.6"])
+    conmon_pid = int((spec.bundle / "conmon.pid").read_text())
+    os.kill(conmon_pid, signal.SIGKILL)
+    began = time.monotonic()
+    status = await asyncio.wait_for(containers.runtime.wait_exit(spec.bundle, spec.id), TIMEOUT)
+    assert status.code == UNKNOWN_EXIT_CODE and time.monotonic() - began > 0.3
 
 
 async def test_joins_a_given_network_namespace(containers: Containers, tmp_path: Path) -> None:

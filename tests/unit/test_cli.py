@@ -268,10 +268,12 @@ def test_run_detached_prints_the_full_id_and_does_not_follow(server: FakeServer)
     assert [c.path for c in server.calls] == ["/v1/containers", f"/v1/containers/{CID}/start"]
 
 
-def test_run_rm_and_detach_together_is_refused(server: FakeServer) -> None:
-    result = cli("run", "-d", "--rm", "busybox")
-    assert result.exit_code == 2
-    assert server.calls == []
+def test_run_rm_with_detach_asks_the_server_to_remove_it_on_exit(server: FakeServer) -> None:
+    expect_run(server)
+    result = cli("run", "-d", "--rm", "busybox", "true")
+    assert (result.exit_code, result.stdout) == (0, CID + "\n")
+    assert server.calls[0].json()["auto_remove"] is True
+    assert [c.path for c in server.calls] == ["/v1/containers", f"/v1/containers/{CID}/start"]
 
 
 def test_run_pulls_a_missing_image_and_retries_once(server: FakeServer) -> None:
@@ -570,8 +572,8 @@ def test_volume_create_and_ls(server: FakeServer) -> None:
 
 
 def test_sizes_marks_the_default(server: FakeServer) -> None:
-    server.on("GET", "/v1/sizes", [{"name": "s4", "memory_bytes": 512 << 20, "cpu_shares": 512, "cpus": 1.0},
-                                   {"name": "m2", "memory_bytes": 2 << 30, "cpu_shares": 2048, "cpus": 2.0}])
+    server.on("GET", "/v1/sizes", [{"name": "s4", "memory_bytes": 512 << 20, "cpu_shares": 512, "cpus": 1.0, "default": True},
+                                   {"name": "m2", "memory_bytes": 2 << 30, "cpu_shares": 2048, "cpus": 2.0, "default": False}])
     lines = cli("sizes").stdout.splitlines()
     assert lines[0].split() == ["SIZE", "MEMORY", "CPU", "SHARES", "CPUS"]
     assert lines[1].split() == ["s4", "(default)", "512MiB", "512", "1"]

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -16,8 +17,9 @@ from rich.table import Table
 
 from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
 from seabox.errors import SeaboxError
-from seabox.store.db import open_engine
-from seabox.store.repo import Store
+
+if TYPE_CHECKING:
+    from seabox.store.repo import Store
 
 app = typer.Typer(help="Operator commands (run on the server host, as root).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
@@ -27,6 +29,10 @@ DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's d
 
 
 def _store(data_dir: Path) -> Store:
+    # imported here: SQLAlchemy and Alembic would slow every tenant command's start
+    from seabox.store.db import open_engine
+    from seabox.store.repo import Store
+
     return Store(open_engine(load_config(data_dir).db_url))
 
 

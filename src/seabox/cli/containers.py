@@ -253,9 +253,9 @@ def run(
     hostname: HostnameOpt = None,
 ) -> None:
     """Create and start a container; without -d, follow its output and exit with its exit code."""
-    if detach and rm:
-        raise typer.BadParameter("--rm needs the CLI to wait for the exit, so it cannot be combined with -d")
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
+    if detach and rm:
+        body["auto_remove"] = True  # nobody waits here: the server removes it when it exits
     api = connect()
     cid = create_container(api, body)["id"]
     try:

@@ -19,7 +19,6 @@ from seabox.cli.client import (
     short_id,
     timestamp,
 )
-from seabox.model.sizes import DEFAULT_SIZE
 
 PANEL = "Account and server"
 
@@ -63,7 +62,7 @@ def sizes() -> None:
     """List the container sizes (memory limit, CPU weight and cores) for `run --size`."""
     rows = [
         [
-            s["name"] + (" (default)" if s["name"] == DEFAULT_SIZE else ""),
+            s["name"] + (" (default)" if s.get("default") else ""),
             human_bytes(s["memory_bytes"], binary=True),
             str(s["cpu_shares"]),
             f"{s['cpus']:g}",

@@ -104,6 +104,7 @@ class ContainerCreate(BaseModel):
     stdin_open: bool = False
     stop_signal: str | None = None
     stop_timeout: int | None = Field(None, ge=0)
+    auto_remove: bool = False
     runtime_class: Literal["runc"] = "runc"
 
     @field_validator("name")
@@ -173,6 +174,7 @@ class ContainerSpec(BaseModel):
     stop_signal: str
     stop_timeout: int
     runtime_class: str
+    auto_remove: bool = False
     # what the tenant last asked for: running (start/restart) or stopped (stop/kill/exit without restart)
     desired: Literal["created", "running", "stopped"] = "created"
 

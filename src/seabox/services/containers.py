@@ -114,6 +114,7 @@ class ContainerService:
             stop_signal=req.stop_signal or cfg.stop_signal or "SIGTERM",
             stop_timeout=req.stop_timeout if req.stop_timeout is not None else DEFAULT_STOP_TIMEOUT,
             runtime_class=req.runtime_class,
+            auto_remove=req.auto_remove,
         )
         parse_signal(spec.stop_signal)
         container = self.store.insert_container(tenant.id, cid, name, self.agent.name, str(ip), spec)
@@ -317,6 +318,8 @@ class ContainerService:
         if restart:
             delay = min(0.1 * 2 ** (st.restart_count - 1), RESTART_BACKOFF_MAX)
             self._restarts[cid] = asyncio.create_task(self._restart_later(cid, delay))
+        elif c.spec.auto_remove:
+            self._restarts[cid] = asyncio.create_task(self._remove_later(cid))
 
     async def _restart_later(self, cid: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -331,6 +334,17 @@ class ContainerService:
             return
         except Exception:
             log.exception("restart of %s failed", cid[:12])
+
+    async def _remove_later(self, cid: str) -> None:
+        """Auto-remove (run --rm) once the exit has been recorded."""
+        self._restarts.pop(cid, None)
+        try:
+            c = self.store.get_container(cid)
+            await self.remove(self.store.tenant_by_id(c.tenant), cid, force=True)
+        except NotFound:
+            return
+        except Exception:
+            log.exception("auto-remove of %s failed", cid[:12])
 
     def _cancel_restart(self, cid: str) -> None:
         task = self._restarts.pop(cid, None)

@@ -63,7 +63,7 @@ class ImageService:
         name = parse_reference(ref).name
         if name in refs:
             return refs[name], [name]
-        raise NotFound(f"no such image: {ref} (pull it first: seabox pull {ref})")
+        raise NotFound(f"no such image: {ref} (pull it first: seabox pull {ref})", field="image")
 
     def resolve(self, tenant: Tenant, ref: str) -> ImageInfo:
         image_id, _ = self._match(tenant, ref)

@@ -37,7 +37,7 @@ class VolumeService:
     def get(self, tenant: Tenant, name: str) -> Volume:
         return self.store.get_volume(tenant.id, name)
 
-    async def remove(self, tenant: Tenant, name: str, force: bool = False) -> None:
+    async def remove(self, tenant: Tenant, name: str) -> None:
         vol = self.store.get_volume(tenant.id, name)
         if vol.in_use_by:
             raise Conflict(f"volume {name} is in use by container(s) {', '.join(vol.in_use_by)}: remove them first")

@@ -15,6 +15,14 @@ from seabox.model.container import ContainerCreate
 routes = web.RouteTableDef()
 
 
+def encode_data(data: bytes) -> dict[str, object]:
+    """Output bytes for an NDJSON line: text when it is UTF-8, else base64 with "b64": true."""
+    try:
+        return {"data": data.decode()}
+    except UnicodeDecodeError:
+        return {"data": base64.b64encode(data).decode(), "b64": True}
+
+
 class ExecRequest(BaseModel):
     """A command to run inside a running container."""
 
@@ -104,26 +112,20 @@ async def logs(request: web.Request) -> web.StreamResponse:
     )
     out = await NdjsonStream(request).open()
     async for entry in entries:
-        item: dict[str, object] = {"time": entry.time.isoformat(), "stream": entry.stream}
-        try:
-            item["data"] = entry.data.decode()
-        except UnicodeDecodeError:
-            item["data"] = base64.b64encode(entry.data).decode()
-            item["b64"] = True
-        await out.send(item)
+        await out.send({"time": entry.time.isoformat(), "stream": entry.stream, **encode_data(entry.data)})
     return await out.close()
 
 
 @routes.post("/v1/containers/{ref}/exec")
 async def exec_(request: web.Request) -> web.StreamResponse:
-    """NDJSON: {"stream", "data"} chunks, then {"exit_code": N}."""
+    """NDJSON: {"stream", "data"[, "b64"]} chunks, then {"exit_code": N}."""
     req = await body(request, ExecRequest)
     svc = cloud(request).containers
     proc = await svc.exec(tenant_of(request), request.match_info["ref"], req.cmd, req.env, req.workdir, req.user)
     out = await NdjsonStream(request).open()
     try:
         async for stream, data in proc:
-            await out.send({"stream": stream, "data": data.decode(errors="replace")})
+            await out.send({"stream": stream, **encode_data(data)})
         await out.send({"exit_code": await proc.wait()})
     finally:
         proc.kill()

@@ -9,7 +9,7 @@ from aiohttp import web
 from seabox import __version__
 from seabox.api.auth import tenant_of
 from seabox.api.common import NdjsonStream, cloud, dump, flag, number
-from seabox.model.sizes import SIZES
+from seabox.model.sizes import DEFAULT_SIZE, SIZES
 
 routes = web.RouteTableDef()
 
@@ -34,7 +34,13 @@ async def info(request: web.Request) -> web.Response:
 async def sizes(request: web.Request) -> web.Response:
     return dump(
         [
-            {"name": s.name, "memory_bytes": s.memory_bytes, "cpu_shares": s.cpu_shares, "cpus": s.cpus}
+            {
+                "name": s.name,
+                "memory_bytes": s.memory_bytes,
+                "cpu_shares": s.cpu_shares,
+                "cpus": s.cpus,
+                "default": s.name == DEFAULT_SIZE,
+            }
             for s in SIZES.values()
         ]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
-from seabox.api.common import body, cloud, dump, flag
+from seabox.api.common import body, cloud, dump
 from seabox.model.volume import VolumeCreate
 
 routes = web.RouteTableDef()
@@ -29,5 +29,5 @@ async def inspect(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/volumes/{name}")
 async def remove(request: web.Request) -> web.Response:
-    await cloud(request).volumes.remove(tenant_of(request), request.match_info["name"], flag(request, "force"))
+    await cloud(request).volumes.remove(tenant_of(request), request.match_info["name"])
     return web.Response(status=204)

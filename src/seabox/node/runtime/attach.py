@@ -45,7 +45,7 @@ class AttachStream:
         while True:
             try:
                 packet = await loop.sock_recv(self._sock, _RECV_SIZE)
-            except (ConnectionResetError, OSError):
+            except OSError:  # reset: conmon went away
                 return
             if not packet:
                 return

@@ -60,10 +60,10 @@ class RuncRuntime:
 
     name = "runc"
 
-    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon_binary: str = CONMON) -> None:
+    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON) -> None:
         self.state_dir = state_dir
         self._runc = Runc(runc, state_dir / "runc")
-        self._conmon = conmon_binary
+        self._conmon = conmon
         self._sockets = state_dir / "sockets"
         self._nofile = nofile_limit()
         longest = self.attach_path("0" * 64)
@@ -85,8 +85,9 @@ class RuncRuntime:
                 ) from exc
         files.config.write_text(json.dumps(config))
         files.reset()
+        link = self._sockets / spec.id  # conmon makes it: the way from an id to its bundle
         self._sockets.mkdir(parents=True, exist_ok=True)
-        (self._sockets / spec.id).unlink(missing_ok=True)
+        link.unlink(missing_ok=True)
         options = ConmonOptions(
             cid=spec.id,
             name=spec.name,
@@ -96,7 +97,11 @@ class RuncRuntime:
             tty=spec.tty,
             stdin=spec.open_stdin,
         )
-        return await conmon.launch(self._conmon, files, options)
+        try:
+            return await conmon.launch(self._conmon, files, options)
+        except BaseException:
+            link.unlink(missing_ok=True)
+            raise
 
     async def start(self, cid: str) -> None:
         await self._runc.start(cid)
