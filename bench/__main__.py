@@ -34,7 +34,9 @@ def pct(values: list[float], q: float) -> float:
 def bare_runc_starts(layout: Path, workdir: Path) -> list[float]:
     """`runc run -d` of a bundle unpacked from the same image, process `sleep 300`."""
     bundle = workdir / "bundle"
-    subprocess.run(["umoci", "raw", "unpack", "--image", f"{layout}:{LAYOUT_TAG}", bundle / "rootfs"], check=True)
+    bundle.mkdir()
+    subprocess.run(["umoci", "raw", "unpack", "--image", f"{layout}:{LAYOUT_TAG}", bundle / "rootfs"], check=True,
+                   capture_output=True)
     subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
     config = json.loads((bundle / "config.json").read_text())
     config["process"].update(terminal=False, args=["sleep", "300"])

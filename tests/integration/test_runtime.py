@@ -358,7 +358,7 @@ async def test_exec_output_exit_code_and_stdin(containers: Containers) -> None:
 
     proc = await runtime.exec(spec.id, ["sleep", "30"])
     await asyncio.sleep(0.2)
-    proc.kill()
+    await proc.kill()
     assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 137
 
     proc = await runtime.exec(spec.id, ["no-such-binary"])
@@ -385,7 +385,7 @@ async def test_exec_output_waits_for_a_slow_reader(containers: Containers) -> No
     _, first = await asyncio.wait_for(anext(aiter(proc)), TIMEOUT)
     assert first.startswith(b"y\n")
     proc.close()
-    proc.kill()
+    await proc.kill()
     assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 137
 
 

@@ -7,15 +7,17 @@ from aiohttp import web
 from seabox import __version__
 from seabox.api.auth import TENANT, auth_middleware
 from seabox.api.common import CLOUD
+from seabox.api.docker import containers as docker_containers
+from seabox.api.docker import exec as docker_exec
+from seabox.api.docker import images as docker_images
+from seabox.api.docker import system as docker_system
+from seabox.api.docker import volumes as docker_volumes
+from seabox.api.docker.routing import add_fallback, docker_headers
 from seabox.api.errors import error_middleware
 from seabox.api.openapi import build_openapi
 from seabox.api.v1 import containers, images, system, volumes
 from seabox.services.cloud import Cloud
 
-
-
-async def ping(request: web.Request) -> web.Response:
-    return web.Response(text="OK", headers={"Cache-Control": "no-cache"})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -46,11 +48,15 @@ def create_app(cloud: Cloud) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1 << 40)
     app[CLOUD] = cloud
     app[TENANT] = cloud.store
-    app.router.add_route("*", "/_ping", ping)
+    app[docker_exec.SESSIONS] = {}
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     for module in (containers, images, volumes, system):
         app.router.add_routes(module.routes)
+    for docker in (docker_system, docker_containers, docker_exec, docker_images, docker_volumes):
+        docker.routes.add_to(app)
+    add_fallback(app)
+    app.on_response_prepare.append(docker_headers)
 
     async def on_startup(_: web.Application) -> None:
         await cloud.start()

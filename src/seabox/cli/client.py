@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.text import Text
 from typer.core import TyperGroup
 
+from seabox.model.humanize import human_duration
+
 ENV_URL = "SEABOX_URL"
 ENV_KEY = "SEABOX_API_KEY"
 ENV_CONFIG = "SEABOX_CONFIG"
@@ -258,34 +260,6 @@ def parse_datetime(text: str) -> datetime:
     """An ISO time from the API (UTC when it names no zone)."""
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def human_duration(seconds: float) -> str:
-    """A duration as docker words it: '5 seconds', 'About a minute', '3 hours', '2 weeks'."""
-    s = int(seconds)
-    minutes = s // 60
-    hours = int(seconds / 3600 + 0.5)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{int(seconds / 3600) // (24 * 365)} years"
 
 
 def elapsed(when: str, now: datetime | None = None) -> str:

@@ -17,7 +17,6 @@ from seabox.cli.client import (
     ago,
     connect,
     each,
-    elapsed,
     err,
     human_bytes,
     inspect_all,
@@ -32,6 +31,7 @@ from seabox.cli.client import (
     write_stream,
 )
 from seabox.cli.images import familiar, pull_image
+from seabox.model.humanize import status_words
 from seabox.model.sizes import DEFAULT_SIZE, SIZES
 
 PANEL = "Containers"
@@ -169,15 +169,13 @@ def write_entry(entry: dict[str, Any], timestamps: bool = False) -> None:
 def status_text(container: dict[str, Any], now: datetime | None = None) -> str:
     """The STATUS column, worded as docker words it: 'Up 3 seconds', 'Exited (3) 2 minutes ago', 'Created'."""
     st = container["status"]
-    state: str = st["state"]
-    now = now or datetime.now(timezone.utc)
-    if state == "running":
-        return f"Up {elapsed(st['started_at'], now)}" if st.get("started_at") else "Up"
-    if state in ("exited", "restarting"):
-        word = "Exited" if state == "exited" else "Restarting"
-        return f"{word} ({st['exit_code']}) {ago(st['finished_at'], now)}" if st.get("finished_at") else word
-    words = {"created": "Created", "dead": "Dead", "removing": "Removal In Progress"}
-    return words.get(state, state.capitalize())
+    return status_words(
+        st["state"],
+        st["exit_code"],
+        parse_datetime(st["started_at"]) if st.get("started_at") else None,
+        parse_datetime(st["finished_at"]) if st.get("finished_at") else None,
+        now,
+    )
 
 
 def command_text(container: dict[str, Any], full: bool = False) -> str:

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from seabox.cli.client import ago, connect, each, human_bytes, inspect_all, pairs, print_table, quoted
+from seabox.cli.client import (
+    ago,
+    connect,
+    each,
+    human_bytes,
+    inspect_all,
+    pairs,
+    print_table,
+    quoted,
+)
 
 volume_app = typer.Typer(
     help="Manage volumes: named storage that outlives the containers mounting it.", no_args_is_help=True

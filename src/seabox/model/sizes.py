@@ -48,14 +48,14 @@ def get_size(name: str) -> Size:
         ) from None
 
 
-def smallest_fitting(memory_bytes: int) -> Size:
-    """The smallest size whose memory is at least MEMORY_BYTES (Docker's --memory maps to this)."""
+def smallest_fitting(memory_bytes: int, cpus: float = 0) -> Size:
+    """The smallest size with at least MEMORY_BYTES and CPUS (Docker's --memory and --cpus map to this)."""
     for size in SIZES.values():
-        if size.memory_bytes >= memory_bytes:
+        if size.memory_bytes >= memory_bytes and size.cpus >= cpus:
             return size
     largest = list(SIZES.values())[-1]
     raise InvalidArgument(
-        f"memory {memory_bytes} bytes exceeds the largest size {largest.name} "
-        f"({largest.memory_bytes // GiB} GiB)",
-        field="memory",
+        f"{memory_bytes} bytes of memory and {cpus:g} CPUs exceed the largest size {largest.name} "
+        f"({largest.memory_bytes // GiB} GiB, {largest.cpus:g} CPUs)",
+        field="memory" if memory_bytes > largest.memory_bytes else "cpus",
     )

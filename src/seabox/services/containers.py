@@ -18,6 +18,7 @@ from seabox.model.tenant import Tenant
 from seabox.node.agent import NodeAgent, Placement
 from seabox.node.images.reference import parse_reference
 from seabox.node.network import ipam
+from seabox.node.runtime.attach import AttachStream
 from seabox.node.runtime.base import ExitStatus
 from seabox.node.runtime.exec import ExecProcess
 from seabox.node.runtime.logs import LogEntry, follow_log, read_log
@@ -283,6 +284,32 @@ class ContainerService:
         return await self.agent.runtime.exec(
             c.id, cmd, env=env or [], cwd=workdir, user=user, tty=tty, stdin=stdin
         )
+
+    def attach(self, tenant: Tenant, ref: str) -> asyncio.Future[AttachStream]:
+        """The container's live stdio: now if it runs, else as soon as it starts (before its process runs)."""
+        c = self.get(tenant, ref)
+        path = self.agent.runtime.attach_path(c.id)
+        future: asyncio.Future[AttachStream] = asyncio.get_running_loop().create_future()
+
+        async def connect() -> None:
+            if future.done():  # the client gave up before the start
+                return
+            try:
+                future.set_result(await AttachStream.connect(path))
+            except Exception as exc:
+                future.set_exception(exc)
+
+        if c.status.state == "running":
+            asyncio.ensure_future(connect())
+        else:
+            self.agent.before_start(c.id, connect)
+        return future
+
+    def resize(self, tenant: Tenant, ref: str, height: int, width: int) -> None:
+        c = self.get(tenant, ref)
+        if c.status.state != "running":
+            raise Conflict(f"container {c.name} is not running")
+        self.agent.runtime.resize(self.agent.bundle(c.id), height, width)
 
     # exits and restarts (the controller side) ---------------------------------------------------
     async def on_exit(self, cid: str, status: ExitStatus) -> None:

@@ -128,7 +128,7 @@ async def exec_(request: web.Request) -> web.StreamResponse:
             await out.send({"stream": stream, **encode_data(data)})
         await out.send({"exit_code": await proc.wait()})
     finally:
-        proc.kill()
+        await proc.kill()
     return await out.close()
 
 

@@ -21,6 +21,8 @@ _CHUNK = 65536
 _BUFFERED_CHUNKS = 64  # output held for a slow reader before the process is made to wait
 _DEFAULT_SIZE = (24, 80)
 _DRAIN_TIMEOUT = 5.0
+_PID_FILE_POLL = 0.005
+_PID_FILE_TIMEOUT = 5.0
 
 
 def check_window_size(height: int, width: int) -> None:
@@ -197,17 +199,24 @@ class ExecProcess:
         if self._proc.returncode is None:
             self._proc.send_signal(signal.SIGWINCH)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the process itself (the runtime cannot forward SIGKILL), or else the runtime."""
-        if self._proc.returncode is not None:
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the process itself: the runtime cannot forward SIGKILL, and killing it orphans the process.
+
+        The runtime writes the process's pid just after starting it; until then this waits (a while).
+        """
+        deadline = asyncio.get_running_loop().time() + _PID_FILE_TIMEOUT
+        while self._proc.returncode is None:
+            try:
+                pid = int(self._pid_file.read_text().strip())
+            except (FileNotFoundError, ValueError):
+                if asyncio.get_running_loop().time() > deadline:
+                    self._proc.send_signal(sig)
+                    return
+                await asyncio.sleep(_PID_FILE_POLL)
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
             return
-        try:
-            pid = int(self._pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            self._proc.send_signal(sig)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
     def close(self) -> None:
         """Stop reading output (a reader went away); the process keeps running until it ends."""

@@ -156,9 +156,10 @@ class RuncRuntime:
         pidfd = conmon.open_pidfd(conmon_pid, lambda p: conmon.is_conmon_of(p, cid))
         if pidfd is not None:
             await conmon.wait_pidfd(pidfd)
-            status = self.exit_status(bundle, cid)
-            if status is not None:
-                return status
+        # Also when conmon was no longer recognisable (an exiting process shows no command line).
+        status = self.exit_status(bundle, cid)
+        if status is not None:
+            return status
         # conmon died without recording the exit (killed, say): the container may outlive it
         init_pid = conmon.read_pid(files.container_pid)
         pidfd = conmon.open_pidfd(init_pid, lambda p: cgroups.in_container(p, cid)) if init_pid else None

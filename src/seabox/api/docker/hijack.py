@@ -1,0 +1,136 @@
+"""Docker's hijacked connections: '101 UPGRADED' then raw bytes both ways, and the multiplexed stream framing."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from aiohttp import web
+
+RAW_STREAM = "application/vnd.docker.raw-stream"
+MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
+
+
+def frame(stream: str, data: bytes) -> bytes:
+    """One frame of Docker's multiplexed stream: [type, 0, 0, 0, big-endian length] + payload."""
+    return struct.pack(">BxxxL", STREAM_IDS[stream], len(data)) + data
+
+
+class _RawParser:
+    """Stands in for aiohttp's payload parser on an upgraded connection: bytes in, straight to a queue."""
+
+    def __init__(self, queue: asyncio.Queue[bytes]) -> None:
+        self.queue = queue
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if data:
+            self.queue.put_nowait(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.queue.put_nowait(b"")
+
+
+class _HalfCloseProtocol(asyncio.Protocol):
+    """Sits between the transport and aiohttp once hijacked: the client's bytes go to the queue, and a
+    half-close by the client (docker CLI's CloseWrite after stdin ends) keeps our sending side open."""
+
+    def __init__(self, inner: Any, queue: asyncio.Queue[bytes]) -> None:
+        self.inner = inner
+        self.queue = queue
+
+    def data_received(self, data: bytes) -> None:
+        self.queue.put_nowait(data)
+
+    def eof_received(self) -> bool:
+        self.queue.put_nowait(b"")
+        return True  # keep the transport open for our output
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.queue.put_nowait(b"")
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class Stream:
+    """The response side of a Docker stream: hijacked (after 101) when the client asked to upgrade, else a plain 200."""
+
+    def __init__(self, request: web.Request, multiplexed: bool) -> None:
+        self.request = request
+        self.multiplexed = multiplexed
+        self.upgraded = request.headers.get("Upgrade", "").lower() == "tcp"
+        self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._response: web.StreamResponse | None = None
+        self._closed = False
+
+    async def open(self) -> Stream:
+        content_type = MULTIPLEXED_STREAM if self.multiplexed else RAW_STREAM
+        if self.upgraded:
+            response = web.StreamResponse(
+                status=101,
+                reason="UPGRADED",
+                headers={"Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"},
+            )
+            await response.prepare(self.request)
+            protocol: Any = self.request.protocol
+            protocol.keep_alive(False)
+            protocol.set_parser(_RawParser(self._inbox))  # hands over bytes that came with the request
+            transport = self.request.transport
+            assert transport is not None
+            transport.set_protocol(_HalfCloseProtocol(protocol, self._inbox))
+        else:
+            response = web.StreamResponse(headers={"Content-Type": content_type})
+            await response.prepare(self.request)
+            self._inbox.put_nowait(b"")  # nothing can be read from a plain request
+        self._response = response
+        return self
+
+    async def send(self, stream: str, data: bytes) -> None:
+        """Write output: framed when multiplexed, raw otherwise. Raises ConnectionResetError if the client left."""
+        payload = frame(stream, data) if self.multiplexed else data
+        if not payload:
+            return
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client went away")
+        if self.upgraded:
+            transport.write(payload)
+            protocol: Any = self.request.protocol
+            await protocol._drain_helper()
+        else:
+            assert self._response is not None
+            await self._response.write(payload)
+
+    async def receive(self) -> bytes:
+        """The next bytes the client sent after the upgrade (stdin); b'' when it closed its side."""
+        return await self._inbox.get()
+
+    async def client_gone(self) -> None:
+        """Returns once the client's connection is closed."""
+        while True:
+            transport = self.request.transport
+            if transport is None or transport.is_closing():
+                return
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> web.StreamResponse:
+        assert self._response is not None
+        if not self._closed:
+            self._closed = True
+            transport = self.request.transport
+            if self.upgraded:
+                if transport is not None and not transport.is_closing():
+                    transport.close()
+            else:
+                try:
+                    await self._response.write_eof()
+                except ConnectionResetError:
+                    pass
+        return self._response

@@ -1,0 +1,256 @@
+"""Translation between Docker's container JSON and Seabox's models, with clear refusals for what Seabox cannot honour."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from ipaddress import IPv4Address
+from typing import Any
+
+from seabox.config import NetworkConfig
+from seabox.errors import InvalidArgument
+from seabox.model.container import Container, ContainerCreate, RestartPolicy, VolumeMount
+from seabox.model.humanize import status_words
+from seabox.model.sizes import DEFAULT_SIZE, SIZES, get_size, smallest_fitting
+from seabox.model.tenant import Tenant
+from seabox.node.network import ipam
+
+SIZE_LABEL = "sh_hyper_instancetype"  # the label Hyper.sh used for sizes; also accepted on create
+ZERO_TIME = "0001-01-01T00:00:00Z"
+FIP_HINT = "attach a floating IP and open the port with a security group instead"
+
+
+def rfc3339(value: datetime | None) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value else ZERO_TIME
+
+
+def _refuse(option: str, instead: str, field: str) -> InvalidArgument:
+    return InvalidArgument(f"{option} is not supported by Seabox: {instead}", field=field)
+
+
+def _check_host_config(hc: dict[str, Any]) -> None:
+    """Refuse every HostConfig option that would reach the host or that Seabox cannot honour."""
+    if hc.get("PortBindings") and any(hc["PortBindings"].values()) or hc.get("PublishAllPorts"):
+        raise _refuse("publishing ports (-p/-P)", FIP_HINT, "HostConfig.PortBindings")
+    if hc.get("Privileged"):
+        raise _refuse("--privileged", "containers run with the default capability set", "HostConfig.Privileged")
+    mode = hc.get("NetworkMode") or "default"
+    if mode not in ("default", "bridge"):
+        raise _refuse(f"--network={mode}", "every container is on its tenant's private network", "HostConfig.NetworkMode")
+    for key, flag in (("PidMode", "--pid"), ("IpcMode", "--ipc"), ("UTSMode", "--uts"), ("UsernsMode", "--userns")):
+        value = hc.get(key) or ""
+        if value and value not in ("private", "shareable", ""):
+            raise _refuse(f"{flag}={value}", "containers get their own namespaces", f"HostConfig.{key}")
+    if hc.get("CapAdd"):
+        raise _refuse("--cap-add", "containers run with the default capability set", "HostConfig.CapAdd")
+    if hc.get("Devices"):
+        raise _refuse("--device", "host devices are not exposed to tenants", "HostConfig.Devices")
+    if hc.get("VolumesFrom"):
+        raise _refuse("--volumes-from", "mount the same named volume with -v NAME:/path", "HostConfig.VolumesFrom")
+
+
+def _volumes(hc: dict[str, Any]) -> list[VolumeMount]:
+    mounts: list[VolumeMount] = []
+    for bind in hc.get("Binds") or []:
+        source = bind.split(":", 1)[0]
+        if source.startswith("/") or source.startswith("."):
+            raise _refuse(f"host bind mounts ({bind})", "create a volume (docker volume create NAME) and use -v NAME:/path",
+                          "HostConfig.Binds")
+        try:
+            mounts.append(VolumeMount.parse(bind))
+        except ValueError as exc:
+            raise InvalidArgument(str(exc), field="HostConfig.Binds") from None
+    for m in hc.get("Mounts") or []:
+        if m.get("Type", "volume") != "volume":
+            raise _refuse(f"--mount type={m.get('Type')}", "only named volumes can be mounted", "HostConfig.Mounts")
+        if not m.get("Source"):
+            raise InvalidArgument("anonymous volumes are not supported: name the volume", field="HostConfig.Mounts")
+        mounts.append(VolumeMount(volume=m["Source"], path=m.get("Target", ""), readonly=bool(m.get("ReadOnly"))))
+    return mounts
+
+
+def _size(body: dict[str, Any], hc: dict[str, Any]) -> str:
+    labels = body.get("Labels") or {}
+    if labels.get(SIZE_LABEL):
+        return get_size(labels[SIZE_LABEL]).name
+    memory = int(hc.get("Memory") or 0)
+    cpus = int(hc.get("NanoCpus") or 0) / 1e9
+    if memory or cpus:
+        return smallest_fitting(memory, cpus).name
+    return DEFAULT_SIZE
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value] if value else []
+    return [str(v) for v in value]
+
+
+def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
+    """A Docker POST /containers/create body as a Seabox create request (400 for what cannot be honoured)."""
+    if not isinstance(body, dict) or not body.get("Image"):
+        raise InvalidArgument("Image is required", field="Image")
+    hc = body.get("HostConfig") or {}
+    _check_host_config(hc)
+    policy = hc.get("RestartPolicy") or {}
+    labels = {k: v for k, v in (body.get("Labels") or {}).items() if k != SIZE_LABEL}
+    entrypoint = _as_list(body.get("Entrypoint"))
+    return ContainerCreate.model_validate(
+        {
+            "image": body["Image"],
+            "name": name or None,
+            "cmd": _as_list(body.get("Cmd")),
+            "entrypoint": entrypoint,
+            "env": body.get("Env") or [],
+            "labels": labels,
+            "size": _size(body, hc),
+            "volumes": _volumes(hc),
+            "workdir": body.get("WorkingDir") or None,
+            "user": body.get("User") or None,
+            "hostname": body.get("Hostname") or None,
+            "restart": RestartPolicy(
+                name=policy.get("Name") or "no", max_retries=int(policy.get("MaximumRetryCount") or 0)
+            ),
+            "tty": bool(body.get("Tty")),
+            "stdin_open": bool(body.get("OpenStdin")),
+            "stop_signal": body.get("StopSignal") or None,
+            "stop_timeout": body.get("StopTimeout"),
+            "auto_remove": bool(hc.get("AutoRemove")),
+        }
+    )
+
+
+def _network(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
+    if not c.status.ip:
+        return {}
+    subnet = ipam.tenant_subnet(net, tenant.index)
+    return {
+        "NetworkID": f"seabox-{tenant.id}",
+        "EndpointID": c.id,
+        "Gateway": str(ipam.gateway(subnet)),
+        "IPAddress": c.status.ip,
+        "IPPrefixLen": subnet.prefixlen,
+        "MacAddress": ipam.mac_address(IPv4Address(c.status.ip)),
+        "Aliases": [c.name, c.id[:12]],
+    }
+
+
+def _mounts(c: Container) -> list[dict[str, Any]]:
+    return [
+        {"Type": "volume", "Name": v.volume, "Source": "", "Destination": v.path, "Driver": "local",
+         "Mode": "ro" if v.readonly else "", "RW": not v.readonly, "Propagation": ""}
+        for v in c.spec.volumes
+    ]
+
+
+def _labels(c: Container) -> dict[str, str]:
+    return {**c.spec.labels, SIZE_LABEL: c.spec.size}
+
+
+def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
+    """GET /containers/{id}/json."""
+    st, spec = c.status, c.spec
+    size = SIZES[spec.size]
+    network = _network(c, net, tenant)
+    return {
+        "Id": c.id,
+        "Created": rfc3339(c.created_at),
+        "Path": spec.args[0],
+        "Args": spec.args[1:],
+        "State": {
+            "Status": st.state,
+            "Running": st.state == "running",
+            "Paused": False,
+            "Restarting": st.state == "restarting",
+            "OOMKilled": st.oom_killed,
+            "Dead": st.state == "dead",
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": rfc3339(st.started_at),
+            "FinishedAt": rfc3339(st.finished_at),
+        },
+        "Image": spec.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": "",
+        "Name": "/" + c.name,
+        "RestartCount": st.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": {
+            "Binds": [str(v) for v in spec.volumes],
+            "LogConfig": {"Type": "json-file", "Config": {}},
+            "NetworkMode": "bridge",
+            "PortBindings": {},
+            "RestartPolicy": {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries},
+            "AutoRemove": spec.auto_remove,
+            "Privileged": False,
+            "PublishAllPorts": False,
+            "Memory": size.memory_bytes,
+            "MemorySwap": size.memory_bytes,
+            "NanoCpus": int(size.cpus * 1e9),
+            "CpuShares": size.cpu_shares,
+            "Runtime": spec.runtime_class,
+        },
+        "Config": {
+            "Hostname": spec.hostname,
+            "Domainname": "",
+            "User": spec.user,
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "ExposedPorts": None,
+            "Tty": spec.tty,
+            "OpenStdin": spec.stdin_open,
+            "StdinOnce": False,
+            "Env": spec.env,
+            "Cmd": spec.cmd,
+            "Image": spec.image,
+            "Volumes": None,
+            "WorkingDir": spec.workdir,
+            "Entrypoint": spec.entrypoint,
+            "OnBuild": None,
+            "Labels": _labels(c),
+            "StopSignal": spec.stop_signal,
+            "StopTimeout": spec.stop_timeout,
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": c.id,
+            "Ports": {},
+            "SandboxKey": "",
+            "IPAddress": network.get("IPAddress", ""),
+            "IPPrefixLen": network.get("IPPrefixLen", 0),
+            "Gateway": network.get("Gateway", ""),
+            "MacAddress": network.get("MacAddress", ""),
+            "Networks": {"bridge": network} if network else {},
+        },
+        "Mounts": _mounts(c),
+    }
+
+
+def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
+    """One entry of GET /containers/json."""
+    network = _network(c, net, tenant)
+    return {
+        "Id": c.id,
+        "Names": ["/" + c.name],
+        "Image": c.spec.image,
+        "ImageID": c.spec.image_id,
+        "Command": " ".join(c.spec.args),
+        "Created": int(c.created_at.timestamp()),
+        "Ports": [],
+        "Labels": _labels(c),
+        "State": c.status.state,
+        "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
+        "HostConfig": {"NetworkMode": "bridge"},
+        "NetworkSettings": {"Networks": {"bridge": network} if network else {}},
+        "Mounts": _mounts(c),
+    }

@@ -1,0 +1,49 @@
+"""Docker's wording of times and states ('Up 3 seconds', 'Exited (1) 2 minutes ago'), shared by CLI and API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as docker words it: '5 seconds', 'About a minute', '3 hours', '2 weeks'."""
+    s = int(seconds)
+    minutes = s // 60
+    hours = int(seconds / 3600 + 0.5)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{int(seconds / 3600) // (24 * 365)} years"
+
+
+def status_words(
+    state: str, exit_code: int, started_at: datetime | None, finished_at: datetime | None, now: datetime | None = None
+) -> str:
+    """A container's STATUS column as `docker ps` words it."""
+    now = now or datetime.now(UTC)
+    if state == "running":
+        return f"Up {human_duration((now - started_at).total_seconds())}" if started_at else "Up"
+    if state in ("exited", "restarting"):
+        word = "Exited" if state == "exited" else "Restarting"
+        if finished_at is None:
+            return word
+        return f"{word} ({exit_code}) {human_duration((now - finished_at).total_seconds())} ago"
+    words = {"created": "Created", "dead": "Dead", "removing": "Removal In Progress"}
+    return words.get(state, state.capitalize())
