@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= /var/lib/seabox
 LISTEN ?= 127.0.0.1:8470
-APT_PKGS := runc conmon skopeo umoci nftables iproute2 busybox-static docker-registry
+APT_PKGS := runc conmon skopeo umoci nftables iproute2 busybox-static docker-registry debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: deps up down test bench clean
@@ -17,7 +17,7 @@ deps:
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@$(MAKE) --no-print-directory $(VENV)/.installed
+	@$(MAKE) -s --no-print-directory $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

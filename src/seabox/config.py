@@ -54,6 +54,15 @@ class NetworkConfig(BaseModel):
         return v
 
 
+class TLSConfig(BaseModel):
+    """An optional second, TLS-only listener; with client_ca, a client certificate's CN names its tenant."""
+
+    listen: str | None = None  # e.g. "0.0.0.0:2376"; no TLS listener when unset
+    cert: Path | None = None  # server certificate chain (PEM)
+    key: Path | None = None  # its private key (PEM)
+    client_ca: Path | None = None  # CA that signs tenant client certificates (mTLS)
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -63,6 +72,7 @@ class ServerConfig(BaseModel):
     node_name: str = "local"
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
+    tls: TLSConfig = Field(default_factory=TLSConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -138,3 +138,13 @@ def test_admin_tenant_commands(carol: Server) -> None:
     r = subprocess.run([*SEABOX, "admin", "tenant", "key", "carol", "--data-dir", str(carol.data_dir)],
                        capture_output=True, text=True)
     assert r.stdout.strip().startswith("sbx_")
+
+
+def test_docker_env_is_the_whole_docker_setup(carol: Server, busybox_image: str, tmp_path: Path) -> None:
+    cid = sb(carol, "run", "-d", "--name", "envcheck", busybox_image, "sleep", "300").stdout.strip()
+    env = carol.env("carol")
+    env["HOME"] = str(tmp_path)
+    script = f"eval $({' '.join(SEABOX)} docker-env) && docker ps --format '{{{{.ID}}}} {{{{.Names}}}}'"
+    r = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [cid[:12], "envcheck"]

@@ -384,7 +384,8 @@ async def test_exec_output_waits_for_a_slow_reader(containers: Containers) -> No
     proc = await runtime.exec(spec.id, ["yes"])
     _, first = await asyncio.wait_for(anext(aiter(proc)), TIMEOUT)
     assert first.startswith(b"y\n")
-    proc.close()
+    proc.close()  # output is dropped from now on: neither `yes` nor runc, which copies it, blocks
+    await asyncio.sleep(0.3)
     await proc.kill()
     assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 137
 

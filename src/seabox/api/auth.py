@@ -1,13 +1,14 @@
-"""Tenant authentication: an API key from X-Api-Key or Authorization: Bearer, checked against stored hashes."""
+"""Tenant authentication: an API key (X-Api-Key or Authorization: Bearer, stored hashed) or a client certificate's CN."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from seabox.api.errors import Handler
-from seabox.errors import Unauthorized
+from seabox.errors import NotFound, Unauthorized
 from seabox.model.tenant import Tenant
 from seabox.store.repo import Store
+from seabox.tls import peer_common_name
 
 TENANT = web.AppKey("tenant_lookup", Store)
 PUBLIC_PATHS = ("/_ping", "/v1/openapi.json", "/metrics")
@@ -28,15 +29,32 @@ def is_public(path: str) -> bool:
     return any(path == p or path.endswith(p) and path.startswith("/v1.") for p in PUBLIC_PATHS)
 
 
+def _tenant_of_certificate(request: web.Request) -> Tenant | None:
+    """The tenant named by the CN of a client certificate the TLS listener verified."""
+    transport = request.transport
+    cn = peer_common_name(transport.get_extra_info("peercert") if transport else None)
+    if cn is None:
+        return None
+    try:
+        return request.app[TENANT].tenant_by_name(cn)
+    except NotFound:
+        raise Unauthorized(f"client certificate CN {cn!r} names no tenant") from None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not is_public(request.path):
         key = request_key(request)
-        if not key:
-            raise Unauthorized("missing API key: send X-Api-Key: KEY or Authorization: Bearer KEY")
-        tenant = request.app[TENANT].tenant_for_key(key)
-        if tenant is None:
-            raise Unauthorized("invalid API key")
+        if key:
+            tenant = request.app[TENANT].tenant_for_key(key)
+            if tenant is None:
+                raise Unauthorized("invalid API key")
+        else:
+            tenant = _tenant_of_certificate(request)
+            if tenant is None:
+                raise Unauthorized(
+                    "missing API key: send X-Api-Key: KEY or Authorization: Bearer KEY, or a client certificate"
+                )
         request["tenant"] = tenant
     return await handler(request)
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Operator commands (run on the server host, as root).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+tls_app = typer.Typer(help="TLS and client certificates (mTLS) for the docker CLI and SDK.", no_args_is_help=True)
+app.add_typer(tls_app, name="tls")
 console = Console()
 DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir.")
 
@@ -66,6 +68,60 @@ def tenant_key(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
         print(store.issue_key(store.tenant_by_name(name).id))
     except SeaboxError as exc:
         raise _fail(exc) from None
+
+
+@tenant_app.command("cert")
+def tenant_cert(
+    name: str,
+    out: Path = typer.Option(..., "--out", help="Directory for ca.pem, cert.pem and key.pem (DOCKER_CERT_PATH layout)."),
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Issue a client certificate whose CN is the tenant: the docker CLI's DOCKER_TLS_VERIFY=1 way in."""
+    import shutil
+
+    from seabox.tls import CA, issue
+
+    try:
+        _store(data_dir).tenant_by_name(name)
+        ca = CA(data_dir / "tls" / "ca.pem", data_dir / "tls" / "ca-key.pem")
+        if not ca.cert.exists():
+            raise SeaboxError(f"no CA in {data_dir / 'tls'}: run `seabox admin tls init` first")
+        out.mkdir(parents=True, exist_ok=True)
+        issue(ca, name, out / "cert.pem", out / "key.pem")
+        shutil.copyfile(ca.cert, out / "ca.pem")
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    print(f"client certificate for tenant {name} in {out}; use it with:")
+    print(f"  export DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={out} DOCKER_HOST=tcp://HOST:PORT")
+
+
+@tls_app.command("init")
+def tls_init(
+    data_dir: Path = DATA_DIR_OPT,
+    host: list[str] = typer.Option(["127.0.0.1", "localhost"], "--host", help="Names and IPs the server answers to."),
+    listen: str = typer.Option("0.0.0.0:2376", "--listen", help="HOST:PORT of the TLS listener."),
+) -> None:
+    """Create a CA and a server certificate under DATA_DIR/tls and enable the TLS listener with client certificates.
+
+    Takes effect at the next start of the server. Tenants then get certificates with `admin tenant cert`.
+    """
+    from seabox.tls import create_ca, issue
+
+    tls_dir = data_dir / "tls"
+    try:
+        ca = create_ca(tls_dir)
+        issue(ca, host[0], tls_dir / "server.pem", tls_dir / "server-key.pem", server_names=host)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    config = data_dir / "config.toml"
+    text = config.read_text() if config.exists() else ""
+    if "[tls]" not in text:
+        config.write_text(
+            text
+            + f'\n[tls]\nlisten = "{listen}"\ncert = "{tls_dir / "server.pem"}"\nkey = "{tls_dir / "server-key.pem"}"\n'
+            + f'client_ca = "{ca.cert}"\n'
+        )
+    print(f"TLS ready in {tls_dir}; restart the server to listen on {listen} (see [tls] in {config})")
 
 
 @tenant_app.command("ls")
@@ -119,9 +175,12 @@ def up(
         t = store.create_tenant(tenant)
     key = store.issue_key(t.id)
     print(f"Seabox is up: {url}  (data dir {data_dir}, log {data_dir / 'server.log'})")
+    bindir = Path(sys.executable).parent
     print(f"tenant {t.name}; use it with:")
+    print(f"  export PATH={bindir}:$PATH")
     print(f"  export SEABOX_URL={url}")
     print(f"  export SEABOX_API_KEY={key}")
+    print("  seabox run --rm busybox echo hello        # or, for the docker CLI: eval $(seabox docker-env)")
     print(key)
 
 

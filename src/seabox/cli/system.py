@@ -1,8 +1,12 @@
-"""Account and server commands: login, info, version, sizes and the event log."""
+"""Account and server commands: login, info, version, sizes, the event log and docker-env."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -12,6 +16,7 @@ from seabox.cli.client import (
     CliError,
     connect,
     human_bytes,
+    load_credentials,
     normalise_url,
     parse_time,
     print_table,
@@ -98,6 +103,46 @@ def events(
         print(event_line(event), flush=True)
 
 
+def docker_env(
+    config_dir: Annotated[
+        Path,
+        typer.Option("--config-dir", help="Where to write the docker CLI config that carries your key."),
+    ] = Path.home() / ".config" / "seabox" / "docker",
+) -> None:
+    """Point the unchanged docker CLI at Seabox: run `eval $(seabox docker-env)`.
+
+    Writes CONFIG_DIR/config.json (mode 0600) with your API key as an HTTP header the docker CLI
+    sends on every request, and prints the DOCKER_HOST and DOCKER_CONFIG exports.
+    """
+    url, key = load_credentials()
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config_dir.chmod(0o700)
+    path = config_dir / "config.json"
+    try:
+        config = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    config.setdefault("HttpHeaders", {})["X-Api-Key"] = key
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"export DOCKER_HOST=tcp://{parts.hostname}:{port}")
+    print(f"export DOCKER_CONFIG={shlex.quote(str(config_dir))}")
+    if parts.scheme == "https":
+        print("export DOCKER_TLS_VERIFY=1")
+        print(f"export DOCKER_CERT_PATH={shlex.quote(str(config_dir))}")
+    print("# run this command to configure your shell: eval $(seabox docker-env)")
+
+
 def register(app: typer.Typer) -> None:
-    for command, name in ((login, "login"), (info, "info"), (version, "version"), (sizes, "sizes"), (events, "events")):
+    for command, name in (
+        (login, "login"),
+        (info, "info"),
+        (version, "version"),
+        (sizes, "sizes"),
+        (events, "events"),
+        (docker_env, "docker-env"),
+    ):
         app.command(name, rich_help_panel=PANEL)(command)

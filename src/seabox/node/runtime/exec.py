@@ -60,7 +60,7 @@ class ExecProcess:
     Without a terminal stdout and stderr come apart through pipes. With one, the runtime's stdio is
     the slave of a pty owned here: the runtime copies between it and the container's terminal, and
     everything arrives as "stdout". A reader that falls behind makes the process wait on its writes.
-    Always await wait() (it removes the exec's scratch files); close() stops reading early.
+    Always await wait() (it removes the exec's scratch files); call close() if output is no longer wanted.
     """
 
     def __init__(
@@ -81,6 +81,7 @@ class ExecProcess:
         self._output: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(_BUFFERED_CHUNKS)
         self._returncode: int | None = None
         self._failure: str | None = None
+        self._discarding = False
         if master_fd is not None:
             self._pumps = [asyncio.ensure_future(self._pump_master(master_fd))]
         else:
@@ -126,9 +127,13 @@ class ExecProcess:
                 os.close(slave_fd)
         return cls(proc, workdir=workdir, pid_file=pid_file, log_file=log_file, master_fd=master_fd)
 
+    async def _deliver(self, name: str, chunk: bytes) -> None:
+        if not self._discarding:
+            await self._output.put((name, chunk))
+
     async def _pump_pipe(self, name: str, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(_CHUNK):
-            await self._output.put((name, chunk))
+            await self._deliver(name, chunk)
 
     async def _pump_master(self, master: int) -> None:
         """Read the pty until the runtime, the only holder of its slave, has exited (EIO); then close it."""
@@ -143,7 +148,7 @@ class ExecProcess:
                     return
                 if not chunk:
                     return
-                await self._output.put(("stdout", chunk))
+                await self._deliver("stdout", chunk)
         finally:
             self._master = None
             os.close(master)
@@ -219,9 +224,11 @@ class ExecProcess:
             return
 
     def close(self) -> None:
-        """Stop reading output (a reader went away); the process keeps running until it ends."""
-        for task in (*self._pumps, self._ended):
-            task.cancel()
+        """The reader went away: from now on output is read and dropped, so neither the process nor the
+        runtime (which copies it) is held on a full pipe. The process runs on until it ends."""
+        self._discarding = True
+        while not self._output.empty():
+            self._output.get_nowait()
 
     async def wait(self) -> int:
         """The process's exit code (128+N if signal N killed it).

@@ -1,0 +1,93 @@
+"""mTLS: a client certificate whose CN names a tenant is a complete credential for the docker CLI and SDK."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from seabox.tls import CA, create_ca, issue
+from tests.fixtures.server import SEABOX, Server, free_port, teardown_node
+
+
+@pytest.fixture(scope="module")
+def tls_server(registry: str) -> Iterator[tuple[Server, int]]:
+    """A second server with the TLS listener on; used only for calls that start no container."""
+    data_dir = Path(tempfile.mkdtemp(prefix="seabox-tls-"))
+    table = f"seabox_tls_{os.getpid()}"
+    tls_port = free_port()
+    (data_dir / "config.toml").write_text(f'[network]\nnft_table = "{table}"\n')
+    subprocess.run([*SEABOX, "admin", "tls", "init", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                    "--listen", f"127.0.0.1:{tls_port}"], check=True, capture_output=True)
+    srv = Server(data_dir, free_port(), registry)
+    try:
+        srv.start()
+        yield srv, tls_port
+    finally:
+        srv.stop()
+        teardown_node(data_dir, table)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def cert_dir(server: Server, tenant: str) -> Path:
+    out = server.data_dir / "certs" / tenant
+    server.tenant(tenant)
+    subprocess.run([*SEABOX, "admin", "tenant", "cert", tenant, "--out", str(out), "--data-dir", str(server.data_dir)],
+                   check=True, capture_output=True)
+    return out
+
+
+def docker_cli(port: int, certs: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "HOME": str(certs), "DOCKER_HOST": f"tcp://127.0.0.1:{port}",
+           "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs), "DOCKER_CONFIG": str(certs / "empty-config")}
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_docker_cli_with_a_client_certificate_and_no_key(tls_server: tuple[Server, int]) -> None:
+    server, port = tls_server
+    certs = cert_dir(server, "certco")
+    assert docker_cli(port, certs, "volume", "create", "tls-vol").returncode == 0
+    r = docker_cli(port, certs, "volume", "ls", "-q")
+    assert r.returncode == 0 and r.stdout.split() == ["tls-vol"], r.stderr
+    # another tenant's certificate sees nothing of certco's
+    other = cert_dir(server, "otherco")
+    assert docker_cli(port, other, "volume", "ls", "-q").stdout.split() == []
+
+
+def test_unknown_cn_and_foreign_ca_are_refused(tls_server: tuple[Server, int], tmp_path: Path) -> None:
+    server, port = tls_server
+    stranger = tmp_path / "stranger"
+    ca = CA(server.data_dir / "tls" / "ca.pem", server.data_dir / "tls" / "ca-key.pem")
+    issue(ca, "no-such-tenant", stranger / "cert.pem", stranger / "key.pem")
+    shutil.copyfile(ca.cert, stranger / "ca.pem")
+    r = docker_cli(port, stranger, "ps")
+    assert r.returncode != 0 and "names no tenant" in r.stderr
+    foreign_ca = create_ca(tmp_path / "foreign")
+    foreign = tmp_path / "foreign-client"
+    issue(foreign_ca, "certco", foreign / "cert.pem", foreign / "key.pem")
+    shutil.copyfile(ca.cert, foreign / "ca.pem")  # trusts the server, but the server does not trust it
+    r = docker_cli(port, foreign, "ps")
+    assert r.returncode != 0
+
+
+def test_docker_sdk_with_tls_config(tls_server: tuple[Server, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests lets REQUESTS_CA_BUNDLE (set on some machines) override the session's CA: drop it
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    server, port = tls_server
+    certs = cert_dir(server, "sdkco")
+    tls = docker.tls.TLSConfig(client_cert=(str(certs / "cert.pem"), str(certs / "key.pem")),
+                               ca_cert=str(certs / "ca.pem"), verify=True)
+    client = docker.DockerClient(base_url=f"https://127.0.0.1:{port}", tls=tls, version="1.45")
+    try:
+        client.volumes.create("sdk-vol")
+        assert [v.name for v in client.volumes.list()] == ["sdk-vol"]
+        assert client.ping()
+    finally:
+        client.close()
