@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class SeaboxError(Exception):
     """Base of every error Seabox raises on purpose."""
@@ -66,3 +68,15 @@ class UpstreamError(SeaboxError):
     """A registry or other upstream refused or failed (502)."""
 
     status = 502
+
+
+def validation_error(exc: ValidationError) -> InvalidArgument:
+    """The first problem pydantic found, as one readable sentence naming the field."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"] if p != "__root__") or None
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "field required"
+    return InvalidArgument(f"{field}: {msg}" if field else msg, field=field)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from seabox.node.runtime.logs import LogEntry, follow_log, parse_record, parse_timestamp, read_log, to_ns
+from seabox.node.runtime.logs import (
+    LogEntry,
+    follow_log,
+    parse_record,
+    parse_timestamp,
+    read_log,
+    to_ns,
+)
 
 BASE = datetime(2026, 11, 25, 4, 9, 22, tzinfo=UTC)
 BASE_NS = to_ns(BASE)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from seabox.api.errors import validation_error
-from seabox.errors import InvalidArgument
+from seabox.errors import InvalidArgument, validation_error
 from seabox.model.container import ContainerCreate, RestartPolicy, VolumeMount
 from seabox.model.sizes import SIZES, get_size, smallest_fitting
 from seabox.model.volume import VolumeCreate, parse_bytes

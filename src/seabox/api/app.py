@@ -19,7 +19,6 @@ from seabox.api.v1 import containers, images, system, volumes
 from seabox.services.cloud import Cloud
 
 
-
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(build_openapi())
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from pydantic import ValidationError
 
-from seabox.errors import InvalidArgument, SeaboxError
+from seabox.errors import SeaboxError, validation_error
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +18,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(status: int, body: dict[str, str]) -> web.Response:
     return web.json_response(body, status=status)
-
-
-def validation_error(exc: ValidationError) -> InvalidArgument:
-    """The first problem pydantic found, as one readable sentence naming the field."""
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"] if p != "__root__") or None
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] == "missing":
-        msg = "field required"
-    return InvalidArgument(f"{field}: {msg}" if field else msg, field=field)
 
 
 @web.middleware

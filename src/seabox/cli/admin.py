@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
-from seabox.errors import SeaboxError
+from seabox.errors import SeaboxError, validation_error
 
 if TYPE_CHECKING:
     from seabox.store.repo import Store
@@ -39,7 +41,7 @@ def _store(data_dir: Path) -> Store:
 
 
 def _fail(exc: SeaboxError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    console.print("[red]error:[/red] " + escape(exc.message), highlight=False)
     return typer.Exit(1)
 
 
@@ -53,9 +55,8 @@ def tenant_create(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
         tenant = store.create_tenant(TenantCreate(name=name).name)
     except SeaboxError as exc:
         raise _fail(exc) from None
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    except ValidationError as exc:
+        raise _fail(validation_error(exc)) from None
     print(f"created tenant {tenant.name} ({tenant.id})")
     print(store.issue_key(tenant.id))
 

@@ -12,27 +12,28 @@ GiB = 1 << 30
 
 @dataclass(frozen=True)
 class Size:
-    """One size: a hard memory limit, a relative CPU weight and a CPU time cap in cores."""
+    """One size: a hard memory limit, a relative CPU weight, a CPU time cap in cores and a process cap."""
 
     name: str
     memory_bytes: int
     cpu_shares: int
     cpus: float
+    pids: int
 
 
 SIZES: dict[str, Size] = {
     s.name: s
     for s in (
-        Size("s1", 64 * MiB, 64, 1),
-        Size("s2", 128 * MiB, 128, 1),
-        Size("s3", 256 * MiB, 256, 1),
-        Size("s4", 512 * MiB, 512, 1),
-        Size("m1", 1 * GiB, 1024, 1),
-        Size("m2", 2 * GiB, 2048, 2),
-        Size("m3", 4 * GiB, 3072, 2),
-        Size("l1", 4 * GiB, 4096, 4),
-        Size("l2", 8 * GiB, 6144, 4),
-        Size("l3", 16 * GiB, 8192, 8),
+        Size("s1", 64 * MiB, 64, 1, 512),
+        Size("s2", 128 * MiB, 128, 1, 512),
+        Size("s3", 256 * MiB, 256, 1, 1024),
+        Size("s4", 512 * MiB, 512, 1, 1024),
+        Size("m1", 1 * GiB, 1024, 1, 2048),
+        Size("m2", 2 * GiB, 2048, 2, 4096),
+        Size("m3", 4 * GiB, 3072, 2, 4096),
+        Size("l1", 4 * GiB, 4096, 4, 8192),
+        Size("l2", 8 * GiB, 6144, 4, 16384),
+        Size("l3", 16 * GiB, 8192, 8, 32768),
     )
 }
 DEFAULT_SIZE = "s4"

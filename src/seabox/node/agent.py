@@ -101,6 +101,7 @@ class NodeAgent:
             memory_bytes=size.memory_bytes,
             cpu_shares=size.cpu_shares,
             cpu_quota=size.cpus,
+            pids_limit=size.pids,
             netns=self.network.netns_path(c.id) if c.status.ip else None,
             mounts=mounts,
             labels=c.spec.labels,

@@ -7,8 +7,8 @@ import logging
 import secrets
 import signal as signals
 import time
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
 from seabox.config import ServerConfig

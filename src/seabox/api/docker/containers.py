@@ -153,6 +153,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
             error = {"Message": c.status.error} if c.status.error else None
             await response.write(json.dumps({"StatusCode": c.status.exit_code, "Error": error}).encode() + b"\n")
             await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client left (`docker run -d` does not stay for the exit)
     finally:
         for task in (waiter, gone):
             task.cancel()

@@ -53,13 +53,18 @@ async def docker_headers(request: web.Request, response: web.StreamResponse) -> 
     response.headers["Docker-Experimental"] = "false"
     response.headers["Ostype"] = "linux"
     response.headers["Server"] = f"Seabox/{__version__} (linux)"
+    # the docker CLI unwraps {"message"} only under exactly this type (aiohttp adds "; charset=utf-8")
+    if not request.path.startswith("/v1/") and response.content_type == "application/json":
+        response.headers["Content-Type"] = "application/json"
 
 
 async def not_implemented(request: web.Request) -> web.StreamResponse:
-    """Anything Docker serves that Seabox does not: a JSON 501, never an HTML page or a hang."""
+    """Anything Docker serves that Seabox does not: a JSON 501, never an HTML page or a hang.
+
+    The words "not supported" let `docker inspect NAME` skip object kinds Seabox lacks (plugins)."""
     if request.path.startswith("/v1/"):
         raise web.HTTPNotFound(text='{"message": "no such endpoint"}', content_type="application/json")
-    raise NotImplementedYet(f"{request.method} {request.path} is not implemented by Seabox")
+    raise NotImplementedYet(f"{request.method} {request.path} is not supported by Seabox")
 
 
 def add_fallback(app: web.Application) -> None:

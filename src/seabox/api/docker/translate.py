@@ -8,7 +8,12 @@ from typing import Any
 
 from seabox.config import NetworkConfig
 from seabox.errors import InvalidArgument
-from seabox.model.container import Container, ContainerCreate, RestartPolicy, VolumeMount
+from seabox.model.container import (
+    Container,
+    ContainerCreate,
+    RestartPolicy,
+    VolumeMount,
+)
 from seabox.model.humanize import status_words
 from seabox.model.sizes import DEFAULT_SIZE, SIZES, get_size, smallest_fitting
 from seabox.model.tenant import Tenant

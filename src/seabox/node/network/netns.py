@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-
 from seabox.errors import RuntimeFailure
 
 MNT_DETACH = 2

@@ -200,7 +200,7 @@ def read_pid(path: Path) -> int | None:
         text = path.read_text().strip()
     except FileNotFoundError:
         return None
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdecimal() else None
 
 
 def is_conmon_of(pid: int, cid: str) -> bool:

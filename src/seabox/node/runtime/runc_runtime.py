@@ -43,7 +43,7 @@ def nofile_limit() -> int:
 
 def parse_signal(value: int | str) -> int:
     """A signal number from 9, "9", "KILL" or "SIGKILL"; InvalidArgument otherwise."""
-    if isinstance(value, int) or value.isdigit():
+    if isinstance(value, int) or value.isdecimal():
         number = int(value)
         if number in {s.value for s in signals.Signals}:
             return number
@@ -137,7 +137,7 @@ class RuncRuntime:
             finished = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
         except FileNotFoundError:
             return None
-        if not text.lstrip("-").isdigit():
+        if not text.lstrip("-").isdecimal():
             return None  # conmon is still writing it
         return ExitStatus(int(text), finished, self._oom_killed(files, cid))
 

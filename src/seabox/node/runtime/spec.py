@@ -88,7 +88,7 @@ def _parse_passwd(text: str) -> list[_Account]:
     accounts: list[_Account] = []
     for line in text.splitlines():
         fields = line.split(":")
-        if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
+        if len(fields) >= 4 and fields[2].isdecimal() and fields[3].isdecimal():
             accounts.append(_Account(fields[0], int(fields[2]), int(fields[3])))
     return accounts
 
@@ -97,7 +97,7 @@ def _parse_group(text: str) -> list[tuple[str, int, list[str]]]:
     groups: list[tuple[str, int, list[str]]] = []
     for line in text.splitlines():
         fields = line.split(":")
-        if len(fields) >= 4 and fields[2].isdigit():
+        if len(fields) >= 4 and fields[2].isdecimal():
             groups.append((fields[0], int(fields[2]), [m for m in fields[3].split(",") if m]))
     return groups
 
@@ -129,7 +129,7 @@ def resolve_user(rootfs: Path, user: str) -> ProcessUser:
     if not name_part:
         raise InvalidArgument(f"user {user!r} names no user", field="user")
     accounts = _parse_passwd(_read_text(rootfs, "/etc/passwd"))
-    if name_part.isdigit():
+    if name_part.isdecimal():
         uid = _numeric_id(name_part, "uid")
         account = next((a for a in accounts if a.uid == uid), None)
     else:
@@ -139,11 +139,11 @@ def resolve_user(rootfs: Path, user: str) -> ProcessUser:
                 f"unable to find user {name_part}: no matching entries in passwd file", field="user"
             )
         uid = account.uid
-    needs_groups = account is not None or (group_part and not group_part.isdigit())
+    needs_groups = account is not None or (group_part != "" and not group_part.isdecimal())
     groups = _parse_group(_read_text(rootfs, "/etc/group")) if needs_groups else []
     if not group_part:
         gid = account.gid if account else 0
-    elif group_part.isdigit():
+    elif group_part.isdecimal():
         gid = _numeric_id(group_part, "gid")
     else:
         match = next((g for g in groups if g[0] == group_part), None)
