@@ -347,3 +347,22 @@ def test_teardown_removes_everything(net: NodeNetwork, run_dir: Path) -> None:
     assert not (run_dir / "netns").exists()
     assert not nft.table_exists(TABLE)
     net.teardown()
+
+
+def test_a_second_table_on_the_host_neither_breaks_nor_bridges_this_one(net: NodeNetwork, run_dir: Path) -> None:
+    """Two Seabox tables on one host (a second server, or a leftover): each keeps its tenants working and apart."""
+    other = NodeNetwork(NetworkConfig(), run_dir / "other", table=f"{TABLE}_b", gateway_services=GATEWAY_SERVICES)
+    tenant_c = TENANT_B + 1
+    try:
+        a1 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 2))
+        a2 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 3))
+        c1 = other.attach(cid(), tenant_c, host_ip(tenant_c, 2))
+        c2 = other.attach(cid(), tenant_c, host_ip(tenant_c, 3))
+        with echo_peer(a1.netns_path, "0.0.0.0") as port:
+            assert probe(a2.netns_path, a1.ip, port) == str(a2.ip)
+            assert probe(c1.netns_path, a1.ip, port) is None
+        with echo_peer(c1.netns_path, "0.0.0.0") as port:
+            assert probe(c2.netns_path, c1.ip, port) == str(c2.ip)
+            assert probe(a1.netns_path, c1.ip, port) is None
+    finally:
+        other.teardown()

@@ -113,7 +113,7 @@ def test_forward_order_established_dispatch_then_no_way_in() -> None:
     ]
     assert forward[1] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_forward"}}]
     assert forward[2] == [
-        {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "sbx-t*"}},
+        {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "@tenant_bridges"}},
         {"drop": None},
     ]
 
@@ -123,7 +123,7 @@ def test_tenant_forward_chain_isolates_and_stops_spoofing() -> None:
     oifname = {"meta": {"key": "oifname"}}
     assert chain == [
         [{"match": {"op": "==", "left": oifname, "right": "sbx-t3"}}, {"accept": None}],
-        [{"match": {"op": "==", "left": oifname, "right": "sbx-t*"}}, {"drop": None}],
+        [{"match": {"op": "==", "left": oifname, "right": "@tenant_bridges"}}, {"drop": None}],
         [{"match": {"op": "!=", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"drop": None}],
         [
             {
@@ -155,7 +155,7 @@ def test_tenant_input_chain_allows_only_own_gateway_services() -> None:
     assert inputs[1] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_input"}}]
     # A tenant bridge outside this table's map still reaches nothing on the host.
     assert inputs[2] == [
-        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "sbx-t*"}},
+        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_bridges"}},
         {"drop": None},
     ]
 
@@ -183,7 +183,7 @@ def test_masquerade_tenant_subnets_leaving_through_non_tenant_links() -> None:
                     "right": "@tenant_subnets",
                 }
             },
-            {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "sbx-t*"}},
+            {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "@tenant_bridges"}},
             {"masquerade": None},
         ]
     ]

@@ -115,7 +115,8 @@ class NodeAgent:
         """Create the container under conmon and start it; returns the pid. Exits are reported via on_exit."""
         cid = p.container.id
         await self.prepare(p)
-        await self.runtime.delete(cid)
+        if self.runtime.known(cid):  # a previous run's state (restart, or a crash mid-start)
+            await self.runtime.delete(cid)
         pid = await self.runtime.create(self._run_spec(p))
         for hook in self._start_hooks.pop(cid, []):
             try:

@@ -139,7 +139,8 @@ async def start(request: web.Request) -> web.StreamResponse:
             if stream in streams or tty:
                 await out.send("stdout" if tty else stream, data)
         await _finish(session, proc)
-    except ConnectionResetError:
+    except ConnectionResetError:  # the client left: stop the process and stop holding its output
+        proc.close()
         await proc.kill()
         await _finish(session, proc)
     finally:

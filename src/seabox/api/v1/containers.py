@@ -127,8 +127,10 @@ async def exec_(request: web.Request) -> web.StreamResponse:
         async for stream, data in proc:
             await out.send({"stream": stream, **encode_data(data)})
         await out.send({"exit_code": await proc.wait()})
-    finally:
+    except ConnectionResetError:  # the client left: stop the process and stop holding its output
+        proc.close()
         await proc.kill()
+        raise
     return await out.close()
 
 

@@ -18,9 +18,12 @@ FAMILY = "inet"
 NFT_ARGV = ("nft", "-j", "-f", "-")
 TABLE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # Every tenant bridge of every Seabox table is named sbx-t<index>; nft reads a trailing * as a prefix match.
-ANY_TENANT_BRIDGE = "sbx-t*"
 # Named sets and verdict maps of the table.
 TENANT_SUBNETS = "tenant_subnets"
+# Only this table's bridges: a wildcard would also match another Seabox table's bridges (a second
+# server, or a leftover table) and, with br_netfilter on, drop traffic inside their tenant networks.
+TENANT_BRIDGES = "tenant_bridges"
+OWN_BRIDGES = f"@{TENANT_BRIDGES}"
 TENANT_FORWARD = "tenant_forward"
 TENANT_INPUT = "tenant_input"
 # Base-chain priorities as nft names them: filter = 0, srcnat = 100.
@@ -81,9 +84,10 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
     commands: list[Command] = [{"metainfo": {"json_schema_version": 1}}]
     commands += _reset_table(state.table)
     commands += _base_chains(state.table)
+    commands += _sets(state)  # before the rules that name them
     for tenant in state.tenants:
         commands += _tenant_chains(state, tenant)
-    commands += _sets_and_maps(state)
+    commands += _maps(state)  # after the chains they jump to
     commands += _forward_rules(state.table)
     commands += _input_rules(state.table)
     commands += _postrouting_rules(state)
@@ -152,17 +156,24 @@ def _base_chains(table: str) -> list[Command]:
     ]
 
 
-def _sets_and_maps(state: RuleSet) -> list[Command]:
-    table = state.table
-    common = {"family": FAMILY, "table": table}
+def _sets(state: RuleSet) -> list[Command]:
+    common = {"family": FAMILY, "table": state.table}
     subnets: dict[str, Any] = {**common, "name": TENANT_SUBNETS, "type": "ipv4_addr", "flags": ["interval"]}
+    bridges: dict[str, Any] = {**common, "name": TENANT_BRIDGES, "type": "ifname"}
+    if state.tenants:
+        subnets["elem"] = [_prefix(t.subnet) for t in state.tenants]
+        bridges["elem"] = [t.bridge for t in state.tenants]
+    return [{"add": {"set": subnets}}, {"add": {"set": bridges}}]
+
+
+def _maps(state: RuleSet) -> list[Command]:
+    common = {"family": FAMILY, "table": state.table}
     forward: dict[str, Any] = {**common, "name": TENANT_FORWARD, "type": "ifname", "map": "verdict"}
     inputs: dict[str, Any] = {**common, "name": TENANT_INPUT, "type": "ifname", "map": "verdict"}
     if state.tenants:
-        subnets["elem"] = [_prefix(t.subnet) for t in state.tenants]
         forward["elem"] = [[t.bridge, {"jump": {"target": t.forward_chain}}] for t in state.tenants]
         inputs["elem"] = [[t.bridge, {"jump": {"target": t.input_chain}}] for t in state.tenants]
-    return [{"add": {"set": subnets}}, {"add": {"map": forward}}, {"add": {"map": inputs}}]
+    return [{"add": {"map": forward}}, {"add": {"map": inputs}}]
 
 
 def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
@@ -174,7 +185,7 @@ def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
     # is fine; any other tenant bridge is not; only the tenant's own addresses may leave.
     commands += [
         _rule(table, out, _match("==", _meta("oifname"), tenant.bridge), {"accept": None}),
-        _rule(table, out, _match("==", _meta("oifname"), ANY_TENANT_BRIDGE), {"drop": None}),
+        _rule(table, out, _match("==", _meta("oifname"), OWN_BRIDGES), {"drop": None}),
         _rule(table, out, _match("!=", _meta("nfproto"), "ipv4"), {"drop": None}),
         _rule(table, out, _match("!=", _payload("ip", "saddr"), _prefix(tenant.subnet)), {"drop": None}),
         _rule(table, out, {"accept": None}),
@@ -199,16 +210,15 @@ def _forward_rules(table: str) -> list[Command]:
         _rule(table, "forward", _ct_established(), {"accept": None}),
         _rule(table, "forward", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_FORWARD}"}}),
         # Nothing opens a connection into a tenant network from outside it.
-        _rule(table, "forward", _match("==", _meta("oifname"), ANY_TENANT_BRIDGE), {"drop": None}),
+        _rule(table, "forward", _match("==", _meta("oifname"), OWN_BRIDGES), {"drop": None}),
     ]
 
 
 def _input_rules(table: str) -> list[Command]:
     return [
-        _rule(table, "input", _match("==", _meta("iifname"), ANY_TENANT_BRIDGE), _ct_established(), {"accept": None}),
+        _rule(table, "input", _match("==", _meta("iifname"), OWN_BRIDGES), _ct_established(), {"accept": None}),
         _rule(table, "input", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_INPUT}"}}),
-        # A tenant bridge this table does not know (another Seabox table's) reaches nothing here.
-        _rule(table, "input", _match("==", _meta("iifname"), ANY_TENANT_BRIDGE), {"drop": None}),
+        _rule(table, "input", _match("==", _meta("iifname"), OWN_BRIDGES), {"drop": None}),
     ]
 
 
@@ -218,7 +228,7 @@ def _postrouting_rules(state: RuleSet) -> list[Command]:
             state.table,
             "postrouting",
             _match("==", _payload("ip", "saddr"), f"@{TENANT_SUBNETS}"),
-            _match("!=", _meta("oifname"), ANY_TENANT_BRIDGE),
+            _match("!=", _meta("oifname"), OWN_BRIDGES),
             {"masquerade": None},
         )
     ]

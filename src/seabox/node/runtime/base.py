@@ -103,6 +103,10 @@ class RuntimeClass(Protocol):
         """'created', 'running', 'stopped', 'paused', or None for an unknown container."""
         ...
 
+    def known(self, cid: str) -> bool:
+        """Whether the runtime holds any state for the container (cheap: no runtime call)."""
+        ...
+
     def exit_status(self, bundle: Path, cid: str) -> ExitStatus | None:
         """The recorded exit, or None while the container runs or if it never ran."""
         ...

@@ -125,6 +125,9 @@ class RuncRuntime:
                         os.kill(pid or 0, signals.SIGKILL)
         link.unlink(missing_ok=True)
 
+    def known(self, cid: str) -> bool:
+        return (self._runc.root / cid).exists()
+
     async def state(self, cid: str) -> str | None:
         state = await self._runc.state(cid)
         return str(state["status"]) if state else None
