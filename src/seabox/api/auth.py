@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from seabox.api.errors import Handler
@@ -11,7 +13,7 @@ from seabox.store.repo import Store
 from seabox.tls import peer_common_name
 
 TENANT = web.AppKey("tenant_lookup", Store)
-PUBLIC_PATHS = ("/_ping", "/v1/openapi.json", "/metrics")
+PUBLIC_PATHS = ("/_ping", "/version", "/v1/openapi.json", "/metrics")  # nothing tenant-specific
 
 
 def request_key(request: web.Request) -> str | None:
@@ -25,8 +27,12 @@ def request_key(request: web.Request) -> str | None:
     return None
 
 
+_VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
+
+
 def is_public(path: str) -> bool:
-    return any(path == p or path.endswith(p) and path.startswith("/v1.") for p in PUBLIC_PATHS)
+    """Paths served without a credential, bare or under a Docker /vN.NN prefix."""
+    return _VERSION_PREFIX.sub("", path) in PUBLIC_PATHS
 
 
 def _tenant_of_certificate(request: web.Request) -> Tenant | None:

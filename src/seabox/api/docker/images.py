@@ -16,7 +16,7 @@ from seabox.api.docker.routing import DockerRoutes
 from seabox.api.docker.translate import rfc3339
 from seabox.errors import InvalidArgument, NotImplementedYet, SeaboxError
 from seabox.model.image import Image
-from seabox.node.images.reference import parse_reference
+from seabox.node.images.reference import ImageRef, parse_reference
 from seabox.node.images.store import PullProgress
 
 routes = DockerRoutes()
@@ -49,17 +49,22 @@ async def list_images(request: web.Request) -> web.Response:
     return web.json_response([_summary(i) for i in cloud(request).images.list(tenant_of(request))])
 
 
-def _progress_line(p: PullProgress) -> dict[str, Any] | None:
+def _progress_lines(p: PullProgress, ref: ImageRef, layers: list[str]) -> list[dict[str, Any]]:
+    """Docker's wording of one pull step ('latest: Pulling from library/busybox', per-layer lines)."""
     short = (p.layer or "").removeprefix("sha256:")[:12]
-    if p.status == "resolving":
-        return {"status": f"Pulling from {p.ref}", "id": p.detail}
+    if p.status == "resolving" and not layers:
+        return [{"status": f"Pulling from {ref.repository}", "id": ref.tag or ref.digest or "latest"}]
     if p.status == "downloading":
-        return {"status": "Downloading", "progressDetail": {"current": 0, "total": p.size or 0}, "id": short}
+        layers.append(short)
+        return [
+            {"status": "Pulling fs layer", "progressDetail": {}, "id": short},
+            {"status": "Downloading", "progressDetail": {"current": 0, "total": p.size or 0}, "id": short},
+        ]
     if p.status == "done":
-        return {"status": "Download complete", "progressDetail": {}, "id": short}
-    if p.status == "unpacking":
-        return {"status": "Extracting", "progressDetail": {}, "id": p.ref}
-    return None
+        return [{"status": "Download complete", "progressDetail": {}, "id": short}]
+    if p.status == "complete":
+        return [{"status": "Pull complete", "progressDetail": {}, "id": layer} for layer in layers]
+    return []
 
 
 @routes.post("/images/create")
@@ -84,10 +89,10 @@ async def pull(request: web.Request) -> web.StreamResponse:
     async def send(obj: dict[str, Any]) -> None:
         await response.write(json.dumps(obj).encode() + b"\r\n")
 
+    layers: list[str] = []
     try:
         while (event := await queue.get()) is not None:
-            line = _progress_line(event)
-            if line:
+            for line in _progress_lines(event, ref, layers):
                 await send(line)
         try:
             image = task.result()
