@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from seabox.api.auth import tenant_of
 from seabox.errors import InvalidArgument
+from seabox.model.image import Image
 from seabox.services.cloud import Cloud
 
 CLOUD = web.AppKey("cloud", Cloud)
@@ -59,6 +63,19 @@ def dump(model: BaseModel | list[Any] | dict[str, Any], status: int = 200) -> we
     else:
         data = model
     return web.json_response(data, status=status)
+
+
+async def import_uploaded_archive(request: web.Request) -> list[Image]:
+    """Spool the request body (an OCI archive or `docker save` tarball) to disk and import it for the tenant."""
+    c = cloud(request)
+    tmp_root = c.cfg.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        path = Path(tmp) / "archive.tar"
+        with open(path, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                f.write(chunk)
+        return await c.images.import_archive(tenant_of(request), path)
 
 
 class NdjsonStream:

@@ -78,6 +78,13 @@ class ContainerService:
     def get(self, tenant: Tenant, ref: str) -> Container:
         return self.store.find_container(tenant.id, ref)
 
+    def get_running(self, tenant: Tenant, ref: str) -> Container:
+        """The container, or a 409 if it is not running (for exec, stats, top, resize)."""
+        c = self.get(tenant, ref)
+        if c.status.state != "running":
+            raise Conflict(f"container {c.name} is not running")
+        return c
+
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
         image = self.images.resolve(tenant, req.image)
@@ -278,9 +285,7 @@ class ContainerService:
         tty: bool = False,
         stdin: bool = False,
     ) -> ExecProcess:
-        c = self.get(tenant, ref)
-        if c.status.state != "running":
-            raise Conflict(f"container {c.name} is not running")
+        c = self.get_running(tenant, ref)
         return await self.agent.runtime.exec(
             c.id, cmd, env=env or [], cwd=workdir, user=user, tty=tty, stdin=stdin
         )
@@ -306,9 +311,7 @@ class ContainerService:
         return future
 
     def resize(self, tenant: Tenant, ref: str, height: int, width: int) -> None:
-        c = self.get(tenant, ref)
-        if c.status.state != "running":
-            raise Conflict(f"container {c.name} is not running")
+        c = self.get_running(tenant, ref)
         self.agent.runtime.resize(self.agent.bundle(c.id), height, width)
 
     # exits and restarts (the controller side) ---------------------------------------------------

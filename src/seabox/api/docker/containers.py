@@ -14,7 +14,7 @@ from seabox.api.auth import tenant_of
 from seabox.api.common import cloud, flag, number
 from seabox.api.docker import translate
 from seabox.api.docker.hijack import Stream
-from seabox.api.docker.routing import DockerRoutes
+from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.errors import Conflict, InvalidArgument, NotModified
 from seabox.model.container import Container
 from seabox.node.runtime.attach import AttachStream
@@ -25,18 +25,6 @@ routes = DockerRoutes()
 
 def _ref(request: web.Request) -> str:
     return request.match_info["id"].lstrip("/")
-
-
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidArgument("filters must be JSON", field="filters") from None
-    # both {"name": ["x"]} and the older {"name": {"x": true}} forms
-    return {k: list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in data.items()}
 
 
 def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
@@ -64,7 +52,7 @@ def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
 async def list_containers(request: web.Request) -> web.Response:
     c = cloud(request)
     tenant = tenant_of(request)
-    filters = _filters(request)
+    filters = query_filters(request)
     items = [x for x in c.containers.list(tenant, flag(request, "all") or "status" in filters) if _matches(x, filters)]
     limit = int(number(request, "limit") or 0)
     if limit > 0:
@@ -260,9 +248,7 @@ async def resize(request: web.Request) -> web.Response:
 @routes.get("/containers/{id}/top")
 async def top(request: web.Request) -> web.Response:
     svc = cloud(request).containers
-    c = svc.get(tenant_of(request), _ref(request))
-    if c.status.state != "running":
-        raise Conflict(f"container {c.name} is not running")
+    c = svc.get_running(tenant_of(request), _ref(request))
     processes = [[str(pid), cmd] for pid, cmd in svc.agent.runtime.top(c.id)]
     return web.json_response({"Titles": ["PID", "CMD"], "Processes": processes})
 

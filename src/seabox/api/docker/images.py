@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
-from seabox.api.common import cloud, flag
+from seabox.api.common import cloud, flag, import_uploaded_archive
 from seabox.api.docker.routing import DockerRoutes
 from seabox.api.docker.translate import rfc3339
 from seabox.errors import InvalidArgument, NotImplementedYet, SeaboxError
@@ -158,15 +156,7 @@ async def remove(request: web.Request) -> web.Response:
 @routes.post("/images/load")
 async def load(request: web.Request) -> web.StreamResponse:
     """`docker load`: the body is a `docker save` tarball (or an OCI archive)."""
-    c = cloud(request)
-    tmp_root = c.cfg.data_dir / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-        path = Path(tmp) / "archive.tar"
-        with open(path, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                f.write(chunk)
-        images = await c.images.import_archive(tenant_of(request), path)
+    images = await import_uploaded_archive(request)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     for img in images:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from seabox import __version__
-from seabox.errors import NotImplementedYet
+from seabox.errors import InvalidArgument, NotImplementedYet
 
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
@@ -45,6 +46,20 @@ class DockerRoutes:
         for method, path, handler in self.items:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, VERSION_PREFIX + path, handler)
+
+
+def query_filters(request: web.Request) -> dict[str, list[str]]:
+    """Docker's `filters` query parameter: {"name": ["x"]} (or the older {"name": {"x": true}})."""
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidArgument("filters must be a JSON object", field="filters") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("filters must be a JSON object", field="filters")
+    return {k: list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in data.items()}
 
 
 async def docker_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -14,8 +14,12 @@ from aiohttp import web
 from seabox import __version__
 from seabox.api.auth import tenant_of
 from seabox.api.common import cloud, number
-from seabox.api.docker.routing import API_VERSION, MIN_API_VERSION, DockerRoutes
-from seabox.errors import InvalidArgument
+from seabox.api.docker.routing import (
+    API_VERSION,
+    MIN_API_VERSION,
+    DockerRoutes,
+    query_filters,
+)
 from seabox.model.event import Event
 
 routes = DockerRoutes()
@@ -135,17 +139,6 @@ def docker_event(e: Event) -> dict[str, Any]:
     }
 
 
-def _event_filter(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidArgument("filters must be JSON", field="filters") from None
-    return {k: list(v) for k, v in data.items()}
-
-
 def _wanted(e: Event, filters: dict[str, list[str]]) -> bool:
     checks = {
         "type": [e.type],
@@ -163,7 +156,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     c = cloud(request)
     tenant = tenant_of(request)
     since, until = number(request, "since"), number(request, "until")
-    filters = _event_filter(request)
+    filters = query_filters(request)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     last = 0

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seabox.api.auth import tenant_of
 from seabox.api.common import NdjsonStream, body, cloud, dump, flag, number
-from seabox.errors import Conflict, InvalidArgument
+from seabox.errors import InvalidArgument
 from seabox.model.container import ContainerCreate
 
 routes = web.RouteTableDef()
@@ -137,9 +137,7 @@ async def exec_(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/containers/{ref}/stats")
 async def stats(request: web.Request) -> web.Response:
     svc = cloud(request).containers
-    c = svc.get(tenant_of(request), request.match_info["ref"])
-    if c.status.state != "running":
-        raise Conflict(f"container {c.name} is not running")
+    c = svc.get_running(tenant_of(request), request.match_info["ref"])
     s = svc.agent.runtime.stats(c.id)
     return dump(
         {
@@ -155,7 +153,5 @@ async def stats(request: web.Request) -> web.Response:
 @routes.get("/v1/containers/{ref}/top")
 async def top(request: web.Request) -> web.Response:
     svc = cloud(request).containers
-    c = svc.get(tenant_of(request), request.match_info["ref"])
-    if c.status.state != "running":
-        raise Conflict(f"container {c.name} is not running")
+    c = svc.get_running(tenant_of(request), request.match_info["ref"])
     return dump({"processes": [{"pid": pid, "cmd": cmd} for pid, cmd in svc.agent.runtime.top(c.id)]})

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
-from seabox.api.common import NdjsonStream, body, cloud, dump, flag
+from seabox.api.common import (
+    NdjsonStream,
+    body,
+    cloud,
+    dump,
+    flag,
+    import_uploaded_archive,
+)
 from seabox.errors import SeaboxError
 from seabox.model.image import PullRequest
 from seabox.node.images.reference import parse_reference
@@ -52,15 +57,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
 @routes.post("/v1/images/import")
 async def import_archive(request: web.Request) -> web.Response:
     """The request body is an OCI archive or a `docker save` tarball."""
-    tmp_root = cloud(request).cfg.data_dir / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-        path = Path(tmp) / "archive.tar"
-        with open(path, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                f.write(chunk)
-        images = await cloud(request).images.import_archive(tenant_of(request), path)
-    return dump(images, 201)
+    return dump(await import_uploaded_archive(request), 201)
 
 
 @routes.get("/v1/images/{ref:.+}")
