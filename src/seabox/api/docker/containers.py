@@ -13,7 +13,7 @@ from aiohttp import web
 from seabox.api.auth import tenant_of
 from seabox.api.common import cloud, flag, number
 from seabox.api.docker import translate
-from seabox.api.docker.hijack import Stream
+from seabox.api.docker.hijack import Stream, client_gone
 from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.errors import Conflict, InvalidArgument, NotModified
 from seabox.model.container import Container
@@ -133,7 +133,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     waiter = asyncio.ensure_future(svc.wait(tenant, _ref(request), condition))
-    gone = asyncio.ensure_future(_client_gone(request))
+    gone = asyncio.ensure_future(client_gone(request, 0.5))
     try:
         done, _ = await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
@@ -147,11 +147,6 @@ async def wait(request: web.Request) -> web.StreamResponse:
         for task in (waiter, gone):
             task.cancel()
     return response
-
-
-async def _client_gone(request: web.Request) -> None:
-    while request.transport is not None and not request.transport.is_closing():
-        await asyncio.sleep(0.5)
 
 
 def _wanted_streams(request: web.Request) -> set[str]:
@@ -203,7 +198,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                     await out.send(entry.stream, entry.data)
         if not flag(request, "stream", True):
             return await out.close()
-        done, _ = await asyncio.wait({pending, asyncio.ensure_future(out.client_gone())},
+        done, _ = await asyncio.wait({pending, asyncio.ensure_future(client_gone(request))},
                                      return_when=asyncio.FIRST_COMPLETED)
         if pending not in done:
             return await out.close()

@@ -18,6 +18,12 @@ def frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxL", STREAM_IDS[stream], len(data)) + data
 
 
+async def client_gone(request: web.Request, interval: float = 0.2) -> None:
+    """Returns once the client's connection is closed (polled every INTERVAL seconds)."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(interval)
+
+
 class _RawParser:
     """Stands in for aiohttp's payload parser on an upgraded connection: bytes in, straight to a queue."""
 
@@ -111,14 +117,6 @@ class Stream:
     async def receive(self) -> bytes:
         """The next bytes the client sent after the upgrade (stdin); b'' when it closed its side."""
         return await self._inbox.get()
-
-    async def client_gone(self) -> None:
-        """Returns once the client's connection is closed."""
-        while True:
-            transport = self.request.transport
-            if transport is None or transport.is_closing():
-                return
-            await asyncio.sleep(0.2)
 
     async def close(self) -> web.StreamResponse:
         assert self._response is not None
