@@ -7,9 +7,10 @@ import ipaddress
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from seabox.errors import InvalidArgument
+from seabox.model.runtime import ID_RANGE, RUNTIME_CLASSES, RuntimeName
 
 DEFAULT_DATA_DIR = Path("/var/lib/seabox")
 DEFAULT_LISTEN = "127.0.0.1:8470"
@@ -63,6 +64,29 @@ class TLSConfig(BaseModel):
     client_ca: Path | None = None  # CA that signs tenant client certificates (mTLS)
 
 
+class IsolationConfig(BaseModel):
+    """Runtime classes tenants may use, and where their user namespaces sit among the host's uids."""
+
+    # The class a container gets when neither the request nor the tenant's settings name one.
+    default_runtime: RuntimeName = "runc"
+    # The classes any tenant may use (a tenant's own allowed set can only narrow this).
+    allowed_runtimes: list[RuntimeName] = Field(default_factory=lambda: list(RUNTIME_CLASSES))
+    # runc containers of tenant N run as host uids/gids uid_base + N*65536 ... + 65535.
+    uid_base: int = Field(1 << 24, ge=ID_RANGE, le=(1 << 31) - (1 << 28))
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> IsolationConfig:
+        if not self.allowed_runtimes:
+            raise ValueError("allowed_runtimes must name at least one runtime class")
+        if self.default_runtime not in self.allowed_runtimes:
+            raise ValueError(f"default_runtime {self.default_runtime} is not in allowed_runtimes")
+        return self
+
+    def host_id_base(self, tenant_index: int) -> int:
+        """The host uid (and gid) that is root in tenant tenant_index's containers."""
+        return self.uid_base + tenant_index * ID_RANGE
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -73,6 +97,7 @@ class ServerConfig(BaseModel):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
+    isolation: IsolationConfig = Field(default_factory=IsolationConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from seabox.errors import InvalidArgument
-from seabox.node.runtime.base import Mount, RunSpec
+from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
 from seabox.node.runtime.spec import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PATH,
@@ -113,10 +113,10 @@ def test_process_and_defaults() -> None:
     assert process["cwd"] == "/srv"
     assert process["user"] == {"uid": 1000, "gid": 50, "additionalGids": [44]}
     assert process["terminal"] is False
-    assert process["noNewPrivileges"] is False and process["oomScoreAdj"] == 0
+    assert process["noNewPrivileges"] is True and process["oomScoreAdj"] == 0
     assert process["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}]
     for kind in ("bounding", "effective", "permitted"):
-        assert process["capabilities"][kind] == DEFAULT_CAPABILITIES
+        assert process["capabilities"][kind] == list(DEFAULT_CAPABILITIES)
     assert "CAP_SYS_ADMIN" not in DEFAULT_CAPABILITIES and len(DEFAULT_CAPABILITIES) == 14
     assert built["root"] == {"path": "rootfs", "readonly": False}
     assert built["hostname"] == CID[:12]
@@ -214,9 +214,52 @@ def test_network_namespace_new_or_joined() -> None:
         ({"mounts": [Mount(Path("/x"), "relative")]}, "mounts"),
         ({"mounts": [Mount(Path("/x"), "/a/../etc")]}, "mounts"),
         ({"mounts": [Mount(Path("x"), "/data")]}, "mounts"),
+        ({"id_map": IdMap(1 << 24), "netns": Path("/run/n/c1")}, "netns"),
+        ({"cap_drop": ["CAP_SYS_ADMIN"]}, "cap_drop"),
+        ({"ulimits": [Ulimit("bogus", 1, 1)]}, "ulimits"),
+        ({"ulimits": [Ulimit("nofile", 10, 5)]}, "ulimits"),
     ],
 )
 def test_invalid_specs(options: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
         config(**options)
     assert raised.value.field == field
+
+
+def test_user_namespace_maps_container_root_to_the_tenant_range() -> None:
+    linux = config(id_map=IdMap(16_842_752))["linux"]
+    assert {"type": "user"} in linux["namespaces"]
+    expected = [{"containerID": 0, "hostID": 16_842_752, "size": 65536}]
+    assert linux["uidMappings"] == expected and linux["gidMappings"] == expected
+    assert "uidMappings" not in config()["linux"]
+
+
+def test_seccomp_profile_is_on_by_default_and_can_be_left_to_the_runtime() -> None:
+    profile = config()["linux"]["seccomp"]
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
+    allowed = {name for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" and "args" not in rule
+               for name in rule["names"]}
+    assert {"read", "write", "execve", "socket", "ptrace"} <= allowed
+    assert not allowed & {"unshare", "setns", "mount", "keyctl", "bpf", "perf_event_open", "userfaultfd", "clone"}
+    clone = next(rule for rule in profile["syscalls"] if rule["names"] == ["clone"])
+    assert clone["args"] == [{"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]
+    assert "seccomp" not in config(seccomp=False)["linux"]
+
+
+def test_allow_list_never_contains_the_escape_calls() -> None:
+    from seabox.node.runtime.seccomp import ALLOWED_SYSCALLS, NEVER_ALLOWED
+
+    assert not ALLOWED_SYSCALLS & NEVER_ALLOWED
+
+
+def test_cap_drop_read_only_and_ulimits() -> None:
+    built = config(cap_drop=["CAP_NET_RAW", "CAP_CHOWN"], readonly_rootfs=True,
+                   ulimits=[Ulimit("nofile", 1024, 2048), Ulimit("core", 0, 0)])
+    caps = built["process"]["capabilities"]["effective"]
+    assert "CAP_NET_RAW" not in caps and "CAP_CHOWN" not in caps and "CAP_KILL" in caps
+    assert built["root"]["readonly"] is True
+    assert built["process"]["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1024},
+        {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
+    ]
+    assert config(cap_drop=["ALL"])["process"]["capabilities"]["bounding"] == []

@@ -74,6 +74,24 @@ HostnameOpt = Annotated[str | None, typer.Option("--hostname", help="Hostname in
 TimeOpt = Annotated[
     float | None, typer.Option("-t", "--time", help="Seconds to wait for a clean stop before killing.")
 ]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="Runtime class: runc (hardened: own user namespace, seccomp) or gvisor (gVisor's user-space "
+        "kernel, stronger isolation, slower start). Default: your tenant's.",
+    ),
+]
+CapDropOpt = Annotated[
+    list[str] | None, typer.Option("--cap-drop", help="Drop a capability (e.g. NET_RAW, or ALL); repeatable.")
+]
+ReadOnlyOpt = Annotated[bool, typer.Option("--read-only", help="Mount the root filesystem read-only.")]
+UlimitOpt = Annotated[
+    list[str] | None, typer.Option("--ulimit", help="Resource limit NAME=SOFT[:HARD], e.g. nofile=1024; repeatable.")
+]
+PidsLimitOpt = Annotated[
+    int | None, typer.Option("--pids-limit", min=1, help="At most this many processes (at most the size's own cap).")
+]
 
 
 # request bodies ------------------------------------------------------------------------------
@@ -136,6 +154,22 @@ def container_body(
         "user": user,
         "hostname": hostname,
     }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def isolation_body(
+    runtime: str | None, cap_drop: list[str] | None, read_only: bool, ulimit: list[str] | None, pids_limit: int | None
+) -> dict[str, Any]:
+    """The runtime class and hardening options of a ContainerCreate body."""
+    from seabox.model.security import UlimitSpec
+
+    body: dict[str, Any] = {"runtime_class": runtime, "pids_limit": pids_limit}
+    if cap_drop:
+        body["cap_drop"] = list(cap_drop)
+    if read_only:
+        body["read_only"] = True
+    if ulimit:
+        body["ulimits"] = [_parsed(lambda t: UlimitSpec(**UlimitSpec.parse(t)), u, "'--ulimit'") for u in ulimit]
     return {k: v for k, v in body.items() if v is not None}
 
 
@@ -228,9 +262,15 @@ def create(
     restart: RestartOpt = None,
     user: UserOpt = None,
     hostname: HostnameOpt = None,
+    runtime: RuntimeOpt = None,
+    cap_drop: CapDropOpt = None,
+    read_only: ReadOnlyOpt = False,
+    ulimit: UlimitOpt = None,
+    pids_limit: PidsLimitOpt = None,
 ) -> None:
     """Create a container without starting it; prints its id."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
+    body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
     print(create_container(connect(), body)["id"])
 
 
@@ -249,9 +289,15 @@ def run(
     restart: RestartOpt = None,
     user: UserOpt = None,
     hostname: HostnameOpt = None,
+    runtime: RuntimeOpt = None,
+    cap_drop: CapDropOpt = None,
+    read_only: ReadOnlyOpt = False,
+    ulimit: UlimitOpt = None,
+    pids_limit: PidsLimitOpt = None,
 ) -> None:
     """Create and start a container; without -d, follow its output and exit with its exit code."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
+    body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
     if detach and rm:
         body["auto_remove"] = True  # nobody waits here: the server removes it when it exits
     api = connect()

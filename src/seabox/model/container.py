@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from seabox.model.runtime import RuntimeName
+from seabox.model.security import UlimitSpec, normalize_capability
 from seabox.model.sizes import DEFAULT_SIZE, SIZES
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -105,7 +107,32 @@ class ContainerCreate(BaseModel):
     stop_signal: str | None = None
     stop_timeout: int | None = Field(None, ge=0)
     auto_remove: bool = False
-    runtime_class: Literal["runc"] = "runc"
+    # None: the tenant's default class, else the operator's (see `seabox admin tenant set`)
+    runtime_class: RuntimeName | None = None
+    cap_drop: list[str] = Field(default_factory=list, max_length=64)
+    read_only: bool = False
+    ulimits: list[UlimitSpec] = Field(default_factory=list, max_length=32)
+    pids_limit: int | None = Field(None, ge=1, le=1 << 22)
+
+    @field_validator("cap_drop")
+    @classmethod
+    def _cap_drop(cls, v: list[str]) -> list[str]:
+        return sorted({normalize_capability(name) for name in v})
+
+    @field_validator("ulimits", mode="before")
+    @classmethod
+    def _ulimits(cls, v: object) -> object:
+        if isinstance(v, list):
+            return [UlimitSpec.parse(x) if isinstance(x, str) else x for x in v]
+        return v
+
+    @field_validator("ulimits")
+    @classmethod
+    def _unique_ulimits(cls, v: list[UlimitSpec]) -> list[UlimitSpec]:
+        names = [u.name for u in v]
+        if len(names) != len(set(names)):
+            raise ValueError("each ulimit may be given once")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -175,6 +202,10 @@ class ContainerSpec(BaseModel):
     stop_timeout: int
     runtime_class: str
     auto_remove: bool = False
+    cap_drop: list[str] = Field(default_factory=list)
+    read_only: bool = False
+    ulimits: list[UlimitSpec] = Field(default_factory=list)
+    pids_limit: int | None = None
     # what the tenant last asked for: running (start/restart) or stopped (stop/kill/exit without restart)
     desired: Literal["created", "running", "stopped"] = "created"
 

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, field_validator
 
+from seabox.model.runtime import RuntimeName
+
 TENANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -30,3 +32,5 @@ class Tenant(BaseModel):
     name: str
     index: int
     created_at: datetime
+    default_runtime: RuntimeName | None = None  # None: the operator's default
+    allowed_runtimes: list[RuntimeName] | None = None  # None: every class the operator allows

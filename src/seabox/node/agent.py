@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from seabox.config import ServerConfig
-from seabox.errors import Conflict, RuntimeFailure
+from seabox.errors import Conflict, InvalidArgument, RuntimeFailure
 from seabox.model.container import Container
+from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import NodeNetwork
-from seabox.node.runtime.base import ExitStatus, Mount, RunSpec
-from seabox.node.runtime.runc_runtime import RuncRuntime
+from seabox.node.runtime.base import ExitStatus, IdMap, Mount, RunSpec, Stats, Ulimit
+from seabox.node.runtime.exec import ExecProcess
+from seabox.node.runtime.gvisor import GvisorRuntime
+from seabox.node.runtime.runc_runtime import OciRuntime, RuncRuntime
 from seabox.node.volumes.store import VolumeStore
+from seabox.node import hostdirs
 
 log = logging.getLogger(__name__)
 
 ExitCallback = Callable[[str, ExitStatus], Awaitable[None]]
 HOSTS_HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+_RUNTIME_MARKER = "runtime"  # bundle file naming the container's runtime class
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,15 @@ class NodeAgent:
         self.name = cfg.node_name
         self.root = cfg.data_dir
         self.run_dir = cfg.run_dir
+        self.isolation = cfg.isolation
+        hostdirs.secure_data_dir(cfg.data_dir)
         self.images = ImageStore(cfg.data_dir / "images", cfg.registries)
         self.volumes = VolumeStore(cfg.data_dir / "volumes")
         self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table)
-        self.runtime = RuncRuntime(self.run_dir)
+        self.runtimes: dict[str, OciRuntime] = {
+            "runc": RuncRuntime(self.run_dir),
+            "gvisor": GvisorRuntime(self.run_dir, self.network.netns_path),
+        }
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._start_hooks: dict[str, list[Callable[[], Awaitable[None]]]] = {}
@@ -59,18 +70,41 @@ class NodeAgent:
         return self.root / "tenants" / str(tenant_index) / "hosts"
 
     # lifecycle -------------------------------------------------------------------
+    def id_base(self, p: Placement) -> int | None:
+        """The host uid that is root in the container, or None for a class with its own isolation."""
+        if p.container.spec.runtime_class != "runc":
+            return None
+        return self.isolation.host_id_base(p.tenant_index)
+
+    def runtime_of(self, cid: str) -> OciRuntime:
+        """The runtime class that runs (or ran) container cid on this node."""
+        try:
+            name = (self.bundle(cid) / _RUNTIME_MARKER).read_text().strip()
+        except FileNotFoundError:
+            name = "runc"
+        return self.runtimes[name]
+
+    def _runtime(self, p: Placement) -> OciRuntime:
+        name = p.container.spec.runtime_class
+        if name not in self.runtimes:
+            raise InvalidArgument(f"runtime class {name!r} is not available on node {self.name}", field="runtime")
+        return self.runtimes[name]
+
     async def prepare(self, p: Placement) -> None:
-        """Root filesystem, network namespace and /etc files; idempotent."""
+        """Root filesystem, network namespace (for a class that needs one first) and /etc files; idempotent."""
         c = p.container
         bundle = self.bundle(c.id)
-        bundle.mkdir(parents=True, exist_ok=True)
+        base = self.id_base(p)
+        hostdirs.make_private_dir(bundle, base)
+        (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
         image = self.images.get(c.spec.image_id)
-        await asyncio.to_thread(mount_overlay, image.rootfs, bundle)
-        if c.status.ip:
+        lower = image.rootfs if base is None else await self.images.mapped_rootfs(image.id, base)
+        await asyncio.to_thread(mount_overlay, lower, bundle, base or 0)
+        if c.status.ip and base is None:
             await asyncio.to_thread(self.network.attach, c.id, p.tenant_index, IPv4Address(c.status.ip))
         hosts = self.hosts_file(p.tenant_index)
         if not hosts.exists():
-            hosts.parent.mkdir(parents=True, exist_ok=True)
+            hostdirs.make_private_dir(hosts.parent, base)
             hosts.write_text(HOSTS_HEADER)
         (bundle / "hostname").write_text(c.spec.hostname + "\n")
         resolv = Path("/etc/resolv.conf")
@@ -85,8 +119,12 @@ class NodeAgent:
             Mount(bundle / "hostname", "/etc/hostname", readonly=True),
             Mount(bundle / "resolv.conf", "/etc/resolv.conf", readonly=True),
         ]
+        base = self.id_base(p)
         for v in c.spec.volumes:
-            mounts.append(Mount(self.volumes.existing(p.tenant_id, v.volume), v.path, readonly=v.readonly))
+            data = self.volumes.existing(p.tenant_id, v.volume)
+            hostdirs.hand_over(data, base)
+            mounts.append(Mount(data, v.path, readonly=v.readonly))
+        pids = size.pids if c.spec.pids_limit is None else min(size.pids, c.spec.pids_limit)
         return RunSpec(
             id=c.id,
             name=c.name,
@@ -101,10 +139,15 @@ class NodeAgent:
             memory_bytes=size.memory_bytes,
             cpu_shares=size.cpu_shares,
             cpu_quota=size.cpus,
-            pids_limit=size.pids,
-            netns=self.network.netns_path(c.id) if c.status.ip else None,
+            pids_limit=pids,
+            netns=self.network.netns_path(c.id) if c.status.ip and base is None else None,
             mounts=mounts,
             labels=c.spec.labels,
+            id_map=IdMap(base, ID_RANGE) if base is not None else None,
+            seccomp=c.spec.runtime_class == "runc",
+            cap_drop=list(c.spec.cap_drop),
+            readonly_rootfs=c.spec.read_only,
+            ulimits=[Ulimit(u.name, u.soft, u.hard) for u in c.spec.ulimits],
         )
 
     def before_start(self, cid: str, hook: Callable[[], Awaitable[None]]) -> None:
@@ -114,19 +157,27 @@ class NodeAgent:
     async def start(self, p: Placement) -> int:
         """Create the container under conmon and start it; returns the pid. Exits are reported via on_exit."""
         cid = p.container.id
+        runtime = self._runtime(p)
         await self.prepare(p)
-        if self.runtime.known(cid):  # a previous run's state (restart, or a crash mid-start)
-            await self.runtime.delete(cid)
-        pid = await self.runtime.create(self._run_spec(p))
-        for hook in self._start_hooks.pop(cid, []):
-            try:
-                await hook()
-            except Exception:  # an attach client that went away must not stop the start
-                log.exception("start hook for %s failed", cid)
+        for known in self.runtimes.values():
+            if known.known(cid):  # a previous run's state (restart, or a crash mid-start)
+                await known.delete(cid)
+        spec = self._run_spec(p)
+        pid = await runtime.create(spec)
         try:
-            await self.runtime.start(cid)
-        except RuntimeFailure:
-            await self.runtime.delete(cid)
+            if spec.id_map is not None and p.container.status.ip:
+                # the runtime made the netns inside the container's user namespace: wire it now
+                await asyncio.to_thread(
+                    self.network.attach, cid, p.tenant_index, IPv4Address(p.container.status.ip), pid=pid
+                )
+            for hook in self._start_hooks.pop(cid, []):
+                try:
+                    await hook()
+                except Exception:  # an attach client that went away must not stop the start
+                    log.exception("start hook for %s failed", cid)
+            await runtime.start(cid)
+        except (RuntimeFailure, OSError):
+            await runtime.delete(cid)
             raise
         self.watch(cid)
         return pid
@@ -139,48 +190,77 @@ class NodeAgent:
         self._watchers[cid] = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
 
     async def _watch(self, cid: str) -> None:
-        status = await self.runtime.wait_exit(self.bundle(cid), cid)
+        status = await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
         self._watchers.pop(cid, None)
         if self.on_exit:
             await self.on_exit(cid, status)
 
     async def state(self, cid: str) -> str | None:
-        return await self.runtime.state(cid)
+        return await self.runtime_of(cid).state(cid)
 
     def exit_status(self, cid: str) -> ExitStatus | None:
-        return self.runtime.exit_status(self.bundle(cid), cid)
+        return self.runtime_of(cid).exit_status(self.bundle(cid), cid)
 
     async def kill(self, cid: str, signal: int | str) -> None:
-        if await self.runtime.state(cid) not in ("running", "paused"):
+        if await self.runtime_of(cid).state(cid) not in ("running", "paused"):
             raise Conflict(f"container {cid[:12]} is not running")
-        await self.runtime.kill(cid, signal)
+        await self.runtime_of(cid).kill(cid, signal)
 
     async def stop(self, cid: str, timeout: float, signal: int | str) -> None:
         """SIGNAL, then SIGKILL after TIMEOUT seconds; returns once the process is gone."""
-        if await self.runtime.state(cid) not in ("running", "paused", "created"):
+        if await self.runtime_of(cid).state(cid) not in ("running", "paused", "created"):
             return
         try:
-            await self.runtime.kill(cid, signal)
-            await asyncio.wait_for(self.runtime.wait_exit(self.bundle(cid), cid), timeout)
+            await self.runtime_of(cid).kill(cid, signal)
+            await asyncio.wait_for(self.runtime_of(cid).wait_exit(self.bundle(cid), cid), timeout)
         except (TimeoutError, Conflict):
             pass
-        if await self.runtime.state(cid) in ("running", "paused", "created"):
-            await self.runtime.kill(cid, "KILL")
-            await self.runtime.wait_exit(self.bundle(cid), cid)
+        if await self.runtime_of(cid).state(cid) in ("running", "paused", "created"):
+            await self.runtime_of(cid).kill(cid, "KILL")
+            await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
 
     async def remove(self, cid: str) -> None:
         """Everything the container had on this node: runtime state, netns, rootfs, bundle."""
         watcher = self._watchers.pop(cid, None)
         if watcher:
             watcher.cancel()
-        if await self.runtime.state(cid) in ("running", "paused", "created"):
-            await self.runtime.kill(cid, "KILL")
-            await self.runtime.wait_exit(self.bundle(cid), cid)
-        await self.runtime.delete(cid)
+        if await self.runtime_of(cid).state(cid) in ("running", "paused", "created"):
+            await self.runtime_of(cid).kill(cid, "KILL")
+            await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
+        await self.runtime_of(cid).delete(cid)
         await asyncio.to_thread(self.network.detach, cid)
         bundle = self.bundle(cid)
         await asyncio.to_thread(unmount_overlay, bundle)
         await asyncio.to_thread(shutil.rmtree, bundle, True)
+
+    # streams and readings ------------------------------------------------------------
+    def log_path(self, cid: str) -> Path:
+        return self.runtime_of(cid).log_path(self.bundle(cid))
+
+    def attach_path(self, cid: str) -> Path:
+        return self.runtime_of(cid).attach_path(cid)
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        self.runtime_of(cid).resize(self.bundle(cid), height, width)
+
+    async def exec(
+        self,
+        cid: str,
+        args: list[str],
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str = "",
+        tty: bool = False,
+        stdin: bool = False,
+    ) -> ExecProcess:
+        return await self.runtime_of(cid).exec(cid, args, env=env, cwd=cwd, user=user, tty=tty, stdin=stdin)
+
+    def stats(self, cid: str) -> Stats:
+        return self.runtime_of(cid).stats(cid)
+
+    def top(self, cid: str) -> list[tuple[int, str]]:
+        return self.runtime_of(cid).top(cid)
 
     # tenant files ------------------------------------------------------------------
     def write_hosts(self, tenant_index: int, entries: list[tuple[str, list[str]]]) -> None:

@@ -98,6 +98,7 @@ class ContainerService:
         if not args:
             raise InvalidArgument("no command given and the image has none", field="cmd")
         env = _merge_env(cfg.env, req.env)
+        runtime_class = self.runtime_class(tenant, req.runtime_class)
         for mount in req.volumes:
             await self.volumes.ensure(tenant, mount.volume)
         cid = secrets.token_hex(32)
@@ -121,14 +122,30 @@ class ContainerService:
             stdin_open=req.stdin_open,
             stop_signal=req.stop_signal or cfg.stop_signal or "SIGTERM",
             stop_timeout=req.stop_timeout if req.stop_timeout is not None else DEFAULT_STOP_TIMEOUT,
-            runtime_class=req.runtime_class,
+            runtime_class=runtime_class,
             auto_remove=req.auto_remove,
+            cap_drop=req.cap_drop,
+            read_only=req.read_only,
+            ulimits=req.ulimits,
+            pids_limit=req.pids_limit,
         )
         parse_signal(spec.stop_signal)
         container = self.store.insert_container(tenant.id, cid, name, self.agent.name, str(ip), spec)
         await self.bus.emit(tenant.id, "container", "create", cid, name, {"image": spec.image, "size": spec.size})
         self._refresh_hosts(tenant)
         return container
+
+    def runtime_class(self, tenant: Tenant, requested: str | None) -> str:
+        """The class a container of tenant runs in: as requested, else the tenant's, else the operator's default."""
+        operator = self.cfg.isolation
+        allowed = [r for r in operator.allowed_runtimes if tenant.allowed_runtimes is None or r in tenant.allowed_runtimes]
+        name = requested or tenant.default_runtime or operator.default_runtime
+        if name not in allowed:
+            choices = ", ".join(allowed) or "none"
+            raise InvalidArgument(
+                f"runtime class {name!r} is not allowed for tenant {tenant.name}: use one of {choices}", field="runtime"
+            )
+        return name
 
     def _generate_name(self, tenant: Tenant, image: str) -> str:
         base = parse_reference(image).repository.rsplit("/", 1)[-1][:40]
@@ -258,7 +275,7 @@ class ContainerService:
     ) -> AsyncIterator[LogEntry]:
         """The container's output lines; with follow, new lines until the container stops."""
         c = self.get(tenant, ref)
-        path = self.agent.runtime.log_path(self.agent.bundle(c.id))
+        path = self.agent.log_path(c.id)
         since_at = datetime.fromtimestamp(since, UTC) if since else None
         if follow and c.status.state in ACTIVE:
             return follow_log(path, self._stopped(c.id), tail=tail, since=since_at)
@@ -286,14 +303,14 @@ class ContainerService:
         stdin: bool = False,
     ) -> ExecProcess:
         c = self.get_running(tenant, ref)
-        return await self.agent.runtime.exec(
+        return await self.agent.exec(
             c.id, cmd, env=env or [], cwd=workdir, user=user, tty=tty, stdin=stdin
         )
 
     def attach(self, tenant: Tenant, ref: str) -> asyncio.Future[AttachStream]:
         """The container's live stdio: now if it runs, else as soon as it starts (before its process runs)."""
         c = self.get(tenant, ref)
-        path = self.agent.runtime.attach_path(c.id)
+        path = self.agent.attach_path(c.id)
         future: asyncio.Future[AttachStream] = asyncio.get_running_loop().create_future()
 
         async def connect() -> None:
@@ -312,7 +329,7 @@ class ContainerService:
 
     def resize(self, tenant: Tenant, ref: str, height: int, width: int) -> None:
         c = self.get_running(tenant, ref)
-        self.agent.runtime.resize(self.agent.bundle(c.id), height, width)
+        self.agent.resize(c.id, height, width)
 
     # exits and restarts (the controller side) ---------------------------------------------------
     async def on_exit(self, cid: str, status: ExitStatus) -> None:

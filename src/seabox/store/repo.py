@@ -89,9 +89,28 @@ class Store:
             )
         return self._tenant(row) if row else None
 
+    def set_tenant_runtimes(
+        self, tenant_id: str, default_runtime: str | None, allowed_runtimes: list[str] | None
+    ) -> Tenant:
+        """Store the tenant's default runtime class and allowed set (None: the operator's)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.tenants)
+                .where(t.tenants.c.id == tenant_id)
+                .values(default_runtime=default_runtime, allowed_runtimes=allowed_runtimes)
+            )
+        return self.tenant_by_id(tenant_id)
+
     @staticmethod
     def _tenant(row: Any) -> Tenant:
-        return Tenant(id=row["id"], name=row["name"], index=row["idx"], created_at=_ts(row["created_at"]))
+        return Tenant(
+            id=row["id"],
+            name=row["name"],
+            index=row["idx"],
+            created_at=_ts(row["created_at"]),
+            default_runtime=row.get("default_runtime"),
+            allowed_runtimes=row.get("allowed_runtimes"),
+        )
 
     # containers --------------------------------------------------------------
     def insert_container(

@@ -23,6 +23,8 @@ tenants = Table(
     Column("name", String(63), nullable=False, unique=True),
     Column("idx", Integer, nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("default_runtime", String(16), nullable=True),  # None: the operator's default
+    Column("allowed_runtimes", JSON, nullable=True),  # None: every class the operator allows
 )
 
 api_keys = Table(

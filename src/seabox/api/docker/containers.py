@@ -244,7 +244,7 @@ async def resize(request: web.Request) -> web.Response:
 async def top(request: web.Request) -> web.Response:
     svc = cloud(request).containers
     c = svc.get_running(tenant_of(request), _ref(request))
-    processes = [[str(pid), cmd] for pid, cmd in svc.agent.runtime.top(c.id)]
+    processes = [[str(pid), cmd] for pid, cmd in svc.agent.top(c.id)]
     return web.json_response({"Titles": ["PID", "CMD"], "Processes": processes})
 
 
@@ -295,11 +295,11 @@ async def stats(request: web.Request) -> web.StreamResponse:
     """With stream=false one JSON object (two readings half a second apart); else one per second."""
     svc = cloud(request).containers
     c = svc.get(tenant_of(request), _ref(request))
-    runtime = svc.agent.runtime
+    agent = svc.agent
 
     def reading() -> Stats | None:
         try:
-            return runtime.stats(c.id) if svc.store.get_container(c.id).status.state == "running" else None
+            return agent.stats(c.id) if svc.store.get_container(c.id).status.state == "running" else None
         except Exception:
             return None
 

@@ -53,6 +53,52 @@ def _check_host_config(hc: dict[str, Any]) -> None:
         raise _refuse("--volumes-from", "mount the same named volume with -v NAME:/path", "HostConfig.VolumesFrom")
 
 
+# Docker's names for Seabox's runtime classes (`docker run --runtime runsc` is gVisor's usual name).
+RUNTIME_ALIASES = {"runc": "runc", "gvisor": "gvisor", "runsc": "gvisor"}
+NO_NEW_PRIVILEGES = "no-new-privileges"
+
+
+def _runtime(hc: dict[str, Any]) -> str | None:
+    name = hc.get("Runtime")
+    if not name:
+        return None
+    if not isinstance(name, str) or name not in RUNTIME_ALIASES:
+        raise InvalidArgument(
+            f"unknown runtime {name!r}: use runc or gvisor (runsc)", field="HostConfig.Runtime"
+        )
+    return RUNTIME_ALIASES[name]
+
+
+def _security_opts(hc: dict[str, Any]) -> None:
+    """Accept no-new-privileges (always on); refuse every option that would weaken or replace the defaults."""
+    for opt in hc.get("SecurityOpt") or []:
+        key, sep, value = str(opt).replace(":", "=", 1).partition("=")
+        if key == NO_NEW_PRIVILEGES and (not sep or value == "true"):
+            continue
+        if key == NO_NEW_PRIVILEGES:
+            raise _refuse(f"--security-opt {opt}", "no-new-privileges is always on", "HostConfig.SecurityOpt")
+        raise _refuse(
+            f"--security-opt {opt}",
+            "every container runs with Seabox's seccomp profile and user namespace; "
+            "use --runtime gvisor for a stronger sandbox",
+            "HostConfig.SecurityOpt",
+        )
+
+
+def _ulimits(hc: dict[str, Any]) -> list[dict[str, Any]]:
+    limits = hc.get("Ulimits") or []
+    if not isinstance(limits, list) or not all(isinstance(u, dict) for u in limits):
+        raise InvalidArgument("Ulimits must be a list of {Name, Soft, Hard}", field="HostConfig.Ulimits")
+    return [{"name": u.get("Name"), "soft": u.get("Soft"), "hard": u.get("Hard")} for u in limits]
+
+
+def _pids_limit(hc: dict[str, Any]) -> int | None:
+    value = hc.get("PidsLimit")
+    if value is None or value in (0, -1):  # Docker's "unlimited": the size's own cap applies
+        return None
+    return value  # type: ignore[no-any-return]
+
+
 def _volumes(hc: dict[str, Any]) -> list[VolumeMount]:
     mounts: list[VolumeMount] = []
     for bind in hc.get("Binds") or []:
@@ -98,6 +144,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
         raise InvalidArgument("Image is required", field="Image")
     hc = body.get("HostConfig") or {}
     _check_host_config(hc)
+    _security_opts(hc)
     policy = hc.get("RestartPolicy") or {}
     labels = {k: v for k, v in (body.get("Labels") or {}).items() if k != SIZE_LABEL}
     entrypoint = _as_list(body.get("Entrypoint"))
@@ -122,6 +169,11 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "stop_signal": body.get("StopSignal") or None,
             "stop_timeout": body.get("StopTimeout"),
             "auto_remove": bool(hc.get("AutoRemove")),
+            "runtime_class": _runtime(hc),
+            "cap_drop": hc.get("CapDrop") or [],
+            "read_only": bool(hc.get("ReadonlyRootfs")),
+            "ulimits": _ulimits(hc),
+            "pids_limit": _pids_limit(hc),
         }
     )
 
@@ -203,6 +255,12 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "NanoCpus": int(size.cpus * 1e9),
             "CpuShares": size.cpu_shares,
             "Runtime": spec.runtime_class,
+            "CapAdd": None,
+            "CapDrop": [cap.removeprefix("CAP_") for cap in spec.cap_drop] or None,
+            "ReadonlyRootfs": spec.read_only,
+            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits] or None,
+            "PidsLimit": spec.pids_limit if spec.pids_limit is not None else SIZES[spec.size].pids,
         },
         "Config": {
             "Hostname": spec.hostname,

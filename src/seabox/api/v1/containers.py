@@ -138,7 +138,7 @@ async def exec_(request: web.Request) -> web.StreamResponse:
 async def stats(request: web.Request) -> web.Response:
     svc = cloud(request).containers
     c = svc.get_running(tenant_of(request), request.match_info["ref"])
-    s = svc.agent.runtime.stats(c.id)
+    s = svc.agent.stats(c.id)
     return dump(
         {
             "cpu_ns": s.cpu_ns,
@@ -154,4 +154,4 @@ async def stats(request: web.Request) -> web.Response:
 async def top(request: web.Request) -> web.Response:
     svc = cloud(request).containers
     c = svc.get_running(tenant_of(request), request.match_info["ref"])
-    return dump({"processes": [{"pid": pid, "cmd": cmd} for pid, cmd in svc.agent.runtime.top(c.id)]})
+    return dump({"processes": [{"pid": pid, "cmd": cmd} for pid, cmd in svc.agent.top(c.id)]})

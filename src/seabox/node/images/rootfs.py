@@ -11,6 +11,8 @@ from pathlib import Path
 from seabox.errors import InvalidArgument, RuntimeFailure
 
 _MNT_DETACH = 2
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
 _MOUNTINFO = Path("/proc/self/mountinfo")
 # Characters overlayfs would read as option or lowerdir separators.
 _UNSAFE_PATH_CHARS = ",:\\"
@@ -53,11 +55,13 @@ def _checked(path: Path) -> str:
     return resolved
 
 
-def mount_overlay(lower: Path, container_dir: Path) -> Path:
+def mount_overlay(lower: Path, container_dir: Path, owner: int = 0) -> Path:
     """Mount lower (read-only) under container_dir/upper at container_dir/rootfs; return that path.
 
     container_dir/upper keeps the container's changes across unmounts; calling this again while
-    the overlay is mounted just returns the mount point.
+    the overlay is mounted just returns the mount point. A new upper dir belongs to host uid and
+    gid owner (the container's root in its user namespace); the mount is nosuid and nodev, so no
+    tenant file is a setuid program or a device for the host (containers get devices from /dev).
     """
     merged = container_dir / "rootfs"
     if merged.exists() and is_mounted(merged):
@@ -66,12 +70,16 @@ def mount_overlay(lower: Path, container_dir: Path) -> Path:
         raise InvalidArgument(f"image rootfs {lower} is not a directory")
     for name in ("upper", "work", "rootfs"):
         (container_dir / name).mkdir(parents=True, exist_ok=True)
+    upper = os.lstat(container_dir / "upper")
+    if (upper.st_uid, upper.st_gid) != (owner, owner):
+        os.chown(container_dir / "upper", owner, owner)
     options = (
         f"lowerdir={_checked(lower)},upperdir={_checked(container_dir / 'upper')},"
         f"workdir={_checked(container_dir / 'work')}"
     )
     target = _checked(merged)
-    if _libc.mount(b"overlay", target.encode(), b"overlay", 0, options.encode()) != 0:
+    flags = _MS_NOSUID | _MS_NODEV
+    if _libc.mount(b"overlay", target.encode(), b"overlay", flags, options.encode()) != 0:
         err = ctypes.get_errno()
         raise RuntimeFailure(f"cannot mount overlay at {target}: {os.strerror(err)}")
     return merged

@@ -29,6 +29,7 @@ from seabox.errors import (
     SeaboxError,
     UpstreamError,
 )
+from seabox.model.runtime import ID_RANGE
 from seabox.node.images.layout import OciLayout, write_json_atomic
 from seabox.node.images.reference import ImageRef, parse_reference
 from seabox.node.images.registry import Source, sources
@@ -46,6 +47,7 @@ _DONE_POLL_SECONDS = 0.1
 # The annotation containerd and `docker save` (v25+) use for an image's full name in an OCI index.
 _CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name"
 _OCI_REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+_MAPPED_SEP = "@"  # unpacked/<ref>@<id base> holds a copy owned by one user namespace's host ids
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ class ImageStore:
         self._layout.set_refs({_layout_ref(i): r.manifest for i, r in self._images.items()})
         keep = {_layout_ref(i) for i in self._images}
         for entry in self._unpacked.iterdir():
-            if entry.name not in keep:
+            if entry.name.partition(_MAPPED_SEP)[0] not in keep:
                 shutil.rmtree(entry)
 
     def _save(self) -> None:
@@ -557,29 +559,38 @@ class ImageStore:
             self._save()
             return self._info(image_id)
 
-    async def _unpack(self, image_id: str) -> None:
-        """Unpack the image into unpacked/<id> via a scratch directory renamed into place."""
-        final = self._unpacked / _layout_ref(image_id)
+    async def _unpack(self, image_id: str, id_base: int | None = None) -> Path:
+        """Unpack the image into unpacked/<id>[@<id_base>] via a scratch directory renamed into place.
+
+        With id_base the files' owners are shifted by it (uid and gid N become id_base + N), for a
+        container whose user namespace maps its root to host uid id_base.
+        """
+        name = _layout_ref(image_id) if id_base is None else f"{_layout_ref(image_id)}{_MAPPED_SEP}{id_base}"
+        final = self._unpacked / name
         if final.exists():
-            return
+            return final / "rootfs"
         scratch = self._unpacked / f".tmp-{uuid.uuid4().hex}"
         scratch.mkdir()
         try:
-            argv = [
-                "umoci",
-                "raw",
-                "unpack",
-                "--image",
-                f"{self._layout.path}:{_layout_ref(image_id)}",
-                str(scratch / "rootfs"),
-            ]
-            result = await run_tool(argv)
+            argv = ["umoci", "raw", "unpack", "--image", f"{self._layout.path}:{_layout_ref(image_id)}"]
+            if id_base is not None:
+                mapping = f"0:{id_base}:{ID_RANGE}"
+                argv += ["--uid-map", mapping, "--gid-map", mapping]
+            result = await run_tool([*argv, str(scratch / "rootfs")])
             if not result.ok:
                 raise RuntimeFailure(f"cannot unpack image {image_id}: {result.reason}")
             os.rename(scratch, final)
         finally:
             if scratch.exists():
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
+        return final / "rootfs"
+
+    async def mapped_rootfs(self, image_id: str, id_base: int) -> Path:
+        """The image's rootfs owned by the host id range starting at id_base (unpacked once per range)."""
+        async with self._image_locks.hold(image_id):
+            if image_id not in self._images:
+                raise NotFound(f"no such image: {image_id}")
+            return await self._unpack(image_id, id_base)
 
     # ---- removal and garbage collection --------------------------------------------------
 
@@ -614,9 +625,11 @@ class ImageStore:
             refs.pop(_layout_ref(image_id), None)
             self._layout.set_refs(refs)
             self._save()
-            doomed = self._unpacked / f".del-{uuid.uuid4().hex}"
-            os.rename(self._unpacked / _layout_ref(image_id), doomed)
-            await asyncio.to_thread(shutil.rmtree, doomed, True)
+            for unpacked in self._unpacked.iterdir():
+                if unpacked.name.partition(_MAPPED_SEP)[0] == _layout_ref(image_id):
+                    doomed = self._unpacked / f".del-{uuid.uuid4().hex}"
+                    os.rename(unpacked, doomed)
+                    await asyncio.to_thread(shutil.rmtree, doomed, True)
         await self._collect_garbage()
 
     @asynccontextmanager

@@ -70,8 +70,14 @@ class NodeNetwork:
             self._ensure_tenant(ipr, tenant)
         return tenant
 
-    def attach(self, container_id: str, tenant_index: int, ip: IPv4Address) -> Attachment:
-        """Give the container a netns with eth0 = ip on its tenant bridge; the same call again changes nothing."""
+    def attach(
+        self, container_id: str, tenant_index: int, ip: IPv4Address, *, pid: int | None = None
+    ) -> Attachment:
+        """Give the container a netns with eth0 = ip on its tenant bridge; the same call again changes nothing.
+
+        With pid, the netns is the one that process (the container's init, created by its runtime)
+        already has; without, a new one is made for the runtime to join.
+        """
         path = self.netns_path(container_id)
         tenant = self.tenant(tenant_index)
         ipam.check_host(tenant.subnet, ip)
@@ -82,7 +88,10 @@ class NodeNetwork:
             else:
                 # A known tenant: converge the bridge, the table already has its chains.
                 bridge_index = bridge.ensure(ipr, self.table, tenant.index, tenant.gateway, tenant.subnet.prefixlen)
-            netns.create(path)
+            if pid is None:
+                netns.create(path)
+            else:
+                netns.adopt(path, pid)
             veth.ensure(
                 ipr, self.table, container_id, path, bridge_index, ip, tenant.subnet.prefixlen, tenant.gateway
             )

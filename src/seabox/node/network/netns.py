@@ -91,6 +91,31 @@ def create(path: Path) -> None:
         raise
 
 
+def adopt(path: Path, pid: int) -> None:
+    """Make path name the network namespace of process pid (one its runtime created); idempotent.
+
+    A runtime that puts the container in a user namespace must create the network namespace
+    inside it (sysfs cannot be mounted otherwise); the node then configures it through this file.
+    """
+    source = f"/proc/{pid}/ns/net"
+    try:
+        wanted = os.stat(source).st_ino
+    except FileNotFoundError:
+        raise RuntimeFailure(f"process {pid} is gone: its network namespace cannot be adopted") from None
+    if is_live(path):
+        if path.stat().st_ino == wanted:
+            return
+        _umount(path)
+    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _share_dir(path.parent)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    if _libc.mount(source.encode(), os.fsencode(path), b"none", MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        path.unlink(missing_ok=True)
+        raise RuntimeFailure(f"cannot bind network namespace of {pid} to {path}: {os.strerror(err)}")
+
+
 def netlink_socket(path: Path) -> socket.socket:
     """A rtnetlink socket opened inside the namespace at PATH (it keeps that namespace for life)."""
     if not is_live(path):

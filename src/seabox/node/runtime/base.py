@@ -20,6 +20,23 @@ class Mount:
     readonly: bool = False
 
 
+@dataclass(frozen=True)
+class IdMap:
+    """Container ids 0..size-1 are host ids host_base..host_base+size-1 (one tenant's user namespace)."""
+
+    host_base: int
+    size: int = 65536
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One resource limit of the container's processes (Docker's --ulimit NAME=SOFT:HARD)."""
+
+    name: str  # nofile, nproc, core, ... (RLIMIT_ without the prefix, lower case)
+    soft: int
+    hard: int
+
+
 @dataclass
 class RunSpec:
     """Everything needed to create one container in a prepared bundle directory."""
@@ -41,6 +58,11 @@ class RunSpec:
     netns: Path | None = None  # join this network namespace; None means a new, empty one
     mounts: list[Mount] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # become OCI annotations
+    id_map: IdMap | None = None  # run in a user namespace with this mapping (uids and gids alike)
+    seccomp: bool = True  # apply the default seccomp profile
+    cap_drop: list[str] = field(default_factory=list)  # CAP_ names, or ALL
+    readonly_rootfs: bool = False
+    ulimits: list[Ulimit] = field(default_factory=list)
 
 
 @dataclass

@@ -84,10 +84,12 @@ class ConmonOptions:
     socket_dir: Path  # the attach socket ends up at socket_dir/cid/attach
     tty: bool
     stdin: bool
+    prefix: tuple[str, ...] = ()  # argv that conmon runs under (e.g. nsenter into the container's netns)
 
 
 def _argv(conmon: str, files: BundleFiles, options: ConmonOptions) -> list[str]:
     argv = [
+        *options.prefix,
         conmon,
         "--cid", options.cid,
         "--cuuid", options.cid,

@@ -61,8 +61,11 @@ def read_file(rootfs: Path, path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
-def make_dirs(rootfs: Path, path: str, mode: int = 0o755) -> None:
-    """Create directory path (and its missing parents) in rootfs, resolving every step inside it."""
+def make_dirs(rootfs: Path, path: str, mode: int = 0o755, *, owner: int = 0) -> None:
+    """Create directory path (and its missing parents) in rootfs, resolving every step inside it.
+
+    New directories belong to host uid and gid owner (the container's root in its user namespace).
+    """
     parts = [p for p in path.split("/") if p not in ("", ".")]
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -76,6 +79,7 @@ def make_dirs(rootfs: Path, path: str, mode: int = 0o755) -> None:
             parent_fd = _openat2(root_fd, "/".join(parts[: depth - 1]) or ".", os.O_PATH | os.O_DIRECTORY)
             try:
                 os.mkdir(parts[depth - 1], mode, dir_fd=parent_fd)
+                os.chown(parts[depth - 1], owner, owner, dir_fd=parent_fd, follow_symlinks=False)
             except FileExistsError:  # a dangling symlink: let the next step resolve (and refuse) it
                 os.close(_openat2(root_fd, prefix, os.O_PATH | os.O_DIRECTORY))
             finally:

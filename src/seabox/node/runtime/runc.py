@@ -1,15 +1,15 @@
-"""The runc command line: the subcommands the node agent needs, runc's own messages made Seabox errors."""
+"""The runc-compatible command line (runc, runsc): the subcommands the agent needs, their messages made Seabox errors."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from seabox.errors import Conflict, NotFound, RuntimeFailure, SeaboxError
+from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure, SeaboxError
 from seabox.node.runtime.spec import ProcessUser
 
 _LOGRUS_MSG_RE = re.compile(r'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
@@ -48,21 +48,41 @@ def runc_error(reason: str, cid: str) -> SeaboxError:
     return RuntimeFailure(f"runc: {reason}")
 
 
-class Runc:
-    """runc with its state under one root directory, so Seabox's containers are apart from anyone else's."""
+def _no_prefix(cid: str) -> list[str]:
+    return []
 
-    def __init__(self, binary: str, root: Path) -> None:
+
+class Runc:
+    """An OCI runtime CLI with its state under one root directory, apart from anyone else's containers.
+
+    extra_args go before every subcommand after --root; enter(cid) is an argv prefix that runs the
+    command where it must run for that container (runsc: inside the container's network namespace).
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        root: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        enter: Callable[[str], list[str]] = _no_prefix,
+        tty_flag: str | None = "--tty",
+    ) -> None:
         self.binary = binary
         self.root = root
+        self.extra_args = tuple(extra_args)
+        self.enter = enter
+        self.tty_flag = tty_flag  # None: the runtime cannot exec with a terminal
 
     @property
     def global_args(self) -> tuple[str, ...]:
         """Flags that go before every subcommand (also handed to conmon as --runtime-arg)."""
-        return ("--root", str(self.root))
+        return ("--root", str(self.root), *self.extra_args)
 
     async def _run(self, cid: str, *args: str) -> str:
         try:
             proc = await asyncio.create_subprocess_exec(
+                *self.enter(cid),
                 self.binary,
                 *self.global_args,
                 *args,
@@ -109,11 +129,15 @@ class Runc:
     ) -> list[str]:
         """The command line of a foreground `runc exec` that logs runc's own errors as JSON to log_file."""
         argv = [
-            self.binary, *self.global_args, "--log", str(log_file), "--log-format", "json",
+            *self.enter(cid), self.binary, *self.global_args, "--log", str(log_file), "--log-format", "json",
             "exec", "--pid-file", str(pid_file),
         ]  # fmt: skip
         if tty:
-            argv.append("--tty")
+            if self.tty_flag is None:
+                raise InvalidArgument(
+                    "this runtime class cannot give an exec a terminal: exec without -t", field="tty"
+                )
+            argv.append(self.tty_flag)
         if cwd:
             argv += ["--cwd", cwd]
         for entry in env:

@@ -1,4 +1,4 @@
-"""The runc runtime class: containers run by runc, each supervised by its own conmon."""
+"""OCI runtime classes under conmon supervision, and the default one: runc."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.node.runtime import cgroups, conmon, inroot
-from seabox.node.runtime.base import ExitStatus, RunSpec, Stats
+from seabox.node.runtime.base import ExitStatus, RunSpec, Stats, Ulimit
 from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
 from seabox.node.runtime.runc import Runc
@@ -28,17 +28,26 @@ UNKNOWN_EXIT_CODE = 255  # what we report when the supervisor died without recor
 _SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 _ATTACH_NAME = "attach"
 _CONMON_EXIT_TIMEOUT = 10.0
-_CAP_SYS_RESOURCE = 24
 
 
 def nofile_limit() -> int:
-    """The open-files limit containers get: Docker's 1048576, or our own hard limit if we may not raise it."""
-    with open("/proc/self/status") as status:
-        effective = next((int(line.split()[1], 16) for line in status if line.startswith("CapEff:")), 0)
-    if effective & (1 << _CAP_SYS_RESOURCE):
-        return NOFILE_LIMIT
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return NOFILE_LIMIT if hard == resource.RLIM_INFINITY else min(NOFILE_LIMIT, hard)
+    """The open-files limit containers get: Docker's 1048576 if this process may raise its own hard limit
+    that far (a runtime in a user namespace cannot exceed what it inherits), else our hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < NOFILE_LIMIT:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, NOFILE_LIMIT))
+        except (ValueError, OSError):
+            return hard
+    return NOFILE_LIMIT
+
+
+def check_ulimits(ulimits: Sequence[Ulimit]) -> None:
+    """InvalidArgument for a limit above what the node itself may grant (its own hard limit)."""
+    for ulimit in ulimits:
+        own = resource.getrlimit(getattr(resource, f"RLIMIT_{ulimit.name.upper()}"))[1]
+        if own != resource.RLIM_INFINITY and ulimit.hard > own:
+            raise InvalidArgument(f"ulimit {ulimit.name}: at most {own} on this node", field="ulimits")
 
 
 def parse_signal(value: int | str) -> int:
@@ -55,14 +64,21 @@ def parse_signal(value: int | str) -> int:
     raise InvalidArgument(f"invalid signal: {value}", field="signal")
 
 
-class RuncRuntime:
-    """The default runtime class; state_dir (e.g. /run/seabox) holds runc's state and attach socket links."""
+class OciRuntime:
+    """A runtime class: a runc-compatible CLI whose containers each have a conmon; state_dir (under /run)
+    holds the runtime's state and the attach socket links."""
 
-    name = "runc"
+    name = "oci"
 
-    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        runtime: Runc,
+        *,
+        conmon: str = CONMON,
+    ) -> None:
         self.state_dir = state_dir
-        self._runc = Runc(runc, state_dir / "runc")
+        self._runc = runtime
         self._conmon = conmon
         self._sockets = state_dir / "sockets"
         self._nofile = nofile_limit()
@@ -75,15 +91,20 @@ class RuncRuntime:
     async def create(self, spec: RunSpec) -> int:
         files = BundleFiles(spec.bundle)
         user = resolve_user(files.rootfs, spec.user)
-        config = build_config(spec, user, nofile=self._nofile)
+        check_ulimits(spec.ulimits)
+        config = self.adjust_config(build_config(spec, user, nofile=self._nofile))
         if spec.cwd != "/":
             try:
-                inroot.make_dirs(files.rootfs, spec.cwd)
+                owner = spec.id_map.host_base if spec.id_map else 0
+                inroot.make_dirs(files.rootfs, spec.cwd, owner=owner)
             except OSError as exc:
                 raise InvalidArgument(
                     f"cannot create working directory {spec.cwd}: {exc.strerror}", field="cwd"
                 ) from exc
-        files.config.write_text(json.dumps(config))
+        fd = os.open(files.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # it holds the tenant's environment: root only
+        with os.fdopen(fd, "w") as out:
+            json.dump(config, out)
         files.reset()
         link = self._sockets / spec.id  # conmon makes it: the way from an id to its bundle
         self._sockets.mkdir(parents=True, exist_ok=True)
@@ -96,12 +117,17 @@ class RuncRuntime:
             socket_dir=self._sockets,
             tty=spec.tty,
             stdin=spec.open_stdin,
+            prefix=tuple(self._runc.enter(spec.id)),
         )
         try:
             return await conmon.launch(self._conmon, files, options)
         except BaseException:
             link.unlink(missing_ok=True)
             raise
+
+    def adjust_config(self, config: dict[str, object]) -> dict[str, object]:
+        """The runtime class's changes to the OCI config (none by default)."""
+        return config
 
     async def start(self, cid: str) -> None:
         await self._runc.start(cid)
@@ -113,7 +139,8 @@ class RuncRuntime:
         """runc delete --force, then wait for the container's conmon to record the exit and leave."""
         link = self._sockets / cid
         bundle = Path(os.readlink(link)) if link.is_symlink() else None
-        await self._runc.delete(cid)
+        if self.known(cid):
+            await self._runc.delete(cid)
         if bundle is not None:
             pid = conmon.read_pid(BundleFiles(bundle).conmon_pid)
             pidfd = conmon.open_pidfd(pid, lambda p: conmon.is_conmon_of(p, cid)) if pid else None
@@ -129,6 +156,8 @@ class RuncRuntime:
         return (self._runc.root / cid).exists()
 
     async def state(self, cid: str) -> str | None:
+        if not self.known(cid):
+            return None
         state = await self._runc.state(cid)
         return str(state["status"]) if state else None
 
@@ -214,11 +243,11 @@ class RuncRuntime:
         names = {entry.partition("=")[0] for entry in env}
         exec_env = [*env, "TERM=xterm"] if tty and "TERM" not in names else list(env)
         workdir = self.state_dir / "exec" / uuid.uuid4().hex
-        workdir.mkdir(parents=True)
         pid_file, log_file = workdir / "pid", workdir / "runc.log"
         argv = self._runc.exec_argv(
             cid, args, env=exec_env, cwd=cwd, user=process_user, tty=tty, pid_file=pid_file, log_file=log_file
         )
+        workdir.mkdir(parents=True)
         return await ExecProcess.spawn(
             argv, tty=tty, stdin=stdin, workdir=workdir, pid_file=pid_file, log_file=log_file
         )
@@ -228,3 +257,12 @@ class RuncRuntime:
 
     def top(self, cid: str) -> list[tuple[int, str]]:
         return cgroups.top(cid)
+
+
+class RuncRuntime(OciRuntime):
+    """The default runtime class: runc, hardened by the spec (user namespace, seccomp, no-new-privileges)."""
+
+    name = "runc"
+
+    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON) -> None:
+        super().__init__(state_dir, Runc(runc, state_dir / "runc"), conmon=conmon)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seabox.errors import InvalidArgument
-from seabox.node.runtime import inroot
-from seabox.node.runtime.base import RunSpec
+from seabox.model.security import DEFAULT_CAPABILITIES, ULIMIT_NAMES
+from seabox.node.runtime import inroot, seccomp
+from seabox.node.runtime.base import RunSpec, Ulimit
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -20,27 +22,10 @@ CGROUP_PARENT = "/seabox"
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _PASSWD_LIMIT = 4 << 20
 
-# Docker's default capability set (moby oci/caps/defaults.go).
-DEFAULT_CAPABILITIES = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
-
 MASKED_PATHS = [
     "/proc/asound",
     "/proc/acpi",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -186,6 +171,18 @@ def _validate(spec: RunSpec) -> None:
         raise InvalidArgument("cpu quota must be between 0.01 and 1024 cores", field="cpu_quota")
     if spec.pids_limit is not None and spec.pids_limit < 1:
         raise InvalidArgument("pids limit must be positive", field="pids_limit")
+    if spec.id_map is not None and spec.netns is not None:
+        raise InvalidArgument(
+            "a container in a user namespace gets a new network namespace from the runtime", field="netns"
+        )
+    for name in spec.cap_drop:
+        if name != "ALL" and name not in DEFAULT_CAPABILITIES:
+            raise InvalidArgument(f"cannot drop {name}: not a capability containers have", field="cap_drop")
+    for ulimit in spec.ulimits:
+        if ulimit.name not in ULIMIT_NAMES:
+            raise InvalidArgument(f"unknown ulimit {ulimit.name!r}", field="ulimits")
+        if not 0 <= ulimit.soft <= ulimit.hard:
+            raise InvalidArgument(f"ulimit {ulimit.name}: soft must be between 0 and hard", field="ulimits")
     for mount in spec.mounts:
         if not mount.destination.startswith("/") or ".." in mount.destination.split("/"):
             raise InvalidArgument(
@@ -272,20 +269,49 @@ def _resources(spec: RunSpec) -> dict[str, Any]:
     return resources
 
 
+def capabilities(cap_drop: list[str]) -> list[str]:
+    """Docker's default capabilities less those dropped ("ALL" drops every one)."""
+    if "ALL" in cap_drop:
+        return []
+    return [cap for cap in DEFAULT_CAPABILITIES if cap not in cap_drop]
+
+
+def _rlimits(ulimits: list[Ulimit], nofile: int) -> list[dict[str, Any]]:
+    limits: dict[str, dict[str, Any]] = {"nofile": {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}}
+    for ulimit in ulimits:
+        limits[ulimit.name] = {"type": f"RLIMIT_{ulimit.name.upper()}", "hard": ulimit.hard, "soft": ulimit.soft}
+    return list(limits.values())
+
+
 def build_config(spec: RunSpec, user: ProcessUser, *, nofile: int = NOFILE_LIMIT) -> dict[str, Any]:
     """The OCI config.json for spec, the process running as user (see resolve_user).
 
-    nofile is the open-files limit; a node whose agent lacks CAP_SYS_RESOURCE cannot raise it
-    above its own hard limit.
+    nofile is the default open-files limit; a runtime cannot raise it above the hard limit that
+    the node agent itself runs with.
     """
     _validate(spec)
     process_user: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
     if user.additional_gids:
         process_user["additionalGids"] = list(user.additional_gids)
-    capabilities = list(DEFAULT_CAPABILITIES)
+    caps = capabilities(spec.cap_drop)
     network: dict[str, str] = {"type": "network"}
     if spec.netns is not None:
         network["path"] = str(spec.netns)
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network]
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "cgroupsPath": f"{CGROUP_PARENT}/{spec.id}",
+        "resources": _resources(spec),
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    if spec.id_map is not None:
+        namespaces.append({"type": "user"})
+        mapping = [{"containerID": 0, "hostID": spec.id_map.host_base, "size": spec.id_map.size}]
+        linux["uidMappings"] = mapping
+        linux["gidMappings"] = [dict(m) for m in mapping]
+    if spec.seccomp:
+        linux["seccomp"] = seccomp.default_profile(platform.machine())
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -295,23 +321,17 @@ def build_config(spec: RunSpec, user: ProcessUser, *, nofile: int = NOFILE_LIMIT
             "env": process_env(spec.env, spec.tty),
             "cwd": spec.cwd,
             "capabilities": {
-                "bounding": capabilities,
-                "effective": list(capabilities),
-                "permitted": list(capabilities),
+                "bounding": caps,
+                "effective": list(caps),
+                "permitted": list(caps),
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-            "noNewPrivileges": False,
+            "rlimits": _rlimits(spec.ulimits, nofile),
+            "noNewPrivileges": True,
             "oomScoreAdj": 0,
         },
-        "root": {"path": "rootfs", "readonly": False},
+        "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
         "hostname": spec.hostname or spec.id[:12],
         "mounts": _mounts(spec),
-        "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network],
-            "cgroupsPath": f"{CGROUP_PARENT}/{spec.id}",
-            "resources": _resources(spec),
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
+        "linux": linux,
         "annotations": dict(spec.labels),
     }

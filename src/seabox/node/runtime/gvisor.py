@@ -1,0 +1,42 @@
+"""The gvisor runtime class: containers run by runsc (gVisor's user-space kernel), each under its own conmon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from seabox.node.runtime.runc import Runc
+from seabox.node.runtime.runc_runtime import CONMON, OciRuntime
+
+RUNSC = "/usr/bin/runsc"
+NSENTER = "/usr/bin/nsenter"
+
+
+class GvisorRuntime(OciRuntime):
+    """runsc with host networking inside the container's own network namespace.
+
+    Debian's runsc cannot set up a network namespace of its own on this kernel, so every runsc
+    command and the container's conmon run inside the netns the node made (entered with nsenter,
+    which keeps cgroups visible); runsc's control socket is an abstract unix socket, itself per
+    network namespace, so start, kill, exec and delete must run there too.
+    """
+
+    name = "gvisor"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        netns_path: Callable[[str], Path],
+        *,
+        runsc: str = RUNSC,
+        conmon: str = CONMON,
+    ) -> None:
+        def enter(cid: str) -> list[str]:
+            return [NSENTER, f"--net={netns_path(cid)}"]
+
+        runtime = Runc(runsc, state_dir / "runsc", extra_args=("--network=host",), enter=enter, tty_flag=None)
+        super().__init__(state_dir, runtime, conmon=conmon)
+
+    def known(self, cid: str) -> bool:
+        root = self._runc.root
+        return root.is_dir() and any(entry.name.startswith(cid) for entry in root.iterdir())

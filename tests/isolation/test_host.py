@@ -1,0 +1,116 @@
+"""Host-side checks of the tenant boundary: what tenants' files can do to host users, and exhaustion bounds."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_api import pull, run
+from tests.fixtures.server import Server
+from tests.isolation.conftest import RUNTIME_CLASSES
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: containers and a host user to drop to"),
+]
+
+NOBODY = 65534
+
+
+def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+
+
+def _tenant_files(data_dir: Path) -> list[Path]:
+    """Every setuid/setgid file and device node under the data dir, as root sees it."""
+    found = []
+    for dirpath, _dirs, files in os.walk(data_dir):
+        for name in files:
+            path = Path(dirpath) / name
+            st = os.lstat(path)
+            if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode) or (
+                stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID)
+            ):
+                found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_CLASSES)
+def test_setuid_files_and_device_nodes_of_tenants_are_useless_to_host_users(
+    server: Server, api: object, hostile_image: str, runtime: str
+) -> None:
+    client = api("escape-files")  # type: ignore[operator]
+    pull(client, hostile_image)
+    c = run(client, hostile_image, ["sh", "-c", "cp /bin/suid-sh /tmp/own-suid && chmod 4755 /tmp/own-suid; sleep 300"],
+            runtime_class=runtime)  # fmt: skip
+    deadline = time.monotonic() + 10
+    files: list[Path] = []
+    while time.monotonic() < deadline:
+        files = _tenant_files(server.data_dir)
+        if any(f.name == "own-suid" for f in files):
+            break
+        time.sleep(0.2)
+    names = {f.name for f in files}
+    assert {"suid-sh", "hostdisk", "hostmem", "own-suid"} <= names, names
+    for path in files:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            ran = _as_nobody(str(path), "id", "-u")
+            assert ran.returncode != 0 or ran.stdout.strip() != "0", f"host user nobody got root through {path}"
+            assert ran.returncode != 0, f"host user nobody ran tenant file {path}: {ran.stdout}"
+        else:
+            opened = _as_nobody("/bin/busybox", "dd", f"if={path}", "of=/dev/null", "bs=1", "count=1")
+            assert opened.returncode != 0, f"host user nobody opened tenant device {path}"
+    client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
+
+
+def test_data_dir_and_database_are_for_root_only(server: Server) -> None:
+    data = server.data_dir
+    assert stat.S_IMODE(data.stat().st_mode) & 0o066 == 0
+    for name in ("seabox.db", "seabox.db-wal", "seabox.db-shm"):
+        if (data / name).exists():
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((data / "images").stat().st_mode) == 0o700
+    listed = _as_nobody("/bin/busybox", "ls", str(data))
+    assert listed.returncode != 0, "host user nobody can list the data dir"
+    read = _as_nobody("/bin/busybox", "cat", str(data / "seabox.db"))
+    assert read.returncode != 0 and not read.stdout
+
+
+def test_config_json_holding_the_environment_is_root_only(server: Server, api: object, busybox_image: str) -> None:
+    client = api("escape-files")  # type: ignore[operator]
+    pull(client, busybox_image)
+    c = run(client, busybox_image, ["sleep", "300"], env=["SECRET=hunter2"])
+    config = server.data_dir / "containers" / c["id"] / "config.json"
+    assert "hunter2" in config.read_text()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    read = _as_nobody("/bin/busybox", "cat", str(config))
+    assert read.returncode != 0 and "hunter2" not in read.stdout
+    client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_CLASSES)
+def test_a_fork_bomb_stops_at_the_sizes_pid_limit(server: Server, api: object, busybox_image: str, runtime: str) -> None:
+    client: httpx.Client = api("escape-pids")  # type: ignore[operator]
+    pull(client, busybox_image)
+    bomb = "i=0; while [ $i -lt 2000 ]; do sleep 120 & i=$((i+1)); done 2>/dev/null; echo spawned; sleep 120"
+    c = run(client, busybox_image, ["sh", "-c", bomb], size="s1", runtime_class=runtime)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        entries = client.get(f"/v1/containers/{c['id']}/logs").text
+        if "spawned" in entries:
+            break
+        time.sleep(0.5)
+    stats = client.get(f"/v1/containers/{c['id']}/stats").json()
+    assert 0 < stats["pids"] <= 512, stats
+    t0 = time.monotonic()
+    assert httpx.get(server.url + "/_ping", timeout=5).status_code == 200
+    assert time.monotonic() - t0 < 1.0
+    client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
