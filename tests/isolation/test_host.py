@@ -24,8 +24,12 @@ NOBODY = 65534
 
 
 def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
+    """Run argv as the host user nobody; a program it may not even execute ends with 126, as in a shell."""
+    try:
+        return subprocess.run(list(argv), user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
+    except PermissionError as exc:
+        return subprocess.CompletedProcess(list(argv), 126, "", str(exc))
 
 
 def _tenant_files(data_dir: Path) -> list[Path]:
@@ -54,11 +58,13 @@ def test_setuid_files_and_device_nodes_of_tenants_are_useless_to_host_users(
     files: list[Path] = []
     while time.monotonic() < deadline:
         files = _tenant_files(server.data_dir)
-        if any(f.name == "own-suid" for f in files):
+        if runtime != "runc" or any(f.name == "own-suid" for f in files):
             break
         time.sleep(0.2)
     names = {f.name for f in files}
-    assert {"suid-sh", "hostdisk", "hostmem", "own-suid"} <= names, names
+    # gVisor's gofer does not give files the setuid bit a tenant asks for: only runc leaves own-suid
+    expected = {"suid-sh", "hostdisk", "hostmem"} | ({"own-suid"} if runtime == "runc" else set())
+    assert expected <= names, names
     for path in files:
         st = os.lstat(path)
         if stat.S_ISREG(st.st_mode):
@@ -100,16 +106,13 @@ def test_config_json_holding_the_environment_is_root_only(server: Server, api: o
 def test_a_fork_bomb_stops_at_the_sizes_pid_limit(server: Server, api: object, busybox_image: str, runtime: str) -> None:
     client: httpx.Client = api("escape-pids")  # type: ignore[operator]
     pull(client, busybox_image)
-    bomb = "i=0; while [ $i -lt 2000 ]; do sleep 120 & i=$((i+1)); done 2>/dev/null; echo spawned; sleep 120"
-    c = run(client, busybox_image, ["sh", "-c", bomb], size="s1", runtime_class=runtime)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        entries = client.get(f"/v1/containers/{c['id']}/logs").text
-        if "spawned" in entries:
-            break
-        time.sleep(0.5)
-    stats = client.get(f"/v1/containers/{c['id']}/stats").json()
-    assert 0 < stats["pids"] <= 512, stats
+    c = run(client, busybox_image, ["sleep", "300"], size="s1", runtime_class=runtime)
+    bomb = "i=0; while [ $i -lt 2000 ]; do sleep 120 >/dev/null 2>&1 & i=$((i+1)); done"
+    r = client.post(f"/v1/containers/{c['id']}/exec", json={"cmd": ["sh", "-c", bomb]}, timeout=120)
+    assert r.status_code == 200, r.text
+    r = client.get(f"/v1/containers/{c['id']}/stats")
+    assert r.status_code == 200, r.text
+    assert 0 < r.json()["pids"] <= 512, r.json()
     t0 = time.monotonic()
     assert httpx.get(server.url + "/_ping", timeout=5).status_code == 200
     assert time.monotonic() - t0 < 1.0
