@@ -45,7 +45,8 @@ class NodeAgent:
         self.run_dir = cfg.run_dir
         self.images = ImageStore(cfg.data_dir / "images", cfg.registries)
         self.volumes = VolumeStore(cfg.data_dir / "volumes")
-        self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table)
+        listeners = [cfg.listen, *([cfg.tls.listen] if cfg.tls.listen else [])]
+        self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table, listeners=listeners)
         self.runtime = RuncRuntime(self.run_dir)
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
