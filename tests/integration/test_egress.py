@@ -16,9 +16,9 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
 from seabox.config import NetworkConfig
-from seabox.node.network import ipam, netns, nft
+from seabox.node.network import ipam, nft
 from seabox.node.network.manager import Attachment, NodeNetwork
-from tests.integration.test_network import cid, echo_peer, free_port, probe
+from tests.integration.test_network import cid, echo_peer, free_port, outside_netns, probe
 
 pytestmark = [
     pytest.mark.root,
@@ -51,39 +51,12 @@ SERVICE_PORT = 8080  # any other service in the outside netns
 @pytest.fixture
 def outside(tmp_path: Path) -> Iterator[Path]:
     """A test-owned netns standing in for the internet and the operator's internal networks."""
-    path = tmp_path / "outside" / "ns"
-    netns.create(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        with IPRoute() as ipr:
-            try:
-                ipr.link("add", ifname=LINK, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
-            finally:
-                os.close(fd)
-            index = ipr.link_lookup(ifname=LINK)[0]
-            ipr.addr("add", index=index, address=str(HOST_END), prefixlen=30)
-            ipr.link("set", index=index, state="up")
-            for address in OUTSIDE_ADDRESSES:  # removed with the link
-                ipr.route("add", dst=f"{address}/32", gateway=str(OUTSIDE), oif=index)
+    with outside_netns(tmp_path / "outside" / "ns", LINK, HOST_END, OUTSIDE, OUTSIDE_ADDRESSES) as path:
         with IPRoute(netns=str(path), flags=0) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            eth0 = ns.link_lookup(ifname="eth0")[0]
-            ns.addr("add", index=eth0, address=str(OUTSIDE), prefixlen=30)
-            for address in OUTSIDE_ADDRESSES:
-                ns.addr("add", index=eth0, address=str(address), prefixlen=32)
-            ns.link("set", index=eth0, state="up")
             # A way back to the tenants, so that without the table (the controls below) nothing but
             # the table stands between them; with it, outbound traffic is masqueraded anyway.
             ns.route("add", dst=NetworkConfig().tenant_supernet, gateway=str(HOST_END))
         yield path
-    finally:
-        with IPRoute() as ipr:
-            for index in ipr.link_lookup(ifname=LINK):
-                ipr.link("del", index=index)
-        netns.remove(path)
-        netns.release_dir(path.parent)
-        with IPRoute() as ipr:
-            assert ipr.link_lookup(ifname=LINK) == []
 
 
 @pytest.fixture
