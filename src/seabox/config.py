@@ -14,6 +14,28 @@ from seabox.model.runtime import ID_RANGE, RUNTIME_CLASSES, RuntimeName
 
 DEFAULT_DATA_DIR = Path("/var/lib/seabox")
 DEFAULT_LISTEN = "127.0.0.1:8470"
+# Private and shared (CGNAT) ranges: where a host's internal networks usually are.
+DEFAULT_BLOCKED_EGRESS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+
+
+def ipv4_endpoint(value: str) -> tuple[ipaddress.IPv4Address, int]:
+    """Parse "A.B.C.D:PORT"; ValueError names what is wrong."""
+    host, sep, port = value.rpartition(":")
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError as exc:
+        raise ValueError(f"not IPV4:PORT with an IPv4 address: {value!r}") from exc
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not IPV4:PORT with a port from 1 to 65535: {value!r}")
+    return address, int(port)
+
+
+def _ipv4_network(v: str) -> str:
+    try:
+        ipaddress.IPv4Network(v)
+    except ValueError as exc:
+        raise ValueError(f"not an IPv4 network: {v}") from exc
+    return v
 
 
 class RegistryAuth(BaseModel):
@@ -44,14 +66,28 @@ class NetworkConfig(BaseModel):
     public_range: str = "198.18.0.0/15"
     # The node's nftables table (inet family); one per node, a chain per tenant inside it.
     nft_table: str = "seabox"
+    # Destinations tenant containers may not reach, besides link-local and the node itself (always).
+    blocked_egress: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_EGRESS))
+    # "IPV4:PORT" of the Seabox API as tenants are told to reach it; the one listener they may reach.
+    tenant_api: str | None = None
 
     @field_validator("tenant_supernet", "public_range")
     @classmethod
     def _is_network(cls, v: str) -> str:
-        try:
-            ipaddress.IPv4Network(v)
-        except ValueError as exc:
-            raise ValueError(f"not an IPv4 network: {v}") from exc
+        return _ipv4_network(v)
+
+    @field_validator("blocked_egress")
+    @classmethod
+    def _are_networks(cls, v: list[str]) -> list[str]:
+        return [_ipv4_network(item) for item in v]
+
+    @field_validator("tenant_api")
+    @classmethod
+    def _is_reachable_endpoint(cls, v: str | None) -> str | None:
+        if v is not None:
+            address, _ = ipv4_endpoint(v)
+            if address.is_loopback or address.is_unspecified:
+                raise ValueError(f"tenant_api must be an address containers can route to, not {address}")
         return v
 
 

@@ -144,34 +144,47 @@ class Outside:
     path: Path
 
 
-@pytest.fixture
-def outside(tmp_path: Path) -> Iterator[Outside]:
-    path = tmp_path / "outside" / "ns"
+@contextmanager
+def outside_netns(
+    path: Path, link: str, host_end: IPv4Address, peer: IPv4Address, extra: tuple[IPv4Address, ...] = ()
+) -> Iterator[Path]:
+    """A netns at path whose eth0 faces the host's link on a /30 (host_end, peer); it also holds each
+    extra address, routed to it from the host. All of it is removed on exit."""
     netns.create(path)
     try:
         fd = os.open(path, os.O_RDONLY)
         with IPRoute() as ipr:
             try:
-                ipr.link("add", ifname=OUTSIDE_LINK, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
+                ipr.link("add", ifname=link, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
             finally:
                 os.close(fd)
-            index = ipr.link_lookup(ifname=OUTSIDE_LINK)[0]
-            ipr.addr("add", index=index, address=str(OUTSIDE_HOST), prefixlen=30)
+            index = ipr.link_lookup(ifname=link)[0]
+            ipr.addr("add", index=index, address=str(host_end), prefixlen=30)
             ipr.link("set", index=index, state="up")
+            for address in extra:  # removed with the link
+                ipr.route("add", dst=f"{address}/32", gateway=str(peer), oif=index)
         with IPRoute(netns=str(path), flags=0) as ns:
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
             eth0 = ns.link_lookup(ifname="eth0")[0]
-            ns.addr("add", index=eth0, address=str(OUTSIDE_PEER), prefixlen=30)
+            ns.addr("add", index=eth0, address=str(peer), prefixlen=30)
+            for address in extra:
+                ns.addr("add", index=eth0, address=str(address), prefixlen=32)
             ns.link("set", index=eth0, state="up")
-        yield Outside(path)
+        yield path
     finally:
         with IPRoute() as ipr:
-            for index in ipr.link_lookup(ifname=OUTSIDE_LINK):
+            for index in ipr.link_lookup(ifname=link):
                 ipr.link("del", index=index)
         netns.remove(path)
         netns.release_dir(path.parent)
         with IPRoute() as ipr:
-            assert ipr.link_lookup(ifname=OUTSIDE_LINK) == []
+            assert ipr.link_lookup(ifname=link) == []
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Iterator[Outside]:
+    with outside_netns(tmp_path / "outside" / "ns", OUTSIDE_LINK, OUTSIDE_HOST, OUTSIDE_PEER) as path:
+        yield Outside(path)
 
 
 def test_same_tenant_containers_talk_over_the_bridge(net: NodeNetwork) -> None:

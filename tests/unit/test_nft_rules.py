@@ -25,6 +25,8 @@ def tenant(index: int, third: int) -> nft.TenantRules:
 
 A = tenant(3, 3)
 B = tenant(7, 7)
+JUMP_EGRESS = [{"jump": {"target": "egress"}}]
+DADDR = {"payload": {"protocol": "ip", "field": "daddr"}}
 
 
 def commands(state: nft.RuleSet) -> list[dict[str, Any]]:
@@ -135,6 +137,9 @@ def test_tenant_forward_chain_isolates_and_stops_spoofing() -> None:
             },
             {"drop": None},
         ],
+        # Only IPv4 gets here (so fe80::/10 and all IPv6 is never forwarded), and only after the
+        # tenant's own bridge was accepted: a blocked range over the tenant subnet cannot cut it.
+        JUMP_EGRESS,
         [{"accept": None}],
     ]
 
@@ -149,6 +154,7 @@ def test_tenant_input_chain_allows_only_own_gateway_services() -> None:
          {"accept": None}],
         [daddr, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8053}},
          {"accept": None}],
+        JUMP_EGRESS,
         [{"drop": None}],
     ]  # fmt: skip
     inputs = rules(cmds, "input")
@@ -160,16 +166,75 @@ def test_tenant_input_chain_allows_only_own_gateway_services() -> None:
     ]
 
 
-def test_default_gateway_service_is_dns_only() -> None:
+def test_no_gateway_service_by_default_only_egress_exceptions_then_drop() -> None:
     chain = rules(commands(nft.RuleSet(TABLE, (A,))), "tenant_3_in")
-    ports = [(r[1]["match"]["left"]["payload"]["protocol"], r[1]["match"]["right"]) for r in chain[:-1]]
-    assert ports == [("udp", 53), ("tcp", 53)]
-    assert chain[-1] == [{"drop": None}]
+    assert chain == [JUMP_EGRESS, [{"drop": None}]]
 
 
-def test_no_gateway_services_means_drop_everything() -> None:
-    chain = rules(commands(nft.RuleSet(TABLE, (A,), gateway_services=())), "tenant_3_in")
-    assert chain == [[{"drop": None}]]
+def endpoint(address: str, protocol: str, port: int) -> list[dict[str, Any]]:
+    return [
+        {"match": {"op": "==", "left": DADDR, "right": address}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": protocol, "field": "dport"}}, "right": port}},
+    ]
+
+
+API = nft.Endpoint(IPv4Address("203.0.113.10"), "tcp", 2376)
+RESOLVER = nft.Endpoint(IPv4Address("10.255.255.53"), "udp", 53)
+LISTENER = nft.Endpoint(IPv4Address("203.0.113.10"), "tcp", 8470)
+POLICY = nft.EgressPolicy(
+    blocked=(IPv4Network("10.0.0.0/8"), IPv4Network("198.51.100.0/24")),
+    allowed=(API, RESOLVER),
+    listeners=(LISTENER, API),
+)
+
+
+def test_egress_chain_loopback_first_then_exceptions_listeners_and_ranges() -> None:
+    chain = rules(commands(nft.RuleSet(TABLE, (A,), egress=POLICY)), "egress")
+    assert chain == [
+        # Never excepted: host loopback, even where route_localnet lets it through routing.
+        [{"match": {"op": "==", "left": DADDR, "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}}},
+         {"drop": None}],
+        [*endpoint("203.0.113.10", "tcp", 2376), {"accept": None}],
+        [*endpoint("10.255.255.53", "udp", 53), {"accept": None}],
+        # The listener that is also the tenant API stays open: no drop rule for it.
+        [*endpoint("203.0.113.10", "tcp", 8470), {"drop": None}],
+        [{"match": {"op": "==", "left": DADDR, "right": "@egress_blocked"}}, {"drop": None}],
+    ]  # fmt: skip
+
+
+def test_link_local_is_blocked_even_with_no_operator_ranges() -> None:
+    cmds = commands(nft.RuleSet(TABLE, (A,)))
+    blocked = by_name(added(cmds, "set"), "egress_blocked")
+    assert blocked["type"] == "ipv4_addr" and blocked["flags"] == ["interval"]
+    assert blocked["elem"] == [{"prefix": {"addr": "169.254.0.0", "len": 16}}]
+    assert rules(cmds, "egress")[-1] == [
+        {"match": {"op": "==", "left": DADDR, "right": "@egress_blocked"}},
+        {"drop": None},
+    ]
+
+
+def test_blocked_ranges_are_merged_and_sorted() -> None:
+    # nft refuses overlapping intervals in a set: the builder merges them.
+    policy = nft.EgressPolicy(
+        blocked=tuple(
+            IPv4Network(n) for n in ("192.168.0.0/16", "10.1.0.0/16", "10.0.0.0/8", "169.254.169.254/32")
+        )
+    )
+    blocked = by_name(added(commands(nft.RuleSet(TABLE, egress=policy)), "set"), "egress_blocked")
+    assert blocked["elem"] == [
+        {"prefix": {"addr": "10.0.0.0", "len": 8}},
+        {"prefix": {"addr": "169.254.0.0", "len": 16}},
+        {"prefix": {"addr": "192.168.0.0", "len": 16}},
+    ]
+
+
+def test_egress_chain_and_set_precede_the_tenant_chains_that_use_them() -> None:
+    cmds = commands(nft.RuleSet(TABLE, (A, B), egress=POLICY))
+    position = {
+        (kind, obj["name"]): i for i, c in enumerate(cmds) for kind, obj in c.get("add", {}).items() if "name" in obj
+    }
+    first_user = min(i for i, c in enumerate(cmds) if '"target": "egress"' in json.dumps(c))
+    assert position[("set", "egress_blocked")] < position[("chain", "egress")] < first_user
 
 
 def test_masquerade_tenant_subnets_leaving_through_non_tenant_links() -> None:
@@ -191,13 +256,13 @@ def test_masquerade_tenant_subnets_leaving_through_non_tenant_links() -> None:
 
 def test_empty_state_is_a_valid_skeleton() -> None:
     cmds = commands(nft.RuleSet(TABLE))
-    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting"]
+    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "egress"]
     for item in added(cmds, "set") + added(cmds, "map"):
-        assert "elem" not in item
+        assert "elem" not in item or item["name"] == "egress_blocked"
 
 
 def test_builder_is_deterministic() -> None:
-    state = nft.RuleSet(TABLE, (A, B))
+    state = nft.RuleSet(TABLE, (A, B), egress=POLICY)
     assert nft.build_batch(state) == nft.build_batch(state)
 
 

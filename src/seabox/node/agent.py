@@ -53,7 +53,8 @@ class NodeAgent:
         hostdirs.secure_data_dir(cfg.data_dir)
         self.images = ImageStore(cfg.data_dir / "images", cfg.registries)
         self.volumes = VolumeStore(cfg.data_dir / "volumes")
-        self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table)
+        listeners = [cfg.listen, *([cfg.tls.listen] if cfg.tls.listen else [])]
+        self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table, listeners=listeners)
         self.runtimes: dict[str, OciRuntime] = {
             "runc": RuncRuntime(self.run_dir),
             "gvisor": GvisorRuntime(self.run_dir, self.network.netns_path),

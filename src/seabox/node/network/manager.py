@@ -11,7 +11,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from seabox.config import NetworkConfig
-from seabox.node.network import bridge, ipam, links, netns, nft, sysctl, veth
+from seabox.node.network import bridge, egress, ipam, links, netns, nft, sysctl, veth
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,10 @@ class Attachment:
 
 class NodeNetwork:
     """Blocking and thread-safe; from asyncio call it through asyncio.to_thread (pyroute2's sync API
-    refuses to run inside a running event loop)."""
+    refuses to run inside a running event loop).
+
+    listeners are the control plane's HOST:PORT addresses, closed to tenants unless cfg.tenant_api
+    names one; the nameservers of resolv_conf stay reachable on port 53."""
 
     def __init__(
         self,
@@ -45,14 +48,19 @@ class NodeNetwork:
         run_dir: Path,
         table: str = "seabox",
         *,
-        gateway_services: Iterable[nft.GatewayService] = nft.DNS_SERVICES,
+        gateway_services: Iterable[nft.GatewayService] = (),
+        listeners: Iterable[str] = (),
+        resolv_conf: Path = egress.RESOLV_CONF,
     ) -> None:
         nft.check_table_name(table)
         self.cfg = cfg
         self.table = table
         self.netns_dir = run_dir / "netns"
         self.gateway_services = tuple(gateway_services)
+        self.listeners = tuple(listeners)
+        self.resolv_conf = resolv_conf
         self._lock = threading.Lock()
+        self._applied: nft.RuleSet | None = None
 
     def tenant(self, tenant_index: int) -> TenantNet:
         """The tenant's addressing and bridge name (pure)."""
@@ -86,8 +94,11 @@ class NodeNetwork:
             if link is None or link.get("ifalias") != links.bridge_tag(self.table):
                 bridge_index = self._ensure_tenant(ipr, tenant)
             else:
-                # A known tenant: converge the bridge, the table already has its chains.
+                # A known tenant: converge the bridge; the table already has its chains, but the
+                # resolvers may have changed since it was applied.
                 bridge_index = bridge.ensure(ipr, self.table, tenant.index, tenant.gateway, tenant.subnet.prefixlen)
+                if self._rules(ipr) != self._applied:
+                    self._apply_rules(ipr)
             if pid is None:
                 netns.create(path)
             else:
@@ -143,10 +154,16 @@ class NodeNetwork:
         self._apply_rules(ipr)
         return index
 
-    def _apply_rules(self, ipr: IPRoute) -> None:
+    def _rules(self, ipr: IPRoute) -> nft.RuleSet:
         indexes = sorted(link.tenant_index for link in links.owned(ipr, self.table) if link.tenant_index is not None)
         tenants = []
         for index in indexes:
             tenant = self.tenant(index)
             tenants.append(nft.TenantRules(tenant.index, tenant.subnet, tenant.gateway, tenant.bridge))
-        nft.apply(nft.build_batch(nft.RuleSet(self.table, tuple(tenants), self.gateway_services)))
+        policy = egress.policy(self.cfg, self.listeners, self.resolv_conf)
+        return nft.RuleSet(self.table, tuple(tenants), self.gateway_services, policy)
+
+    def _apply_rules(self, ipr: IPRoute) -> None:
+        rules = self._rules(ipr)
+        nft.apply(nft.build_batch(rules))
+        self._applied = rules

@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Any, Literal
 
 from seabox.errors import InvalidArgument, RuntimeFailure
@@ -26,6 +26,13 @@ TENANT_BRIDGES = "tenant_bridges"
 OWN_BRIDGES = f"@{TENANT_BRIDGES}"
 TENANT_FORWARD = "tenant_forward"
 TENANT_INPUT = "tenant_input"
+# The chain every tenant chain jumps to before traffic leaves the tenant network, and its range set.
+EGRESS = "egress"
+EGRESS_BLOCKED = "egress_blocked"
+# Host loopback: dropped by an explicit rule, whatever net.ipv4.conf.*.route_localnet says.
+LOOPBACK = IPv4Network("127.0.0.0/8")
+# Link-local, where clouds put their metadata service (169.254.169.254): always blocked.
+LINK_LOCAL = IPv4Network("169.254.0.0/16")
 # Base-chain priorities as nft names them: filter = 0, srcnat = 100.
 PRIORITY_FILTER = 0
 PRIORITY_SRCNAT = 100
@@ -39,7 +46,24 @@ class GatewayService:
     port: int
 
 
-DNS_SERVICES = (GatewayService("udp", 53), GatewayService("tcp", 53))
+@dataclass(frozen=True)
+class Endpoint:
+    """A TCP or UDP service at one IPv4 address."""
+
+    address: IPv4Address
+    protocol: Literal["tcp", "udp"]
+    port: int
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """What tenant traffic leaving its own network may not reach, besides the node itself and link-local."""
+
+    blocked: tuple[IPv4Network, ...] = ()
+    # Reachable even on the node or in a blocked range (the tenant API, the resolvers of resolv.conf).
+    allowed: tuple[Endpoint, ...] = ()
+    # The control plane's listeners: dropped unless allowed, even where they are not the node's.
+    listeners: tuple[Endpoint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,7 +90,9 @@ class RuleSet:
 
     table: str
     tenants: tuple[TenantRules, ...] = ()
-    gateway_services: tuple[GatewayService, ...] = DNS_SERVICES
+    # Nothing serves tenants on their gateway yet: no service is open there by default.
+    gateway_services: tuple[GatewayService, ...] = ()
+    egress: EgressPolicy = EgressPolicy()
 
 
 def check_table_name(table: str) -> None:
@@ -85,6 +111,7 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
     commands += _reset_table(state.table)
     commands += _base_chains(state.table)
     commands += _sets(state)  # before the rules that name them
+    commands += _egress_chain(state)  # before the tenant chains that jump to it
     for tenant in state.tenants:
         commands += _tenant_chains(state, tenant)
     commands += _maps(state)  # after the chains they jump to
@@ -163,7 +190,23 @@ def _sets(state: RuleSet) -> list[Command]:
     if state.tenants:
         subnets["elem"] = [_prefix(t.subnet) for t in state.tenants]
         bridges["elem"] = [t.bridge for t in state.tenants]
-    return [{"add": {"set": subnets}}, {"add": {"set": bridges}}]
+    blocked = collapse_addresses((LINK_LOCAL, *state.egress.blocked))
+    egress = {**common, "name": EGRESS_BLOCKED, "type": "ipv4_addr", "flags": ["interval"]}
+    egress["elem"] = [_prefix(net) for net in blocked]
+    return [{"add": {"set": subnets}}, {"add": {"set": bridges}}, {"add": {"set": egress}}]
+
+
+def _egress_chain(state: RuleSet) -> list[Command]:
+    table = state.table
+    policy = state.egress
+    commands = [
+        _chain(table, EGRESS),
+        _rule(table, EGRESS, _match("==", _payload("ip", "daddr"), _prefix(LOOPBACK)), {"drop": None}),
+    ]
+    commands += [_rule(table, EGRESS, *_to(e), {"accept": None}) for e in policy.allowed]
+    commands += [_rule(table, EGRESS, *_to(e), {"drop": None}) for e in policy.listeners if e not in policy.allowed]
+    commands.append(_rule(table, EGRESS, _match("==", _payload("ip", "daddr"), f"@{EGRESS_BLOCKED}"), {"drop": None}))
+    return commands
 
 
 def _maps(state: RuleSet) -> list[Command]:
@@ -182,25 +225,22 @@ def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
     inp = tenant.input_chain
     commands = [_chain(table, out), _chain(table, inp)]
     # Forward, from this tenant's bridge: its own bridge (bridged frames, seen through br_netfilter)
-    # is fine; any other tenant bridge is not; only the tenant's own addresses may leave.
+    # is fine; any other tenant bridge is not; only the tenant's own IPv4 addresses may leave, and
+    # only to where the egress chain lets them.
     commands += [
         _rule(table, out, _match("==", _meta("oifname"), tenant.bridge), {"accept": None}),
         _rule(table, out, _match("==", _meta("oifname"), OWN_BRIDGES), {"drop": None}),
         _rule(table, out, _match("!=", _meta("nfproto"), "ipv4"), {"drop": None}),
         _rule(table, out, _match("!=", _payload("ip", "saddr"), _prefix(tenant.subnet)), {"drop": None}),
+        _rule(table, out, {"jump": {"target": EGRESS}}),
         _rule(table, out, {"accept": None}),
     ]
-    # Input, from this tenant's bridge to the host: only the listed services on its own gateway.
+    # Input, from this tenant's bridge to the host: the listed services on its own gateway, and
+    # what the egress chain accepts (the tenant API, resolvers); nothing else.
     for service in state.gateway_services:
-        commands.append(
-            _rule(
-                table,
-                inp,
-                _match("==", _payload("ip", "daddr"), str(tenant.gateway)),
-                _match("==", _payload(service.protocol, "dport"), service.port),
-                {"accept": None},
-            )
-        )
+        on_gateway = Endpoint(tenant.gateway, service.protocol, service.port)
+        commands.append(_rule(table, inp, *_to(on_gateway), {"accept": None}))
+    commands.append(_rule(table, inp, {"jump": {"target": EGRESS}}))
     commands.append(_rule(table, inp, {"drop": None}))
     return commands
 
@@ -251,6 +291,13 @@ def _payload(protocol: str, fieldname: str) -> Expr:
 
 def _prefix(subnet: IPv4Network) -> Expr:
     return {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}}
+
+
+def _to(endpoint: Endpoint) -> tuple[Expr, Expr]:
+    return (
+        _match("==", _payload("ip", "daddr"), str(endpoint.address)),
+        _match("==", _payload(endpoint.protocol, "dport"), endpoint.port),
+    )
 
 
 def _ct_established() -> Expr:
