@@ -1,15 +1,18 @@
-"""Server configuration: data dir, listen address, address ranges and registry settings (TOML file + flags)."""
+"""Server configuration: data dir, listen address, address ranges, registries, admission and event retention (TOML + flags)."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
+import re
 import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
 from seabox.errors import InvalidArgument
+from seabox.model.volume import parse_bytes
 
 DEFAULT_DATA_DIR = Path("/var/lib/seabox")
 DEFAULT_LISTEN = "127.0.0.1:8470"
@@ -63,6 +66,53 @@ class TLSConfig(BaseModel):
     client_ca: Path | None = None  # CA that signs tenant client certificates (mTLS)
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: object) -> float:
+    """A number of seconds, or a string like '90s', '30m', '12h', '7d', '2w', as seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"a duration must be seconds or look like 30m, 12h or 7d, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION_RE.match(str(value))
+        if not m:
+            raise ValueError(f"a duration must be seconds or look like 30m, 12h or 7d, got {value!r}")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+class AdmissionConfig(BaseModel):
+    """How much of the node containers may claim: a size that does not fit is refused with a 409."""
+
+    # Sum of running containers' memory sizes may reach node memory x this ratio (no overcommit: 1.0).
+    memory_overcommit: float = Field(1.0, gt=0, le=100)
+    # The node memory admission counts with, e.g. "16GiB"; default: the host's MemTotal.
+    node_memory: int | None = Field(None, gt=0)
+
+    @field_validator("node_memory", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> object:
+        return parse_bytes(v) if isinstance(v, str) else v
+
+
+class EventsConfig(BaseModel):
+    """How long lifecycle events are kept: older ones, and the oldest beyond the count, are pruned."""
+
+    retention: float = 7 * 86400  # seconds, or "7d", "12h", ...
+    max_count: int = Field(1_000_000, gt=0)
+    prune_interval: float = 3600  # seconds between prune passes (one also runs at server start)
+
+    @field_validator("retention", "prune_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float:
+        return parse_duration(v)
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -73,6 +123,8 @@ class ServerConfig(BaseModel):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Image(BaseModel):
@@ -30,3 +30,11 @@ class PullRequest(BaseModel):
     """The request to pull an image."""
 
     image: str
+
+
+class TagRequest(BaseModel):
+    """The request to give one of the tenant's images another name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(min_length=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, RuntimeFailure
 from seabox.model.container import Container
+from seabox.model.node import NodeCapacity
 from seabox.model.sizes import get_size
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
@@ -50,6 +52,12 @@ class NodeAgent:
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._start_hooks: dict[str, list[Callable[[], Awaitable[None]]]] = {}
+
+    def capacity(self) -> NodeCapacity:
+        """This host's memory (MemTotal of /proc/meminfo) and the CPUs this process may run on."""
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return NodeCapacity(self.name, kib * 1024, len(os.sched_getaffinity(0)))
 
     # paths -----------------------------------------------------------------------
     def bundle(self, cid: str) -> Path:

@@ -305,6 +305,16 @@ class Store:
         with self.engine.connect() as conn:
             return [self._event(r) for r in conn.execute(q).mappings()]
 
+    def prune_events(self, before: float, keep: int) -> int:
+        """Delete events older than BEFORE (epoch seconds) and all but the newest KEEP; returns how many went."""
+        c = t.events.c
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(t.events).where(c.time < before)).rowcount
+            newest_dropped = conn.execute(select(c.id).order_by(c.id.desc()).offset(keep).limit(1)).scalar()
+            if newest_dropped is not None:
+                gone += conn.execute(delete(t.events).where(c.id <= newest_dropped)).rowcount
+        return int(gone)
+
     @staticmethod
     def _event(row: Any) -> Event:
         return Event(

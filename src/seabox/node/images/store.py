@@ -15,7 +15,7 @@ import tarfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Set
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -412,7 +412,7 @@ class ImageStore:
         return info
 
     async def import_archive(self, path: Path) -> builtins.list[ImageInfo]:
-        """Import every image of a `docker save` tarball or an OCI archive, with the tags it names."""
+        """Import every image of a `docker save` tarball or an OCI archive; each result carries the archive's tags only."""
         if any(c in str(path) for c in ":,"):
             raise InvalidArgument(f"archive path {path} must not contain ':' or ','")
         if not path.is_file():
@@ -429,9 +429,8 @@ class ImageStore:
                         f"cannot import image archive {path}: {result.reason}"
                     ),
                 )
-                infos.append(
-                    await self._register(descriptor, tags=image.tags, digests=[], on_unpack=lambda: None)
-                )
+                info = await self._register(descriptor, tags=image.tags, digests=[], on_unpack=lambda: None)
+                infos.append(replace(info, repo_tags=image.tags))
         return infos
 
     def _skopeo(self, *args: str) -> builtins.list[str]:
