@@ -130,3 +130,15 @@ def test_one_copy_on_disk_and_rmi_frees_it_only_when_no_tenant_or_container_need
     assert unpacked(server, image_id) == []
     last = json.loads(a.post("/v1/images/pull", json={"image": unique_image}).text.splitlines()[-1])
     assert last["image"]["id"] == image_id and len(unpacked(server, image_id)) == 1
+
+
+def test_cli_tag_names_an_image_for_its_tenant_only(server: Server, busybox_image: str) -> None:
+    a, b = f"img-cli-a-{uuid.uuid4().hex[:6]}", f"img-cli-b-{uuid.uuid4().hex[:6]}"
+    with cleaned(server, a, b):
+        server.cli("pull", busybox_image, tenant=a, check=True)
+        assert server.cli("tag", busybox_image, "mine/app:1", tenant=a, check=True).stdout == ""
+        assert "mine/app" in server.cli("images", tenant=a, check=True).stdout
+        server.cli("pull", busybox_image, tenant=b, check=True)
+        assert "mine/app" not in server.cli("images", tenant=b, check=True).stdout
+        r = server.cli("tag", "mine/app:1", "x:1", tenant=b)
+        assert r.returncode == 1 and "no such image" in r.stderr

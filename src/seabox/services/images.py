@@ -21,7 +21,6 @@ from seabox.services.events import EventBus
 from seabox.store.repo import Store
 
 _ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
-_FULL_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass
