@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.docker_fixtures import cleaned, native
 from tests.e2e.test_api import pull
-from tests.fixtures.server import Server, free_port, teardown_node
+from tests.fixtures.server import Server, own_server
 
 GiB = 1 << 30
 
@@ -88,20 +85,8 @@ def test_a_start_beyond_free_memory_is_refused_until_memory_is_freed(
 @pytest.fixture(scope="module")
 def small_node(registry: str, busybox_image: str) -> Iterator[Server]:
     """A second server told its node has 1 GiB at overcommit 0.75; used only for calls that start no container."""
-    data_dir = Path(tempfile.mkdtemp(prefix="seabox-adm-"))
-    table = f"seabox_adm_{os.getpid()}"
-    (data_dir / "config.toml").write_text(
-        f'[network]\nnft_table = "{table}"\n\n[registries]\ninsecure = ["{registry}"]\n\n'
-        '[admission]\nnode_memory = "1GiB"\nmemory_overcommit = 0.75\n'
-    )
-    srv = Server(data_dir, free_port(), registry)
-    try:
-        srv.start()
+    with own_server(registry, "adm", '[admission]\nnode_memory = "1GiB"\nmemory_overcommit = 0.75\n') as srv:
         yield srv
-    finally:
-        srv.stop()
-        teardown_node(data_dir, table)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_configured_node_memory_and_overcommit_decide_what_fits(small_node: Server, busybox_image: str) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Image(BaseModel):
-    """An image a tenant has pulled or imported."""
+    """An image as one tenant sees it: only the names it pulled, imported or tagged itself."""
 
     id: str
     repo_tags: list[str]
