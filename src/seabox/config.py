@@ -1,4 +1,4 @@
-"""Server configuration: data dir, listen address, address ranges, registries, admission and event retention (TOML + flags)."""
+"""Server configuration: listen address, address ranges, registries, admission, event retention (TOML + flags)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def test_a_size_bigger_than_the_node_is_refused_at_create_by_cli_native_and_dock
     pull(tenant, busybox_image)
     r = tenant.post("/v1/containers", json={"image": busybox_image, "cmd": ["true"], "size": "l3"})
     assert r.status_code == 409 and re.fullmatch(message, r.json()["message"]), r.text
-    r = tenant.post("/containers/create", json={"Image": busybox_image, "Cmd": ["true"], "HostConfig": {"Memory": 16 * GiB}})
+    docker_body = {"Image": busybox_image, "Cmd": ["true"], "HostConfig": {"Memory": 16 * GiB}}
+    r = tenant.post("/containers/create", json=docker_body)
     assert r.status_code == 409 and re.fullmatch(message, r.json()["message"]), r.text
     assert tenant.get("/v1/containers", params={"all": "true"}).json() == []
 

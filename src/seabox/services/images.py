@@ -7,7 +7,8 @@ only from that tenant's rows in the store's image table, never from the node's o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,8 @@ class ImageService:
         self.store = store
         self.agent = agent
         self.bus = bus
+        self._bringing = 0  # pulls and imports in flight: they may name an image a release would delete
+        self._deferred: set[str] = set()  # releases that wait for the last of them
 
     # the tenant's names ------------------------------------------------------------------
     def _images(self, tenant: Tenant) -> dict[str, TenantImage]:
@@ -141,29 +144,29 @@ class ImageService:
     async def pull(
         self, tenant: Tenant, ref: str, progress: Callable[[PullProgress], None] | None = None
     ) -> Image:
-        parsed = parse_reference(ref)
         name = _name_key(ref)
-        info = await self.agent.images.pull(ref, progress)
-        replaced = self._add_name(tenant, name, info.id)
-        if not parsed.digest:  # the manifest digest this pull of the repository resolved to
-            for digest in info.repo_digests:
-                if digest.split("@", 1)[0] == parsed.repo:
-                    self.store.add_image_ref(tenant.id, digest, info.id)
-        await self.bus.emit(tenant.id, "image", "pull", info.id, name)
+        async with self._bringing_in():
+            info = await self.agent.images.pull(ref, progress)
+            replaced = self._add_name(tenant, name, info.id)
+            for digest in info.repo_digests:  # the manifest digest this pull resolved to
+                self.store.add_image_ref(tenant.id, digest, info.id)
         await self._release(replaced)
+        await self.bus.emit(tenant.id, "image", "pull", info.id, name)
         return self.inspect(tenant, name)
 
     async def import_archive(self, tenant: Tenant, path: Path) -> list[Image]:
         """Import an archive's images; the tenant gets the names the archive gives them (and only those)."""
-        infos = await self.agent.images.import_archive(path)
-        replaced = []
-        for info in infos:
-            if info.repo_tags:
-                replaced += [self._add_name(tenant, tag, info.id) for tag in info.repo_tags]
-            elif info.id not in self._images(tenant):
-                self.store.add_image_ref(tenant.id, info.id, info.id)
-            await self.bus.emit(tenant.id, "image", "import", info.id, ",".join(info.repo_tags))
+        async with self._bringing_in():
+            infos = await self.agent.images.import_archive(path)
+            replaced = []
+            for info in infos:
+                if info.repo_tags:
+                    replaced += [self._add_name(tenant, tag, info.id) for tag in info.repo_tags]
+                elif info.id not in self._images(tenant):
+                    self.store.add_image_ref(tenant.id, info.id, info.id)
         await self._release(*replaced)
+        for info in infos:
+            await self.bus.emit(tenant.id, "image", "import", info.id, ",".join(info.repo_tags))
         return [self.inspect(tenant, info.id) for info in infos]
 
     async def tag(self, tenant: Tenant, source: str, target: str) -> Image:
@@ -195,8 +198,23 @@ class ImageService:
         await self._release(img.id)
         return names
 
+    @asynccontextmanager
+    async def _bringing_in(self) -> AsyncIterator[None]:
+        """Mark a pull or import in flight; releases asked for meanwhile run after the last one ends."""
+        self._bringing += 1
+        try:
+            yield
+        finally:
+            self._bringing -= 1
+            if not self._bringing and self._deferred:
+                deferred, self._deferred = self._deferred, set()
+                await self._release(*deferred)
+
     async def _release(self, *image_ids: str | None) -> None:
         """Delete each image from the node if no tenant names it and no container (of anyone) uses it."""
+        if self._bringing:  # a pull in flight may be about to name it: decide once none is
+            self._deferred.update(i for i in image_ids if i is not None)
+            return
         named = {i for _, _, i in self.store.image_refs()}
         used = {c.spec.image_id for c in self.store.list_containers()}
         for image_id in {i for i in image_ids if i is not None} - named - used:
