@@ -78,3 +78,19 @@ def test_prune_events_drops_old_ones_and_the_oldest_beyond_the_count(store: Stor
     assert store.prune_events(before=now - 7 * 86400, keep=2) == 1
     assert [e.resource_id for e in store.list_events(acme.id)] == ["c3", "c4"]
     assert store.prune_events(before=now - 7 * 86400, keep=2) == 0
+
+
+def test_an_image_is_needed_while_a_tenant_names_it_or_a_container_is_made_from_it(store: Store) -> None:
+    acme, other = store.create_tenant("acme"), store.create_tenant("other")
+    image_id = spec().image_id
+    assert not store.image_needed(image_id)
+    store.add_image_ref(acme.id, "docker.io/library/busybox:latest", image_id)
+    store.add_image_ref(other.id, "docker.io/private/x:1", image_id)
+    assert store.image_ref(acme.id, "docker.io/library/busybox:latest") == image_id
+    assert store.image_ref(acme.id, "docker.io/private/x:1") is None
+    store.remove_image_refs(acme.id, ["docker.io/library/busybox:latest"])
+    assert store.image_needed(image_id)
+    store.remove_image_refs(other.id, ["docker.io/private/x:1"])
+    assert not store.image_needed(image_id)
+    store.insert_container(acme.id, "c" * 64, "web", "local", None, spec())
+    assert store.image_needed(image_id) and not store.image_needed("sha256:" + "b" * 64)

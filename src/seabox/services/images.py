@@ -85,7 +85,7 @@ class ImageService:
     def _images(self, tenant: Tenant) -> dict[str, TenantImage]:
         """The tenant's images by id, each with the names the tenant gave it (newest first)."""
         out: dict[str, TenantImage] = {}
-        for _, ref, image_id in self.store.image_refs(tenant.id):
+        for ref, image_id in self.store.image_refs(tenant.id):
             img = out.setdefault(image_id, TenantImage(image_id))
             if "@" in ref:
                 img.digests.append(ref)
@@ -116,7 +116,7 @@ class ImageService:
 
     def _add_name(self, tenant: Tenant, name: str, image_id: str) -> str | None:
         """Point the tenant's NAME at IMAGE_ID; returns the image NAME named before, if another one."""
-        previous = {ref: i for _, ref, i in self.store.image_refs(tenant.id)}.get(name)
+        previous = self.store.image_ref(tenant.id, name)
         self.store.add_image_ref(tenant.id, name, image_id)
         if name != image_id:
             self.store.remove_image_refs(tenant.id, [image_id])  # named now: no longer an untagged import
@@ -215,9 +215,9 @@ class ImageService:
         if self._bringing:  # a pull in flight may be about to name it: decide once none is
             self._deferred.update(i for i in image_ids if i is not None)
             return
-        named = {i for _, _, i in self.store.image_refs()}
-        used = {c.spec.image_id for c in self.store.list_containers()}
-        for image_id in {i for i in image_ids if i is not None} - named - used:
+        for image_id in {i for i in image_ids if i is not None}:
+            if self.store.image_needed(image_id):
+                continue
             try:
                 await self.agent.images.remove(image_id)
             except NotFound:
