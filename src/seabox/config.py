@@ -1,9 +1,11 @@
-"""Server configuration: data dir, listen address, address ranges and registry settings (TOML file + flags)."""
+"""Server configuration: listen address, address ranges, registries, admission, event retention (TOML + flags)."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from seabox.errors import InvalidArgument
 from seabox.model.runtime import ID_RANGE, RUNTIME_CLASSES, RuntimeName
+from seabox.model.volume import parse_bytes
 
 DEFAULT_DATA_DIR = Path("/var/lib/seabox")
 DEFAULT_LISTEN = "127.0.0.1:8470"
@@ -121,6 +124,51 @@ class IsolationConfig(BaseModel):
     def host_id_base(self, tenant_index: int) -> int:
         """The host uid (and gid) that is root in tenant tenant_index's containers."""
         return self.uid_base + tenant_index * ID_RANGE
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: object) -> float:
+    """A number of seconds, or a string like '90s', '30m', '12h', '7d', '2w', as seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"a duration must be seconds or look like 30m, 12h or 7d, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION_RE.match(str(value))
+        if not m:
+            raise ValueError(f"a duration must be seconds or look like 30m, 12h or 7d, got {value!r}")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+class AdmissionConfig(BaseModel):
+    """How much of the node containers may claim: a size that does not fit is refused with a 409."""
+
+    # Sum of running containers' memory sizes may reach node memory x this ratio (no overcommit: 1.0).
+    memory_overcommit: float = Field(1.0, gt=0, le=100)
+    # The node memory admission counts with, e.g. "16GiB"; default: the host's MemTotal.
+    node_memory: int | None = Field(None, gt=0)
+
+    @field_validator("node_memory", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> object:
+        return parse_bytes(v) if isinstance(v, str) else v
+
+
+class EventsConfig(BaseModel):
+    """How long lifecycle events are kept: older ones, and the oldest beyond the count, are pruned."""
+
+    retention: float = 7 * 86400  # seconds, or "7d", "12h", ...
+    max_count: int = Field(1_000_000, gt=0)
+    prune_interval: float = 3600  # seconds between prune passes (one also runs at server start)
+
+    @field_validator("retention", "prune_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float:
+        return parse_duration(v)
 
 
 class ServerConfig(BaseModel):
@@ -134,6 +182,8 @@ class ServerConfig(BaseModel):
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @property
     def run_dir(self) -> Path:

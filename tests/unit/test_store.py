@@ -66,3 +66,31 @@ def test_events_filter_by_tenant_time_and_cursor(store: Store) -> None:
     assert [e.action for e in store.list_events(a.id, since=150)] == ["start"]
     assert [e.action for e in store.list_events(a.id, until=150)] == ["create"]
     assert [e.id for e in store.list_events(a.id, after_id=e1.id)] == [e3.id]
+
+
+def test_prune_events_drops_old_ones_and_the_oldest_beyond_the_count(store: Store) -> None:
+    acme = store.create_tenant("acme")
+    now = 1_000_000.0
+    for i, age in enumerate([10 * 86400, 8 * 86400, 3600, 60, 1]):
+        store.add_event(acme.id, "container", "create", f"c{i}", at=now - age)
+    assert store.prune_events(before=now - 7 * 86400, keep=100) == 2
+    assert [e.resource_id for e in store.list_events(acme.id)] == ["c2", "c3", "c4"]
+    assert store.prune_events(before=now - 7 * 86400, keep=2) == 1
+    assert [e.resource_id for e in store.list_events(acme.id)] == ["c3", "c4"]
+    assert store.prune_events(before=now - 7 * 86400, keep=2) == 0
+
+
+def test_an_image_is_needed_while_a_tenant_names_it_or_a_container_is_made_from_it(store: Store) -> None:
+    acme, other = store.create_tenant("acme"), store.create_tenant("other")
+    image_id = spec().image_id
+    assert not store.image_needed(image_id)
+    store.add_image_ref(acme.id, "docker.io/library/busybox:latest", image_id)
+    store.add_image_ref(other.id, "docker.io/private/x:1", image_id)
+    assert store.image_ref(acme.id, "docker.io/library/busybox:latest") == image_id
+    assert store.image_ref(acme.id, "docker.io/private/x:1") is None
+    store.remove_image_refs(acme.id, ["docker.io/library/busybox:latest"])
+    assert store.image_needed(image_id)
+    store.remove_image_refs(other.id, ["docker.io/private/x:1"])
+    assert not store.image_needed(image_id)
+    store.insert_container(acme.id, "c" * 64, "web", "local", None, spec())
+    assert store.image_needed(image_id) and not store.image_needed("sha256:" + "b" * 64)

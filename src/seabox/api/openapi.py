@@ -11,7 +11,7 @@ from seabox import __version__
 from seabox.api.v1.containers import ExecRequest
 from seabox.model.container import Container, ContainerCreate
 from seabox.model.event import Event
-from seabox.model.image import Image, PullRequest
+from seabox.model.image import Image, PullRequest, TagRequest
 from seabox.model.volume import Volume, VolumeCreate
 
 # (method, path, summary, request model, response model, response is a list)
@@ -34,6 +34,7 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("post", "/v1/images/pull", "Pull an image; NDJSON progress", PullRequest, None, False),
     ("post", "/v1/images/import", "Import an OCI archive or docker save tarball (raw body)", None, Image, True),
     ("get", "/v1/images/{ref}", "Inspect an image", None, Image, False),
+    ("post", "/v1/images/{ref}/tag", "Give an image another name (yours only)", TagRequest, Image, False),
     ("delete", "/v1/images/{ref}", "Untag / remove an image", None, None, False),
     ("get", "/v1/volumes", "List volumes", None, Volume, True),
     ("post", "/v1/volumes", "Create a volume", VolumeCreate, Volume, False),

@@ -132,6 +132,15 @@ def rm(
     each(refs, remove)
 
 
+@image_app.command("tag")
+def tag(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="One of your images: reference or id prefix.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="The new name, e.g. myapp:1.0.")],
+) -> None:
+    """Give one of your images another name (only you see it)."""
+    connect().post(f"/v1/images/{quoted(source, REF_SAFE)}/tag", body={"target": target})
+
+
 @image_app.command("inspect")
 def inspect(refs: Annotated[list[str], typer.Argument(metavar="REF", help="Image references or id prefixes.")]) -> None:
     """Show images' details as a JSON array."""
@@ -170,4 +179,5 @@ def register(app: typer.Typer) -> None:
     app.command("pull", rich_help_panel=panel)(pull)
     app.command("images", rich_help_panel=panel)(ls)
     app.command("rmi", rich_help_panel=panel)(rm)
+    app.command("tag", rich_help_panel=panel)(tag)
     app.add_typer(image_app, name="image", rich_help_panel=panel)

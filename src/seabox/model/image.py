@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Image(BaseModel):
-    """An image a tenant has pulled or imported."""
+    """An image as one tenant sees it: only the names it pulled, imported or tagged itself."""
 
     id: str
     repo_tags: list[str]
@@ -30,3 +30,11 @@ class PullRequest(BaseModel):
     """The request to pull an image."""
 
     image: str
+
+
+class TagRequest(BaseModel):
+    """The request to give one of the tenant's images another name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(min_length=1)

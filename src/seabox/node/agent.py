@@ -14,8 +14,10 @@ from pathlib import Path
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, RuntimeFailure
 from seabox.model.container import Container
+from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
+from seabox.node import hostdirs
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import NodeNetwork
@@ -24,7 +26,6 @@ from seabox.node.runtime.exec import ExecProcess
 from seabox.node.runtime.gvisor import GvisorRuntime
 from seabox.node.runtime.runc_runtime import OciRuntime, RuncRuntime
 from seabox.node.volumes.store import VolumeStore
-from seabox.node import hostdirs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ class NodeAgent:
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._start_hooks: dict[str, list[Callable[[], Awaitable[None]]]] = {}
+
+    def capacity(self) -> NodeCapacity:
+        """This host's memory (MemTotal of /proc/meminfo) and the CPUs this process may run on."""
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return NodeCapacity(self.name, kib * 1024, len(os.sched_getaffinity(0)))
 
     # paths -----------------------------------------------------------------------
     def bundle(self, cid: str) -> Path:

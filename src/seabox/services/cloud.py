@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
+from seabox.controllers.event_retention import EventRetention
 from seabox.node.agent import NodeAgent
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
@@ -25,6 +28,7 @@ class Cloud:
     images: ImageService
     volumes: VolumeService
     containers: ContainerService
+    _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def open(cls, cfg: ServerConfig) -> Cloud:
@@ -37,9 +41,15 @@ class Cloud:
         return cls(cfg, store, bus, agent, images, volumes, containers)
 
     async def start(self) -> None:
-        """Re-adopt what outlived the previous process and repair the rest."""
+        """Re-adopt what outlived the previous process and repair the rest; start the controller loops."""
         await self.containers.adopt()
+        self._loops.append(asyncio.create_task(EventRetention(self.store, self.cfg.events).run()))
 
     async def close(self) -> None:
+        for task in self._loops:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
         await self.containers.close()
         await self.agent.close()

@@ -14,6 +14,8 @@ from ipaddress import IPv4Address
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.container import Container, ContainerCreate, ContainerSpec
+from seabox.model.node import NodeCapacity
+from seabox.model.sizes import SIZES
 from seabox.model.tenant import Tenant
 from seabox.node.agent import NodeAgent, Placement
 from seabox.node.images.reference import parse_reference
@@ -22,6 +24,7 @@ from seabox.node.runtime.attach import AttachStream
 from seabox.node.runtime.base import ExitStatus
 from seabox.node.runtime.exec import ExecProcess
 from seabox.node.runtime.logs import LogEntry, follow_log, read_log
+from seabox.scheduler.admission import refusal
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
 from seabox.services.volumes import VolumeService
@@ -68,6 +71,7 @@ class ContainerService:
         self.images = images
         self.volumes = volumes
         self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._starting: set[str] = set()  # admitted, not yet running: their memory counts as allocated
         agent.on_exit = self.on_exit
 
     # queries ---------------------------------------------------------------------------
@@ -87,8 +91,9 @@ class ContainerService:
 
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
-        image = self.images.resolve(tenant, req.image)
-        cfg = image.config
+        self._admit(req.size)
+        resolved = self.images.resolve(tenant, req.image)
+        image, cfg = resolved.info, resolved.info.config
         name = req.name or self._generate_name(tenant, req.image)
         if self.store.container_name_taken(tenant.id, name):
             raise Conflict(f"container name {name!r} is already in use", field="name")
@@ -105,7 +110,7 @@ class ContainerService:
         subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
         ip = ipam.allocate(subnet, {IPv4Address(a) for a in self.store.used_ips(tenant.id)})
         spec = ContainerSpec(
-            image=image.repo_tags[0] if image.repo_tags else image.id,
+            image=resolved.name,
             image_id=image.id,
             args=args,
             cmd=cmd,
@@ -159,9 +164,30 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state == "running":
             return c
+        self._admit(c.spec.size, starting=c.id)
         c.spec.desired = "running"
         self.store.save_spec(c.id, c.spec)
-        return await self._run(tenant, c)
+        self._starting.add(c.id)
+        try:
+            return await self._run(tenant, c)
+        finally:
+            self._starting.discard(c.id)
+
+    def _admit(self, size: str, starting: str | None = None) -> None:
+        """409 if this node can never hold SIZE or, when STARTING a container, has too little memory free now."""
+        policy = self.cfg.admission
+        measured = self.agent.capacity()
+        node = NodeCapacity(measured.name, policy.node_memory or measured.memory_bytes, measured.cpus)
+        allocated = None
+        if starting is not None:
+            allocated = sum(
+                SIZES[c.spec.size].memory_bytes
+                for c in self.store.list_containers(node=self.agent.name)
+                if c.id != starting and (c.status.state in ACTIVE or c.id in self._starting)
+            )
+        reason = refusal(SIZES[size], node, policy.memory_overcommit, allocated)
+        if reason is not None:
+            raise Conflict(reason, field="size")
 
     async def _run(self, tenant: Tenant, c: Container) -> Container:
         st = c.status
@@ -239,6 +265,7 @@ class ContainerService:
             await self.bus.emit(tenant.id, "container", "die", c.id, c.name, {"exitCode": "137"})
         self.store.delete_container(c.id)
         await self.bus.emit(tenant.id, "container", "destroy", c.id, c.name, {"image": c.spec.image})
+        await self.images.release(c.spec.image_id)
         self._refresh_hosts(tenant)
 
     async def rename(self, tenant: Tenant, ref: str, name: str) -> Container:
@@ -414,6 +441,7 @@ class ContainerService:
                 await self.agent.remove(c.id)
                 self.store.delete_container(c.id)
                 await self.bus.emit(c.tenant, "container", "destroy", c.id, c.name, {"image": c.spec.image})
+                await self.images.release(c.spec.image_id)
                 continue
             if c.status.state not in ACTIVE:
                 continue

@@ -1,9 +1,15 @@
-"""A tenant's images: pull, import, list, inspect and remove, over the node's shared image store."""
+"""A tenant's images: pull, import, tag, list, inspect and remove, over the node's shared image store.
+
+The node stores each image once (layers and unpacked rootfs shared); which names a tenant sees comes
+only from that tenant's rows in the store's image table, never from the node's own tag index.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
@@ -18,12 +24,33 @@ from seabox.store.repo import Store
 _ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
 
 
-def to_model(info: ImageInfo, tags: list[str]) -> Image:
+@dataclass
+class TenantImage:
+    """One image as one tenant names it: its tags, its digest names, or neither (an untagged import)."""
+
+    id: str
+    tags: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.tags, *self.digests] or [self.id]
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """An image a tenant referred to, with the name to record for it (the tenant's own, or the id)."""
+
+    info: ImageInfo
+    name: str
+
+
+def to_model(info: ImageInfo, img: TenantImage) -> Image:
     cfg = info.config
     return Image(
         id=info.id,
-        repo_tags=tags,
-        repo_digests=[d for d in info.repo_digests if any(d.split("@")[0] == t.rsplit(":", 1)[0] for t in tags)],
+        repo_tags=sorted(img.tags),
+        repo_digests=sorted(img.digests),
         size=info.size,
         created=info.created,
         architecture=info.architecture,
@@ -38,84 +65,164 @@ def to_model(info: ImageInfo, tags: list[str]) -> Image:
     )
 
 
+def _name_key(ref: str) -> str:
+    """The stored form of a name: the canonical tag, or repo@digest for a digest reference."""
+    parsed = parse_reference(ref)
+    return f"{parsed.repo}@{parsed.digest}" if parsed.digest else parsed.name
+
+
 class ImageService:
-    """Images are stored once per node; each tenant sees only the references it pulled or imported."""
+    """Images are stored once per node; each tenant sees only the names it pulled, imported or tagged."""
 
     def __init__(self, store: Store, agent: NodeAgent, bus: EventBus) -> None:
         self.store = store
         self.agent = agent
         self.bus = bus
+        self._bringing = 0  # pulls and imports in flight: they may name an image a release would delete
+        self._deferred: set[str] = set()  # releases that wait for the last of them
 
-    def _refs(self, tenant: Tenant) -> dict[str, str]:
-        return {ref: image_id for _, ref, image_id in self.store.image_refs(tenant.id)}
+    # the tenant's names ------------------------------------------------------------------
+    def _images(self, tenant: Tenant) -> dict[str, TenantImage]:
+        """The tenant's images by id, each with the names the tenant gave it (newest first)."""
+        out: dict[str, TenantImage] = {}
+        for ref, image_id in self.store.image_refs(tenant.id):
+            img = out.setdefault(image_id, TenantImage(image_id))
+            if "@" in ref:
+                img.digests.append(ref)
+            elif ref != image_id:
+                img.tags.append(ref)
+        return out
 
-    def _match(self, tenant: Tenant, ref: str) -> tuple[str, list[str]]:
-        """(image id, the tenant's refs that REF names: one tag, or all of an image's refs for an id)."""
-        refs = self._refs(tenant)
+    def _match(self, tenant: Tenant, ref: str) -> tuple[TenantImage, str | None]:
+        """The tenant's image that REF names, and the name matched (None when REF is an id or id prefix).
+
+        An id the tenant never pulled or imported is a 404, exactly as if no such image existed.
+        """
+        images = self._images(tenant)
         m = _ID_PREFIX_RE.match(ref)
         if m:
-            ids = {i for i in refs.values() if i.removeprefix("sha256:").startswith(m.group(1))}
-            if len(ids) == 1:
-                image_id = ids.pop()
-                return image_id, [r for r, i in refs.items() if i == image_id]
-            if len(ids) > 1:
+            hits = [img for img in images.values() if img.id.removeprefix("sha256:").startswith(m.group(1))]
+            if len(hits) == 1:
+                return hits[0], None
+            if len(hits) > 1:
                 raise InvalidArgument(f"image id prefix {ref!r} is ambiguous: give more characters", field="image")
-        name = parse_reference(ref).name
-        if name in refs:
-            return refs[name], [name]
+            if ref.startswith("sha256:") or len(m.group(1)) == 64:
+                raise NotFound(f"no such image: {ref}", field="image")
+        key = _name_key(ref)
+        for img in images.values():
+            if key in img.tags or key in img.digests:
+                return img, key
         raise NotFound(f"no such image: {ref} (pull it first: seabox pull {ref})", field="image")
 
-    def resolve(self, tenant: Tenant, ref: str) -> ImageInfo:
-        image_id, _ = self._match(tenant, ref)
-        return self.agent.images.get(image_id)
+    def _add_name(self, tenant: Tenant, name: str, image_id: str) -> str | None:
+        """Point the tenant's NAME at IMAGE_ID; returns the image NAME named before, if another one."""
+        previous = self.store.image_ref(tenant.id, name)
+        self.store.add_image_ref(tenant.id, name, image_id)
+        if name != image_id:
+            self.store.remove_image_refs(tenant.id, [image_id])  # named now: no longer an untagged import
+        return previous if previous != image_id else None
+
+    # queries -------------------------------------------------------------------------------
+    def resolve(self, tenant: Tenant, ref: str) -> ResolvedImage:
+        img, name = self._match(tenant, ref)
+        return ResolvedImage(self.agent.images.get(img.id), name or (sorted(img.tags) or [img.id])[0])
 
     def list(self, tenant: Tenant) -> list[Image]:
-        by_id: dict[str, list[str]] = {}
-        for ref, image_id in self._refs(tenant).items():
-            by_id.setdefault(image_id, [])
-            if ref != image_id:
-                by_id[image_id].append(ref)
         out = []
-        for image_id, tags in by_id.items():
+        for img in self._images(tenant).values():
             try:
-                out.append(to_model(self.agent.images.get(image_id), sorted(tags)))
+                out.append(to_model(self.agent.images.get(img.id), img))
             except NotFound:
                 continue
         return out
 
     def inspect(self, tenant: Tenant, ref: str) -> Image:
-        image_id, _ = self._match(tenant, ref)
-        tags = [r for r, i in self._refs(tenant).items() if i == image_id and r != image_id]
-        return to_model(self.agent.images.get(image_id), sorted(tags))
+        img, _ = self._match(tenant, ref)
+        return to_model(self.agent.images.get(img.id), img)
 
+    # changes -------------------------------------------------------------------------------
     async def pull(
         self, tenant: Tenant, ref: str, progress: Callable[[PullProgress], None] | None = None
     ) -> Image:
-        name = parse_reference(ref).name
-        info = await self.agent.images.pull(ref, progress)
-        self.store.add_image_ref(tenant.id, name, info.id)
+        name = _name_key(ref)
+        async with self._bringing_in():
+            info = await self.agent.images.pull(ref, progress)
+            replaced = self._add_name(tenant, name, info.id)
+            for digest in info.repo_digests:  # the manifest digest this pull resolved to
+                self.store.add_image_ref(tenant.id, digest, info.id)
+        await self._release(replaced)
         await self.bus.emit(tenant.id, "image", "pull", info.id, name)
         return self.inspect(tenant, name)
 
     async def import_archive(self, tenant: Tenant, path: Path) -> list[Image]:
-        infos = await self.agent.images.import_archive(path)
+        """Import an archive's images; the tenant gets the names the archive gives them (and only those)."""
+        async with self._bringing_in():
+            infos = await self.agent.images.import_archive(path)
+            replaced = []
+            for info in infos:
+                if info.repo_tags:
+                    replaced += [self._add_name(tenant, tag, info.id) for tag in info.repo_tags]
+                elif info.id not in self._images(tenant):
+                    self.store.add_image_ref(tenant.id, info.id, info.id)
+        await self._release(*replaced)
         for info in infos:
-            for ref in info.repo_tags or [info.id]:
-                self.store.add_image_ref(tenant.id, ref, info.id)
             await self.bus.emit(tenant.id, "image", "import", info.id, ",".join(info.repo_tags))
         return [self.inspect(tenant, info.id) for info in infos]
 
+    async def tag(self, tenant: Tenant, source: str, target: str) -> Image:
+        """Give the tenant's image SOURCE the extra name TARGET (a tag, not a digest)."""
+        img, _ = self._match(tenant, source)
+        parsed = parse_reference(target)
+        if parsed.digest:
+            raise InvalidArgument(f"cannot tag with a digest reference {target!r}: give a tag", field="target")
+        replaced = self._add_name(tenant, parsed.name, img.id)
+        await self.bus.emit(tenant.id, "image", "tag", img.id, parsed.name)
+        await self._release(replaced)
+        return self.inspect(tenant, parsed.name)
+
     async def remove(self, tenant: Tenant, ref: str, force: bool = False) -> list[str]:
-        """Untag REF for this tenant; the image itself goes when no tenant and no container uses it."""
-        image_id, refs = self._match(tenant, ref)
-        remaining = [r for r, i in self._refs(tenant).items() if i == image_id and r not in refs]
-        users = [c.name for c in self.store.list_containers(tenant.id) if c.spec.image_id == image_id]
-        if users and not remaining and not force:
-            raise Conflict(f"image {ref} is used by container(s) {', '.join(users)}: remove them first, or force")
-        self.store.remove_image_refs(tenant.id, refs)
-        await self.bus.emit(tenant.id, "image", "delete", image_id, ref)
-        still_referenced = any(i == image_id for _, _, i in self.store.image_refs())
-        in_use = {c.spec.image_id for c in self.store.list_containers()}
-        if not still_referenced and image_id not in in_use:
-            await self.agent.images.remove(image_id)
-        return refs
+        """Remove the tenant's name REF (all its names for an id); its last tag takes its digests along.
+
+        Other tenants' names are untouched; the image itself goes from the node only when no tenant
+        names it and no container uses it.
+        """
+        img, name = self._match(tenant, ref)
+        other_tags = [t for t in img.tags if t != name]
+        names = [name] if name is not None and other_tags else img.names
+        if names == img.names:
+            users = [c.name for c in self.store.list_containers(tenant.id) if c.spec.image_id == img.id]
+            if users and not force:
+                raise Conflict(f"image {ref} is used by container(s) {', '.join(users)}: remove them first, or force")
+        self.store.remove_image_refs(tenant.id, names)
+        await self.bus.emit(tenant.id, "image", "delete", img.id, ref)
+        await self._release(img.id)
+        return names
+
+    @asynccontextmanager
+    async def _bringing_in(self) -> AsyncIterator[None]:
+        """Mark a pull or import in flight; releases asked for meanwhile run after the last one ends."""
+        self._bringing += 1
+        try:
+            yield
+        finally:
+            self._bringing -= 1
+            if not self._bringing and self._deferred:
+                deferred, self._deferred = self._deferred, set()
+                await self._release(*deferred)
+
+    async def _release(self, *image_ids: str | None) -> None:
+        """Delete each image from the node if no tenant names it and no container (of anyone) uses it."""
+        if self._bringing:  # a pull in flight may be about to name it: decide once none is
+            self._deferred.update(i for i in image_ids if i is not None)
+            return
+        for image_id in {i for i in image_ids if i is not None}:
+            if self.store.image_needed(image_id):
+                continue
+            try:
+                await self.agent.images.remove(image_id)
+            except NotFound:
+                continue
+
+    async def release(self, image_id: str) -> None:
+        """Called when a container that used IMAGE_ID is gone: the image goes too if nothing else needs it."""
+        await self._release(image_id)

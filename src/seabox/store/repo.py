@@ -224,13 +224,30 @@ class Store:
                 insert(t.images).values(tenant_id=tenant_id, ref=ref, image_id=image_id, created_at=time.time())
             )
 
-    def image_refs(self, tenant_id: str | None = None) -> list[tuple[str, str, str]]:
-        """(tenant_id, ref, image_id) rows, newest first."""
-        q = select(t.images.c.tenant_id, t.images.c.ref, t.images.c.image_id).order_by(t.images.c.created_at.desc())
-        if tenant_id is not None:
-            q = q.where(t.images.c.tenant_id == tenant_id)
+    def image_refs(self, tenant_id: str) -> list[tuple[str, str]]:
+        """The tenant's (ref, image_id) rows, newest first."""
+        q = (
+            select(t.images.c.ref, t.images.c.image_id)
+            .where(t.images.c.tenant_id == tenant_id)
+            .order_by(t.images.c.created_at.desc())
+        )
         with self.engine.connect() as conn:
-            return [(r[0], r[1], r[2]) for r in conn.execute(q)]
+            return [(r[0], r[1]) for r in conn.execute(q)]
+
+    def image_ref(self, tenant_id: str, ref: str) -> str | None:
+        """The image id the tenant's REF names, if it has that name."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(t.images.c.image_id).where(t.images.c.tenant_id == tenant_id, t.images.c.ref == ref)
+            ).scalar()
+
+    def image_needed(self, image_id: str) -> bool:
+        """Whether any tenant names IMAGE_ID or any container (of any tenant, in any state) is made from it."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(t.images.c.ref).where(t.images.c.image_id == image_id).limit(1)).first():
+                return True
+            made_from = t.containers.c.spec["image_id"].as_string() == image_id
+            return conn.execute(select(t.containers.c.id).where(made_from).limit(1)).first() is not None
 
     def remove_image_refs(self, tenant_id: str, refs: Iterable[str]) -> None:
         with self.engine.begin() as conn:
@@ -323,6 +340,16 @@ class Store:
             q = q.where(c.time <= until)
         with self.engine.connect() as conn:
             return [self._event(r) for r in conn.execute(q).mappings()]
+
+    def prune_events(self, before: float, keep: int) -> int:
+        """Delete events older than BEFORE (epoch seconds) and all but the newest KEEP; returns how many went."""
+        c = t.events.c
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(t.events).where(c.time < before)).rowcount
+            newest_dropped = conn.execute(select(c.id).order_by(c.id.desc()).offset(keep).limit(1)).scalar()
+            if newest_dropped is not None:
+                gone += conn.execute(delete(t.events).where(c.id <= newest_dropped)).rowcount
+        return int(gone)
 
     @staticmethod
     def _event(row: Any) -> Event:

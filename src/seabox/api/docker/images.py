@@ -1,4 +1,4 @@
-"""Docker image endpoints: list, pull (with Docker's progress stream), inspect, remove, load."""
+"""Docker image endpoints: list, pull (with Docker's progress stream), inspect, tag, remove, load."""
 
 from __future__ import annotations
 
@@ -151,6 +151,17 @@ async def remove(request: web.Request) -> web.Response:
     if not any(i.id == image_id for i in svc.list(tenant)):
         result.append({"Deleted": image_id})
     return web.json_response(result)
+
+
+@routes.post(r"/images/{name:.+}/tag")
+async def tag(request: web.Request) -> web.Response:
+    """`docker tag SOURCE REPO[:TAG]`: a name for this tenant only."""
+    repo = request.query.get("repo")
+    if not repo:
+        raise InvalidArgument("repo is required", field="repo")
+    target = f"{repo}:{request.query['tag']}" if request.query.get("tag") else repo
+    await cloud(request).images.tag(tenant_of(request), request.match_info["name"], target)
+    return web.Response(status=201)
 
 
 @routes.post("/images/load")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from datetime import UTC, datetime
@@ -59,20 +58,13 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response(_version())
 
 
-def _mem_total() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
     c = cloud(request)
     tenant = tenant_of(request)
     containers = c.containers.list(tenant, all_=True)
     running = sum(1 for x in containers if x.status.state == "running")
+    node = c.agent.capacity()
     return web.json_response(
         {
             "ID": tenant.id,
@@ -104,8 +96,8 @@ async def info(request: web.Request) -> web.Response:
             "OSVersion": __version__,
             "OSType": "linux",
             "Architecture": platform.machine(),
-            "NCPU": os.cpu_count() or 1,
-            "MemTotal": _mem_total(),
+            "NCPU": node.cpus,
+            "MemTotal": node.memory_bytes,
             "IndexServerAddress": "",
             "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
             "Labels": [f"seabox.tenant={tenant.name}"],

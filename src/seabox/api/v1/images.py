@@ -1,4 +1,4 @@
-"""Native /v1 image routes: pull (with NDJSON progress), import an archive, list, inspect, remove."""
+"""Native /v1 image routes: pull (with NDJSON progress), import an archive, tag, list, inspect, remove."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from seabox.api.common import (
     import_uploaded_archive,
 )
 from seabox.errors import SeaboxError
-from seabox.model.image import PullRequest
+from seabox.model.image import PullRequest, TagRequest
 from seabox.node.images.reference import parse_reference
 from seabox.node.images.store import PullProgress
 
@@ -58,6 +58,13 @@ async def pull(request: web.Request) -> web.StreamResponse:
 async def import_archive(request: web.Request) -> web.Response:
     """The request body is an OCI archive or a `docker save` tarball."""
     return dump(await import_uploaded_archive(request), 201)
+
+
+@routes.post("/v1/images/{ref:.+}/tag")
+async def tag(request: web.Request) -> web.Response:
+    """Give the tenant's image REF the extra name in the body's `target`."""
+    req = await body(request, TagRequest)
+    return dump(await cloud(request).images.tag(tenant_of(request), request.match_info["ref"], req.target), 201)
 
 
 @routes.get("/v1/images/{ref:.+}")

@@ -15,7 +15,7 @@ import tarfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Set
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -380,7 +380,10 @@ class ImageStore:
     async def pull(
         self, ref: str, progress: Callable[[PullProgress], None] | None = None
     ) -> ImageInfo:
-        """Pull ref from its registry (mirrors first) and unpack it; return the stored image."""
+        """Pull ref from its registry (mirrors first) and unpack it.
+
+        The result names only what this pull gave the image (its tag and digest), not other tags.
+        """
         image_ref = parse_reference(ref)
 
         def emit(event: PullProgress) -> None:
@@ -404,17 +407,19 @@ class ImageStore:
                 ),
                 error=lambda result: source.error(image_ref, result),
             )
+            tags = [] if image_ref.digest else [image_ref.name]
+            digests = [f"{image_ref.repo}@{remote_digest}"]
             info = await self._register(
                 descriptor,
-                tags=[] if image_ref.digest else [image_ref.name],
-                digests=[f"{image_ref.repo}@{remote_digest}"],
+                tags=tags,
+                digests=digests,
                 on_unpack=lambda: emit(PullProgress(status="unpacking", ref=image_ref.name)),
             )
         emit(PullProgress(status="complete", ref=image_ref.name, detail=info.id))
-        return info
+        return replace(info, repo_tags=tags, repo_digests=digests)
 
     async def import_archive(self, path: Path) -> builtins.list[ImageInfo]:
-        """Import every image of a `docker save` tarball or an OCI archive, with the tags it names."""
+        """Import every image of a `docker save` tarball or an OCI archive; results carry the archive's tags only."""
         if any(c in str(path) for c in ":,"):
             raise InvalidArgument(f"archive path {path} must not contain ':' or ','")
         if not path.is_file():
@@ -431,9 +436,8 @@ class ImageStore:
                         f"cannot import image archive {path}: {result.reason}"
                     ),
                 )
-                infos.append(
-                    await self._register(descriptor, tags=image.tags, digests=[], on_unpack=lambda: None)
-                )
+                info = await self._register(descriptor, tags=image.tags, digests=[], on_unpack=lambda: None)
+                infos.append(replace(info, repo_tags=image.tags))
         return infos
 
     def _skopeo(self, *args: str) -> builtins.list[str]:
