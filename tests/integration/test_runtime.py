@@ -84,7 +84,7 @@ class Containers:
         options.setdefault("env", [])
         spec = RunSpec(id=cid, name=f"test-{cid[:8]}", bundle=bundle, args=args, **options)
         self.made.append(spec)
-        mount_overlay(self.lower, bundle)
+        mount_overlay(self.lower, bundle, 1 << 30)
         return spec
 
     async def run(self, args: list[str], **options: Any) -> RunSpec:

@@ -43,10 +43,10 @@ class NodeAgent:
         self.name = cfg.node_name
         self.root = cfg.data_dir
         self.run_dir = cfg.run_dir
-        self.images = ImageStore(cfg.data_dir / "images", cfg.registries)
+        self.images = ImageStore(cfg.data_dir / "images", cfg.registries, max_unpacked=cfg.disk.image_max_unpacked)
         self.volumes = VolumeStore(cfg.data_dir / "volumes")
         self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table)
-        self.runtime = RuncRuntime(self.run_dir)
+        self.runtime = RuncRuntime(self.run_dir, log_size_max=cfg.disk.container_log_max)
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._start_hooks: dict[str, list[Callable[[], Awaitable[None]]]] = {}
@@ -65,7 +65,7 @@ class NodeAgent:
         bundle = self.bundle(c.id)
         bundle.mkdir(parents=True, exist_ok=True)
         image = self.images.get(c.spec.image_id)
-        await asyncio.to_thread(mount_overlay, image.rootfs, bundle)
+        await asyncio.to_thread(mount_overlay, image.rootfs, bundle, get_size(c.spec.size).disk_bytes)
         if c.status.ip:
             await asyncio.to_thread(self.network.attach, c.id, p.tenant_index, IPv4Address(c.status.ip))
         hosts = self.hosts_file(p.tenant_index)

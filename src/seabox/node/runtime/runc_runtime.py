@@ -56,12 +56,18 @@ def parse_signal(value: int | str) -> int:
 
 
 class RuncRuntime:
-    """The default runtime class; state_dir (e.g. /run/seabox) holds runc's state and attach socket links."""
+    """The default runtime class; state_dir (e.g. /run/seabox) holds runc's state and attach socket links.
+
+    log_size_max caps each container's log file (conmon truncates it when a write would pass it).
+    """
 
     name = "runc"
 
-    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON) -> None:
+    def __init__(
+        self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON, log_size_max: int | None = None
+    ) -> None:
         self.state_dir = state_dir
+        self._log_size_max = log_size_max
         self._runc = Runc(runc, state_dir / "runc")
         self._conmon = conmon
         self._sockets = state_dir / "sockets"
@@ -96,6 +102,7 @@ class RuncRuntime:
             socket_dir=self._sockets,
             tty=spec.tty,
             stdin=spec.open_stdin,
+            log_size_max=self._log_size_max,
         )
         try:
             return await conmon.launch(self._conmon, files, options)
