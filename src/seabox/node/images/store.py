@@ -411,10 +411,10 @@ class ImageStore:
         async with self._ref_locks.hold(image_ref.name), self._writing():
             source, pin, raw_manifest = await self._resolve(image_ref, emit)
             remote_digest = image_ref.digest or "sha256:" + hashlib.sha256(raw_manifest).hexdigest()
-            sizes = _layer_sizes(source, raw_manifest)
-            if sum(sizes.values()) > self.max_unpacked:
-                raise too_large(f"image {image_ref.familiar} has compressed layers of", self.max_unpacked)
             try:
+                sizes = _layer_sizes(source, raw_manifest)
+                if sum(sizes.values()) > self.max_unpacked:
+                    raise too_large(f"image {image_ref.familiar} has compressed layers of", self.max_unpacked)
                 descriptor = await self._copy(
                     source.image(image_ref, remote_digest),
                     source.flags("src-"),
@@ -488,7 +488,11 @@ class ImageStore:
                 log.info("pull %s: %s", ref.name, exc.message)
                 continue
             argv = self._skopeo("inspect", "--raw", *source.flags(""), source.image(ref))
-            result = await run_tool(pin.command(argv), env=self._skopeo_env())
+            try:
+                result = await run_tool(pin.command(argv), env=self._skopeo_env())
+            except BaseException:
+                pin.release()
+                raise
             if result.ok:
                 return source, pin, result.stdout
             pin.release()
