@@ -30,8 +30,8 @@ def hostile(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     work = tmp_path_factory.mktemp("hostile")
     bomb = hostile_images.gzip_bomb_layout(work / "bomb", 256 << 20)
     many = hostile_images.gzip_bomb_layout(work / "many", 256 << 20, members=64)
-    pax = hostile_images.sparse_layout(work / "pax", work, 1 << 30, "pax")
-    gnu = hostile_images.sparse_layout(work / "gnu", work, 1 << 30, "gnu")
+    pax = hostile_images.sparse_layout(work / "pax", work, 256 << 20, "pax")
+    gnu = hostile_images.sparse_layout(work / "gnu", work, 256 << 20, "gnu")
     zstd = hostile_images.zstd_layout(work / "zstd", work)
     yield {
         "bomb": hostile_images.push(bomb, registry, "hostile/bomb"),
@@ -85,9 +85,9 @@ async def test_an_image_under_the_bound_unpacks(
     tmp_path: Path, registry: str, busybox_image: str, hostile: dict[str, Path | str]
 ) -> None:
     config = RegistryConfig(insecure=[registry], allow_internal=[registry])
-    roomy = ImageStore(tmp_path / "roomy", config, max_unpacked=2 << 30)
-    info = await roomy.pull(str(hostile["pax"]))  # 1 GiB of holes, under a 2 GiB bound
-    assert info.size == 1 << 30
+    roomy = ImageStore(tmp_path / "roomy", config, max_unpacked=512 << 20)
+    info = await roomy.pull(str(hostile["pax"]))  # 256 MiB of holes, under a 512 MiB bound
+    assert info.size == 256 << 20
     bounded = ImageStore(tmp_path / "bounded", config, max_unpacked=BOUND)
     assert (await bounded.pull(busybox_image)).rootfs.is_dir()
 
