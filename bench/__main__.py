@@ -19,7 +19,7 @@ import httpx
 
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
-from tests.fixtures.server import SEABOX, Server, free_port, teardown_node
+from tests.fixtures.server import SEABOX, Server, free_port, node_config, teardown_node
 
 STARTS = int(os.environ.get("BENCH_STARTS", "50"))
 IDLE = int(os.environ.get("BENCH_IDLE", "100"))
@@ -133,9 +133,7 @@ def main() -> None:
     table = f"seabox_bench_{os.getpid()}"
     with built_busybox_layout() as layout, running_registry() as registry:
         image = push_busybox(registry, layout)
-        (data_dir / "config.toml").write_text(
-            f'[network]\nnft_table = "{table}"\n\n[registries]\ninsecure = ["{registry}"]\n'
-        )
+        (data_dir / "config.toml").write_text(node_config(table, registry))
         server = Server(data_dir, free_port(), registry)
         try:
             server.start()

@@ -1,4 +1,4 @@
-"""Server configuration: listen address, address ranges, registries, admission, event retention (TOML + flags)."""
+"""Server configuration: listen address, address ranges, registries, admission, events, disk caps, isolation (TOML + flags)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,23 @@ class RegistryConfig(BaseModel):
     auth: dict[str, RegistryAuth] = Field(default_factory=dict)
     # registry hosts spoken to over plain HTTP (no TLS)
     insecure: list[str] = Field(default_factory=list)
+    # Registry hosts (HOST or HOST:PORT) a pull may reach although they are loopback, link-local or
+    # internal addresses (or names resolving to them); mirrors above are always allowed.
+    allow_internal: list[str] = Field(default_factory=list)
+
+
+class DiskConfig(BaseModel):
+    """Caps on what one image or one container's log may take of the node's disk (bytes or "8GiB")."""
+
+    # Refuse a pull or import whose layers would unpack to more than this.
+    image_max_unpacked: int = Field(8 << 30, gt=0)
+    # conmon truncates a container's log once it would grow past this.
+    container_log_max: int = Field(10 << 20, ge=4096)
+
+    @field_validator("image_max_unpacked", "container_log_max", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> object:
+        return parse_bytes(v) if isinstance(v, str) else v
 
 
 class NetworkConfig(BaseModel):
@@ -180,6 +197,7 @@ class ServerConfig(BaseModel):
     node_name: str = "local"
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
+    disk: DiskConfig = Field(default_factory=DiskConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)

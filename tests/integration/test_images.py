@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ import pytest
 
 from seabox.config import RegistryConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, UpstreamError
-from seabox.node.images.rootfs import is_mounted, mount_overlay, unmount_overlay
+from seabox.node.images.rootfs import mount_overlay, unmount_overlay
+from seabox.node.mounts import is_mounted
 from seabox.node.images.store import ImageStore, PullProgress
+from tests.fixtures.mounts import loops_under, mounts_under
 
 pytestmark = [
     pytest.mark.root,
@@ -22,22 +25,20 @@ pytestmark = [
 
 # Nothing listens on port 1: a registry that refuses connections at once.
 DEAD_REGISTRY = "127.0.0.1:1"
-
-
-def _overlay_mounts_under(path: Path) -> list[str]:
-    prefix = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as mountinfo:
-        return [line for line in mountinfo if " overlay " in line and prefix in line]
+DISK = 1 << 30  # each test container's rootfs disk (a sparse image: costs nothing until written)
 
 
 @pytest.fixture
 def store(tmp_path: Path, registry: str, busybox_image: str) -> ImageStore:
-    return ImageStore(tmp_path / "images", RegistryConfig(insecure=[registry, DEAD_REGISTRY]))
+    return ImageStore(
+        tmp_path / "images",
+        RegistryConfig(insecure=[registry, DEAD_REGISTRY], allow_internal=[registry, DEAD_REGISTRY]),
+    )
 
 
 @pytest.fixture
 def containers(tmp_path: Path) -> Iterator[Path]:
-    """A directory for container dirs; every overlay under it is unmounted after the test."""
+    """A directory for container dirs; every overlay and disk under it is unmounted after the test."""
     root = tmp_path / "containers"
     root.mkdir()
     try:
@@ -45,7 +46,7 @@ def containers(tmp_path: Path) -> Iterator[Path]:
     finally:
         for container_dir in root.iterdir():
             unmount_overlay(container_dir)
-        assert _overlay_mounts_under(tmp_path) == []
+        assert mounts_under(tmp_path) == [] and loops_under(tmp_path) == []
 
 
 async def test_pull_reports_progress_and_unpacks(store: ImageStore, busybox_image: str) -> None:
@@ -233,11 +234,13 @@ async def test_missing_images_are_not_found(store: ImageStore, registry: str) ->
 
 
 async def test_registry_errors(store: ImageStore, tmp_path: Path, registry: str) -> None:
-    with pytest.raises(UpstreamError, match="connection refused"):
+    # An allowed host that refuses: the tenant hears only that it cannot be reached.
+    with pytest.raises(UpstreamError) as refused:
         await store.pull(f"{DEAD_REGISTRY}/busybox")
+    assert refused.value.message == f"cannot reach registry {DEAD_REGISTRY}"
     with pytest.raises(InvalidArgument, match="invalid reference format 'BusyBox'"):
         await store.pull("BusyBox")
-    strict = ImageStore(tmp_path / "strict", RegistryConfig())
+    strict = ImageStore(tmp_path / "strict", RegistryConfig(allow_internal=[registry]))
     with pytest.raises(UpstreamError, match="HTTP response to HTTPS client"):
         await strict.pull(f"{registry}/busybox")
 
@@ -247,23 +250,51 @@ async def test_overlay_keeps_lower_layer_untouched(
 ) -> None:
     info = await store.pull(busybox_image)
     container_dir = containers / "c1"
-    merged = mount_overlay(info.rootfs, container_dir)
+    merged = mount_overlay(info.rootfs, container_dir, DISK)
     assert merged == container_dir / "rootfs"
     assert is_mounted(merged)
-    assert mount_overlay(info.rootfs, container_dir) == merged  # idempotent
+    assert mount_overlay(info.rootfs, container_dir, DISK) == merged  # idempotent
 
     (merged / "hello.txt").write_text("hi")
     (merged / "bin" / "cat").unlink()
     assert not (info.rootfs / "hello.txt").exists()
     assert (info.rootfs / "bin" / "cat").is_symlink()
-    assert (container_dir / "upper" / "hello.txt").read_text() == "hi"
+    assert (container_dir / "disk" / "upper" / "hello.txt").read_text() == "hi"
     assert (merged / "bin" / "busybox").is_file()
 
     unmount_overlay(container_dir)
     assert not is_mounted(merged)
-    assert _overlay_mounts_under(containers) == []
+    assert mounts_under(containers) == [] and loops_under(containers) == []
     unmount_overlay(container_dir)  # idempotent
 
-    mount_overlay(info.rootfs, container_dir)
+    mount_overlay(info.rootfs, container_dir, DISK)
     assert (merged / "hello.txt").read_text() == "hi"  # the upper layer outlives a remount
     assert not (merged / "bin" / "cat").exists()
+
+
+def _mount_options(path: Path) -> set[str]:
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        [line] = [line for line in mountinfo if line.split(" ")[4] == target]
+    return set(line.split(" ")[5].split(","))
+
+
+async def test_rootfs_writes_stop_at_the_disk_size(
+    store: ImageStore, busybox_image: str, containers: Path
+) -> None:
+    info = await store.pull(busybox_image)
+    container_dir = containers / "small"
+    merged = mount_overlay(info.rootfs, container_dir, 32 << 20)
+    assert {"nosuid", "nodev"} <= _mount_options(merged)
+    assert {"nosuid", "nodev"} <= _mount_options(container_dir / "disk")
+    assert (container_dir / "disk.img").stat().st_blocks * 512 < 8 << 20  # sparse until written
+    with pytest.raises(OSError) as full, open(merged / "fill", "wb") as f:
+        for _ in range(64):
+            f.write(b"x" * (1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+    assert full.value.errno == errno.ENOSPC
+    (merged / "fill").unlink()
+    (merged / "after").write_text("room again")
+    unmount_overlay(container_dir)
+    assert mounts_under(container_dir) == [] and loops_under(container_dir) == []

@@ -28,6 +28,7 @@ from seabox.node.runtime.exec import ExecProcess
 from seabox.node.runtime.logs import follow_log, read_log
 from seabox.node.runtime.runc_runtime import UNKNOWN_EXIT_CODE, RuncRuntime
 from tests.fixtures.images import LAYOUT_TAG
+from tests.fixtures.mounts import loops_under, mounts_under
 
 pytestmark = [
     pytest.mark.root,
@@ -81,10 +82,11 @@ class Containers:
         cid = secrets.token_hex(32)
         bundle = self.root / cid[:12]
         bundle.mkdir()
+        disk = options.pop("disk", 1 << 30)  # the rootfs disk: a sparse image, free until written
         options.setdefault("env", [])
         spec = RunSpec(id=cid, name=f"test-{cid[:8]}", bundle=bundle, args=args, **options)
         self.made.append(spec)
-        mount_overlay(self.lower, bundle)
+        mount_overlay(self.lower, bundle, disk)
         return spec
 
     async def run(self, args: list[str], **options: Any) -> RunSpec:
@@ -108,6 +110,7 @@ class Containers:
                 leftovers.append(f"conmon of {spec.id}")
             if cgroup_dir("memory", spec.id).exists():
                 leftovers.append(f"cgroup of {spec.id}")
+        leftovers += mounts_under(self.root) + loops_under(self.root)
         assert leftovers == []
 
 
@@ -437,3 +440,59 @@ async def test_stats_and_top(containers: Containers) -> None:
     await runtime.delete(spec.id)
     with pytest.raises(NotFound):
         runtime.stats(spec.id)
+
+
+async def test_rootfs_writes_past_the_disk_size_get_enospc(containers: Containers) -> None:
+    spec = await containers.run(
+        ["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=64 2>&1; echo rc=$?; rm /big; echo ok > /after; cat /after"],
+        disk=32 << 20,
+    )
+    assert await containers.exit_of(spec) == 0
+    out = b"".join(e.data for e in read_log(containers.runtime.log_path(spec.bundle))).decode()
+    assert "No space left on device" in out and "rc=1" in out
+    assert out.endswith("ok\n")  # space freed is usable again
+
+
+LOG_CAP = 64 << 10
+
+
+@pytest.fixture
+async def capped(state_dir: Path, busybox_rootfs: Path, tmp_path: Path) -> AsyncIterator[Containers]:
+    root = tmp_path / "capped"
+    root.mkdir()
+    made = Containers(RuncRuntime(state_dir, log_size_max=LOG_CAP), busybox_rootfs, root)
+    try:
+        yield made
+    finally:
+        await made.cleanup()
+
+
+async def test_a_chatty_containers_log_stays_under_its_cap(capped: Containers) -> None:
+    script = 'i=0; while [ $i -lt 20000 ]; do echo "line $i of a chatty container"; i=$((i+1)); done; echo last'
+    spec = capped.spec(["sh", "-c", script])
+    await capped.runtime.create(spec)
+    log_path = capped.runtime.log_path(spec.bundle)
+    exited = asyncio.ensure_future(capped.runtime.wait_exit(spec.bundle, spec.id))
+    followed: list[bytes] = []
+    sizes: list[int] = []
+
+    async def follow() -> None:
+        async for entry in follow_log(log_path, exited, poll_interval=0.005):
+            followed.append(entry.data)
+            sizes.append(log_path.stat().st_size)
+
+    follower = asyncio.ensure_future(follow())
+    await capped.runtime.start(spec.id)
+    await asyncio.wait_for(follower, TIMEOUT * 3)
+    assert (await exited).code == 0
+    # about 2 MB was written; the file never grew past the cap
+    assert max(sizes) <= LOG_CAP and log_path.stat().st_size <= LOG_CAP
+    # following went on across each truncation: lines in order, none twice, up to the last
+    assert followed[-1] == b"last\n"
+    numbers = [int(line.split()[1]) for line in followed[:-1]]
+    assert numbers == sorted(set(numbers)) and len(numbers) > 100
+    # `logs` after the truncations: a whole, consecutive tail ending in the last line
+    entries = read_log(log_path)
+    kept = [int(e.data.split()[1]) for e in entries[:-1]]
+    assert entries[-1].data == b"last\n" and kept == list(range(kept[0], 20000))
+    assert [e.data for e in read_log(log_path, tail=2)] == [entries[-2].data, b"last\n"]

@@ -572,12 +572,14 @@ def test_volume_create_and_ls(server: FakeServer) -> None:
 
 
 def test_sizes_marks_the_default(server: FakeServer) -> None:
-    server.on("GET", "/v1/sizes", [{"name": "s4", "memory_bytes": 512 << 20, "cpu_shares": 512, "cpus": 1.0, "default": True},
-                                   {"name": "m2", "memory_bytes": 2 << 30, "cpu_shares": 2048, "cpus": 2.0, "default": False}])
+    server.on("GET", "/v1/sizes", [{"name": "s4", "memory_bytes": 512 << 20, "cpu_shares": 512, "cpus": 1.0,
+                                    "disk_bytes": 10 << 30, "default": True},
+                                   {"name": "m2", "memory_bytes": 2 << 30, "cpu_shares": 2048, "cpus": 2.0,
+                                    "disk_bytes": 20 << 30, "default": False}])
     lines = cli("sizes").stdout.splitlines()
-    assert lines[0].split() == ["SIZE", "MEMORY", "CPU", "SHARES", "CPUS"]
-    assert lines[1].split() == ["s4", "(default)", "512MiB", "512", "1"]
-    assert lines[2].split() == ["m2", "2GiB", "2048", "2"]
+    assert lines[0].split() == ["SIZE", "MEMORY", "CPU", "SHARES", "CPUS", "DISK"]
+    assert lines[1].split() == ["s4", "(default)", "512MiB", "512", "1", "10GiB"]
+    assert lines[2].split() == ["m2", "2GiB", "2048", "2", "20GiB"]
 
 
 def test_events(server: FakeServer) -> None:

@@ -64,17 +64,18 @@ def version() -> None:
 
 
 def sizes() -> None:
-    """List the container sizes (memory limit, CPU weight and cores) for `run --size`."""
+    """List the container sizes (memory limit, CPU weight, cores and disk) for `run --size`."""
     rows = [
         [
             s["name"] + (" (default)" if s.get("default") else ""),
             human_bytes(s["memory_bytes"], binary=True),
             str(s["cpu_shares"]),
             f"{s['cpus']:g}",
+            human_bytes(s["disk_bytes"], binary=True),
         ]
         for s in connect().get("/v1/sizes")
     ]
-    print_table(["SIZE", "MEMORY", "CPU SHARES", "CPUS"], rows)
+    print_table(["SIZE", "MEMORY", "CPU SHARES", "CPUS", "DISK"], rows)
 
 
 def event_line(event: dict[str, Any]) -> str:

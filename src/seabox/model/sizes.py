@@ -12,28 +12,31 @@ GiB = 1 << 30
 
 @dataclass(frozen=True)
 class Size:
-    """One size: a hard memory limit, a relative CPU weight, a CPU time cap in cores and a process cap."""
+    """One size: a hard memory limit, a relative CPU weight, a CPU time cap in cores, a process cap and
+    the size of the container's own filesystem (what its writes to the rootfs may add up to).
+    """
 
     name: str
     memory_bytes: int
     cpu_shares: int
     cpus: float
     pids: int
+    disk_bytes: int
 
 
 SIZES: dict[str, Size] = {
     s.name: s
     for s in (
-        Size("s1", 64 * MiB, 64, 1, 512),
-        Size("s2", 128 * MiB, 128, 1, 512),
-        Size("s3", 256 * MiB, 256, 1, 1024),
-        Size("s4", 512 * MiB, 512, 1, 1024),
-        Size("m1", 1 * GiB, 1024, 1, 2048),
-        Size("m2", 2 * GiB, 2048, 2, 4096),
-        Size("m3", 4 * GiB, 3072, 2, 4096),
-        Size("l1", 4 * GiB, 4096, 4, 8192),
-        Size("l2", 8 * GiB, 6144, 4, 16384),
-        Size("l3", 16 * GiB, 8192, 8, 32768),
+        Size("s1", 64 * MiB, 64, 1, 512, 10 * GiB),
+        Size("s2", 128 * MiB, 128, 1, 512, 10 * GiB),
+        Size("s3", 256 * MiB, 256, 1, 1024, 10 * GiB),
+        Size("s4", 512 * MiB, 512, 1, 1024, 10 * GiB),
+        Size("m1", 1 * GiB, 1024, 1, 2048, 20 * GiB),
+        Size("m2", 2 * GiB, 2048, 2, 4096, 20 * GiB),
+        Size("m3", 4 * GiB, 3072, 2, 4096, 20 * GiB),
+        Size("l1", 4 * GiB, 4096, 4, 8192, 40 * GiB),
+        Size("l2", 8 * GiB, 6144, 4, 16384, 40 * GiB),
+        Size("l3", 16 * GiB, 8192, 8, 32768, 40 * GiB),
     )
 }
 DEFAULT_SIZE = "s4"

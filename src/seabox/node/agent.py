@@ -52,13 +52,14 @@ class NodeAgent:
         self.run_dir = cfg.run_dir
         self.isolation = cfg.isolation
         hostdirs.secure_data_dir(cfg.data_dir)
-        self.images = ImageStore(cfg.data_dir / "images", cfg.registries)
+        self.images = ImageStore(cfg.data_dir / "images", cfg.registries, max_unpacked=cfg.disk.image_max_unpacked)
         self.volumes = VolumeStore(cfg.data_dir / "volumes")
         listeners = [cfg.listen, *([cfg.tls.listen] if cfg.tls.listen else [])]
         self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table, listeners=listeners)
+        log_max = cfg.disk.container_log_max
         self.runtimes: dict[str, OciRuntime] = {
-            "runc": RuncRuntime(self.run_dir),
-            "gvisor": GvisorRuntime(self.run_dir, self.network.netns_path),
+            "runc": RuncRuntime(self.run_dir, log_size_max=log_max),
+            "gvisor": GvisorRuntime(self.run_dir, self.network.netns_path, log_size_max=log_max),
         }
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -107,7 +108,7 @@ class NodeAgent:
         (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
         image = self.images.get(c.spec.image_id)
         lower = image.rootfs if base is None else await self.images.mapped_rootfs(image.id, base)
-        await asyncio.to_thread(mount_overlay, lower, bundle, base or 0)
+        await asyncio.to_thread(mount_overlay, lower, bundle, get_size(c.spec.size).disk_bytes, base or 0)
         if c.status.ip and base is None:
             await asyncio.to_thread(self.network.attach, c.id, p.tenant_index, IPv4Address(c.status.ip))
         hosts = self.hosts_file(p.tenant_index)
@@ -130,6 +131,7 @@ class NodeAgent:
         base = self.id_base(p)
         for v in c.spec.volumes:
             data = self.volumes.existing(p.tenant_id, v.volume)
+            hostdirs.make_private_dir(data.parent, base)  # the volume's filesystem root: no host user passes
             hostdirs.hand_over(data, base)
             mounts.append(Mount(data, v.path, readonly=v.readonly))
         pids = size.pids if c.spec.pids_limit is None else min(size.pids, c.spec.pids_limit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from seabox.errors import Conflict, NotFound
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume, VolumeCreate
@@ -20,7 +22,11 @@ class VolumeService:
 
     async def create(self, tenant: Tenant, req: VolumeCreate) -> Volume:
         vol = self.store.create_volume(tenant.id, req.name, req.size, req.labels, self.agent.name)
-        self.agent.volumes.create(tenant.id, req.name)
+        try:
+            await asyncio.to_thread(self.agent.volumes.create, tenant.id, req.name, req.size)
+        except BaseException:
+            self.store.delete_volume(tenant.id, req.name)
+            raise
         await self.bus.emit(tenant.id, "volume", "create", req.name, req.name, {"size": str(req.size)})
         return vol
 
@@ -41,6 +47,6 @@ class VolumeService:
         vol = self.store.get_volume(tenant.id, name)
         if vol.in_use_by:
             raise Conflict(f"volume {name} is in use by container(s) {', '.join(vol.in_use_by)}: remove them first")
-        self.agent.volumes.remove(tenant.id, name)
+        await asyncio.to_thread(self.agent.volumes.remove, tenant.id, name)
         self.store.delete_volume(tenant.id, name)
         await self.bus.emit(tenant.id, "volume", "destroy", name, name)

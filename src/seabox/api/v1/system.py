@@ -39,6 +39,7 @@ async def sizes(request: web.Request) -> web.Response:
                 "memory_bytes": s.memory_bytes,
                 "cpu_shares": s.cpu_shares,
                 "cpus": s.cpus,
+                "disk_bytes": s.disk_bytes,
                 "default": s.name == DEFAULT_SIZE,
             }
             for s in SIZES.values()

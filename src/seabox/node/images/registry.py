@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from seabox.config import RegistryAuth, RegistryConfig
 from seabox.errors import NotFound, SeaboxError, UpstreamError
 from seabox.node.images.reference import ImageRef
+from seabox.node.images.registry_hosts import unreachable
 from seabox.node.images.tools import ToolResult
+
+log = logging.getLogger(__name__)
 
 # What registries answer for an image that is not there. Docker Hub answers "denied" for a
 # repository that does not exist, and Docker itself reports that as "not found" (404).
 _NOT_FOUND_MARKERS = ("manifest unknown", "name unknown", "not found", "denied", "unauthorized")
+# What skopeo says when it got no HTTP answer at all. Tenants are told only that the registry
+# cannot be reached, never whether a port refused, timed out or had no route (the log has it).
+_CONNECT_MARKERS = (
+    "dial tcp", "lookup ", "connection refused", "no route to host", "network is unreachable",
+    "i/o timeout", "deadline exceeded", "connection reset", "handshake timeout", "eof",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,9 +52,17 @@ class Source:
     def error(self, ref: ImageRef, result: ToolResult) -> SeaboxError:
         """Turn a failed skopeo run against this host into NotFound or UpstreamError."""
         reason = result.reason
+        if any(marker in reason.lower() for marker in _CONNECT_MARKERS):
+            log.warning("registry %s cannot be reached for %s: %s", self.host, ref.familiar, reason)
+            return unreachable(self.host)
         if any(marker in reason.lower() for marker in _NOT_FOUND_MARKERS):
             return NotFound(f"image {ref.familiar} not found in registry {self.host}: {reason}")
         return UpstreamError(f"cannot pull {ref.familiar} from registry {self.host}: {reason}")
+
+
+def allowed_internal(config: RegistryConfig) -> set[str]:
+    """Hosts a pull may reach on internal addresses: the operator's allow list and every mirror."""
+    return {*config.allow_internal, *(host for hosts in config.mirrors.values() for host in hosts)}
 
 
 def sources(ref: ImageRef, config: RegistryConfig) -> list[Source]:

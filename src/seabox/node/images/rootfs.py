@@ -1,51 +1,20 @@
-"""Container root filesystems: an overlayfs of an image's unpacked rootfs under a per-container upper dir."""
+"""Container root filesystems: an overlayfs of an image's unpacked rootfs under a per-container upper dir.
+
+The upper and work dirs live on the container's own size-limited filesystem (a loop-mounted ext4
+image, see seabox.node.loopfs), so writes past the container's disk size fail with ENOSPC.
+"""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import os
 from pathlib import Path
 
-from seabox.errors import InvalidArgument, RuntimeFailure
+from seabox.errors import InvalidArgument
+from seabox.node import loopfs
+from seabox.node.mounts import MS_NODEV, MS_NOSUID, is_mounted, mount, unmount
 
-_MNT_DETACH = 2
-_MS_NOSUID = 0x2
-_MS_NODEV = 0x4
-_MOUNTINFO = Path("/proc/self/mountinfo")
 # Characters overlayfs would read as option or lowerdir separators.
 _UNSAFE_PATH_CHARS = ",:\\"
-_MAX_UNMOUNTS = 16
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _unescape_mountinfo(field: str) -> str:
-    """Undo the octal escapes (\\040 for a space and so on) of a /proc/self/mountinfo path."""
-    out = bytearray()
-    raw = field.encode()
-    i = 0
-    while i < len(raw):
-        if raw[i] == ord("\\") and i + 3 < len(raw) and raw[i + 1 : i + 4].isdigit():
-            out.append(int(raw[i + 1 : i + 4], 8))
-            i += 4
-        else:
-            out.append(raw[i])
-            i += 1
-    return out.decode(errors="surrogateescape")
-
-
-def is_mounted(path: Path) -> bool:
-    """True if something is mounted exactly at path (per /proc/self/mountinfo)."""
-    target = os.path.realpath(path)
-    for line in _MOUNTINFO.read_text().splitlines():
-        fields = line.split(" ")
-        if len(fields) > 4 and _unescape_mountinfo(fields[4]) == target:
-            return True
-    return False
 
 
 def _checked(path: Path) -> str:
@@ -55,46 +24,31 @@ def _checked(path: Path) -> str:
     return resolved
 
 
-def mount_overlay(lower: Path, container_dir: Path, owner: int = 0) -> Path:
-    """Mount lower (read-only) under container_dir/upper at container_dir/rootfs; return that path.
+def mount_overlay(lower: Path, container_dir: Path, disk_bytes: int, owner: int = 0) -> Path:
+    """Mount lower (read-only) under the container's upper dir at container_dir/rootfs; return that path.
 
-    container_dir/upper keeps the container's changes across unmounts; calling this again while
-    the overlay is mounted just returns the mount point. A new upper dir belongs to host uid and
-    gid owner (the container's root in its user namespace); the mount is nosuid and nodev, so no
+    The upper dir sits on container_dir/disk.img (DISK_BYTES, made on first use, mounted at
+    container_dir/disk) and keeps the container's changes across unmounts. Calling this again
+    while everything is mounted just returns the mount point. Both mounts are nosuid,nodev, so no
     tenant file is a setuid program or a device for the host (containers get devices from /dev).
+    The upper dir belongs to host uid and gid owner (the container's root in its user namespace).
     """
     merged = container_dir / "rootfs"
     if merged.exists() and is_mounted(merged):
         return merged
     if not lower.is_dir():
         raise InvalidArgument(f"image rootfs {lower} is not a directory")
-    for name in ("upper", "work", "rootfs"):
-        (container_dir / name).mkdir(parents=True, exist_ok=True)
-    upper = os.lstat(container_dir / "upper")
-    if (upper.st_uid, upper.st_gid) != (owner, owner):
-        os.chown(container_dir / "upper", owner, owner)
-    options = (
-        f"lowerdir={_checked(lower)},upperdir={_checked(container_dir / 'upper')},"
-        f"workdir={_checked(container_dir / 'work')}"
-    )
-    target = _checked(merged)
-    flags = _MS_NOSUID | _MS_NODEV
-    if _libc.mount(b"overlay", target.encode(), b"overlay", flags, options.encode()) != 0:
-        err = ctypes.get_errno()
-        raise RuntimeFailure(f"cannot mount overlay at {target}: {os.strerror(err)}")
+    disk = container_dir / "disk"
+    loopfs.ensure_mounted(container_dir / "disk.img", disk, disk_bytes)
+    upper = loopfs.tenant_root(disk / "upper", owner)
+    (disk / "work").mkdir(exist_ok=True)
+    merged.mkdir(exist_ok=True)
+    options = f"lowerdir={_checked(lower)},upperdir={_checked(upper)},workdir={_checked(disk / 'work')}"
+    mount("overlay", _checked(merged), "overlay", MS_NOSUID | MS_NODEV, options)
     return merged
 
 
 def unmount_overlay(container_dir: Path) -> None:
-    """Unmount container_dir/rootfs (lazily, so open files do not block it); no-op if not mounted."""
-    merged = container_dir / "rootfs"
-    target = os.path.realpath(merged).encode()
-    for _ in range(_MAX_UNMOUNTS):
-        if not merged.exists() or not is_mounted(merged):
-            return
-        if _libc.umount2(target, _MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            if err in (errno.EINVAL, errno.ENOENT):  # raced with another unmount
-                continue
-            raise RuntimeFailure(f"cannot unmount {merged}: {os.strerror(err)}")
-    raise RuntimeFailure(f"{merged} is still mounted after {_MAX_UNMOUNTS} unmounts")
+    """Unmount container_dir/rootfs and the disk under it (lazily); no-op for what is not mounted."""
+    unmount(container_dir / "rootfs")
+    loopfs.release(container_dir / "disk")

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tarfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Set
@@ -32,7 +33,8 @@ from seabox.errors import (
 from seabox.model.runtime import ID_RANGE
 from seabox.node.images.layout import OciLayout, write_json_atomic
 from seabox.node.images.reference import ImageRef, parse_reference
-from seabox.node.images.registry import Source, sources
+from seabox.node.images.registry import Source, allowed_internal, sources
+from seabox.node.images.registry_hosts import Pin, admit
 from seabox.node.images.tools import ToolResult, run_tool
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ _DONE_POLL_SECONDS = 0.1
 _CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name"
 _OCI_REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 _MAPPED_SEP = "@"  # unpacked/<ref>@<id base> holds a copy owned by one user namespace's host ids
+# The layer scan runs in a child with this much address space: a tar header asking for more fails.
+_SCAN_ADDRESS_SPACE = 1 << 30
+_MAX_UNPACKED_KEY = "[disk] image_max_unpacked in config.toml"
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,23 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+def _bytes_text(n: int) -> str:
+    """A byte count as an operator wrote it: '8 GiB', '64 MiB' or '1000 bytes'."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+def too_large(what: str, limit: int) -> InvalidArgument:
+    """The refusal of an image that would take more than the node's bound on unpacked bytes."""
+    return InvalidArgument(
+        f"{what} more than {_bytes_text(limit)}, this node's bound on an image's unpacked size "
+        f"({_MAX_UNPACKED_KEY})",
+        field="image",
+    )
+
+
 def _layer_sizes(source: Source, raw_manifest: bytes) -> dict[str, int]:
     """Layer digest -> size from a registry manifest (empty for a multi-platform index)."""
     try:
@@ -266,11 +288,12 @@ class ImageStore:
     tmp/ (per-pull scratch layouts and skopeo's temporary files).
     """
 
-    def __init__(self, root: Path, registries: RegistryConfig) -> None:
+    def __init__(self, root: Path, registries: RegistryConfig, *, max_unpacked: int = 8 << 30) -> None:
         if any(c in str(root) for c in ":,"):
             raise InvalidArgument(f"image store path {root} must not contain ':' or ','")
         self.root = root
         self.registries = registries
+        self.max_unpacked = max_unpacked  # bytes an image's layers may unpack to, summed
         self._layout = OciLayout(root / "oci")
         self._unpacked = root / "unpacked"
         self._tmp = root / "tmp"
@@ -391,22 +414,28 @@ class ImageStore:
                 progress(event)
 
         async with self._ref_locks.hold(image_ref.name), self._writing():
-            source, raw_manifest = await self._resolve(image_ref, emit)
+            source, pin, raw_manifest = await self._resolve(image_ref, emit)
             remote_digest = image_ref.digest or "sha256:" + hashlib.sha256(raw_manifest).hexdigest()
-            sizes = _layer_sizes(source, raw_manifest)
-            descriptor = await self._copy(
-                source.image(image_ref, remote_digest),
-                source.flags("src-"),
-                on_blob=lambda digest, done: emit(
-                    PullProgress(
-                        status="done" if done else "downloading",
-                        ref=image_ref.name,
-                        layer=digest,
-                        size=sizes.get(digest),
-                    )
-                ),
-                error=lambda result: source.error(image_ref, result),
-            )
+            try:
+                sizes = _layer_sizes(source, raw_manifest)
+                if sum(sizes.values()) > self.max_unpacked:
+                    raise too_large(f"image {image_ref.familiar} has compressed layers of", self.max_unpacked)
+                descriptor = await self._copy(
+                    source.image(image_ref, remote_digest),
+                    source.flags("src-"),
+                    on_blob=lambda digest, done: emit(
+                        PullProgress(
+                            status="done" if done else "downloading",
+                            ref=image_ref.name,
+                            layer=digest,
+                            size=sizes.get(digest),
+                        )
+                    ),
+                    error=lambda result: source.error(image_ref, result),
+                    pin=pin,
+                )
+            finally:
+                pin.release()
             tags = [] if image_ref.digest else [image_ref.name]
             digests = [f"{image_ref.repo}@{remote_digest}"]
             info = await self._register(
@@ -449,15 +478,30 @@ class ImageStore:
 
     async def _resolve(
         self, ref: ImageRef, emit: Callable[[PullProgress], None]
-    ) -> tuple[Source, bytes]:
-        """Fetch ref's manifest from the first host that has it; raise the last host's error."""
+    ) -> tuple[Source, Pin, bytes]:
+        """Fetch ref's manifest from the first host that may be reached and has it; raise the last host's error.
+
+        The pin returned holds that host to the addresses checked (release it after the copy).
+        """
         error: SeaboxError | None = None
+        allowed = allowed_internal(self.registries)
         for source in sources(ref, self.registries):
             emit(PullProgress(status="resolving", ref=ref.name, detail=source.host))
+            try:
+                pin = await admit(source.host, allowed, self._tmp / f"hosts-{uuid.uuid4().hex}")
+            except SeaboxError as exc:
+                error = exc
+                log.info("pull %s: %s", ref.name, exc.message)
+                continue
             argv = self._skopeo("inspect", "--raw", *source.flags(""), source.image(ref))
-            result = await run_tool(argv, env=self._skopeo_env())
+            try:
+                result = await run_tool(pin.command(argv), env=self._skopeo_env())
+            except BaseException:
+                pin.release()
+                raise
             if result.ok:
-                return source, result.stdout
+                return source, pin, result.stdout
+            pin.release()
             error = source.error(ref, result)
             log.info("pull %s: %s", ref.name, error.message)
         assert error is not None  # sources() always yields the registry itself
@@ -470,11 +514,13 @@ class ImageStore:
         *,
         on_blob: Callable[[str, bool], None],
         error: Callable[[ToolResult], SeaboxError],
+        pin: Pin | None = None,
     ) -> dict[str, Any]:
         """Copy one image into a scratch layout whose blobs land in the shared layout.
 
         Returns the descriptor of the copied manifest. on_blob(digest, done) reports each layer as
-        skopeo starts it and again once its blob is in place.
+        skopeo starts it and again once its blob is in place. A pin holds a registry source to the
+        addresses that were checked.
         """
         scratch = self._tmp / f"copy-{uuid.uuid4().hex}"
         pending: set[str] = set()
@@ -511,7 +557,8 @@ class ImageStore:
         )
         watcher = asyncio.create_task(watch())
         try:
-            result = await run_tool(argv, env=self._skopeo_env(), on_line=on_line)
+            command = pin.command(argv) if pin is not None else argv
+            result = await run_tool(command, env=self._skopeo_env(), on_line=on_line)
             if not result.ok:
                 raise error(result)
             finish(set(pending))
@@ -542,6 +589,7 @@ class ImageStore:
                 refs = self._layout.refs()
                 self._layout.set_refs({**refs, _layout_ref(image_id): descriptor})
                 try:
+                    await self._check_unpacked(manifest)
                     on_unpack()
                     await self._unpack(image_id)
                     size = await asyncio.to_thread(_tree_size, self._rootfs(image_id))
@@ -549,6 +597,7 @@ class ImageStore:
                     refs = self._layout.refs()
                     refs.pop(_layout_ref(image_id), None)
                     self._layout.set_refs(refs)
+                    self._gc_pending = True  # its blobs go once the last pull or import is done
                     raise
                 self._images[image_id] = _Record(
                     manifest=descriptor,
@@ -562,6 +611,25 @@ class ImageStore:
             self._digests.update(dict.fromkeys(digests, image_id))
             self._save()
             return self._info(image_id)
+
+    async def _check_unpacked(self, manifest: dict[str, Any]) -> None:
+        """Refuse (400) an image whose layers would unpack to more than max_unpacked, before unpacking."""
+        layers = [layer for layer in manifest.get("layers") or [] if isinstance(layer, dict)]
+        blobs = [str(self._layout.blob_path(str(layer.get("digest")))) for layer in layers]
+        argv = [
+            "prlimit", f"--as={_SCAN_ADDRESS_SPACE}", "--",
+            sys.executable, "-m", "seabox.node.images.layer_scan", str(self.max_unpacked), *blobs,
+        ]  # fmt: skip
+        result = await run_tool(argv)
+        try:
+            report = json.loads(result.stdout)
+        except ValueError:  # the scan died on the image's data (its own limits, say)
+            log.warning("layer scan failed: %s", result.stderr)
+            raise InvalidArgument(f"image layers cannot be read: {result.reason}", field="image") from None
+        if "error" in report:
+            raise InvalidArgument(f"image layers cannot be read: {report['error']}", field="image")
+        if report["over"]:
+            raise too_large("image layers unpack to", self.max_unpacked)
 
     async def _unpack(self, image_id: str, id_base: int | None = None) -> Path:
         """Unpack the image into unpacked/<id>[@<id_base>] via a scratch directory renamed into place.

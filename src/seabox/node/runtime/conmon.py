@@ -85,6 +85,7 @@ class ConmonOptions:
     tty: bool
     stdin: bool
     prefix: tuple[str, ...] = ()  # argv that conmon runs under (e.g. nsenter into the container's netns)
+    log_size_max: int | None = None  # bytes; past it conmon starts the log file afresh
 
 
 def _argv(conmon: str, files: BundleFiles, options: ConmonOptions) -> list[str]:
@@ -103,6 +104,8 @@ def _argv(conmon: str, files: BundleFiles, options: ConmonOptions) -> list[str]:
         "--conmon-pidfile", str(files.conmon_pid),
         "--socket-dir-path", str(options.socket_dir),
     ]  # fmt: skip
+    if options.log_size_max is not None:
+        argv += ["--log-size-max", str(options.log_size_max)]
     for arg in options.runtime_args:
         argv += ["--runtime-arg", arg]
     if options.tty:

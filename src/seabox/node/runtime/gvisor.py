@@ -30,12 +30,13 @@ class GvisorRuntime(OciRuntime):
         *,
         runsc: str = RUNSC,
         conmon: str = CONMON,
+        log_size_max: int | None = None,
     ) -> None:
         def enter(cid: str) -> list[str]:
             return [NSENTER, f"--net={netns_path(cid)}"]
 
         runtime = Runc(runsc, state_dir / "runsc", extra_args=("--network=host",), enter=enter, tty_flag=None)
-        super().__init__(state_dir, runtime, conmon=conmon)
+        super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
 
     def known(self, cid: str) -> bool:
         root = self._runc.root

@@ -248,24 +248,28 @@ async def follow_log(
 ) -> AsyncIterator[LogEntry]:
     """Like read_log, then each new line as it is written, until `exited` completes or until has passed.
 
-    A line still unfinished then is given as it stands.
+    A line still unfinished then is given as it stands. When the file is started afresh (conmon
+    does so once it reaches its size cap: a new file renamed over the old), reading goes on from
+    the start of the new one.
     """
     selection = _filter(since, until)
     joiner = _Joiner()
     exit_task = asyncio.ensure_future(exited)
     offset: int | None = None
+    inode = -1
     try:
         while True:
             finished = exit_task.done() or selection.over()
             fresh: list[LogEntry] = []
             with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
+                previous, inode = inode, os.fstat(log.fileno()).st_ino
                 if offset is None:
                     placed, offset = _read_placed(
                         log, _tail_offset(log, tail) if tail is not None else 0, joiner
                     )
                     fresh = _last([entry for _, entry in placed], tail)
                 else:
-                    if log.seek(0, os.SEEK_END) < offset:  # truncated: start over
+                    if inode != previous or log.seek(0, os.SEEK_END) < offset:  # started afresh
                         offset = 0
                     placed, offset = _read_placed(log, offset, joiner)
                     fresh = [entry for _, entry in placed]

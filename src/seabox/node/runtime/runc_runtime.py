@@ -66,7 +66,8 @@ def parse_signal(value: int | str) -> int:
 
 class OciRuntime:
     """A runtime class: a runc-compatible CLI whose containers each have a conmon; state_dir (under /run)
-    holds the runtime's state and the attach socket links."""
+    holds the runtime's state and the attach socket links; log_size_max caps each container's log file
+    (conmon starts it afresh when a write would pass it)."""
 
     name = "oci"
 
@@ -76,9 +77,11 @@ class OciRuntime:
         runtime: Runc,
         *,
         conmon: str = CONMON,
+        log_size_max: int | None = None,
     ) -> None:
         self.state_dir = state_dir
         self._runc = runtime
+        self._log_size_max = log_size_max
         self._conmon = conmon
         self._sockets = state_dir / "sockets"
         self._nofile = nofile_limit()
@@ -118,6 +121,7 @@ class OciRuntime:
             tty=spec.tty,
             stdin=spec.open_stdin,
             prefix=tuple(self._runc.enter(spec.id)),
+            log_size_max=self._log_size_max,
         )
         try:
             return await conmon.launch(self._conmon, files, options)
@@ -264,5 +268,7 @@ class RuncRuntime(OciRuntime):
 
     name = "runc"
 
-    def __init__(self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON) -> None:
-        super().__init__(state_dir, Runc(runc, state_dir / "runc"), conmon=conmon)
+    def __init__(
+        self, state_dir: Path, *, runc: str = RUNC, conmon: str = CONMON, log_size_max: int | None = None
+    ) -> None:
+        super().__init__(state_dir, Runc(runc, state_dir / "runc"), conmon=conmon, log_size_max=log_size_max)

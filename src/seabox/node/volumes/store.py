@@ -1,4 +1,4 @@
-"""Volume data on a node: one directory per tenant volume, created and removed here only."""
+"""Volume data on a node: one size-limited filesystem per tenant volume, created and removed here only."""
 
 from __future__ import annotations
 
@@ -6,30 +6,47 @@ import shutil
 from pathlib import Path
 
 from seabox.errors import NotFound
+from seabox.node import loopfs
 
 
 class VolumeStore:
-    """Volumes live at ROOT/<tenant id>/<name>/data; the data outlives every container that mounts it."""
+    """Volume NAME of tenant T is ROOT/T/NAME/disk.img (an ext4 image of the volume's size), mounted
+    nosuid,nodev at ROOT/T/NAME/fs; containers see ROOT/T/NAME/fs/data. The data outlives every
+    container that mounts it.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, tenant_id: str, name: str) -> Path:
-        return self.root / tenant_id / name / "data"
+    def _dir(self, tenant_id: str, name: str) -> Path:
+        return self.root / tenant_id / name
 
-    def create(self, tenant_id: str, name: str) -> Path:
-        path = self.path(tenant_id, name)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def path(self, tenant_id: str, name: str) -> Path:
+        return self._dir(tenant_id, name) / "fs" / "data"
+
+    def create(self, tenant_id: str, name: str, size: int) -> Path:
+        """Make (or, if it exists, mount) the volume's filesystem of SIZE bytes; return its data dir."""
+        base = self._dir(tenant_id, name)
+        loopfs.ensure_mounted(base / "disk.img", base / "fs", size)
+        return loopfs.tenant_root(self.path(tenant_id, name))
 
     def existing(self, tenant_id: str, name: str) -> Path:
+        """The data dir of a volume made earlier, mounted again if need be (after a host reboot)."""
+        base = self._dir(tenant_id, name)
+        try:
+            loopfs.ensure_mounted(base / "disk.img", base / "fs", None)
+        except NotFound:
+            raise NotFound(f"volume {name!r} has no data on this node") from None
         path = self.path(tenant_id, name)
         if not path.is_dir():
             raise NotFound(f"volume {name!r} has no data on this node")
         return path
 
     def remove(self, tenant_id: str, name: str) -> None:
-        shutil.rmtree(self.root / tenant_id / name, ignore_errors=True)
+        """Unmount the volume (its loop device detaches) and delete its image."""
+        base = self._dir(tenant_id, name)
+        loopfs.release(base / "fs")
+        shutil.rmtree(base, ignore_errors=True)
 
     def usage(self, tenant_id: str, name: str) -> int:
         """Bytes used by the volume's files."""
