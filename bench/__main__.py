@@ -1,4 +1,4 @@
-"""`make bench`: container start latency and per-container memory, against bare runc in the same run."""
+"""`make bench`: container start latency and per-container memory, against bare runc and runsc in the same run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ from tests.fixtures.registry import running_registry
 from tests.fixtures.server import SEABOX, Server, free_port, node_config, teardown_node
 
 STARTS = int(os.environ.get("BENCH_STARTS", "50"))
+GVISOR_STARTS = int(os.environ.get("BENCH_GVISOR_STARTS", "20"))
 IDLE = int(os.environ.get("BENCH_IDLE", "100"))
+GVISOR_IDLE = int(os.environ.get("BENCH_GVISOR_IDLE", "20"))
+BENCH_ID_BASE = 1 << 30  # a host uid range no tenant of the bench's server uses
 CLI_RUNS = int(os.environ.get("BENCH_CLI_RUNS", "20"))
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -56,12 +59,86 @@ def bare_runc_starts(layout: Path, workdir: Path) -> list[float]:
     return times
 
 
-def seabox_starts(client: httpx.Client, image: str) -> list[float]:
+def _bundle(layout: Path, bundle: Path, *, userns: bool, seccomp: bool) -> None:
+    """A bundle of the image with Seabox's own config.json, hardened as asked (no network attach)."""
+    from seabox.node.runtime.base import IdMap, RunSpec
+    from seabox.node.runtime.spec import ProcessUser, build_config
+
+    bundle.mkdir()
+    unpack = ["umoci", "raw", "unpack", "--image", f"{layout}:{LAYOUT_TAG}"]
+    if userns:
+        mapping = f"0:{BENCH_ID_BASE}:65536"
+        unpack += ["--uid-map", mapping, "--gid-map", mapping]
+        bundle.chmod(0o711)
+    subprocess.run([*unpack, bundle / "rootfs"], check=True, capture_output=True)
+    spec = RunSpec(id="0" * 64, name="bench", bundle=bundle, args=["sleep", "300"], env=[],
+                   id_map=IdMap(BENCH_ID_BASE) if userns else None, seccomp=seccomp)
+    config = build_config(spec, ProcessUser(), nofile=1024)
+    if not seccomp:  # the unhardened peer: Docker's defaults without no-new-privileges
+        config["process"]["noNewPrivileges"] = False
+    config["linux"].pop("cgroupsPath")
+    (bundle / "config.json").write_text(json.dumps(config))
+
+
+def runc_hardening(layout: Path, workdir: Path) -> dict[str, list[float]]:
+    """`runc run -d` of one image: plain, +seccomp/no-new-privileges, +user namespace, both (interleaved)."""
+    variants = {"plain": (False, False), "seccomp": (False, True), "userns": (True, False), "both": (True, True)}
+    for name, (userns, seccomp) in variants.items():
+        _bundle(layout, workdir / f"hard-{name}", userns=userns, seccomp=seccomp)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    started: list[str] = []
+    try:
+        for i in range(STARTS):
+            for name in variants:
+                cid = f"bench-hard-{os.getpid()}-{name}-{i}"
+                t0 = time.perf_counter()
+                subprocess.run(["runc", "run", "-d", "--bundle", workdir / f"hard-{name}", cid], check=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - t0)
+                started.append(cid)
+            if len(started) >= 40:  # keep the host quiet: the figure is the start, not a crowd
+                for cid in started:
+                    subprocess.run(["runc", "delete", "--force", cid], capture_output=True)
+                started.clear()
+    finally:
+        for cid in started:
+            subprocess.run(["runc", "delete", "--force", cid], capture_output=True)
+    return times
+
+
+def bare_runsc_starts(layout: Path, workdir: Path) -> list[float]:
+    """`runsc create` + `runsc start` of the same image, inside a netns as Seabox runs it."""
+    bundle = workdir / "runsc-bundle"
+    _bundle(layout, bundle, userns=False, seccomp=False)
+    netns = f"sbxbench{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    root = workdir / "runsc-root"
+    enter = ["nsenter", f"--net=/run/netns/{netns}", "runsc", "--root", str(root), "--network=host"]
+    times, ids = [], []
+    try:
+        for i in range(GVISOR_STARTS):
+            cid = f"bench-runsc-{os.getpid()}-{i}"
+            t0 = time.perf_counter()
+            subprocess.run([*enter, "create", "--bundle", bundle, cid], check=True, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run([*enter, "start", cid], check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+            ids.append(cid)
+            subprocess.run([*enter, "delete", "--force", cid], capture_output=True)
+    finally:
+        for cid in ids:
+            subprocess.run([*enter, "delete", "--force", cid], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
+    return times
+
+
+def seabox_starts(client: httpx.Client, image: str, runtime: str = "runc", count: int = STARTS) -> list[float]:
     """POST /v1/containers?start=true until the answer says running (the process has been started)."""
     times = []
-    for _ in range(STARTS):
+    body = {"image": image, "cmd": ["sleep", "300"], "runtime_class": runtime}
+    for _ in range(count):
         t0 = time.perf_counter()
-        r = client.post("/v1/containers", params={"start": "true"}, json={"image": image, "cmd": ["sleep", "300"]})
+        r = client.post("/v1/containers", params={"start": "true"}, json=body)
         times.append(time.perf_counter() - t0)
         assert r.status_code == 201 and r.json()["status"]["state"] == "running", r.text
     return times
@@ -99,6 +176,22 @@ def pss_kib(pid: int) -> int:
 def conmon_pids(data_dir: Path) -> list[int]:
     out = subprocess.run(["pgrep", "-f", f"conmon.*{data_dir}"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def gvisor_pids(data_dir: Path) -> list[int]:
+    """conmon, runsc-sandbox and runsc-gofer of every gVisor container of the server."""
+    out = subprocess.run(["pgrep", "-f", f"runsc-(sandbox|gofer).*{data_dir}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()] + conmon_pids(data_dir)
+
+
+def gvisor_idle_memory(server: Server, client: httpx.Client, image: str) -> float:
+    """MiB of host memory (PSS) per idle gVisor container: its conmon, sandbox and gofer."""
+    for _ in range(GVISOR_IDLE):
+        r = client.post("/v1/containers", params={"start": "true"},
+                        json={"image": image, "cmd": ["sleep", "3600"], "size": "s1", "runtime_class": "gvisor"})
+        assert r.status_code == 201, r.text
+    time.sleep(1)
+    return sum(pss_kib(p) for p in gvisor_pids(server.data_dir)) / GVISOR_IDLE / 1024
 
 
 def idle_memory(server: Server, client: httpx.Client, image: str) -> tuple[float, float, float]:
@@ -140,10 +233,18 @@ def main() -> None:
             client = httpx.Client(base_url=server.url, headers={"X-Api-Key": server.tenant("bench")}, timeout=120)
             client.post("/v1/images/pull", json={"image": image}).raise_for_status()
             peer = bare_runc_starts(layout, workdir)
+            hardening = runc_hardening(layout, workdir)
             ours = seabox_starts(client, image)
             remove_all(client)
+            gvisor = seabox_starts(client, image, "gvisor", GVISOR_STARTS)
+            remove_all(client)
+            runc_again = seabox_starts(client, image, "runc", GVISOR_STARTS)
+            remove_all(client)
+            bare_runsc = bare_runsc_starts(layout, workdir)
             docker, native = docker_vs_native(server, image, workdir)
             per_container, conmon, server_growth = idle_memory(server, client, image)
+            remove_all(client)
+            gvisor_memory = gvisor_idle_memory(server, client, image)
             remove_all(client)
         finally:
             server.stop(signal.SIGTERM)
@@ -160,6 +261,22 @@ def main() -> None:
         (f"host memory per idle container, {IDLE} containers (target <= 3 MiB)",
          f"{per_container:.2f} MiB", "-", f"conmon {conmon:.2f} + server {server_growth:.2f} MiB"),
     ]
+    med = {name: statistics.median(values) * 1000 for name, values in hardening.items()}
+    g50, gr50, rs50 = (statistics.median(v) * 1000 for v in (gvisor, runc_again, bare_runsc))
+    rows += [
+        ("gvisor API create+start, p50 (target <= 350 ms; peer: runc through the API)",
+         f"{g50:.1f} ms", f"{gr50:.1f} ms", f"{g50 / gr50:.2f}x"),
+        ("gvisor API create+start, p50 (target <= 1.5x; peer: bare `runsc create`+`start`, same bundle)",
+         f"{g50:.1f} ms", f"{rs50:.1f} ms", f"{g50 / rs50:.2f}x"),
+        ("bare runc start, seccomp + no-new-privileges (peer: plain Docker defaults)",
+         f"{med['seccomp']:.1f} ms", f"{med['plain']:.1f} ms", f"{med['seccomp'] / med['plain']:.2f}x"),
+        ("bare runc start, user namespace (peer: plain)",
+         f"{med['userns']:.1f} ms", f"{med['plain']:.1f} ms", f"{med['userns'] / med['plain']:.2f}x"),
+        ("bare runc start, user namespace + seccomp + nnp: Seabox's runc (target <= 1.2x; peer: plain)",
+         f"{med['both']:.1f} ms", f"{med['plain']:.1f} ms", f"{med['both'] / med['plain']:.2f}x"),
+        (f"host memory per idle gvisor container, {GVISOR_IDLE} containers (peer: runc's per container)",
+         f"{gvisor_memory:.2f} MiB", f"{per_container:.2f} MiB", f"{gvisor_memory / per_container:.1f}x"),
+    ]
     header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
     table_md = header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
     print(table_md)
@@ -174,7 +291,10 @@ def main() -> None:
         "whole `docker` command (Go client, Docker API, attach, wait, auto-remove) against the whole "
         "`seabox` command (Python client, native API), each run from a shell. Memory is the proportional "
         "set size (PSS) of every conmon plus the server's PSS growth, divided by the container count; "
-        "the containers' own processes are the tenant's and are not counted.\n"
+        "the containers' own processes are the tenant's and are not counted; for gVisor the sandbox "
+        "(the Sentry, which holds the tenant's memory too) and gofer are counted, so the row is an upper "
+        "bound of its overhead. The hardening rows run bare `runc run -d` with Seabox's own config.json "
+        "in four variants, interleaved, so the ratio isolates the cost of each layer.\n"
     )
 
 

@@ -187,9 +187,10 @@ def test_mounts_standard_then_binds() -> None:
     assert by_destination["/dev/mqueue"]["type"] == "mqueue"
     assert "ro" in by_destination["/sys"]["options"] and "ro" in by_destination["/sys/fs/cgroup"]["options"]
     assert by_destination["/data"] == {
-        "destination": "/data", "type": "bind", "source": "/vol/data", "options": ["rbind", "rprivate", "rw"],
+        "destination": "/data", "type": "bind", "source": "/vol/data",
+        "options": ["rbind", "rprivate", "nosuid", "nodev", "rw"],
     }  # fmt: skip
-    assert by_destination["/etc/hosts"]["options"] == ["rbind", "rprivate", "ro"]
+    assert by_destination["/etc/hosts"]["options"] == ["rbind", "rprivate", "nosuid", "nodev", "ro"]
 
 
 def test_network_namespace_new_or_joined() -> None:

@@ -125,12 +125,53 @@ def tls_init(
     print(f"TLS ready in {tls_dir}; restart the server to listen on {listen} (see [tls] in {config})")
 
 
+@tenant_app.command("set")
+def tenant_set(
+    name: str,
+    default_runtime: str = typer.Option(
+        None, "--default-runtime", help="Runtime class the tenant's containers get unless they ask: runc or gvisor "
+        "('' = the operator's default_runtime)."
+    ),
+    allowed_runtimes: str = typer.Option(
+        None, "--allowed-runtimes", help="Comma-separated classes the tenant may use, e.g. gvisor "
+        "('' = every class the operator allows)."
+    ),
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Set a tenant's runtime classes: its default and the ones it may choose (within [isolation] of config.toml)."""
+    from seabox.model.tenant import TenantRuntimes
+
+    try:
+        store = _store(data_dir)
+        tenant = store.tenant_by_name(name)
+        default = tenant.default_runtime if default_runtime is None else (default_runtime or None)
+        if allowed_runtimes is None:
+            allowed = tenant.allowed_runtimes
+        else:
+            allowed = [r.strip() for r in allowed_runtimes.split(",") if r.strip()] or None
+        settings = TenantRuntimes.model_validate({"default_runtime": default, "allowed_runtimes": allowed})
+        operator = load_config(data_dir).isolation
+        settings.check_against(operator.allowed_runtimes, operator.default_runtime)
+        tenant = store.set_tenant_runtimes(tenant.id, settings.default_runtime, settings.allowed_runtimes)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    except ValidationError as exc:
+        raise _fail(validation_error(exc)) from None
+    print(
+        f"tenant {tenant.name}: default runtime {tenant.default_runtime or operator.default_runtime}, "
+        f"allowed {', '.join(tenant.allowed_runtimes or operator.allowed_runtimes)}"
+    )
+
+
 @tenant_app.command("ls")
 def tenant_ls(data_dir: Path = DATA_DIR_OPT) -> None:
-    """List tenants."""
-    table = Table("NAME", "ID", "NETWORK INDEX", "CREATED", box=None)
+    """List tenants with their runtime classes (- = the operator's defaults)."""
+    table = Table("NAME", "ID", "NETWORK INDEX", "DEFAULT RUNTIME", "ALLOWED RUNTIMES", "CREATED", box=None)
     for t in _store(data_dir).list_tenants():
-        table.add_row(t.name, t.id, str(t.index), t.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            t.name, t.id, str(t.index), t.default_runtime or "-", ",".join(t.allowed_runtimes or []) or "-",
+            t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
     console.print(table)
 
 

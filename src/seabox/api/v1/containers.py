@@ -130,7 +130,7 @@ async def exec_(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:  # the client left: stop the process and stop holding its output
         proc.close()
         await proc.kill()
-        raise
+        return out.response
     return await out.close()
 
 

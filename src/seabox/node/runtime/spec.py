@@ -238,7 +238,9 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
                 "destination": mount.destination,
                 "type": "bind",
                 "source": str(mount.source),
-                "options": ["rbind", "rprivate", "ro" if mount.readonly else "rw"],
+                # nosuid,nodev as the host mounts them: in a user namespace those flags are locked,
+                # and the remount that makes a bind read-only must keep them
+                "options": ["rbind", "rprivate", "nosuid", "nodev", "ro" if mount.readonly else "rw"],
             }
         )
     return mounts
