@@ -363,6 +363,8 @@ def exec_(
     for item in connect().stream("POST", container_path(name, "exec"), body=body):
         if "exit_code" in item:
             code = int(item["exit_code"])
+        elif "error" in item:
+            raise CliError(item["error"].get("message", "exec failed"), status=item["error"].get("status"))
         else:
             write_entry(item)
     if code is None:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 ExitCallback = Callable[[str, ExitStatus], Awaitable[None]]
 HOSTS_HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _RUNTIME_MARKER = "runtime"  # bundle file naming the container's runtime class
+GVISOR_PIDS_FACTOR = 4
+GVISOR_PIDS_OVERHEAD = 256
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,15 @@ class Placement:
     container: Container
     tenant_id: str
     tenant_index: int
+
+
+def gvisor_host_pids(pids: int) -> int:
+    """The host pids cap of a gVisor sandbox whose tenant may run pids processes.
+
+    The cgroup counts host processes: gVisor's ptrace platform runs one per address space of the
+    sandbox, next to the Sentry's and gofer's own threads, so the cap leaves room for those.
+    """
+    return pids * GVISOR_PIDS_FACTOR + GVISOR_PIDS_OVERHEAD
 
 
 class NodeAgent:
@@ -135,6 +146,8 @@ class NodeAgent:
             hostdirs.hand_over(data, base)
             mounts.append(Mount(data, v.path, readonly=v.readonly))
         pids = size.pids if c.spec.pids_limit is None else min(size.pids, c.spec.pids_limit)
+        if c.spec.runtime_class == "gvisor":
+            pids = gvisor_host_pids(pids)
         return RunSpec(
             id=c.id,
             name=c.name,

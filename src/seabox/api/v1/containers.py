@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seabox.api.auth import tenant_of
 from seabox.api.common import NdjsonStream, body, cloud, dump, flag, number
-from seabox.errors import InvalidArgument
+from seabox.errors import InvalidArgument, SeaboxError
 from seabox.model.container import ContainerCreate
 
 routes = web.RouteTableDef()
@@ -118,7 +118,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/v1/containers/{ref}/exec")
 async def exec_(request: web.Request) -> web.StreamResponse:
-    """NDJSON: {"stream", "data"[, "b64"]} chunks, then {"exit_code": N}."""
+    """NDJSON: {"stream", "data"[, "b64"]} chunks, then {"exit_code": N} or {"error": {"status", "message"}}."""
     req = await body(request, ExecRequest)
     svc = cloud(request).containers
     proc = await svc.exec(tenant_of(request), request.match_info["ref"], req.cmd, req.env, req.workdir, req.user)
@@ -126,7 +126,10 @@ async def exec_(request: web.Request) -> web.StreamResponse:
     try:
         async for stream, data in proc:
             await out.send({"stream": stream, **encode_data(data)})
-        await out.send({"exit_code": await proc.wait()})
+        try:
+            await out.send({"exit_code": await proc.wait()})
+        except SeaboxError as exc:  # the runtime failed the process after the answer began
+            await out.send({"error": {"status": exc.status, **exc.to_json()}})
     except ConnectionResetError:  # the client left: stop the process and stop holding its output
         proc.close()
         await proc.kill()
