@@ -221,6 +221,7 @@ def timed(label: str, fn: Callable[[], object]) -> None:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="seabox-bench-"))
+    workdir.chmod(0o711)  # a user-namespaced container's root walks through it to its bundle
     data_dir = workdir / "data"
     data_dir.mkdir()
     table = f"seabox_bench_{os.getpid()}"
