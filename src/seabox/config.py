@@ -1,4 +1,4 @@
-"""Server configuration: data dir, listen address, address ranges and registry settings (TOML file + flags)."""
+"""Server configuration: data dir, listen address, address ranges, registry settings and API limits (TOML file + flags)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,35 @@ class TLSConfig(BaseModel):
     client_ca: Path | None = None  # CA that signs tenant client certificates (mTLS)
 
 
+class RateLimit(BaseModel):
+    """A token bucket: RATE requests a second on average, bursts of up to BURST; rate 0 turns it off."""
+
+    rate: float = Field(ge=0)
+    burst: int = Field(ge=1)
+
+
+class ApiConfig(BaseModel):
+    """Limits that keep one client from taking the API down: body sizes, connection timeouts, rate limits."""
+
+    # ordinary requests (JSON bodies); over it: 413
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    # image uploads only (POST /images/load, POST /v1/images/import)
+    max_upload_bytes: int = Field(16 << 30, ge=1024)
+    # most nesting a JSON body may have (objects and arrays)
+    max_json_depth: int = Field(64, ge=2, le=500)
+    # seconds a client has to send a whole request head (line and headers) on a connection
+    header_timeout: float = Field(10.0, gt=0)
+    # seconds an ordinary body may take in all; an upload may stall this long between chunks
+    body_timeout: float = Field(60.0, gt=0)
+    # seconds an idle keep-alive connection stays open between requests
+    idle_timeout: float = Field(75.0, gt=0)
+    # open connections at most; past it the oldest one still idle or sending its head is closed
+    max_connections: int = Field(10000, ge=16)
+    # per tenant credential and per client address
+    rate_per_key: RateLimit = Field(default_factory=lambda: RateLimit(rate=200, burst=2000))
+    rate_per_address: RateLimit = Field(default_factory=lambda: RateLimit(rate=1000, burst=5000))
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -73,6 +102,7 @@ class ServerConfig(BaseModel):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     registries: RegistryConfig = Field(default_factory=RegistryConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from seabox.model.container import VOLUME_NAME_RE
 
 DEFAULT_VOLUME_SIZE = 10 << 30
+MAX_VOLUME_SIZE = 1 << 50  # 1 PiB: past any disk, and within a 64-bit database column
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -29,7 +30,7 @@ class VolumeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    size: int = Field(DEFAULT_VOLUME_SIZE, gt=0)
+    size: int = Field(DEFAULT_VOLUME_SIZE, gt=0, le=MAX_VOLUME_SIZE)
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
