@@ -87,6 +87,8 @@ class ApiConfig(BaseModel):
     idle_timeout: float = Field(75.0, gt=0)
     # open connections at most; past it the oldest one still idle or sending its head is closed
     max_connections: int = Field(10000, ge=16)
+    # open connections from one client address at most (raise it behind a proxy or load balancer)
+    max_connections_per_address: int = Field(256, ge=4)
     # per tenant credential and per client address
     rate_per_key: RateLimit = Field(default_factory=lambda: RateLimit(rate=200, burst=2000))
     rate_per_address: RateLimit = Field(default_factory=lambda: RateLimit(rate=1000, burst=5000))

@@ -9,7 +9,7 @@ import resource
 import ssl
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -35,36 +35,52 @@ class ConnectionGuard:
     def __init__(self, cfg: ApiConfig, max_connections: int, clock: Any = time.monotonic) -> None:
         self.cfg = cfg
         self.max_connections = max_connections
-        self.conns: OrderedDict[GuardedRequestHandler, None] = OrderedDict()
+        self.conns: OrderedDict[Connection, None] = OrderedDict()
+        self.by_address: dict[str, OrderedDict[Connection, None]] = {}
         self.closed: dict[str, int] = {}
         self._clock = clock
         self._since = clock()
 
-    def opened(self, conn: GuardedRequestHandler) -> None:
+    def opened(self, conn: Connection) -> None:
+        """Admit CONN; past a cap the oldest idle connection (of its address, or of all) is closed, else CONN."""
+        mine = self.by_address.setdefault(conn.address, OrderedDict())
         self.conns[conn] = None
-        checked = 0
-        while len(self.conns) > self.max_connections and checked < len(self.conns):
-            oldest = next(iter(self.conns))
-            if oldest is conn:
-                break
-            if oldest.idle():
-                self.reap(oldest, "max_connections")
-            else:  # busy (a request or a hijacked stream): keep it, look further
-                self.conns.move_to_end(oldest)
-                checked += 1
-        if len(self.conns) > self.max_connections:
-            self.reap(conn, "max_connections")
+        mine[conn] = None
+        self._make_room(mine, conn, self.cfg.max_connections_per_address, "max_connections_per_address")
+        if conn in self.conns:
+            self._make_room(self.conns, conn, self.max_connections, "max_connections")
 
-    def active(self, conn: GuardedRequestHandler) -> None:
+    def _make_room(self, conns: OrderedDict[Connection, None], newcomer: Connection, cap: int, reason: str) -> None:
+        checked = 0
+        while len(conns) > cap and checked < len(conns):
+            oldest = next(iter(conns))
+            if oldest is newcomer:
+                conns.move_to_end(oldest)
+            elif oldest.idle():
+                self.reap(oldest, reason)
+                continue
+            else:  # busy (a request or a hijacked stream): keep it, look further
+                conns.move_to_end(oldest)
+            checked += 1
+        if len(conns) > cap:
+            self.reap(newcomer, reason)
+
+    def active(self, conn: Connection) -> None:
         if conn in self.conns:
             self.conns.move_to_end(conn)
+            self.by_address[conn.address].move_to_end(conn)
 
-    def lost(self, conn: GuardedRequestHandler) -> None:
+    def lost(self, conn: Connection) -> None:
         self.conns.pop(conn, None)
+        mine = self.by_address.get(conn.address)
+        if mine is not None:
+            mine.pop(conn, None)
+            if not mine:
+                del self.by_address[conn.address]
 
-    def reap(self, conn: GuardedRequestHandler, reason: str) -> None:
+    def reap(self, conn: Connection, reason: str) -> None:
         """Close CONN; counted, and summed up in the log at most once a minute (never a line per connection)."""
-        self.conns.pop(conn, None)
+        self.lost(conn)
         conn.force_close()
         self.count(reason)
 
@@ -78,6 +94,16 @@ class ConnectionGuard:
             self._since = now
 
 
+class Connection(Protocol):
+    """What the guard needs of a connection."""
+
+    address: str
+
+    def idle(self) -> bool: ...
+
+    def force_close(self) -> None: ...
+
+
 class GuardedRequestHandler(web.RequestHandler):
     """aiohttp's connection handler with a header deadline: a request head must arrive whole within
     header_timeout of its first byte (or of the connection's start), else the connection is closed."""
@@ -88,6 +114,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_started = False
         self._heads = 0
+        self.address = ""
 
     def idle(self) -> bool:
         """Waiting for the next request head (not handling a request, not hijacked)."""
@@ -109,6 +136,8 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) else ""
         self._arm()
         self._guard.opened(self)
 

@@ -13,7 +13,7 @@ from seabox.errors import SeaboxError, validation_error
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# server paths (data dir, run dir) -> the words a 5xx message shows instead
+# server paths (data dir, run dir) -> the words an error message shows instead
 REDACTED = web.AppKey("redacted_paths", dict)
 CLOSE_AFTER = (408, 413)  # the rest of the body is not read: the connection cannot carry another request
 
@@ -36,7 +36,7 @@ def _seabox_error(request: web.Request, exc: SeaboxError) -> web.Response:
     body = exc.to_json()
     if exc.status >= 500:
         log.warning("%s %s failed: %s", request.method, request.path, exc.message)
-        body["message"] = redact(exc.message, request.app.get(REDACTED, {}))
+    body["message"] = redact(exc.message, request.app.get(REDACTED, {}))
     return error_response(exc.status, body, exc.headers())
 
 
