@@ -221,7 +221,7 @@ def half_sent_flood(port: int, count: int, first_address: int) -> None:
 
 def test_20000_half_sent_connections_neither_stop_ping_nor_flood_the_log(tight: Server) -> None:
     log_before = len(tight.log())
-    pings: list[float] = []
+    pings: list[tuple[float, float]] = []  # (when it was sent, how long it took)
     stop = threading.Event()
 
     def ping() -> None:
@@ -229,7 +229,7 @@ def test_20000_half_sent_connections_neither_stop_ping_nor_flood_the_log(tight: 
             start = time.monotonic()
             r = httpx.get(tight.url + "/_ping", timeout=10)
             assert r.status_code == 200
-            pings.append(time.monotonic() - start)
+            pings.append((start, time.monotonic() - start))
             time.sleep(0.2)
 
     code = "import sys; from tests.e2e.test_api_robustness import half_sent_flood as f; f(*map(int, sys.argv[1:]))"
@@ -240,10 +240,15 @@ def test_20000_half_sent_connections_neither_stop_ping_nor_flood_the_log(tight: 
     try:
         for flood in floods:
             assert flood.stdout is not None and flood.stdout.readline().strip() == "sent"
+        all_open = time.monotonic()
         time.sleep(HEADER_TIMEOUT + 2)
         stop.set()
         pinger.join()
-        assert len(pings) >= 5 and max(pings) < 2.0, pings
+        # while 20,000 connections are being opened (the two floods and the server share 2 cores) a ping may
+        # wait its turn in the accept queue; none fails, and once they are open pings are quick again
+        assert max(took for _, took in pings) < 5.0, pings
+        after = [took for when, took in pings if when > all_open]
+        assert len(after) >= 5 and max(after) < 1.0, pings
         open_after = [int(flood.communicate("check\n", timeout=60)[0]) for flood in floods]
         assert open_after == [0, 0]
     finally:

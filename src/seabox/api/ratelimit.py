@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from seabox.api.auth import request_key
 from seabox.api.errors import Handler
@@ -61,7 +62,7 @@ def _credential(request: web.Request) -> str | None:
     return "cert:" + cn if cn else None
 
 
-def rate_limit_middleware(cfg: ApiConfig) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def rate_limit_middleware(cfg: ApiConfig) -> Middleware:
     """Checked before authentication, so a flood of bad keys costs no database lookups past its limit."""
     per_address = TokenBuckets(cfg.rate_per_address)
     per_key = TokenBuckets(cfg.rate_per_key)
