@@ -18,7 +18,7 @@ from seabox.config import ApiConfig
 log = logging.getLogger(__name__)
 FD_RESERVE = 1024  # descriptors kept free for the database, runc, conmon and image tools
 SUMMARY_EVERY = 60.0  # seconds between log lines about closed connections
-BACKLOG = 1024
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; absorbs bursts of connections
 
 
 def raise_fd_limit() -> int:
@@ -117,8 +117,8 @@ class GuardedRequestHandler(web.RequestHandler):
         self.address = ""
 
     def idle(self) -> bool:
-        """Waiting for the next request head (not handling a request, not hijacked)."""
-        return self._waiter is not None and not self._waiter.done()
+        """Open and not handling a request (a hijacked stream is a request in progress)."""
+        return self.transport is not None and not self._request_in_progress and not self._messages
 
     def _arm(self) -> None:
         self._disarm()
