@@ -417,17 +417,17 @@ def test_a_quick_fuzz_of_the_routes_never_gets_a_500(server: Server) -> None:
 def test_junk_query_parameters_never_get_a_500(server: Server) -> None:
     paths = ["/containers/json", "/v1/containers", "/images/json", "/v1/images", "/volumes", "/v1/volumes",
              "/networks", "/info", "/v1/info", "/v1/sizes", "/containers/nosuch/json", "/images/nosuch/json",
-             "/v1/events?until=1", "/events?until=1"]
+             "/v1/events", "/events"]
     names = ["all", "limit", "since", "until", "filters", "size", "digests", "force"]
     values = ["", "x", "-1", "1e999", "nan", "\u00ff\u2603", "[", '{"a": 1}', "9" * 30]
     failures = []
     with httpx.Client(base_url=server.url, headers=key(server, "fuzzq"), timeout=10) as client:
         for path in paths:
             for name in names:
-                if "until=" in path and name == "until":
-                    continue  # an empty until follows the stream forever, as Docker does
                 for value in values:
-                    r = client.get(path, params={name: value})
+                    # an event stream without until (or an empty one) stays open, as Docker's does
+                    r = client.get(path, params={"until": "1", name: value or "1"} if "events" in path
+                                   else {name: value})
                     if r.status_code >= 500:
                         failures.append((path, name, value, r.status_code, r.text[:200]))
     assert not failures, failures
