@@ -12,10 +12,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.docker_fixtures import DOCKER, DockerCli, cleaned, docker_config, pull
 from tests.fixtures.server import Server, running_server
 
 HEADER_TIMEOUT = 1.5
@@ -178,6 +180,16 @@ def test_a_followed_event_stream_outlives_the_timeouts(tight: Server) -> None:
         for line in r.iter_lines():
             if line and json.loads(line)["Actor"]["ID"] == name:
                 break
+
+
+def test_a_hijacked_docker_run_outlives_the_header_deadline(server: Server, tmp_path: Path,
+                                                            busybox_image: str) -> None:
+    """`docker run -i` (attach and wait, hijacked) stays silent past the default 10 s header deadline."""
+    with cleaned(server, "longstream"):
+        dcli = DockerCli(server, "longstream", docker_config(server, "longstream", tmp_path))
+        pull(server, "longstream", busybox_image)
+        r = dcli.shell(f"(sleep 12; echo late) | {DOCKER} run -i --rm {busybox_image} cat", timeout=60)
+        assert (r.returncode, r.stdout) == (0, "late\n"), r.stderr
 
 
 def _still_open(socks: list[socket.socket]) -> int:
