@@ -1,4 +1,4 @@
-"""Server configuration: listen address, address ranges, registries, admission, events, disk caps, isolation (TOML + flags)."""
+"""Server configuration: listen address, address ranges, registries, admission, events, disk, API limits, isolation (TOML + flags)."""
 
 from __future__ import annotations
 
@@ -141,6 +141,8 @@ class IsolationConfig(BaseModel):
     def host_id_base(self, tenant_index: int) -> int:
         """The host uid (and gid) that is root in tenant tenant_index's containers."""
         return self.uid_base + tenant_index * ID_RANGE
+
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -188,6 +190,37 @@ class EventsConfig(BaseModel):
         return parse_duration(v)
 
 
+class RateLimit(BaseModel):
+    """A token bucket: RATE requests a second on average, bursts of up to BURST; rate 0 turns it off."""
+
+    rate: float = Field(ge=0)
+    burst: int = Field(ge=1)
+
+
+class ApiConfig(BaseModel):
+    """Limits that keep one client from taking the API down: body sizes, connection timeouts, rate limits."""
+
+    # ordinary requests (JSON bodies); over it: 413
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    # image uploads only (POST /images/load, POST /v1/images/import)
+    max_upload_bytes: int = Field(16 << 30, ge=1024)
+    # most nesting a JSON body may have (objects and arrays)
+    max_json_depth: int = Field(64, ge=2, le=500)
+    # seconds a client has to send a whole request head (line and headers) on a connection
+    header_timeout: float = Field(10.0, gt=0)
+    # seconds an ordinary body may take in all; an upload may stall this long between chunks
+    body_timeout: float = Field(60.0, gt=0)
+    # seconds an idle keep-alive connection stays open between requests
+    idle_timeout: float = Field(75.0, gt=0)
+    # open connections at most; past it the oldest one still idle or sending its head is closed
+    max_connections: int = Field(10000, ge=16)
+    # open connections from one client address at most (raise it behind a proxy or load balancer)
+    max_connections_per_address: int = Field(256, ge=4)
+    # per tenant credential and per client address
+    rate_per_key: RateLimit = Field(default_factory=lambda: RateLimit(rate=200, burst=2000))
+    rate_per_address: RateLimit = Field(default_factory=lambda: RateLimit(rate=1000, burst=5000))
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -202,6 +235,7 @@ class ServerConfig(BaseModel):
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import ValidationError
 
 
@@ -21,6 +23,10 @@ class SeaboxError(Exception):
             body["field"] = self.field
         return body
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response must carry besides the JSON body (none by default)."""
+        return {}
+
 
 class InvalidArgument(SeaboxError):
     """The request is malformed or names an impossible value (400)."""
@@ -34,6 +40,12 @@ class Unauthorized(SeaboxError):
     status = 401
 
 
+class Forbidden(SeaboxError):
+    """A valid credential that may not do this (403)."""
+
+    status = 403
+
+
 class NotFound(SeaboxError):
     """No such resource visible to this tenant (404)."""
 
@@ -44,6 +56,31 @@ class Conflict(SeaboxError):
     """The request clashes with the current state: a name in use, a volume mounted (409)."""
 
     status = 409
+
+
+class RequestTimeout(SeaboxError):
+    """The client stalled while sending its request (408)."""
+
+    status = 408
+
+
+class PayloadTooLarge(SeaboxError):
+    """The request body is over the configured cap (413)."""
+
+    status = 413
+
+
+class TooManyRequests(SeaboxError):
+    """A rate limit was hit; Retry-After says when to come back (429)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class NotModified(SeaboxError):

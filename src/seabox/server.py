@@ -9,6 +9,8 @@ import signal
 from aiohttp import web
 
 from seabox.api.app import create_app
+from seabox.api.connections import guard_for, listen
+from seabox.api.metrics import metrics_token
 from seabox.config import ServerConfig
 from seabox.services.cloud import Cloud
 from seabox.tls import server_context
@@ -19,17 +21,17 @@ log = logging.getLogger(__name__)
 async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM; containers keep running after the server stops."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics_token(cfg.data_dir)  # Prometheus reads it from DATA_DIR/metrics.token
     cloud = Cloud.open(cfg)
     app = create_app(cloud)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
+    guard = guard_for(cfg.api)
     host, port = cfg.host_port
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    listeners = [await listen(runner, guard, host, port)]
     if cfg.tls.listen:
         tls_host, _, tls_port = cfg.tls.listen.rpartition(":")
-        await web.TCPSite(runner, tls_host or "0.0.0.0", int(tls_port), ssl_context=server_context(cfg.tls),
-                          reuse_address=True).start()
+        listeners.append(await listen(runner, guard, tls_host or "0.0.0.0", int(tls_port), server_context(cfg.tls)))
         log.info("TLS listener on %s (client certificates: %s)", cfg.tls.listen, "yes" if cfg.tls.client_ca else "no")
     (cfg.data_dir / "server.url").write_text(f"http://{host}:{port}\n")
     log.info("seabox server listening on http://%s:%d (data dir %s)", host, port, cfg.data_dir)
@@ -42,4 +44,6 @@ async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
+        for listener in listeners:
+            listener.close()
         await runner.cleanup()

@@ -1,11 +1,11 @@
-"""The aiohttp application: middlewares, the native /v1 routes, /_ping, /metrics and the OpenAPI document."""
+"""The aiohttp application: middlewares, the native /v1 routes, the Docker routes, /metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from seabox import __version__
 from seabox.api.auth import TENANT, auth_middleware
+from seabox.api.body import LIMITS
 from seabox.api.common import CLOUD
 from seabox.api.docker import containers as docker_containers
 from seabox.api.docker import exec as docker_exec
@@ -13,8 +13,10 @@ from seabox.api.docker import images as docker_images
 from seabox.api.docker import system as docker_system
 from seabox.api.docker import volumes as docker_volumes
 from seabox.api.docker.routing import add_fallback, docker_headers
-from seabox.api.errors import error_middleware
+from seabox.api.errors import REDACTED, error_middleware
+from seabox.api.metrics import metrics
 from seabox.api.openapi import build_openapi
+from seabox.api.ratelimit import rate_limit_middleware
 from seabox.api.v1 import containers, images, system, volumes
 from seabox.services.cloud import Cloud
 
@@ -23,29 +25,16 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(build_openapi())
 
 
-async def metrics(request: web.Request) -> web.Response:
-    c = request.app[CLOUD]
-    all_containers = c.store.list_containers()
-    states: dict[str, int] = {}
-    for item in all_containers:
-        states[item.status.state] = states.get(item.status.state, 0) + 1
-    lines = [
-        "# HELP seabox_info Seabox server version.",
-        "# TYPE seabox_info gauge",
-        f'seabox_info{{version="{__version__}",node="{c.agent.name}"}} 1',
-        "# HELP seabox_containers Containers on this server by state.",
-        "# TYPE seabox_containers gauge",
-        *(f'seabox_containers{{state="{s}"}} {n}' for s, n in sorted(states.items())),
-        "# HELP seabox_tenants Tenants.",
-        "# TYPE seabox_tenants gauge",
-        f"seabox_tenants {len(c.store.list_tenants())}",
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-
 def create_app(cloud: Cloud) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1 << 40)
+    limits = cloud.cfg.api
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware(limits), auth_middleware],
+        client_max_size=limits.max_body_bytes,
+    )
     app[CLOUD] = cloud
+    app[LIMITS] = limits
+    app[REDACTED] = {str(cloud.cfg.data_dir): "DATA_DIR", str(cloud.cfg.data_dir.resolve()): "DATA_DIR",
+                     str(cloud.cfg.run_dir): "RUN_DIR"}
     app[TENANT] = cloud.store
     app[docker_exec.SESSIONS] = {}
     app.router.add_get("/v1/openapi.json", openapi)

@@ -7,23 +7,32 @@ import re
 from aiohttp import web
 
 from seabox.api.errors import Handler
-from seabox.errors import NotFound, Unauthorized
+from seabox.errors import InvalidArgument, NotFound, Unauthorized
 from seabox.model.tenant import Tenant
 from seabox.store.repo import Store
 from seabox.tls import peer_common_name
 
 TENANT = web.AppKey("tenant_lookup", Store)
-PUBLIC_PATHS = ("/_ping", "/version", "/v1/openapi.json", "/metrics")  # nothing tenant-specific
+# nothing tenant-specific; /metrics checks the operator's own token (api/metrics.py)
+PUBLIC_PATHS = ("/_ping", "/version", "/v1/openapi.json", "/metrics")
+_KEY = re.compile(r"[!-~]+")  # printable ASCII, no spaces
+
+
+def _checked(key: str, header: str) -> str:
+    if not _KEY.fullmatch(key):
+        raise InvalidArgument(f"the {header} header must be printable ASCII (an API key)", field=header)
+    return key
 
 
 def request_key(request: web.Request) -> str | None:
+    """The credential the request carries in X-Api-Key or Authorization: Bearer (400 when it is not a key's form)."""
     key = request.headers.get("X-Api-Key")
-    if key:
-        return key.strip()
+    if key and key.strip():
+        return _checked(key.strip(), "X-Api-Key")
     auth = request.headers.get("Authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        return _checked(value.strip(), "Authorization")
     return None
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from seabox.api.auth import tenant_of
+from seabox.api.body import json_body, spool_upload
 from seabox.errors import InvalidArgument
 from seabox.model.image import Image
 from seabox.services.cloud import Cloud
@@ -25,13 +26,7 @@ def cloud(request: web.Request) -> Cloud:
 
 async def body(request: web.Request, model: type[M]) -> M:
     """The JSON body validated as MODEL (400 naming the field on any problem)."""
-    raw = await request.read()
-    if not raw:
-        return model.model_validate({})
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise InvalidArgument("request body must be a JSON object")
-    return model.model_validate(data)
+    return model.model_validate(await json_body(request))
 
 
 def flag(request: web.Request, name: str, default: bool = False) -> bool:
@@ -45,14 +40,31 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
     raise InvalidArgument(f"query parameter {name} must be true or false, got {value!r}", field=name)
 
 
+MAX_QUERY_NUMBER = 1e11  # past any timeout, count or unix time (year 5138) a client means
+
+
 def number(request: web.Request, name: str, default: float | None = None) -> float | None:
+    """A numeric query parameter: finite and within +-MAX_QUERY_NUMBER, else a 400 naming it."""
     value = request.query.get(name)
     if value is None or value == "":
         return default
     try:
-        return float(value)
+        parsed = float(value)
     except ValueError:
         raise InvalidArgument(f"query parameter {name} must be a number, got {value!r}", field=name) from None
+    if not abs(parsed) <= MAX_QUERY_NUMBER:  # also false for nan
+        raise InvalidArgument(f"query parameter {name} must be a finite number of at most {MAX_QUERY_NUMBER:g}, "
+                              f"got {value!r}", field=name)
+    return parsed
+
+
+def integer(request: web.Request, name: str, maximum: int) -> int:
+    """A whole-number query parameter from 0 to MAXIMUM (0 when absent)."""
+    value = number(request, name) or 0
+    if value != int(value) or not 0 <= value <= maximum:
+        raise InvalidArgument(f"query parameter {name} must be a whole number from 0 to {maximum}, "
+                              f"got {request.query.get(name)!r}", field=name)
+    return int(value)
 
 
 def dump(model: BaseModel | list[Any] | dict[str, Any], status: int = 200) -> web.Response:
@@ -72,9 +84,7 @@ async def import_uploaded_archive(request: web.Request) -> list[Image]:
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         path = Path(tmp) / "archive.tar"
-        with open(path, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                f.write(chunk)
+        await spool_upload(request, path)
         return await c.images.import_archive(tenant_of(request), path)
 
 

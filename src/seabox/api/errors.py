@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -14,10 +13,31 @@ from seabox.errors import SeaboxError, validation_error
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# server paths (data dir, run dir) -> the words an error message shows instead
+REDACTED = web.AppKey("redacted_paths", dict)
+CLOSE_AFTER = (408, 413)  # the rest of the body is not read: the connection cannot carry another request
 
 
-def error_response(status: int, body: dict[str, str]) -> web.Response:
-    return web.json_response(body, status=status)
+def error_response(status: int, body: dict[str, str], headers: dict[str, str] | None = None) -> web.Response:
+    response = web.json_response(body, status=status, headers=headers)
+    if status in CLOSE_AFTER:
+        response.force_close()
+    return response
+
+
+def redact(message: str, paths: dict[str, str]) -> str:
+    """MESSAGE with every server path in PATHS replaced by its placeholder (longest first)."""
+    for path in sorted(paths, key=len, reverse=True):
+        message = message.replace(path, paths[path])
+    return message
+
+
+def _seabox_error(request: web.Request, exc: SeaboxError) -> web.Response:
+    body = exc.to_json()
+    if exc.status >= 500:
+        log.warning("%s %s failed: %s", request.method, request.path, exc.message)
+    body["message"] = redact(exc.message, request.app.get(REDACTED, {}))
+    return error_response(exc.status, body, exc.headers())
 
 
 @web.middleware
@@ -27,11 +47,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except SeaboxError as exc:
         if exc.status == 304:
             return web.Response(status=304)
-        return error_response(exc.status, exc.to_json())
+        return _seabox_error(request, exc)
     except ValidationError as exc:
         return error_response(400, validation_error(exc).to_json())
-    except json.JSONDecodeError as exc:
-        return error_response(400, {"message": f"request body is not valid JSON: {exc}"})
     except web.HTTPException as exc:
         if exc.status >= 400 and not exc.text:
             return error_response(exc.status, {"message": exc.reason})

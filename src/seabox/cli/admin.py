@@ -163,6 +163,17 @@ def tenant_set(
     )
 
 
+@app.command("metrics-token")
+def metrics_token_cmd(
+    data_dir: Path = DATA_DIR_OPT,
+    rotate: bool = typer.Option(False, "--rotate", help="Replace the token (scrapers need the new one)."),
+) -> None:
+    """Print the operator's bearer token for GET /metrics, kept in DATA_DIR/metrics.token (mode 0600)."""
+    from seabox.api.metrics import metrics_token
+
+    print(metrics_token(data_dir, rotate))
+
+
 @tenant_app.command("ls")
 def tenant_ls(data_dir: Path = DATA_DIR_OPT) -> None:
     """List tenants with their runtime classes (- = the operator's defaults)."""

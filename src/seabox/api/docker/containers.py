@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
-from seabox.api.common import cloud, flag, number
+from seabox.api.common import cloud, flag, integer, number
 from seabox.api.docker import translate
 from seabox.api.docker.hijack import Stream, client_gone
 from seabox.api.docker.routing import DockerRoutes, query_filters
+from seabox.api.docker.schema import ContainerCreateBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotModified
 from seabox.model.container import Container
 from seabox.node.runtime.attach import AttachStream
 from seabox.node.runtime.base import Stats
 
 routes = DockerRoutes()
+MAX_TERMINAL = 65535  # rows or columns of a terminal (ioctl TIOCSWINSZ takes 16 bits)
+TAIL = re.compile(r"-?[0-9]{1,18}")
 
 
 def _ref(request: web.Request) -> str:
@@ -62,8 +66,7 @@ async def list_containers(request: web.Request) -> web.Response:
 
 @routes.post("/containers/create")
 async def create(request: web.Request) -> web.Response:
-    raw = await request.read()
-    body = json.loads(raw) if raw else {}
+    body = await docker_body(request, ContainerCreateBody)
     req = translate.create_request(body, request.query.get("name"))
     container = await cloud(request).containers.create(tenant_of(request), req)
     return web.json_response({"Id": container.id, "Warnings": []}, status=201)
@@ -90,9 +93,10 @@ async def start(request: web.Request) -> web.Response:
 async def stop(request: web.Request) -> web.Response:
     svc = cloud(request).containers
     tenant = tenant_of(request)
+    timeout = number(request, "t")
     if svc.get(tenant, _ref(request)).status.state not in ("running", "restarting"):
         raise NotModified("already stopped")
-    await svc.stop(tenant, _ref(request), number(request, "t"), request.query.get("signal"))
+    await svc.stop(tenant, _ref(request), timeout, request.query.get("signal"))
     return web.Response(status=204)
 
 
@@ -157,16 +161,16 @@ def _wanted_streams(request: web.Request) -> set[str]:
 @routes.get("/containers/{id}/logs")
 async def logs(request: web.Request) -> web.StreamResponse:
     svc = cloud(request).containers
-    c = svc.get(tenant_of(request), _ref(request))
     streams = _wanted_streams(request)
     if not streams:
         raise InvalidArgument("you must choose at least one stream (stdout or stderr)", field="stdout")
     tail_text = request.query.get("tail", "all")
-    if tail_text not in ("all", "") and not tail_text.lstrip("-").isdigit():
+    if tail_text not in ("all", "") and not TAIL.fullmatch(tail_text):
         raise InvalidArgument(f"tail must be a number or 'all', got {tail_text!r}", field="tail")
     tail = None if tail_text in ("all", "") or int(tail_text) < 0 else int(tail_text)
     since = number(request, "since") or None
     timestamps = flag(request, "timestamps")
+    c = svc.get(tenant_of(request), _ref(request))
     out = await Stream(request, multiplexed=not c.spec.tty).open()
     try:
         entries = svc.logs(tenant_of(request), c.id, follow=flag(request, "follow"), tail=tail, since=since)
@@ -235,7 +239,7 @@ async def _pump(out: Stream, conn: AttachStream, streams: set[str], stdin: bool)
 
 @routes.post("/containers/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
-    h, w = int(number(request, "h") or 0), int(number(request, "w") or 0)
+    h, w = integer(request, "h", MAX_TERMINAL), integer(request, "w", MAX_TERMINAL)
     cloud(request).containers.resize(tenant_of(request), _ref(request), h, w)
     return web.Response(status=200)
 

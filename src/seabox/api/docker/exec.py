@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
-from seabox.api.common import cloud, number
+from seabox.api.common import cloud, integer
+from seabox.api.docker.containers import MAX_TERMINAL
 from seabox.api.docker.hijack import Stream
 from seabox.api.docker.routing import DockerRoutes
+from seabox.api.docker.schema import ExecCreateBody, ExecStartBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.runtime import NO_TERMINAL_EXEC
 from seabox.node.runtime.exec import ExecProcess
@@ -59,20 +59,10 @@ def _session(request: web.Request) -> ExecSession:
     return session
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    body = json.loads(raw) if raw else {}
-    if not isinstance(body, dict):
-        raise InvalidArgument("request body must be a JSON object")
-    return body
-
-
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await docker_body(request, ExecCreateBody)
     cmd = body.get("Cmd")
-    if isinstance(cmd, str):
-        cmd = [cmd]
     if not cmd:
         raise InvalidArgument("Cmd is required: no command to run", field="Cmd")
     if body.get("Privileged"):
@@ -111,7 +101,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.post("/exec/{id}/start")
 async def start(request: web.Request) -> web.StreamResponse:
     session = _session(request)
-    body = await _json(request)
+    body = await docker_body(request, ExecStartBody)
     if session.running or session.exit_code is not None:
         raise Conflict(f"exec {session.id[:12]} has already been started")
     tty = bool(body.get("Tty", session.tty))
@@ -199,5 +189,5 @@ async def resize(request: web.Request) -> web.Response:
     s = _session(request)
     if s.process is None or not s.running:
         raise Conflict(f"exec {s.id[:12]} is not running")
-    s.process.resize(int(number(request, "h") or 0), int(number(request, "w") or 0))
+    s.process.resize(integer(request, "h", MAX_TERMINAL), integer(request, "w", MAX_TERMINAL))
     return web.Response(status=200)

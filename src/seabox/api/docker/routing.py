@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from seabox import __version__
+from seabox.api.body import parse_json
 from seabox.errors import InvalidArgument, NotImplementedYet
 
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
 VERSION_PREFIX = r"/{api_version:v\d+\.\d+}"
+MAX_FILTER_DEPTH = 3  # {"label": {"a=b": true}}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,13 +54,10 @@ def query_filters(request: web.Request) -> dict[str, list[str]]:
     raw = request.query.get("filters")
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidArgument("filters must be a JSON object", field="filters") from None
+    data = parse_json(raw, MAX_FILTER_DEPTH, "query parameter filters", "filters")
     if not isinstance(data, dict):
         raise InvalidArgument("filters must be a JSON object", field="filters")
-    return {k: list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in data.items()}
+    return {k: [str(x) for x in v] if isinstance(v, (list, dict)) else [str(v)] for k, v in data.items()}
 
 
 async def docker_headers(request: web.Request, response: web.StreamResponse) -> None:

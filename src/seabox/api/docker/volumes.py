@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -11,6 +10,7 @@ from aiohttp import web
 from seabox.api.auth import tenant_of
 from seabox.api.common import cloud
 from seabox.api.docker.routing import DockerRoutes
+from seabox.api.docker.schema import VolumeCreateBody, docker_body
 from seabox.api.docker.translate import rfc3339
 from seabox.errors import InvalidArgument, NotFound
 from seabox.model.tenant import Tenant
@@ -41,8 +41,7 @@ async def list_volumes(request: web.Request) -> web.Response:
 
 @routes.post("/volumes/create")
 async def create(request: web.Request) -> web.Response:
-    raw = await request.read()
-    body = json.loads(raw) if raw else {}
+    body = await docker_body(request, VolumeCreateBody)
     if body.get("Driver") not in (None, "", "local"):
         raise InvalidArgument(f"volume driver {body['Driver']!r} is not supported: use local", field="Driver")
     opts = body.get("DriverOpts") or {}

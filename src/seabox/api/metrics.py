@@ -1,0 +1,72 @@
+"""The operator's /metrics (Prometheus text), readable only with the metrics token kept in DATA_DIR/metrics.token."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from seabox import __version__
+from seabox.api.auth import TENANT, request_key
+from seabox.api.common import CLOUD
+from seabox.errors import Forbidden, Unauthorized
+
+TOKEN_FILE = "metrics.token"
+
+
+class MissingCredential(Unauthorized):
+    """No metrics token: the 401 tells a scraper how to authenticate."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="seabox metrics"'}
+
+
+def metrics_token(data_dir: Path, rotate: bool = False) -> str:
+    """The operator's metrics token, created (mode 0600) on first use or when ROTATE is set."""
+    path = data_dir / TOKEN_FILE
+    if rotate or not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
+def _check_operator(request: web.Request) -> None:
+    presented = request_key(request)
+    if presented is None:
+        raise MissingCredential("/metrics needs the operator's metrics token: Authorization: Bearer TOKEN "
+                                "(`seabox admin metrics-token` prints it)")
+    token = metrics_token(request.app[CLOUD].cfg.data_dir)
+    if hmac.compare_digest(presented.encode(), token.encode()):
+        return
+    if request.app[TENANT].tenant_for_key(presented) is not None:
+        raise Forbidden("/metrics is for the operator: tenant API keys cannot read it")
+    raise Unauthorized("invalid metrics token")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    _check_operator(request)
+    c = request.app[CLOUD]
+    states: dict[str, int] = {}
+    for item in c.store.list_containers():
+        states[item.status.state] = states.get(item.status.state, 0) + 1
+    lines = [
+        "# HELP seabox_info Seabox server version.",
+        "# TYPE seabox_info gauge",
+        f'seabox_info{{version="{__version__}",node="{c.agent.name}"}} 1',
+        "# HELP seabox_containers Containers on this server by state.",
+        "# TYPE seabox_containers gauge",
+        *(f'seabox_containers{{state="{s}"}} {n}' for s, n in sorted(states.items())),
+        "# HELP seabox_tenants Tenants.",
+        "# TYPE seabox_tenants gauge",
+        f"seabox_tenants {len(c.store.list_tenants())}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
