@@ -46,8 +46,8 @@ def test_requests_without_or_with_a_wrong_key_get_401(server: Server) -> None:
     assert r.status_code == 200
 
 
-def test_run_logs_exit_code_and_events(api: Api, busybox_image: str) -> None:
-    alice = api("alice")
+def test_run_logs_exit_code_and_events(api_each_class: Api, busybox_image: str) -> None:
+    alice = api_each_class("alice")
     pull(alice, busybox_image)
     c = run(alice, busybox_image, ["sh", "-c", "echo out; echo err >&2; exit 3"], size="s1")
     assert wait(alice, c["id"]) == 3
@@ -61,8 +61,8 @@ def test_run_logs_exit_code_and_events(api: Api, busybox_image: str) -> None:
     assert actions == ["create", "start", "die"]
 
 
-def test_stop_start_restart_kill_and_remove(api: Api, busybox_image: str) -> None:
-    alice = api("alice")
+def test_stop_start_restart_kill_and_remove(api_each_class: Api, busybox_image: str) -> None:
+    alice = api_each_class("alice")
     pull(alice, busybox_image)
     c = run(alice, busybox_image, ["sleep", "300"], name=f"sleeper-{uuid.uuid4().hex[:6]}")
     prefix = c["id"][:10]
@@ -79,8 +79,8 @@ def test_stop_start_restart_kill_and_remove(api: Api, busybox_image: str) -> Non
     assert alice.get(f"/v1/containers/{c['name']}").status_code == 404
 
 
-def test_exec_returns_output_and_exit_code(api: Api, busybox_image: str) -> None:
-    alice = api("alice")
+def test_exec_returns_output_and_exit_code(api_each_class: Api, busybox_image: str) -> None:
+    alice = api_each_class("alice")
     pull(alice, busybox_image)
     c = run(alice, busybox_image, ["sleep", "300"], env=["GREETING=hello"])
     r = alice.post(f"/v1/containers/{c['id']}/exec", json={"cmd": ["sh", "-c", "echo $GREETING; exit 7"]})
@@ -116,8 +116,8 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Api, bus
     assert len(after) == len(before) + 1
 
 
-def test_tenants_do_not_see_each_other(api: Api, busybox_image: str) -> None:
-    alice, bob = api("alice"), api("bob")
+def test_tenants_do_not_see_each_other(api_each_class: Api, busybox_image: str) -> None:
+    alice, bob = api_each_class("alice"), api_each_class("bob")
     pull(alice, busybox_image)
     c = run(alice, busybox_image, ["sleep", "300"])
     assert bob.get(f"/v1/containers/{c['id']}").status_code == 404
@@ -130,8 +130,8 @@ def test_tenants_do_not_see_each_other(api: Api, busybox_image: str) -> None:
     assert all(e["resource_id"] != c["id"] for e in map(json.loads, bob.get("/v1/events").text.splitlines()))
 
 
-def test_volume_data_outlives_the_container_and_rm_refuses_while_in_use(api: Api, busybox_image: str) -> None:
-    alice = api("alice")
+def test_volume_data_outlives_the_container_and_rm_refuses_while_in_use(api_each_class: Api, busybox_image: str) -> None:
+    alice = api_each_class("alice")
     pull(alice, busybox_image)
     vol = f"data-{uuid.uuid4().hex[:6]}"
     assert alice.post("/v1/volumes", json={"name": vol, "size": "1GiB"}).status_code == 201
@@ -149,8 +149,8 @@ def test_volume_data_outlives_the_container_and_rm_refuses_while_in_use(api: Api
     assert alice.get(f"/v1/volumes/{vol}").status_code == 404
 
 
-def test_memory_limit_oom_kills_and_shows_it(api: Api, busybox_image: str) -> None:
-    alice = api("alice")
+def test_memory_limit_oom_kills_and_shows_it(api_each_class: Api, busybox_image: str) -> None:
+    alice = api_each_class("alice")
     pull(alice, busybox_image)
     # s1 = 64 MiB; a shell variable of ~100 MiB cannot fit
     c = run(alice, busybox_image, ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"], size="s1")

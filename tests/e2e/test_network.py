@@ -22,8 +22,8 @@ def fetch(client: httpx.Client, image: str, target: str) -> tuple[int, str]:
     return code, out
 
 
-def test_same_tenant_reaches_by_address_and_name_other_tenant_cannot(api: Api, busybox_image: str) -> None:
-    alice, bob = api("alice"), api("bob")
+def test_same_tenant_reaches_by_address_and_name_other_tenant_cannot(api_each_class: Api, busybox_image: str) -> None:
+    alice, bob = api_each_class("alice"), api_each_class("bob")
     pull(alice, busybox_image)
     pull(bob, busybox_image)
     web = run(alice, busybox_image, SERVE, name="web")
@@ -38,8 +38,8 @@ def test_same_tenant_reaches_by_address_and_name_other_tenant_cannot(api: Api, b
     assert code != 0
 
 
-def test_addresses_are_distinct_and_inspect_shows_them(api: Api, busybox_image: str) -> None:
-    alice = api("alice")
+def test_addresses_are_distinct_and_inspect_shows_them(api_each_class: Api, busybox_image: str) -> None:
+    alice = api_each_class("alice")
     pull(alice, busybox_image)
     a = run(alice, busybox_image, ["sleep", "300"])
     b = run(alice, busybox_image, ["sleep", "300"])
