@@ -14,12 +14,17 @@ SERVE = ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && 
 
 
 def fetch(client: httpx.Client, image: str, target: str) -> tuple[int, str]:
-    # not exec'd directly: PID 1 ignores timeout's SIGTERM, so sh stays PID 1 and wget is its child
-    c = run(client, image, ["sh", "-c", f"timeout 3 wget -q -O - http://{target}:8080/index.html; exit $?"])
+    """(exit code, page body) of an HTTP GET from a new container of the client's tenant.
+
+    busybox nc rather than wget: Debian's runsc (host networking) breaks busybox wget's reads (EAGAIN).
+    """
+    # not exec'd directly: PID 1 ignores timeout's SIGTERM, so sh stays PID 1 and nc is its child
+    get = f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | timeout 3 nc {target} 8080; exit $?"
+    c = run(client, image, ["sh", "-c", get])
     code = wait(client, c["id"])
     out = "".join(e["data"] for e in logs(client, c["id"]) if e["stream"] == "stdout")
     client.delete(f"/v1/containers/{c['id']}")
-    return code, out
+    return code, out.rpartition("\r\n\r\n")[2]
 
 
 def test_same_tenant_reaches_by_address_and_name_other_tenant_cannot(api_each_class: Api, busybox_image: str) -> None:
