@@ -135,7 +135,7 @@ def bare_runsc_starts(layout: Path, workdir: Path) -> list[float]:
 def seabox_starts(client: httpx.Client, image: str, runtime: str = "runc", count: int = STARTS) -> list[float]:
     """POST /v1/containers?start=true until the answer says running (the process has been started)."""
     times = []
-    body = {"image": image, "cmd": ["sleep", "300"], "runtime_class": runtime}
+    body = {"image": image, "cmd": ["sleep", "300"], "runtime_class": runtime, "size": "s1"}
     for _ in range(count):
         t0 = time.perf_counter()
         r = client.post("/v1/containers", params={"start": "true"}, json=body)
