@@ -69,9 +69,9 @@ def test_volume_size_is_enforced_and_its_mounts_are_nosuid_nodev(
     # the loop device detaches once the kernel has dropped the removed containers' mount namespaces,
     # which it does asynchronously: give a loaded host a moment
     deadline = time.monotonic() + 10
-    while loops_under(server.data_dir / "volumes") and time.monotonic() < deadline:
+    while loops_under(volume_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert loops_under(server.data_dir / "volumes") == []
+    assert loops_under(volume_dir) == []
 
 
 def test_volume_sizes_out_of_range_are_refused(api: Api) -> None:

@@ -119,7 +119,8 @@ class NodeAgent:
         (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
         image = self.images.get(c.spec.image_id)
         lower = image.rootfs if base is None else await self.images.mapped_rootfs(image.id, base)
-        await asyncio.to_thread(mount_overlay, lower, bundle, get_size(c.spec.size).disk_bytes, base or 0)
+        disk = get_size(c.spec.size).disk_bytes
+        await asyncio.to_thread(mount_overlay, lower, bundle, disk, base or 0, self.root / "disk-templates")
         if c.status.ip and base is None:
             await asyncio.to_thread(self.network.attach, c.id, p.tenant_index, IPv4Address(c.status.ip))
         hosts = self.hosts_file(p.tenant_index)

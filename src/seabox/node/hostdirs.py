@@ -13,7 +13,7 @@ ROOT_ONLY = 0o700
 # A directory that one tenant's mapped root may enter (group = its host gid), nobody else.
 TENANT_ENTRY = 0o710
 _TRAVERSED = ("containers", "tenants", "volumes")
-_PRIVATE = ("images",)
+_PRIVATE = ("images", "disk-templates")
 
 
 def secure_data_dir(data_dir: Path) -> None:

@@ -41,10 +41,45 @@ def _make_image(image: Path, size: int) -> None:
         scratch.unlink(missing_ok=True)
 
 
-def ensure_mounted(image: Path, mountpoint: Path, size: int | None) -> None:
+def _copy_sparse(source: Path, target: Path, size: int) -> None:
+    """Copy SOURCE's data extents into a new sparse TARGET of SIZE bytes (holes stay holes)."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        dst.truncate(size)
+        offset = 0
+        while True:
+            try:
+                start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data past offset
+                return
+            end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
+            while start < end:
+                copied = os.copy_file_range(src.fileno(), dst.fileno(), end - start, start, start)
+                if copied <= 0:
+                    raise RuntimeFailure(f"cannot copy {source} to {target}")
+                start += copied
+            offset = end
+
+
+def _from_template(image: Path, size: int, templates: Path) -> None:
+    """Make IMAGE a copy of the empty ext4 of SIZE bytes kept in TEMPLATES (made once, by mkfs)."""
+    template = templates / f"ext4-{size}.img"
+    if not template.exists():
+        templates.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_image(template, size)
+    scratch = image.with_name(image.name + ".new")
+    image.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _copy_sparse(template, scratch, size)
+        os.rename(scratch, image)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def ensure_mounted(image: Path, mountpoint: Path, size: int | None, templates: Path | None = None) -> None:
     """Mount IMAGE at MOUNTPOINT unless already mounted (idempotent, so re-adoption after a crash works).
 
-    Without an image yet, one of SIZE bytes is made first; size None means it must exist already.
+    Without an image yet, one of SIZE bytes is made first: a copy of an empty one kept in TEMPLATES
+    if given (a few ms instead of ~45 ms of mkfs); size None means it must exist already.
     """
     with _lock:
         if mountpoint.is_dir() and is_mounted(mountpoint):
@@ -52,7 +87,10 @@ def ensure_mounted(image: Path, mountpoint: Path, size: int | None) -> None:
         if not image.exists():
             if size is None:
                 raise NotFound(f"no filesystem image at {image}")
-            _make_image(image, size)
+            if templates is None:
+                _make_image(image, size)
+            else:
+                _from_template(image, size, templates)
         mountpoint.mkdir(parents=True, exist_ok=True)
         _run(["mount", "-t", "ext4", "-o", _MOUNT_OPTIONS, str(image), str(mountpoint)])
 

@@ -24,14 +24,17 @@ def _checked(path: Path) -> str:
     return resolved
 
 
-def mount_overlay(lower: Path, container_dir: Path, disk_bytes: int, owner: int = 0) -> Path:
+def mount_overlay(
+    lower: Path, container_dir: Path, disk_bytes: int, owner: int = 0, templates: Path | None = None
+) -> Path:
     """Mount lower (read-only) under the container's upper dir at container_dir/rootfs; return that path.
 
     The upper dir sits on container_dir/disk.img (DISK_BYTES, made on first use, mounted at
     container_dir/disk) and keeps the container's changes across unmounts. Calling this again
     while everything is mounted just returns the mount point. Both mounts are nosuid,nodev, so no
     tenant file is a setuid program or a device for the host (containers get devices from /dev).
-    The upper dir belongs to host uid and gid owner (the container's root in its user namespace).
+    The upper dir belongs to host uid and gid owner (the container's root in its user namespace);
+    templates holds the empty disk images new ones are copied from (see loopfs.ensure_mounted).
     """
     merged = container_dir / "rootfs"
     if merged.exists() and is_mounted(merged):
@@ -39,7 +42,7 @@ def mount_overlay(lower: Path, container_dir: Path, disk_bytes: int, owner: int 
     if not lower.is_dir():
         raise InvalidArgument(f"image rootfs {lower} is not a directory")
     disk = container_dir / "disk"
-    loopfs.ensure_mounted(container_dir / "disk.img", disk, disk_bytes)
+    loopfs.ensure_mounted(container_dir / "disk.img", disk, disk_bytes, templates)
     upper = loopfs.tenant_root(disk / "upper", owner)
     (disk / "work").mkdir(exist_ok=True)
     merged.mkdir(exist_ok=True)
