@@ -226,32 +226,35 @@ class NodeAgent:
         return self.runtime_of(cid).exit_status(self.bundle(cid), cid)
 
     async def kill(self, cid: str, signal: int | str) -> None:
-        if await self.runtime_of(cid).state(cid) not in ("running", "paused"):
+        runtime = self.runtime_of(cid)
+        if await runtime.state(cid) not in ("running", "paused"):
             raise Conflict(f"container {cid[:12]} is not running")
-        await self.runtime_of(cid).kill(cid, signal)
+        await runtime.kill(cid, signal)
 
     async def stop(self, cid: str, timeout: float, signal: int | str) -> None:
         """SIGNAL, then SIGKILL after TIMEOUT seconds; returns once the process is gone."""
-        if await self.runtime_of(cid).state(cid) not in ("running", "paused", "created"):
+        runtime = self.runtime_of(cid)
+        if await runtime.state(cid) not in ("running", "paused", "created"):
             return
         try:
-            await self.runtime_of(cid).kill(cid, signal)
-            await asyncio.wait_for(self.runtime_of(cid).wait_exit(self.bundle(cid), cid), timeout)
+            await runtime.kill(cid, signal)
+            await asyncio.wait_for(runtime.wait_exit(self.bundle(cid), cid), timeout)
         except (TimeoutError, Conflict):
             pass
-        if await self.runtime_of(cid).state(cid) in ("running", "paused", "created"):
-            await self.runtime_of(cid).kill(cid, "KILL")
-            await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
+        if await runtime.state(cid) in ("running", "paused", "created"):
+            await runtime.kill(cid, "KILL")
+            await runtime.wait_exit(self.bundle(cid), cid)
 
     async def remove(self, cid: str) -> None:
         """Everything the container had on this node: runtime state, netns, rootfs, bundle."""
         watcher = self._watchers.pop(cid, None)
         if watcher:
             watcher.cancel()
-        if await self.runtime_of(cid).state(cid) in ("running", "paused", "created"):
-            await self.runtime_of(cid).kill(cid, "KILL")
-            await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
-        await self.runtime_of(cid).delete(cid)
+        runtime = self.runtime_of(cid)
+        if await runtime.state(cid) in ("running", "paused", "created"):
+            await runtime.kill(cid, "KILL")
+            await runtime.wait_exit(self.bundle(cid), cid)
+        await runtime.delete(cid)
         await asyncio.to_thread(self.network.detach, cid)
         bundle = self.bundle(cid)
         await asyncio.to_thread(unmount_overlay, bundle)

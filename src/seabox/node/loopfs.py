@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from seabox.errors import NotFound, RuntimeFailure
@@ -28,17 +29,26 @@ def _run(argv: list[str]) -> None:
         raise RuntimeFailure(f"{argv[0]} {argv[-1]} failed: {reason}")
 
 
-def _make_image(image: Path, size: int) -> None:
-    """A sparse file of SIZE bytes holding an empty ext4, renamed into place once complete."""
+def _in_place(image: Path, fill: Callable[[Path], None]) -> None:
+    """Write IMAGE through fill(scratch file), renamed into place only once complete."""
     scratch = image.with_name(image.name + ".new")
     image.parent.mkdir(parents=True, exist_ok=True)
-    with open(scratch, "wb") as f:
-        f.truncate(size)
     try:
-        _run([*_MKFS, str(scratch)])
+        fill(scratch)
         os.rename(scratch, image)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def _make_image(image: Path, size: int) -> None:
+    """A sparse file of SIZE bytes holding an empty ext4, renamed into place once complete."""
+
+    def mkfs(scratch: Path) -> None:
+        with open(scratch, "wb") as f:
+            f.truncate(size)
+        _run([*_MKFS, str(scratch)])
+
+    _in_place(image, mkfs)
 
 
 def _copy_sparse(source: Path, target: Path, size: int) -> None:
@@ -66,13 +76,7 @@ def _from_template(image: Path, size: int, templates: Path) -> None:
     if not template.exists():
         templates.mkdir(mode=0o700, parents=True, exist_ok=True)
         _make_image(template, size)
-    scratch = image.with_name(image.name + ".new")
-    image.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _copy_sparse(template, scratch, size)
-        os.rename(scratch, image)
-    finally:
-        scratch.unlink(missing_ok=True)
+    _in_place(image, lambda scratch: _copy_sparse(template, scratch, size))
 
 
 def ensure_mounted(image: Path, mountpoint: Path, size: int | None, templates: Path | None = None) -> None:

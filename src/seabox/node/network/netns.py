@@ -69,14 +69,19 @@ def _share_dir(directory: Path) -> None:
         raise RuntimeFailure(f"cannot make {directory} a shared mount: {os.strerror(ctypes.get_errno())}")
 
 
-def create(path: Path) -> None:
-    """Make path a new, empty network namespace; keep it if it already is one, replace a stale file."""
-    if is_live(path):
-        return
+def _mount_point(path: Path) -> None:
+    """A fresh empty file at path, in a shared directory, for a namespace to be bind-mounted on."""
     path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     _share_dir(path.parent)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+
+
+def create(path: Path) -> None:
+    """Make path a new, empty network namespace; keep it if it already is one, replace a stale file."""
+    if is_live(path):
+        return
+    _mount_point(path)
 
     def unshare_and_bind() -> None:
         if _libc.unshare(CLONE_NEWNET) != 0:
@@ -106,10 +111,7 @@ def adopt(path: Path, pid: int) -> None:
         if path.stat().st_ino == wanted:
             return
         _umount(path)
-    path.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _share_dir(path.parent)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    _mount_point(path)
     if _libc.mount(source.encode(), os.fsencode(path), b"none", MS_BIND, None) != 0:
         err = ctypes.get_errno()
         path.unlink(missing_ok=True)
