@@ -255,7 +255,7 @@ def test_20000_half_sent_connections_neither_stop_ping_nor_flood_the_log(tight: 
         for flood in floods:
             assert flood.stdout is not None and flood.stdout.readline().strip() == "sent"
         all_open = time.monotonic()
-        time.sleep(HEADER_TIMEOUT + 2)
+        time.sleep(HEADER_TIMEOUT + 6)  # closing 20,000 sockets takes the 2-core server a few seconds
         stop.set()
         pinger.join()
         # while 20,000 connections are being opened (the floods and the server share 2 cores) a ping may wait
