@@ -221,6 +221,20 @@ class ApiConfig(BaseModel):
     rate_per_address: RateLimit = Field(default_factory=lambda: RateLimit(rate=1000, burst=5000))
 
 
+class NodesConfig(BaseModel):
+    """How the control plane judges its nodes."""
+
+    # a node whose last heartbeat is older than this many seconds is down
+    down_after: float = Field(30.0, gt=0)
+    # seconds between a node's heartbeats
+    heartbeat_interval: float = Field(5.0, gt=0)
+
+    @field_validator("down_after", "heartbeat_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float:
+        return parse_duration(v)
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -236,6 +250,7 @@ class ServerConfig(BaseModel):
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    nodes: NodesConfig = Field(default_factory=NodesConfig)
 
     @property
     def run_dir(self) -> Path:

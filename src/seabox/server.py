@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -12,7 +13,11 @@ from seabox.api.app import create_app
 from seabox.api.connections import guard_for, listen
 from seabox.api.metrics import metrics_token
 from seabox.config import ServerConfig
+from seabox.node.agent import NodeAgent
+from seabox.node.converger import Converger
+from seabox.node.local_link import LocalLink
 from seabox.services.cloud import Cloud
+from seabox.services.nodes import NodeHub
 from seabox.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -22,10 +27,16 @@ async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM; containers keep running after the server stops."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     metrics_token(cfg.data_dir)  # Prometheus reads it from DATA_DIR/metrics.token
-    cloud = Cloud.open(cfg)
+    agent = NodeAgent(cfg)
+    cloud = Cloud.open(cfg, LocalLink(agent))
     app = create_app(cloud)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
+    # the local node: watches its assignments in process, as a remote node does over HTTP
+    converger = Converger(agent, NodeHub(cloud.store, cloud.bus, cloud.containers))
+    adopted = asyncio.Event()
+    node_task = asyncio.create_task(converger.run(adopted), name="local-node")
+    await adopted.wait()
     guard = guard_for(cfg.api)
     host, port = cfg.host_port
     listeners = [await listen(runner, guard, host, port)]
@@ -46,4 +57,8 @@ async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None) -> None:
     finally:
         for listener in listeners:
             listener.close()
+        node_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await node_task
+        await converger.close()
         await runner.cleanup()

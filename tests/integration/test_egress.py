@@ -16,7 +16,8 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
 from seabox.config import NetworkConfig
-from seabox.node.network import ipam, nft
+from seabox.model import ipam
+from seabox.node.network import nft
 from seabox.node.network.manager import Attachment, NodeNetwork
 from tests.integration.test_network import cid, echo_peer, free_port, outside_netns, probe
 

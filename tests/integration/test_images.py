@@ -15,7 +15,8 @@ from seabox.config import RegistryConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, UpstreamError
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.mounts import is_mounted
-from seabox.node.images.store import ImageStore, PullProgress
+from seabox.node.images.store import ImageStore
+from seabox.protocol.images import PullProgress
 from tests.fixtures.mounts import loops_under, mounts_under
 
 pytestmark = [
@@ -73,8 +74,8 @@ async def test_pull_reports_progress_and_unpacks(store: ImageStore, busybox_imag
     assert info.config.entrypoint is None
     assert info.architecture == "amd64" and info.os == "linux"
     assert info.created is not None
-    assert (info.rootfs / "bin" / "busybox").stat().st_size == info.size - _small_files(info.rootfs)
-    assert os.readlink(info.rootfs / "bin" / "sh") == "busybox"
+    assert (store.rootfs(info.id) / "bin" / "busybox").stat().st_size == info.size - _small_files(store.rootfs(info.id))
+    assert os.readlink(store.rootfs(info.id) / "bin" / "sh") == "busybox"
     assert list((store.root / "tmp").iterdir()) == []
 
 
@@ -136,13 +137,13 @@ async def test_remove_untags_then_deletes(store: ImageStore, registry: str, busy
     assert store.get(info.id).repo_tags == [busybox_image]
     with pytest.raises(Conflict, match="in use"):
         await store.remove(busybox_image, in_use={info.id})
-    assert info.rootfs.is_dir()
+    assert store.rootfs(info.id).is_dir()
 
     await store.remove(busybox_image)
     with pytest.raises(NotFound):
         store.get(info.id)
     assert store.list() == []
-    assert not info.rootfs.exists()
+    assert not store.rootfs(info.id).exists()
     assert list((store.root / "oci" / "blobs" / "sha256").iterdir()) == []
     with pytest.raises(NotFound):
         await store.remove(busybox_image)
@@ -178,7 +179,7 @@ async def test_import_oci_archive(store: ImageStore, busybox_oci_archive: Path) 
     [info] = await store.import_archive(busybox_oci_archive)
     assert info.repo_tags == ["docker.io/library/busybox:oci"]
     assert store.get("busybox:oci").id == info.id
-    assert (info.rootfs / "bin" / "busybox").is_file()
+    assert (store.rootfs(info.id) / "bin" / "busybox").is_file()
     assert info.config.cmd == ["sh"]
 
 
@@ -187,7 +188,7 @@ async def test_import_docker_archive(
 ) -> None:
     [tagged] = await store.import_archive(busybox_docker_archive)
     assert tagged.repo_tags == ["docker.io/library/busybox:imported"]
-    assert (tagged.rootfs / "bin" / "sh").is_symlink()
+    assert (store.rootfs(tagged.id) / "bin" / "sh").is_symlink()
 
     untagged_archive = tmp_path / "untagged.tar"
     subprocess.run(
@@ -250,15 +251,15 @@ async def test_overlay_keeps_lower_layer_untouched(
 ) -> None:
     info = await store.pull(busybox_image)
     container_dir = containers / "c1"
-    merged = mount_overlay(info.rootfs, container_dir, DISK)
+    merged = mount_overlay(store.rootfs(info.id), container_dir, DISK)
     assert merged == container_dir / "rootfs"
     assert is_mounted(merged)
-    assert mount_overlay(info.rootfs, container_dir, DISK) == merged  # idempotent
+    assert mount_overlay(store.rootfs(info.id), container_dir, DISK) == merged  # idempotent
 
     (merged / "hello.txt").write_text("hi")
     (merged / "bin" / "cat").unlink()
-    assert not (info.rootfs / "hello.txt").exists()
-    assert (info.rootfs / "bin" / "cat").is_symlink()
+    assert not (store.rootfs(info.id) / "hello.txt").exists()
+    assert (store.rootfs(info.id) / "bin" / "cat").is_symlink()
     assert (container_dir / "disk" / "upper" / "hello.txt").read_text() == "hi"
     assert (merged / "bin" / "busybox").is_file()
 
@@ -267,7 +268,7 @@ async def test_overlay_keeps_lower_layer_untouched(
     assert mounts_under(containers) == [] and loops_under(containers) == []
     unmount_overlay(container_dir)  # idempotent
 
-    mount_overlay(info.rootfs, container_dir, DISK)
+    mount_overlay(store.rootfs(info.id), container_dir, DISK)
     assert (merged / "hello.txt").read_text() == "hi"  # the upper layer outlives a remount
     assert not (merged / "bin" / "cat").exists()
 
@@ -284,7 +285,7 @@ async def test_rootfs_writes_stop_at_the_disk_size(
 ) -> None:
     info = await store.pull(busybox_image)
     container_dir = containers / "small"
-    merged = mount_overlay(info.rootfs, container_dir, 32 << 20)
+    merged = mount_overlay(store.rootfs(info.id), container_dir, 32 << 20)
     assert {"nosuid", "nodev"} <= _mount_options(merged)
     assert {"nosuid", "nodev"} <= _mount_options(container_dir / "disk")
     assert (container_dir / "disk.img").stat().st_blocks * 512 < 8 << 20  # sparse until written

@@ -20,7 +20,8 @@ from pyroute2 import netns as pr_netns
 
 from seabox.config import NetworkConfig
 from seabox.errors import Conflict, InvalidArgument
-from seabox.node.network import ipam, links, netns, nft
+from seabox.model import ipam
+from seabox.node.network import links, netns, nft
 from seabox.node.network.manager import Attachment, NodeNetwork
 
 pytestmark = [

@@ -89,7 +89,7 @@ async def test_an_image_under_the_bound_unpacks(
     info = await roomy.pull(str(hostile["pax"]))  # 256 MiB of holes, under a 512 MiB bound
     assert info.size == 256 << 20
     bounded = ImageStore(tmp_path / "bounded", config, max_unpacked=BOUND)
-    assert (await bounded.pull(busybox_image)).rootfs.is_dir()
+    assert bounded.rootfs((await bounded.pull(busybox_image)).id).is_dir()
 
 
 def _store(tmp_path: Path, name: str, config: RegistryConfig) -> ImageStore:

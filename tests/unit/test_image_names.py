@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from seabox.errors import Conflict, NotFound
-from seabox.node.images.store import ImageConfig, ImageInfo
+from seabox.protocol.images import ImageConfig, ImageInfo
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
 from seabox.store.db import open_engine
@@ -22,19 +22,19 @@ Y = "sha256:" + "2" * 64
 
 def info(image_id: str, tags: list[str], digests: list[str]) -> ImageInfo:
     return ImageInfo(id=image_id, digest="sha256:" + "f" * 64, repo_tags=tags, repo_digests=digests, size=1,
-                     created=None, config=ImageConfig(cmd=["sh"]), rootfs=Path("/nonexistent"),
+                     created=None, config=ImageConfig(cmd=["sh"]),
                      architecture="amd64", os="linux")
 
 
 class FakeNodeImages:
-    """The node store's surface that ImageService uses; pulls can be held back with a gate."""
+    """The image part of the node link that ImageService uses; pulls can be held back with a gate."""
 
     def __init__(self) -> None:
         self.stored: dict[str, ImageInfo] = {}
         self.registry: dict[str, str] = {}  # reference -> image id a pull of it yields
         self.gate: asyncio.Event | None = None
 
-    def get(self, ref_or_id: str) -> ImageInfo:
+    async def image(self, ref_or_id: str) -> ImageInfo:
         if ref_or_id not in self.stored:
             raise NotFound(f"no such image: {ref_or_id}")
         return self.stored[ref_or_id]
@@ -51,21 +51,16 @@ class FakeNodeImages:
         self.stored[X] = info(X, [], [])
         return [info(X, ["docker.io/library/busybox:oci"], [])]
 
-    async def remove(self, image_id: str) -> None:
+    async def remove_image(self, image_id: str) -> None:
         del self.stored[image_id]
-
-
-class FakeAgent:
-    def __init__(self) -> None:
-        self.images = FakeNodeImages()
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[ImageService, Store, FakeNodeImages]:
     store = Store(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    agent = FakeAgent()
-    agent.images.registry = {"r.example/app:1": X, "r.example/app:2": X, "r.example/new:1": Y}
-    return ImageService(store, agent, EventBus(store)), store, agent.images  # type: ignore[arg-type]
+    node = FakeNodeImages()
+    node.registry = {"r.example/app:1": X, "r.example/app:2": X, "r.example/new:1": Y}
+    return ImageService(store, node, EventBus(store)), store, node  # type: ignore[arg-type]
 
 
 async def test_names_are_per_tenant_and_an_unpulled_id_is_404(env: tuple[ImageService, Store, Any]) -> None:
@@ -73,15 +68,15 @@ async def test_names_are_per_tenant_and_an_unpulled_id_is_404(env: tuple[ImageSe
     a, b = store.create_tenant("a"), store.create_tenant("b")
     await svc.pull(a, "r.example/app:1")
     await svc.tag(a, "r.example/app:1", "secret/thing:1")
-    assert svc.inspect(a, X[7:19]).repo_tags == ["docker.io/secret/thing:1", "r.example/app:1"]
-    assert svc.list(b) == []
+    assert (await svc.inspect(a, X[7:19])).repo_tags == ["docker.io/secret/thing:1", "r.example/app:1"]
+    assert await svc.list(b) == []
     for ref in ("secret/thing:1", "r.example/app:1", X, X[7:19], X[7:]):
         with pytest.raises(NotFound):
-            svc.inspect(b, ref)
+            await svc.inspect(b, ref)
     [imported] = await svc.import_archive(b, Path("/x.tar"))
     assert imported.repo_tags == ["docker.io/library/busybox:oci"] and imported.repo_digests == []
-    assert svc.resolve(b, X).name == "docker.io/library/busybox:oci"
-    assert svc.resolve(a, "secret/thing:1").name == "docker.io/secret/thing:1"
+    assert (await svc.resolve(b, X)).name == "docker.io/library/busybox:oci"
+    assert (await svc.resolve(a, "secret/thing:1")).name == "docker.io/secret/thing:1"
 
 
 async def test_rmi_of_the_last_tag_takes_the_digests_and_data_goes_with_the_last_tenant(
@@ -94,8 +89,8 @@ async def test_rmi_of_the_last_tag_takes_the_digests_and_data_goes_with_the_last
     await svc.pull(b, "r.example/app:1")
     assert await svc.remove(a, "r.example/app:2") == ["r.example/app:2"]
     assert sorted(await svc.remove(a, "r.example/app:1")) == ["r.example/app:1", f"r.example/app@sha256:{X[7:]}"]
-    assert svc.list(a) == [] and X in node.stored
-    assert svc.inspect(b, "r.example/app:1").id == X
+    assert await svc.list(a) == [] and X in node.stored
+    assert (await svc.inspect(b, "r.example/app:1")).id == X
     await svc.remove(b, X[7:19])
     assert X not in node.stored
 
@@ -129,7 +124,7 @@ async def test_a_release_waits_for_a_pull_in_flight_that_names_the_image(
     assert X in node.stored
     node.gate.set()
     assert (await pulling).id == X
-    assert X in node.stored and svc.inspect(b, "r.example/app:2").id == X
+    assert X in node.stored and (await svc.inspect(b, "r.example/app:2")).id == X
 
 
 async def test_a_tag_moved_to_a_new_image_frees_the_old_one_when_nothing_else_names_it(
@@ -140,4 +135,4 @@ async def test_a_tag_moved_to_a_new_image_frees_the_old_one_when_nothing_else_na
     await svc.import_archive(a, Path("/x.tar"))
     await svc.pull(a, "r.example/new:1")
     await svc.tag(a, "r.example/new:1", "docker.io/library/busybox:oci")
-    assert X not in node.stored and [i.id for i in svc.list(a)] == [Y]
+    assert X not in node.stored and [i.id for i in await svc.list(a)] == [Y]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seabox.errors import InvalidArgument
-from seabox.node.images.reference import ImageRef, parse_reference
+from seabox.model.reference import ImageRef, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 

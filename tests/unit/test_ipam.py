@@ -8,7 +8,7 @@ import pytest
 
 from seabox.config import NetworkConfig
 from seabox.errors import Conflict, InvalidArgument
-from seabox.node.network import ipam
+from seabox.model import ipam
 
 
 def test_tenant_subnets_are_carved_in_order() -> None:

@@ -12,7 +12,7 @@ import pytest
 from seabox.config import ServerConfig
 from seabox.errors import InvalidArgument, UpstreamError
 from seabox.node.images import layer_scan
-from seabox.node.images.reference import parse_reference
+from seabox.model.reference import parse_reference
 from seabox.node.images.registry import Source
 from seabox.node.images.registry_hosts import admit, host_name, is_internal
 from seabox.node.images.tools import ToolResult

@@ -257,3 +257,8 @@ def down(data_dir: Path = DATA_DIR_OPT) -> None:
         time.sleep(0.1)
     pidfile.unlink(missing_ok=True)
     print("stopped")
+
+
+from seabox.cli.admin_nodes import node_app  # noqa: E402  (it uses this module's helpers)
+
+app.add_typer(node_app, name="node")

@@ -25,7 +25,7 @@ from seabox.cli.client import (
     short_id,
 )
 from seabox.errors import SeaboxError
-from seabox.node.images.reference import parse_reference
+from seabox.model.reference import parse_reference
 
 image_app = typer.Typer(help="Manage images: pull, list, inspect, import and remove.", no_args_is_help=True)
 REF_SAFE = "/:@"

@@ -206,8 +206,17 @@ class ContainerSpec(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list)
     pids_limit: int | None = None
-    # what the tenant last asked for: running (start/restart) or stopped (stop/kill/exit without restart)
-    desired: Literal["created", "running", "stopped"] = "created"
+    # what the tenant last asked for; its node converges to it and reports back the generation it acted on
+    desired: Literal["created", "running", "stopped", "removed"] = "created"
+    generation: int = 0  # bumped by every start, stop, kill and remove
+    stop: StopRequest | None = None  # how the last stop or kill is to be done
+
+
+class StopRequest(BaseModel):
+    """How a node stops a container: SIGNAL, then SIGKILL after TIMEOUT seconds (None: the signal only)."""
+
+    signal: str
+    timeout: float | None = None
 
 
 class ContainerStatus(BaseModel):
@@ -223,6 +232,7 @@ class ContainerStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     restart_count: int = 0
+    generation: int = 0  # the spec generation the node last acted on
 
 
 class Container(BaseModel):

@@ -18,3 +18,11 @@ class Event(BaseModel):
     resource_id: str
     resource_name: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class ContainerEvent(BaseModel):
+    """A container lifecycle event to record with the status change that caused it."""
+
+    action: str  # start, die, oom, destroy
+    attributes: dict[str, str] = Field(default_factory=dict)
+    at: float | None = None  # seconds since the epoch; None: when it is written

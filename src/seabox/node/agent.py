@@ -7,13 +7,11 @@ import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, RuntimeFailure
-from seabox.model.container import Container
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
@@ -21,7 +19,11 @@ from seabox.node import hostdirs
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import NodeNetwork
-from seabox.node.runtime.base import ExitStatus, IdMap, Mount, RunSpec, Stats, Ulimit
+from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
+from seabox.protocol.assignments import HostsEntry
+from seabox.protocol.link import ExitCallback
+from seabox.protocol.placement import Placement
+from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.exec import ExecProcess
 from seabox.node.runtime.gvisor import GvisorRuntime
 from seabox.node.runtime.runc_runtime import OciRuntime, RuncRuntime
@@ -29,20 +31,10 @@ from seabox.node.volumes.store import VolumeStore
 
 log = logging.getLogger(__name__)
 
-ExitCallback = Callable[[str, ExitStatus], Awaitable[None]]
 HOSTS_HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _RUNTIME_MARKER = "runtime"  # bundle file naming the container's runtime class
 GVISOR_PIDS_FACTOR = 4
 GVISOR_PIDS_OVERHEAD = 256
-
-
-@dataclass(frozen=True)
-class Placement:
-    """What the control plane tells the node about one container besides its record."""
-
-    container: Container
-    tenant_id: str
-    tenant_index: int
 
 
 def gvisor_host_pids(pids: int) -> int:
@@ -96,6 +88,11 @@ class NodeAgent:
             return None
         return self.isolation.host_id_base(p.tenant_index)
 
+    def local_containers(self) -> list[str]:
+        """The ids of every container this node holds a bundle for."""
+        root = self.root / "containers"
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
     def runtime_of(self, cid: str) -> OciRuntime:
         """The runtime class that runs (or ran) container cid on this node."""
         try:
@@ -118,7 +115,7 @@ class NodeAgent:
         hostdirs.make_private_dir(bundle, base)
         (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
         image = self.images.get(c.spec.image_id)
-        lower = image.rootfs if base is None else await self.images.mapped_rootfs(image.id, base)
+        lower = self.images.rootfs(image.id) if base is None else await self.images.mapped_rootfs(image.id, base)
         disk = get_size(c.spec.size).disk_bytes
         await asyncio.to_thread(mount_overlay, lower, bundle, disk, base or 0, self.root / "disk-templates")
         if c.status.ip and base is None:
@@ -290,7 +287,7 @@ class NodeAgent:
         return self.runtime_of(cid).top(cid)
 
     # tenant files ------------------------------------------------------------------
-    def write_hosts(self, tenant_index: int, entries: list[tuple[str, list[str]]]) -> None:
+    def write_hosts(self, tenant_index: int, entries: list[HostsEntry]) -> None:
         """Rewrite the tenant's shared /etc/hosts in place (bind mounts keep pointing at the same inode)."""
         path = self.hosts_file(tenant_index)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Wires the store, event bus, local node agent and tenant services into one object the APIs share."""
+"""Wires the store, event bus, the link to the node and tenant services into one object the APIs share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
 from seabox.controllers.event_retention import EventRetention
-from seabox.node.agent import NodeAgent
+from seabox.protocol.link import NodeLink
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
@@ -24,25 +24,23 @@ class Cloud:
     cfg: ServerConfig
     store: Store
     bus: EventBus
-    agent: NodeAgent
+    node: NodeLink
     images: ImageService
     volumes: VolumeService
     containers: ContainerService
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, cfg: ServerConfig) -> Cloud:
+    def open(cls, cfg: ServerConfig, node: NodeLink) -> Cloud:
         store = Store(open_engine(cfg.db_url))
         bus = EventBus(store)
-        agent = NodeAgent(cfg)
-        images = ImageService(store, agent, bus)
-        volumes = VolumeService(store, agent, bus)
-        containers = ContainerService(cfg, store, agent, bus, images, volumes)
-        return cls(cfg, store, bus, agent, images, volumes, containers)
+        images = ImageService(store, node, bus)
+        volumes = VolumeService(store, node, bus)
+        containers = ContainerService(cfg, store, node, bus, images, volumes)
+        return cls(cfg, store, bus, node, images, volumes, containers)
 
     async def start(self) -> None:
-        """Re-adopt what outlived the previous process and repair the rest; start the controller loops."""
-        await self.containers.adopt()
+        """Start the controller loops."""
         self._loops.append(asyncio.create_task(EventRetention(self.store, self.cfg.events).run()))
 
     async def close(self) -> None:
@@ -51,5 +49,4 @@ class Cloud:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops.clear()
-        await self.containers.close()
-        await self.agent.close()
+        await self.node.close()

@@ -1,4 +1,8 @@
-"""Container operations for a tenant (create, start, stop, remove, wait, ...) and the exit/restart controller."""
+"""Container operations for a tenant (create, start, stop, remove, wait, ...), and the reports nodes send of them.
+
+Lifecycle requests write desired state (spec.desired, a new spec.generation) and wait for the node's
+report of that generation; the node converges and restarts by policy. Streams go over the node link.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,18 @@ from ipaddress import IPv4Address
 
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
-from seabox.model.container import Container, ContainerCreate, ContainerSpec
+from seabox.model.container import Container, ContainerCreate, ContainerSpec, StopRequest
+from seabox.model.event import ContainerEvent
 from seabox.model.node import NodeCapacity
 from seabox.model.sizes import SIZES
 from seabox.model.tenant import Tenant
-from seabox.node.agent import NodeAgent, Placement
-from seabox.node.images.reference import parse_reference
-from seabox.node.network import ipam
-from seabox.node.runtime.attach import AttachStream
-from seabox.node.runtime.base import ExitStatus
-from seabox.node.runtime.exec import ExecProcess
-from seabox.node.runtime.logs import LogEntry, follow_log, read_log
+from seabox.model import ipam
+from seabox.model.reference import parse_reference
+from seabox.protocol.link import NodeLink
+from seabox.protocol.logs import LogEntry
+from seabox.protocol.assignments import ContainerReport
+from seabox.protocol.runtime import Stats
+from seabox.protocol.streams import AttachStdio, ExecStream
 from seabox.scheduler.admission import refusal
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
@@ -33,8 +38,10 @@ from seabox.store.repo import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
-RESTART_BACKOFF_MAX = 10.0
 ACTIVE = ("running", "restarting")
+# How long a request waits for the node to act on it (a start may first unpack the image for the tenant).
+START_WAIT = 300.0
+STOP_GRACE = 60.0  # beyond the stop timeout
 
 
 def _now() -> datetime:
@@ -59,20 +66,18 @@ class ContainerService:
         self,
         cfg: ServerConfig,
         store: Store,
-        agent: NodeAgent,
+        node: NodeLink,
         bus: EventBus,
         images: ImageService,
         volumes: VolumeService,
     ) -> None:
         self.cfg = cfg
         self.store = store
-        self.agent = agent
+        self.node = node
         self.bus = bus
         self.images = images
         self.volumes = volumes
-        self._restarts: dict[str, asyncio.Task[None]] = {}
         self._starting: set[str] = set()  # admitted, not yet running: their memory counts as allocated
-        agent.on_exit = self.on_exit
 
     # queries ---------------------------------------------------------------------------
     def list(self, tenant: Tenant, all_: bool = False) -> list[Container]:
@@ -92,7 +97,7 @@ class ContainerService:
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
         self._admit(req.size)
-        resolved = self.images.resolve(tenant, req.image)
+        resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
         name = req.name or self._generate_name(tenant, req.image)
         if self.store.container_name_taken(tenant.id, name):
@@ -135,9 +140,8 @@ class ContainerService:
             pids_limit=req.pids_limit,
         )
         parse_signal(spec.stop_signal)
-        container = self.store.insert_container(tenant.id, cid, name, self.agent.name, str(ip), spec)
+        container = self.store.insert_container(tenant.id, cid, name, self.node.name, str(ip), spec)
         await self.bus.emit(tenant.id, "container", "create", cid, name, {"image": spec.image, "size": spec.size})
-        self._refresh_hosts(tenant)
         return container
 
     def runtime_class(self, tenant: Tenant, requested: str | None) -> str:
@@ -159,121 +163,100 @@ class ContainerService:
             if not self.store.container_name_taken(tenant.id, name):
                 return name
 
+    # desired state -----------------------------------------------------------------------
+    async def _ask(self, cid: str, desired: str, stop: StopRequest | None = None) -> int:
+        """Record what the tenant wants of the container now; returns the generation its node will report."""
+        generation = self.store.request_container(cid, desired, stop)
+        await self.bus.notify()
+        return generation
+
+    async def _acted_on(self, cid: str, generation: int, wait: float) -> Container:
+        """The record once its node has reported acting on GENERATION (NotFound once it is gone)."""
+        deadline = time.monotonic() + wait
+        while True:
+            c = self.store.get_container(cid)
+            if c.status.generation >= generation:
+                return c
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeFailure(f"node {c.status.node} did not act on container {c.name} within {wait:.0f} s")
+            await self.bus.wait(min(remaining, 1.0))
+
     # start / stop ----------------------------------------------------------------------
     async def start(self, tenant: Tenant, ref: str) -> Container:
         c = self.get(tenant, ref)
         if c.status.state == "running":
             return c
         self._admit(c.spec.size, starting=c.id)
-        c.spec.desired = "running"
-        self.store.save_spec(c.id, c.spec)
         self._starting.add(c.id)
         try:
-            return await self._run(tenant, c)
+            generation = await self._ask(c.id, "running")
+            c = await self._acted_on(c.id, generation, START_WAIT)
         finally:
             self._starting.discard(c.id)
+        st = c.status
+        if st.error and st.generation == generation and st.state not in ACTIVE:
+            if st.exit_code == 127:
+                raise InvalidArgument(f"cannot start container: {st.error}", field="cmd")
+            raise RuntimeFailure(st.error)
+        return c
 
     def _admit(self, size: str, starting: str | None = None) -> None:
         """409 if this node can never hold SIZE or, when STARTING a container, has too little memory free now."""
         policy = self.cfg.admission
-        measured = self.agent.capacity()
+        measured = self.node.capacity()
         node = NodeCapacity(measured.name, policy.node_memory or measured.memory_bytes, measured.cpus)
         allocated = None
         if starting is not None:
             allocated = sum(
                 SIZES[c.spec.size].memory_bytes
-                for c in self.store.list_containers(node=self.agent.name)
+                for c in self.store.list_containers(node=self.node.name)
                 if c.id != starting and (c.status.state in ACTIVE or c.id in self._starting)
             )
         reason = refusal(SIZES[size], node, policy.memory_overcommit, allocated)
         if reason is not None:
             raise Conflict(reason, field="size")
 
-    async def _run(self, tenant: Tenant, c: Container) -> Container:
-        st = c.status
-        try:
-            st.pid = await self.agent.start(Placement(c, tenant.id, tenant.index))
-        except RuntimeFailure as exc:
-            st.state = "exited" if st.started_at else "created"
-            st.error = exc.message
-            st.exit_code = 127 if "not found" in exc.message or "no such file" in exc.message else 128
-            self.store.save_status(c.id, st)
-            await self.bus.notify()
-            if st.exit_code == 127:
-                raise InvalidArgument(f"cannot start container: {exc.message}", field="cmd") from None
-            raise
-        st.state = "running"
-        st.started_at = _now()
-        st.finished_at = None
-        st.exit_code = 0
-        st.oom_killed = False
-        st.error = ""
-        self.store.save_status(c.id, st)
-        await self.bus.emit(tenant.id, "container", "start", c.id, c.name, {"image": c.spec.image, "size": c.spec.size})
-        return c
-
     async def stop(self, tenant: Tenant, ref: str, timeout: float | None = None, signal: str | None = None) -> Container:
         c = self.get(tenant, ref)
-        self._cancel_restart(c.id)
-        c.spec.desired = "stopped"
-        self.store.save_spec(c.id, c.spec)
         sig = parse_signal(signal or c.spec.stop_signal)
-        await self.agent.stop(c.id, c.spec.stop_timeout if timeout is None else timeout, sig.name)
-        return await self._settled(c.id)
+        grace = c.spec.stop_timeout if timeout is None else timeout
+        generation = await self._ask(c.id, "stopped", StopRequest(signal=sig.name, timeout=grace))
+        return await self._acted_on(c.id, generation, grace + STOP_GRACE)
 
     async def kill(self, tenant: Tenant, ref: str, signal: str = "KILL") -> Container:
         c = self.get(tenant, ref)
         sig = parse_signal(signal)
         if c.status.state != "running":
             raise Conflict(f"container {c.name} is not running")
-        if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
-            c.spec.desired = "stopped"
-            self.store.save_spec(c.id, c.spec)
-        await self.agent.kill(c.id, sig.name)
+        if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):  # meant to end it: no restart after
+            generation = await self._ask(c.id, "stopped", StopRequest(signal=sig.name))
+            return await self._acted_on(c.id, generation, STOP_GRACE)
+        await self.node.signal(c.id, sig.name)
         return c
 
     async def restart(self, tenant: Tenant, ref: str, timeout: float | None = None) -> Container:
         await self.stop(tenant, ref, timeout)
         return await self.start(tenant, ref)
 
-    async def _settled(self, cid: str, timeout: float = 30.0) -> Container:
-        """The record once the node has reported the exit (the watcher writes it)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            c = self.store.get_container(cid)
-            if c.status.state not in ACTIVE or time.monotonic() > deadline:
-                return c
-            if await self.agent.state(cid) not in ("running", "created", "paused"):
-                status = self.agent.exit_status(cid)
-                if status is not None:
-                    await self.on_exit(cid, status)
-                    continue
-            await self.bus.wait(0.5)
-
     # remove ------------------------------------------------------------------------------
     async def remove(self, tenant: Tenant, ref: str, force: bool = False) -> None:
         c = self.get(tenant, ref)
         if c.status.state in ACTIVE and not force:
             raise Conflict(f"container {c.name} is {c.status.state}: stop it first, or remove it with force")
-        self._cancel_restart(c.id)
-        c.spec.desired = "stopped"
-        self.store.save_spec(c.id, c.spec)
         c.status.state = "removing"
         self.store.save_status(c.id, c.status)
-        await self.agent.remove(c.id)
-        if c.status.started_at and c.status.finished_at is None:
-            await self.bus.emit(tenant.id, "container", "die", c.id, c.name, {"exitCode": "137"})
-        self.store.delete_container(c.id)
-        await self.bus.emit(tenant.id, "container", "destroy", c.id, c.name, {"image": c.spec.image})
-        await self.images.release(c.spec.image_id)
-        self._refresh_hosts(tenant)
+        generation = await self._ask(c.id, "removed")
+        try:
+            await self._acted_on(c.id, generation, STOP_GRACE)
+        except NotFound:
+            return
 
     async def rename(self, tenant: Tenant, ref: str, name: str) -> Container:
         c = self.get(tenant, ref)
         checked = ContainerCreate(image="x", name=name).name or name
         self.store.rename_container(c.id, tenant.id, checked)
         await self.bus.emit(tenant.id, "container", "rename", c.id, checked, {"oldName": c.name})
-        self._refresh_hosts(tenant)
         return self.store.get_container(c.id)
 
     # wait ----------------------------------------------------------------------------------
@@ -302,11 +285,9 @@ class ContainerService:
     ) -> AsyncIterator[LogEntry]:
         """The container's output lines; with follow, new lines until the container stops."""
         c = self.get(tenant, ref)
-        path = self.agent.log_path(c.id)
         since_at = datetime.fromtimestamp(since, UTC) if since else None
-        if follow and c.status.state in ACTIVE:
-            return follow_log(path, self._stopped(c.id), tail=tail, since=since_at)
-        return _iterate(read_log(path, tail=tail, since=since_at))
+        follow = follow and c.status.state in ACTIVE
+        return self.node.logs(c.id, follow=follow, tail=tail, since=since_at, until_stopped=lambda: self._stopped(c.id))
 
     async def _stopped(self, cid: str) -> None:
         while True:
@@ -328,151 +309,72 @@ class ContainerService:
         *,
         tty: bool = False,
         stdin: bool = False,
-    ) -> ExecProcess:
+    ) -> ExecStream:
         c = self.get_running(tenant, ref)
-        return await self.agent.exec(
+        return await self.node.exec(
             c.id, cmd, env=env or [], cwd=workdir, user=user, tty=tty, stdin=stdin
         )
 
-    def attach(self, tenant: Tenant, ref: str) -> asyncio.Future[AttachStream]:
+    def attach(self, tenant: Tenant, ref: str) -> asyncio.Future[AttachStdio]:
         """The container's live stdio: now if it runs, else as soon as it starts (before its process runs)."""
         c = self.get(tenant, ref)
-        path = self.agent.attach_path(c.id)
-        future: asyncio.Future[AttachStream] = asyncio.get_running_loop().create_future()
+        return asyncio.ensure_future(self.node.attach(c.id, running=c.status.state == "running"))
 
-        async def connect() -> None:
-            if future.done():  # the client gave up before the start
-                return
-            try:
-                future.set_result(await AttachStream.connect(path))
-            except Exception as exc:
-                future.set_exception(exc)
-
-        if c.status.state == "running":
-            asyncio.ensure_future(connect())
-        else:
-            self.agent.before_start(c.id, connect)
-        return future
-
-    def resize(self, tenant: Tenant, ref: str, height: int, width: int) -> None:
+    async def resize(self, tenant: Tenant, ref: str, height: int, width: int) -> None:
         c = self.get_running(tenant, ref)
-        self.agent.resize(c.id, height, width)
+        await self.node.resize(c.id, height, width)
 
-    # exits and restarts (the controller side) ---------------------------------------------------
-    async def on_exit(self, cid: str, status: ExitStatus) -> None:
+    async def stats(self, tenant: Tenant, ref: str) -> Stats:
+        c = self.get_running(tenant, ref)
+        return await self.node.stats(c.id)
+
+    async def top(self, tenant: Tenant, ref: str) -> list[tuple[int, str]]:
+        c = self.get_running(tenant, ref)
+        return await self.node.top(c.id)
+
+    # what nodes report -------------------------------------------------------------------------
+    async def apply_report(self, node: str, r: ContainerReport) -> None:
+        """Fold one node report into the record; its lifecycle events go in the same transaction."""
         try:
-            c = self.store.get_container(cid)
+            c = self.store.get_container(r.id)
         except NotFound:
             return
-        if c.status.state not in ACTIVE:
+        if c.status.node != node:  # a node that no longer holds it
             return
-        st = c.status
-        st.state = "exited"
-        st.exit_code = status.code
-        st.finished_at = status.finished_at
-        st.oom_killed = status.oom_killed
-        st.pid = 0
-        at = status.finished_at.timestamp()
-        if status.oom_killed:
-            await self.bus.emit(c.tenant, "container", "oom", cid, c.name, {}, at=at)
-        policy = c.spec.restart
-        restart = c.spec.desired == "running" and (
-            policy.name in ("always", "unless-stopped")
-            or (
-                policy.name == "on-failure"
-                and status.code != 0
-                and (policy.max_retries == 0 or st.restart_count < policy.max_retries)
-            )
-        )
-        if restart:
-            st.state = "restarting"
-            st.restart_count += 1
-        self.store.save_status(cid, st)
-        await self.bus.emit(c.tenant, "container", "die", cid, c.name, {"exitCode": str(status.code)}, at=at)
-        if restart:
-            delay = min(0.1 * 2 ** (st.restart_count - 1), RESTART_BACKOFF_MAX)
-            self._restarts[cid] = asyncio.create_task(self._restart_later(cid, delay))
-        elif c.spec.auto_remove:
-            self._restarts[cid] = asyncio.create_task(self._remove_later(cid))
-
-    async def _restart_later(self, cid: str, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._restarts.pop(cid, None)
-        try:
-            c = self.store.get_container(cid)
-            if c.status.state != "restarting" or c.spec.desired != "running":
-                return
-            tenant = self.store.tenant_by_id(c.tenant)
-            await self._run(tenant, c)
-        except NotFound:
+        old, st = c.status, c.status.model_copy()
+        st.generation = max(old.generation, r.generation)
+        exited = r.finished_at is not None and r.finished_at != old.finished_at
+        events = []
+        if exited:
+            at = r.finished_at.timestamp()  # type: ignore[union-attr]
+            if r.oom_killed:
+                events.append(ContainerEvent(action="oom", at=at))
+            events.append(ContainerEvent(action="die", attributes={"exitCode": str(r.exit_code)}, at=at))
+        if r.state == "removed":
+            if old.state in ACTIVE and not exited:
+                events.append(ContainerEvent(action="die", attributes={"exitCode": str(r.exit_code or 137)}))
+            events.append(ContainerEvent(action="destroy", attributes={"image": c.spec.image}))
+            self.store.delete_container(c.id, events)
+            await self.bus.notify()
+            await self.images.release(c.spec.image_id)
             return
-        except Exception:
-            log.exception("restart of %s failed", cid[:12])
-
-    async def _remove_later(self, cid: str) -> None:
-        """Auto-remove (run --rm) once the exit has been recorded."""
-        self._restarts.pop(cid, None)
-        try:
-            c = self.store.get_container(cid)
-            await self.remove(self.store.tenant_by_id(c.tenant), cid, force=True)
-        except NotFound:
-            return
-        except Exception:
-            log.exception("auto-remove of %s failed", cid[:12])
-
-    def _cancel_restart(self, cid: str) -> None:
-        task = self._restarts.pop(cid, None)
-        if task:
-            task.cancel()
-
-    # reconcile after (re)start of the server ---------------------------------------------------
-    async def adopt(self) -> None:
-        """Re-attach to containers that outlived the previous server process, and repair the rest."""
-        mine = self.store.list_containers(node=self.agent.name)
-        tenants = {t.id: t for t in self.store.list_tenants()}
-        await self.agent.reconcile_network(
-            {tenants[c.tenant].index for c in mine if c.tenant in tenants},
-            {c.id for c in mine if c.status.ip},
-        )
-        for tenant in tenants.values():
-            self._refresh_hosts(tenant)
-        for c in mine:
-            if c.status.state == "removing":
-                await self.agent.remove(c.id)
-                self.store.delete_container(c.id)
-                await self.bus.emit(c.tenant, "container", "destroy", c.id, c.name, {"image": c.spec.image})
-                await self.images.release(c.spec.image_id)
-                continue
-            if c.status.state not in ACTIVE:
-                continue
-            state = await self.agent.state(c.id)
-            if state in ("running", "paused"):
-                self.agent.watch(c.id)
-                continue
-            status = self.agent.exit_status(c.id)
-            if status is None:  # the runtime forgot it (host reboot): it died at an unknown time
-                status = ExitStatus(code=255, finished_at=_now(), oom_killed=False)
-            if c.status.state == "restarting":
-                c.status.state = "running"
-                self.store.save_status(c.id, c.status)
-            await self.on_exit(c.id, status)
-
-    async def close(self) -> None:
-        for task in self._restarts.values():
-            task.cancel()
-        self._restarts.clear()
-
-    def _refresh_hosts(self, tenant: Tenant) -> None:
-        entries = [
-            (c.status.ip, [c.name, c.id[:12]]) for c in reversed(self.store.list_containers(tenant.id)) if c.status.ip
-        ]
-        self.agent.write_hosts(tenant.index, entries)  # type: ignore[arg-type]
-
-
-async def _iterate(entries: list[LogEntry]) -> AsyncIterator[LogEntry]:
-    for entry in entries:
-        yield entry
-
+        if r.state == "running":
+            if r.started_at is not None and r.started_at != old.started_at:
+                st.started_at, st.finished_at = r.started_at, None
+                st.exit_code, st.oom_killed, st.error = 0, False, ""
+                events.append(ContainerEvent(action="start", attributes={"image": c.spec.image, "size": c.spec.size}))
+            st.state, st.pid = "running", r.pid or old.pid
+        elif r.failure:  # the start failed: the record keeps the reason
+            st.state = "exited" if old.started_at else "created"
+            st.error, st.exit_code, st.pid = r.error, r.exit_code, 0
+        elif r.state in ("exited", "restarting"):
+            st.state, st.pid = r.state, 0
+            if exited:
+                st.exit_code, st.oom_killed, st.finished_at = r.exit_code, r.oom_killed, r.finished_at
+        st.restart_count = r.restart_count if r.state != "created" or r.failure else old.restart_count
+        if st != old or events:
+            self.store.save_status(c.id, st, events)
+        await self.bus.notify()
 
 def _merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
     merged: dict[str, str] = {}

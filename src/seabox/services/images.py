@@ -15,9 +15,9 @@ from pathlib import Path
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.image import Image
 from seabox.model.tenant import Tenant
-from seabox.node.agent import NodeAgent
-from seabox.node.images.reference import parse_reference
-from seabox.node.images.store import ImageInfo, PullProgress
+from seabox.model.reference import parse_reference
+from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.protocol.link import NodeLink
 from seabox.services.events import EventBus
 from seabox.store.repo import Store
 
@@ -74,9 +74,9 @@ def _name_key(ref: str) -> str:
 class ImageService:
     """Images are stored once per node; each tenant sees only the names it pulled, imported or tagged."""
 
-    def __init__(self, store: Store, agent: NodeAgent, bus: EventBus) -> None:
+    def __init__(self, store: Store, node: NodeLink, bus: EventBus) -> None:
         self.store = store
-        self.agent = agent
+        self.node = node
         self.bus = bus
         self._bringing = 0  # pulls and imports in flight: they may name an image a release would delete
         self._deferred: set[str] = set()  # releases that wait for the last of them
@@ -123,22 +123,22 @@ class ImageService:
         return previous if previous != image_id else None
 
     # queries -------------------------------------------------------------------------------
-    def resolve(self, tenant: Tenant, ref: str) -> ResolvedImage:
+    async def resolve(self, tenant: Tenant, ref: str) -> ResolvedImage:
         img, name = self._match(tenant, ref)
-        return ResolvedImage(self.agent.images.get(img.id), name or (sorted(img.tags) or [img.id])[0])
+        return ResolvedImage(await self.node.image(img.id), name or (sorted(img.tags) or [img.id])[0])
 
-    def list(self, tenant: Tenant) -> list[Image]:
+    async def list(self, tenant: Tenant) -> list[Image]:
         out = []
         for img in self._images(tenant).values():
             try:
-                out.append(to_model(self.agent.images.get(img.id), img))
+                out.append(to_model(await self.node.image(img.id), img))
             except NotFound:
                 continue
         return out
 
-    def inspect(self, tenant: Tenant, ref: str) -> Image:
+    async def inspect(self, tenant: Tenant, ref: str) -> Image:
         img, _ = self._match(tenant, ref)
-        return to_model(self.agent.images.get(img.id), img)
+        return to_model(await self.node.image(img.id), img)
 
     # changes -------------------------------------------------------------------------------
     async def pull(
@@ -146,18 +146,18 @@ class ImageService:
     ) -> Image:
         name = _name_key(ref)
         async with self._bringing_in():
-            info = await self.agent.images.pull(ref, progress)
+            info = await self.node.pull(ref, progress)
             replaced = self._add_name(tenant, name, info.id)
             for digest in info.repo_digests:  # the manifest digest this pull resolved to
                 self.store.add_image_ref(tenant.id, digest, info.id)
         await self._release(replaced)
         await self.bus.emit(tenant.id, "image", "pull", info.id, name)
-        return self.inspect(tenant, name)
+        return await self.inspect(tenant, name)
 
     async def import_archive(self, tenant: Tenant, path: Path) -> list[Image]:
         """Import an archive's images; the tenant gets the names the archive gives them (and only those)."""
         async with self._bringing_in():
-            infos = await self.agent.images.import_archive(path)
+            infos = await self.node.import_archive(path)
             replaced = []
             for info in infos:
                 if info.repo_tags:
@@ -167,7 +167,7 @@ class ImageService:
         await self._release(*replaced)
         for info in infos:
             await self.bus.emit(tenant.id, "image", "import", info.id, ",".join(info.repo_tags))
-        return [self.inspect(tenant, info.id) for info in infos]
+        return [await self.inspect(tenant, info.id) for info in infos]
 
     async def tag(self, tenant: Tenant, source: str, target: str) -> Image:
         """Give the tenant's image SOURCE the extra name TARGET (a tag, not a digest)."""
@@ -178,7 +178,7 @@ class ImageService:
         replaced = self._add_name(tenant, parsed.name, img.id)
         await self.bus.emit(tenant.id, "image", "tag", img.id, parsed.name)
         await self._release(replaced)
-        return self.inspect(tenant, parsed.name)
+        return await self.inspect(tenant, parsed.name)
 
     async def remove(self, tenant: Tenant, ref: str, force: bool = False) -> list[str]:
         """Remove the tenant's name REF (all its names for an id); its last tag takes its digests along.
@@ -219,7 +219,7 @@ class ImageService:
             if self.store.image_needed(image_id):
                 continue
             try:
-                await self.agent.images.remove(image_id)
+                await self.node.remove_image(image_id)
             except NotFound:
                 continue
 

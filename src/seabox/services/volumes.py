@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from seabox.errors import Conflict, NotFound
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume, VolumeCreate
-from seabox.node.agent import NodeAgent
+from seabox.protocol.link import NodeLink
 from seabox.services.events import EventBus
 from seabox.store.repo import Store
 
@@ -15,15 +13,15 @@ from seabox.store.repo import Store
 class VolumeService:
     """Records live in the store, data on the node that holds the volume."""
 
-    def __init__(self, store: Store, agent: NodeAgent, bus: EventBus) -> None:
+    def __init__(self, store: Store, node: NodeLink, bus: EventBus) -> None:
         self.store = store
-        self.agent = agent
+        self.node = node
         self.bus = bus
 
     async def create(self, tenant: Tenant, req: VolumeCreate) -> Volume:
-        vol = self.store.create_volume(tenant.id, req.name, req.size, req.labels, self.agent.name)
+        vol = self.store.create_volume(tenant.id, req.name, req.size, req.labels, self.node.name)
         try:
-            await asyncio.to_thread(self.agent.volumes.create, tenant.id, req.name, req.size)
+            await self.node.create_volume(tenant.id, req.name, req.size)
         except BaseException:
             self.store.delete_volume(tenant.id, req.name)
             raise
@@ -47,6 +45,6 @@ class VolumeService:
         vol = self.store.get_volume(tenant.id, name)
         if vol.in_use_by:
             raise Conflict(f"volume {name} is in use by container(s) {', '.join(vol.in_use_by)}: remove them first")
-        await asyncio.to_thread(self.agent.volumes.remove, tenant.id, name)
+        await self.node.remove_volume(tenant.id, name)
         self.store.delete_volume(tenant.id, name)
         await self.bus.emit(tenant.id, "volume", "destroy", name, name)

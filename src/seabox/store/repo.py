@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
-from seabox.model.container import Container, ContainerSpec, ContainerStatus
-from seabox.model.event import Event
+from seabox.model.container import Container, ContainerSpec, ContainerStatus, StopRequest
+from seabox.model.event import ContainerEvent, Event
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume
 from seabox.store import tables as t
@@ -177,15 +177,31 @@ class Store:
         with self.engine.connect() as conn:
             return [self._container(r) for r in conn.execute(q).mappings()]
 
-    def save_status(self, cid: str, status: ContainerStatus) -> None:
+    def save_status(self, cid: str, status: ContainerStatus, events: Iterable[ContainerEvent] = ()) -> None:
+        """The container's new status and the lifecycle events of the change, in one transaction."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(t.containers).where(t.containers.c.id == cid).values(status=status.model_dump(mode="json"))
             )
+            self._insert_events(conn, cid, events)
 
     def save_spec(self, cid: str, spec: ContainerSpec) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(t.containers).where(t.containers.c.id == cid).values(spec=spec.model_dump(mode="json")))
+
+    def request_container(self, cid: str, desired: str, stop: StopRequest | None = None) -> int:
+        """Set what the tenant wants of the container and bump its spec generation; returns the new one."""
+        c = t.containers.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(c.spec).where(c.id == cid).with_for_update()).first()
+            if row is None:
+                raise NotFound(f"no such container: {cid}")
+            spec = ContainerSpec.model_validate(row[0])
+            spec.desired = desired  # type: ignore[assignment]
+            spec.generation += 1
+            spec.stop = stop
+            conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
+        return spec.generation
 
     def rename_container(self, cid: str, tenant_id: str, name: str) -> None:
         try:
@@ -194,9 +210,38 @@ class Store:
         except IntegrityError:
             raise Conflict(f"container name {name!r} is already in use", field="name") from None
 
-    def delete_container(self, cid: str) -> None:
+    def delete_container(self, cid: str, events: Iterable[ContainerEvent] = ()) -> None:
+        """Delete the record and write the lifecycle events of its end, in one transaction."""
         with self.engine.begin() as conn:
+            self._insert_events(conn, cid, events)
             conn.execute(delete(t.containers).where(t.containers.c.id == cid))
+
+    @staticmethod
+    def _insert_events(conn: Connection, cid: str, events: Iterable[ContainerEvent]) -> None:
+        rows = list(events)
+        if not rows:
+            return
+        record = conn.execute(
+            select(t.containers.c.tenant_id, t.containers.c.name).where(t.containers.c.id == cid)
+        ).first()
+        if record is None:
+            return
+        now = time.time()
+        conn.execute(
+            insert(t.events),
+            [
+                {
+                    "time": e.at if e.at is not None else now,
+                    "tenant_id": record[0],
+                    "type": "container",
+                    "action": e.action,
+                    "resource_id": cid,
+                    "resource_name": record[1],
+                    "attributes": e.attributes,
+                }
+                for e in rows
+            ],
+        )
 
     def used_ips(self, tenant_id: str) -> set[str]:
         with self.engine.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -82,4 +83,26 @@ events = Table(
     Column("resource_id", String(128), nullable=False),
     Column("resource_name", String(512), nullable=False),
     Column("attributes", JSON, nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("address", String(255), nullable=False),  # where servers reach the node (its advertised address)
+    Column("credential_hash", String(64), nullable=True, unique=True),  # None: the embedded server's own node
+    Column("memory_bytes", BigInteger, nullable=False),
+    Column("cpus", Integer, nullable=False),
+    Column("schedule", String(16), nullable=False),  # ready | cordoned | draining (down is a heartbeat's age)
+    Column("registered_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+join_tokens = Table(
+    "join_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_by", String(63), nullable=True),  # the node that joined with it (a token joins one node)
 )

@@ -17,10 +17,10 @@ from seabox.api.docker import translate
 from seabox.api.docker.hijack import Stream, client_gone
 from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.api.docker.schema import ContainerCreateBody, docker_body
-from seabox.errors import Conflict, InvalidArgument, NotModified
+from seabox.errors import Conflict, InvalidArgument, NotModified, SeaboxError
 from seabox.model.container import Container
-from seabox.node.runtime.attach import AttachStream
-from seabox.node.runtime.base import Stats
+from seabox.protocol.streams import AttachStdio
+from seabox.protocol.runtime import Stats
 
 routes = DockerRoutes()
 MAX_TERMINAL = 65535  # rows or columns of a terminal (ioctl TIOCSWINSZ takes 16 bits)
@@ -218,7 +218,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return await out.close()
 
 
-async def _pump(out: Stream, conn: AttachStream, streams: set[str], stdin: bool) -> None:
+async def _pump(out: Stream, conn: AttachStdio, streams: set[str], stdin: bool) -> None:
     async def feed_stdin() -> None:
         while data := await out.receive():
             if stdin:
@@ -240,15 +240,14 @@ async def _pump(out: Stream, conn: AttachStream, streams: set[str], stdin: bool)
 @routes.post("/containers/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
     h, w = integer(request, "h", MAX_TERMINAL), integer(request, "w", MAX_TERMINAL)
-    cloud(request).containers.resize(tenant_of(request), _ref(request), h, w)
+    await cloud(request).containers.resize(tenant_of(request), _ref(request), h, w)
     return web.Response(status=200)
 
 
 @routes.get("/containers/{id}/top")
 async def top(request: web.Request) -> web.Response:
-    svc = cloud(request).containers
-    c = svc.get_running(tenant_of(request), _ref(request))
-    processes = [[str(pid), cmd] for pid, cmd in svc.agent.top(c.id)]
+    top = await cloud(request).containers.top(tenant_of(request), _ref(request))
+    processes = [[str(pid), cmd] for pid, cmd in top]
     return web.json_response({"Titles": ["PID", "CMD"], "Processes": processes})
 
 
@@ -299,22 +298,22 @@ async def stats(request: web.Request) -> web.StreamResponse:
     """With stream=false one JSON object (two readings half a second apart); else one per second."""
     svc = cloud(request).containers
     c = svc.get(tenant_of(request), _ref(request))
-    agent = svc.agent
+    tenant = tenant_of(request)
 
-    def reading() -> Stats | None:
+    async def reading() -> Stats | None:
         try:
-            return agent.stats(c.id) if svc.store.get_container(c.id).status.state == "running" else None
-        except Exception:
+            return await svc.stats(tenant, c.id)
+        except SeaboxError:  # stopped or gone meanwhile: the stream ends
             return None
 
-    first = reading()
+    first = await reading()
     if first is None:
         empty = Stats(0, 0, 0, 0, datetime.now(UTC))
         return web.json_response(_stats_json(c, empty, None))
     if not flag(request, "stream", True):
         if not flag(request, "one-shot"):
             await asyncio.sleep(0.5)
-        second = reading() or first
+        second = await reading() or first
         return web.json_response(_stats_json(c, second, first if second is not first else None))
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
@@ -324,7 +323,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
         while now is not None:
             await response.write(json.dumps(_stats_json(c, now, before)).encode() + b"\n")
             await asyncio.sleep(1.0)
-            before, now = now, reading()
+            before, now = now, await reading()
         await response.write_eof()
     except ConnectionResetError:
         pass

@@ -17,7 +17,7 @@ from seabox.api.docker.routing import DockerRoutes
 from seabox.api.docker.schema import ExecCreateBody, ExecStartBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.runtime import NO_TERMINAL_EXEC
-from seabox.node.runtime.exec import ExecProcess
+from seabox.protocol.streams import ExecStream
 
 routes = DockerRoutes()
 MAX_FINISHED = 1000  # finished sessions kept for inspection per server
@@ -40,7 +40,7 @@ class ExecSession:
     stderr: bool
     running: bool = False
     exit_code: int | None = None
-    process: ExecProcess | None = None
+    process: ExecStream | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -147,12 +147,12 @@ async def start(request: web.Request) -> web.StreamResponse:
     return await out.close()
 
 
-async def _finish(session: ExecSession, proc: ExecProcess) -> None:
+async def _finish(session: ExecSession, proc: ExecStream) -> None:
     session.exit_code = await proc.wait()
     session.running = False
 
 
-async def _drain(session: ExecSession, proc: ExecProcess) -> None:
+async def _drain(session: ExecSession, proc: ExecStream) -> None:
     async for _ in proc:
         pass
     await _finish(session, proc)

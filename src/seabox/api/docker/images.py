@@ -14,8 +14,8 @@ from seabox.api.docker.routing import DockerRoutes
 from seabox.api.docker.translate import rfc3339
 from seabox.errors import InvalidArgument, NotImplementedYet, SeaboxError
 from seabox.model.image import Image
-from seabox.node.images.reference import ImageRef, parse_reference
-from seabox.node.images.store import PullProgress
+from seabox.model.reference import ImageRef, parse_reference
+from seabox.protocol.images import PullProgress
 
 routes = DockerRoutes()
 
@@ -44,7 +44,7 @@ def _summary(img: Image) -> dict[str, Any]:
 
 @routes.get("/images/json")
 async def list_images(request: web.Request) -> web.Response:
-    return web.json_response([_summary(i) for i in cloud(request).images.list(tenant_of(request))])
+    return web.json_response([_summary(i) for i in await cloud(request).images.list(tenant_of(request))])
 
 
 def _progress_lines(p: PullProgress, ref: ImageRef, layers: list[str]) -> list[dict[str, Any]]:
@@ -138,7 +138,7 @@ def _inspect(img: Image) -> dict[str, Any]:
 
 @routes.get(r"/images/{name:.+}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(_inspect(cloud(request).images.inspect(tenant_of(request), request.match_info["name"])))
+    return web.json_response(_inspect(await cloud(request).images.inspect(tenant_of(request), request.match_info["name"])))
 
 
 @routes.delete(r"/images/{name:.+}")

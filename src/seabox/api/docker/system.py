@@ -64,16 +64,16 @@ async def info(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     containers = c.containers.list(tenant, all_=True)
     running = sum(1 for x in containers if x.status.state == "running")
-    node = c.agent.capacity()
+    node = c.node.capacity()
     return web.json_response(
         {
             "ID": tenant.id,
-            "Name": c.agent.name,
+            "Name": "seabox",
             "Containers": len(containers),
             "ContainersRunning": running,
             "ContainersPaused": 0,
             "ContainersStopped": len(containers) - running,
-            "Images": len(c.images.list(tenant)),
+            "Images": len(await c.images.list(tenant)),
             "Driver": "overlay",
             "DriverStatus": [],
             "Plugins": {"Volume": ["local"], "Network": ["bridge"], "Authorization": None, "Log": ["json-file"]},

@@ -17,7 +17,7 @@ from seabox.model.container import (
 from seabox.model.humanize import status_words
 from seabox.model.sizes import DEFAULT_SIZE, SIZES, get_size, smallest_fitting
 from seabox.model.tenant import Tenant
-from seabox.node.network import ipam
+from seabox.model import ipam
 
 SIZE_LABEL = "sh_hyper_instancetype"  # the label Hyper.sh used for sizes; also accepted on create
 ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -15,7 +15,7 @@ from seabox.api.docker.translate import rfc3339
 from seabox.errors import InvalidArgument, NotFound
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume, VolumeCreate
-from seabox.node.network import ipam
+from seabox.model import ipam
 
 routes = DockerRoutes()
 

@@ -139,9 +139,7 @@ async def exec_(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/containers/{ref}/stats")
 async def stats(request: web.Request) -> web.Response:
-    svc = cloud(request).containers
-    c = svc.get_running(tenant_of(request), request.match_info["ref"])
-    s = svc.agent.stats(c.id)
+    s = await cloud(request).containers.stats(tenant_of(request), request.match_info["ref"])
     return dump(
         {
             "cpu_ns": s.cpu_ns,
@@ -155,6 +153,5 @@ async def stats(request: web.Request) -> web.Response:
 
 @routes.get("/v1/containers/{ref}/top")
 async def top(request: web.Request) -> web.Response:
-    svc = cloud(request).containers
-    c = svc.get_running(tenant_of(request), request.match_info["ref"])
-    return dump({"processes": [{"pid": pid, "cmd": cmd} for pid, cmd in svc.agent.top(c.id)]})
+    processes = await cloud(request).containers.top(tenant_of(request), request.match_info["ref"])
+    return dump({"processes": [{"pid": pid, "cmd": cmd} for pid, cmd in processes]})

@@ -18,15 +18,15 @@ from seabox.api.common import (
 )
 from seabox.errors import SeaboxError
 from seabox.model.image import PullRequest, TagRequest
-from seabox.node.images.reference import parse_reference
-from seabox.node.images.store import PullProgress
+from seabox.model.reference import parse_reference
+from seabox.protocol.images import PullProgress
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/images")
 async def list_images(request: web.Request) -> web.Response:
-    return dump(cloud(request).images.list(tenant_of(request)))
+    return dump(await cloud(request).images.list(tenant_of(request)))
 
 
 @routes.post("/v1/images/pull")
@@ -69,7 +69,7 @@ async def tag(request: web.Request) -> web.Response:
 
 @routes.get("/v1/images/{ref:.+}")
 async def inspect(request: web.Request) -> web.Response:
-    return dump(cloud(request).images.inspect(tenant_of(request), request.match_info["ref"]))
+    return dump(await cloud(request).images.inspect(tenant_of(request), request.match_info["ref"]))
 
 
 @routes.delete("/v1/images/{ref:.+}")

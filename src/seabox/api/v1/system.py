@@ -22,10 +22,9 @@ async def info(request: web.Request) -> web.Response:
         {
             "version": __version__,
             "tenant": tenant.name,
-            "node": c.agent.name,
             "containers": len(c.containers.list(tenant, all_=True)),
             "running": len(c.containers.list(tenant)),
-            "images": len(c.images.list(tenant)),
+            "images": len(await c.images.list(tenant)),
         }
     )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from seabox.config import RegistryAuth, RegistryConfig
 from seabox.errors import NotFound, SeaboxError, UpstreamError
-from seabox.node.images.reference import ImageRef
+from seabox.model.reference import ImageRef
 from seabox.node.images.registry_hosts import unreachable
 from seabox.node.images.tools import ToolResult
 

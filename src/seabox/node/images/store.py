@@ -16,7 +16,7 @@ import tarfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Set
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,11 @@ from seabox.errors import (
 )
 from seabox.model.runtime import ID_RANGE
 from seabox.node.images.layout import OciLayout, write_json_atomic
-from seabox.node.images.reference import ImageRef, parse_reference
+from seabox.model.reference import ImageRef, parse_reference
 from seabox.node.images.registry import Source, allowed_internal, sources
 from seabox.node.images.registry_hosts import Pin, admit
 from seabox.node.images.tools import ToolResult, run_tool
+from seabox.protocol.images import ImageConfig, ImageInfo, PullProgress
 
 log = logging.getLogger(__name__)
 
@@ -53,67 +54,6 @@ _MAPPED_SEP = "@"  # unpacked/<ref>@<id base> holds a copy owned by one user nam
 # The layer scan runs in a child with this much address space: a tar header asking for more fails.
 _SCAN_ADDRESS_SPACE = 1 << 30
 _MAX_UNPACKED_KEY = "[disk] image_max_unpacked in config.toml"
-
-
-@dataclass(frozen=True)
-class PullProgress:
-    """One step of a pull, for a progress display.
-
-    status is one of: resolving (detail = host asked), downloading and done (per layer, with its
-    size when the manifest gives it), unpacking, complete (detail = the image id).
-    """
-
-    status: str
-    ref: str
-    layer: str | None = None
-    size: int | None = None
-    detail: str = ""
-
-
-@dataclass
-class ImageConfig:
-    """The parts of an image's config that decide how its containers run."""
-
-    env: list[str] = field(default_factory=list)
-    cmd: list[str] | None = None
-    entrypoint: list[str] | None = None
-    working_dir: str = ""
-    user: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    exposed_ports: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    stop_signal: str = ""
-
-    @classmethod
-    def from_oci(cls, config: dict[str, Any]) -> ImageConfig:
-        """Read the `config` object of an OCI (or Docker) image config blob."""
-        return cls(
-            env=list(config.get("Env") or []),
-            cmd=list(config["Cmd"]) if config.get("Cmd") is not None else None,
-            entrypoint=list(config["Entrypoint"]) if config.get("Entrypoint") is not None else None,
-            working_dir=config.get("WorkingDir") or "",
-            user=config.get("User") or "",
-            labels=dict(config.get("Labels") or {}),
-            exposed_ports=sorted(config.get("ExposedPorts") or {}),
-            volumes=sorted(config.get("Volumes") or {}),
-            stop_signal=config.get("StopSignal") or "",
-        )
-
-
-@dataclass
-class ImageInfo:
-    """One stored image as callers see it."""
-
-    id: str  # 'sha256:<config digest>', as Docker's image ID
-    digest: str  # digest of the manifest stored in the layout
-    repo_tags: list[str]  # canonical names, e.g. docker.io/library/busybox:latest
-    repo_digests: list[str]  # canonical repo@registry-manifest-digest, for images pulled from a registry
-    size: int  # bytes of the unpacked rootfs
-    created: datetime | None
-    config: ImageConfig
-    rootfs: Path  # the unpacked tree; use it only as a read-only lower layer
-    architecture: str
-    os: str
 
 
 @dataclass
@@ -363,12 +303,12 @@ class ImageStore:
             size=record.size,
             created=_parse_created(record.created),
             config=copy.deepcopy(record.config),
-            rootfs=self._rootfs(image_id),
             architecture=record.architecture,
             os=record.os,
         )
 
-    def _rootfs(self, image_id: str) -> Path:
+    def rootfs(self, image_id: str) -> Path:
+        """The image's unpacked tree, owned by host root; use it only as a read-only lower layer."""
         return self._unpacked / _layout_ref(image_id) / "rootfs"
 
     def _lookup(self, ref_or_id: str) -> tuple[str, str | None]:
@@ -592,7 +532,7 @@ class ImageStore:
                     await self._check_unpacked(manifest)
                     on_unpack()
                     await self._unpack(image_id)
-                    size = await asyncio.to_thread(_tree_size, self._rootfs(image_id))
+                    size = await asyncio.to_thread(_tree_size, self.rootfs(image_id))
                 except BaseException:
                     refs = self._layout.refs()
                     refs.pop(_layout_ref(image_id), None)

@@ -10,7 +10,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from seabox.errors import Conflict, RuntimeFailure
 from seabox.node.network import links, sysctl
-from seabox.node.network.ipam import mac_address
+from seabox.model.ipam import mac_address
 
 
 def ensure(ipr: IPRoute, table: str, tenant_index: int, gateway: IPv4Address, prefixlen: int) -> int:

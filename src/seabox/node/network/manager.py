@@ -11,7 +11,8 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from seabox.config import NetworkConfig
-from seabox.node.network import bridge, egress, ipam, links, netns, nft, sysctl, veth
+from seabox.model import ipam
+from seabox.node.network import bridge, egress, links, netns, nft, sysctl, veth
 
 
 @dataclass(frozen=True)

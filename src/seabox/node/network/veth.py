@@ -11,7 +11,7 @@ from pyroute2 import IPRoute
 
 from seabox.errors import Conflict, RuntimeFailure
 from seabox.node.network import links, netns
-from seabox.node.network.ipam import mac_address
+from seabox.model.ipam import mac_address
 
 CONTAINER_IFNAME = "eth0"
 DEFAULT_ROUTE = "0.0.0.0/0"

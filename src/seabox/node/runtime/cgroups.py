@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from seabox.errors import NotFound
-from seabox.node.runtime.base import Stats
+from seabox.protocol.runtime import Stats
 from seabox.node.runtime.spec import CGROUP_PARENT
 
 _MOUNTINFO = "/proc/self/mountinfo"

@@ -9,9 +9,11 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+
+from seabox.protocol.logs import LogEntry
 
 _TIMESTAMP_RE = re.compile(
     rb"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|([+-])(\d\d):(\d\d))$"
@@ -29,25 +31,6 @@ class LogRecord:
     stream: str
     partial: bool
     content: bytes
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One output line, fragments joined; data keeps its newline unless the output stopped mid-line."""
-
-    time_ns: int  # of the line's first fragment, nanoseconds since the epoch
-    stream: str  # "stdout" or "stderr"
-    data: bytes
-
-    @property
-    def time(self) -> datetime:
-        return _EPOCH + timedelta(microseconds=self.time_ns // 1000)
-
-    @property
-    def timestamp(self) -> str:
-        """RFC 3339 in UTC with nine fractional digits, as `docker logs --timestamps` prints it."""
-        seconds, nanos = divmod(self.time_ns, 1_000_000_000)
-        return f"{(_EPOCH + timedelta(seconds=seconds)):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
 
 
 def parse_timestamp(text: bytes) -> int:

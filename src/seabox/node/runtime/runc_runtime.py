@@ -16,7 +16,8 @@ from pathlib import Path
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.node.runtime import cgroups, conmon, inroot
-from seabox.node.runtime.base import ExitStatus, RunSpec, Stats, Ulimit
+from seabox.node.runtime.base import RunSpec, Ulimit
+from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
 from seabox.node.runtime.runc import Runc

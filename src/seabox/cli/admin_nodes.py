@@ -1,0 +1,86 @@
+"""`seabox admin node`: the operator's view of nodes (list, what runs where) and cordoning."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from seabox.config import DEFAULT_DATA_DIR, load_config
+from seabox.errors import SeaboxError
+from seabox.cli.client import human_bytes
+from seabox.model.sizes import SIZES
+
+node_app = typer.Typer(help="Nodes: list them, see what runs where, cordon and uncordon.", no_args_is_help=True)
+ACTIVE = ("running", "restarting")
+DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
+
+
+def _open(data_dir: Path):  # type: ignore[no-untyped-def]
+    # imported here: SQLAlchemy and Alembic would slow every tenant command's start
+    from seabox.cli.admin import _store
+    from seabox.store.nodes import NodeStore
+
+    store = _store(data_dir)
+    return load_config(data_dir), store, NodeStore(store.engine)
+
+
+@node_app.command("ls")
+def node_ls(data_dir: Path = DATA_DIR_OPT) -> None:
+    """List nodes: address, state (ready, down, cordoned, draining), memory allocated/total, containers."""
+    from seabox.cli.admin import console
+
+    cfg, store, nodes = _open(data_dir)
+    now = time.time()
+    table = Table("NAME", "ADDRESS", "STATE", "MEMORY", "CPUS", "CONTAINERS", "LAST HEARTBEAT", box=None)
+    for node in nodes.list():
+        placed = store.list_containers(node=node.name)
+        allocated = sum(SIZES[c.spec.size].memory_bytes for c in placed if c.status.state in ACTIVE)
+        table.add_row(
+            node.name, node.address, node.state(now, cfg.nodes.down_after),
+            f"{human_bytes(allocated, binary=True)} / {human_bytes(node.memory_bytes, binary=True)}", str(node.cpus), str(len(placed)),
+            f"{now - node.heartbeat_at.timestamp():.0f}s ago",
+        )  # fmt: skip
+    console.print(table)
+
+
+@node_app.command("ps")
+def node_ps(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """The containers placed on node NAME: id, tenant, name, state."""
+    from seabox.cli.admin import _fail, console
+
+    _, store, nodes = _open(data_dir)
+    try:
+        nodes.get(name)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    tenants = {t.id: t.name for t in store.list_tenants()}
+    table = Table("CONTAINER ID", "TENANT", "NAME", "STATE", "SIZE", box=None)
+    for c in store.list_containers(node=name):
+        table.add_row(c.id[:12], tenants.get(c.tenant, c.tenant), c.name, c.status.state, c.spec.size)
+    console.print(table)
+
+
+def _set_schedule(name: str, schedule: str, data_dir: Path) -> None:
+    from seabox.cli.admin import _fail
+
+    _, _, nodes = _open(data_dir)
+    try:
+        nodes.set_schedule(name, schedule)  # type: ignore[arg-type]
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    print(f"node {name}: {schedule}")
+
+
+@node_app.command("cordon")
+def node_cordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """Stop placing new containers on node NAME (what runs there keeps running)."""
+    _set_schedule(name, "cordoned", data_dir)
+
+
+@node_app.command("uncordon")
+def node_uncordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """Let node NAME take new containers again."""
+    _set_schedule(name, "ready", data_dir)

@@ -1,0 +1,342 @@
+"""Drives this node's containers to the assignments the control plane hands it, and reports what is true.
+
+Level-triggered: every batch holds everything the node is to run. Each container converges on its
+own (one at a time per container); the node restarts containers by their restart policy with
+back-off, removes containers it holds but was not assigned, and reports every change it sees,
+tagged with the spec generation it acted on. What a container has applied is kept in its bundle,
+so an agent killed at any moment picks up where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from seabox.errors import RuntimeFailure
+from seabox.node.agent import NodeAgent
+from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
+from seabox.protocol.link import ControlPlane
+from seabox.protocol.placement import Placement
+from seabox.protocol.runtime import ExitStatus
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_MAX = 10.0
+WATCH_TIMEOUT = 30.0
+RETRY_DELAY = 1.0
+ADOPTION_WAIT = 10.0  # how long the first batch may hold up readiness while running containers are adopted
+_APPLIED = "applied.json"  # bundle file: the generation acted on and the restarts since the last start
+_LIVE = ("running", "paused", "created")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def restart_delay(restart_count: int) -> float:
+    """Seconds before restart number restart_count (1, 2, ...): 0.1 s doubling, at most 10 s."""
+    return min(0.1 * 2 ** (restart_count - 1), RESTART_BACKOFF_MAX)
+
+
+def _wants_restart(a: Assignment, status: ExitStatus, restarts: int) -> bool:
+    policy = a.spec.restart
+    if a.spec.desired != "running":
+        return False
+    if policy.name in ("always", "unless-stopped"):
+        return True
+    return (
+        policy.name == "on-failure"
+        and status.code != 0
+        and (policy.max_retries == 0 or restarts < policy.max_retries)
+    )
+
+
+class Converger:
+    """One per node agent: watches assignments, converges containers, reports."""
+
+    def __init__(self, agent: NodeAgent, plane: ControlPlane) -> None:
+        self.agent = agent
+        self.plane = plane
+        self._assigned: dict[str, Assignment] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # converging work in flight
+        self._restarts: dict[str, asyncio.Task[None]] = {}  # restarts waiting out their back-off
+        self._reported: dict[str, ContainerReport] = {}
+        self._seen_first = False
+        agent.on_exit = self._on_exit
+
+    # the watch loop -----------------------------------------------------------------------
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Watch assignments until cancelled; READY is set once the first batch has been applied."""
+        etag = ""
+        while True:
+            try:
+                batch = await self.plane.assignments(self.agent.name, etag, WATCH_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("watching assignments failed; retrying")
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            if batch.etag != etag or not self._seen_first:
+                etag = batch.etag
+                work = await self.apply(batch)
+                if ready is not None and not ready.is_set() and work:
+                    await asyncio.wait(work, timeout=ADOPTION_WAIT)
+            if ready is not None:
+                ready.set()
+
+    async def apply(self, batch: AssignmentBatch) -> list[asyncio.Task[None]]:
+        """Converge to BATCH: hosts files, then each container whose assignment changed, then orphans.
+
+        Returns the work started (it runs on; each container's in order).
+        """
+        first = not self._seen_first
+        self._seen_first = True
+        for index, entries in batch.hosts.items():
+            self.agent.write_hosts(index, entries)
+        assigned = {a.id: a for a in batch.containers}
+        gone = [cid for cid in self._assigned if cid not in assigned]
+        changed = [a for a in batch.containers if first or self._changed(a)]
+        self._assigned = assigned
+        if first:
+            await self.agent.reconcile_network({a.tenant_index for a in assigned.values()}, set(assigned))
+            gone = [cid for cid in self.agent.local_containers() if cid not in assigned]
+        work = []
+        for cid in gone:
+            self._cancel_restart(cid)
+            work.append(self._schedule(cid, self._remove_orphan(cid)))
+        for a in changed:
+            work.append(self._schedule(a.id, self._converge(a.id, adopting=first)))
+        return work
+
+    def _changed(self, a: Assignment) -> bool:
+        old = self._assigned.get(a.id)
+        return old is None or old.spec != a.spec or old.ip != a.ip or old.name != a.name
+
+    def _schedule(self, cid: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run WORK for the container after what is already running for it (one at a time per container)."""
+        lock = self._locks.setdefault(cid, asyncio.Lock())
+
+        async def serialized() -> None:
+            async with lock:
+                await work
+
+        task = asyncio.create_task(serialized(), name=f"converge-{cid[:12]}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda t, cid=cid: self._done(cid, t))
+        return task
+
+    def _done(self, cid: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("converging %s failed", cid[:12], exc_info=task.exception())
+
+    # one container ------------------------------------------------------------------------
+    def _applied(self, cid: str) -> tuple[int, int]:
+        """The generation this node last acted on for the container, and its restarts since (0, 0 if none)."""
+        try:
+            data = json.loads((self.agent.bundle(cid) / _APPLIED).read_text())
+            return int(data["generation"]), int(data["restarts"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return 0, 0
+
+    def _record(self, cid: str, generation: int, restarts: int) -> None:
+        path: Path = self.agent.bundle(cid) / _APPLIED
+        if path.parent.is_dir():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"generation": generation, "restarts": restarts}))
+            tmp.replace(path)
+
+    async def _converge(self, cid: str, adopting: bool) -> None:
+        """Act on the container's assignment if it asks for something new (or, ADOPTING, recheck it)."""
+        a = self._assigned.get(cid)
+        if a is None:
+            return
+        applied, restarts = self._applied(cid)
+        generation = a.spec.generation
+        state = await self.agent.state(cid)
+        live = state in ("running", "paused")
+        if a.spec.desired == "removed":
+            await self._remove(a, state)
+            return
+        fresh = generation > applied
+        if not fresh and not adopting:
+            return
+        self._cancel_restart(cid)  # asked for something new: a pending restart is moot
+        if a.spec.desired == "running" and fresh and not live:
+            await self._start(a, generation, 0)
+            return
+        if a.spec.desired == "stopped" and a.spec.stop is not None and (fresh or live):
+            self._record(cid, generation, restarts)
+            await self._stop(a, state)
+            return
+        self._record(cid, generation, restarts)
+        if live:  # started before the agent last went away, or asked to run and already running
+            self.agent.watch(cid)
+            await self._report(ContainerReport(id=cid, generation=generation, state="running", restart_count=restarts))
+            return
+        status = self.agent.exit_status(cid)
+        if status is None and a.spec.desired != "running":
+            await self._report(ContainerReport(id=cid, generation=generation, state="created"))
+            return
+        # it ended while no agent watched it (or the host lost it: then at an unknown time)
+        await self._exited(a, status or ExitStatus(255, _now(), False), restarts)
+
+    async def _start(self, a: Assignment, generation: int, restarts: int) -> None:
+        placement = Placement(_container(a), a.tenant_id, a.tenant_index)
+        try:
+            pid = await self.agent.start(placement)
+        except RuntimeFailure as exc:
+            self._record(a.id, generation, restarts)
+            command = "not found" in exc.message or "no such file" in exc.message
+            await self._report(
+                ContainerReport(
+                    id=a.id,
+                    generation=generation,
+                    state="created",
+                    exit_code=127 if command else 128,
+                    error=exc.message,
+                    failure="command" if command else "runtime",
+                    restart_count=restarts,
+                )
+            )
+            return
+        self._record(a.id, generation, restarts)
+        await self._report(
+            ContainerReport(id=a.id, generation=generation, state="running", pid=pid, started_at=_now(),
+                            restart_count=restarts)
+        )
+
+    async def _stop(self, a: Assignment, state: str | None) -> None:
+        stop = a.spec.stop
+        assert stop is not None
+        if state in ("running", "paused", "created") and stop.timeout is None:
+            try:
+                await self.agent.kill(a.id, stop.signal)
+            except Exception as exc:  # gone meanwhile: its exit is reported by the watcher
+                log.info("kill of %s: %s", a.id[:12], exc)
+            await self._report(ContainerReport(id=a.id, generation=a.spec.generation, state="running",
+                                               restart_count=self._applied(a.id)[1]))
+            return
+        if state in ("running", "paused"):
+            await self.agent.stop(a.id, stop.timeout or 0, stop.signal)  # the watcher reports the exit
+            return
+        if state == "created":  # made by a start that never finished: nothing watches it
+            await self.agent.stop(a.id, 0, "KILL")
+        status = self.agent.exit_status(a.id)
+        last = self._reported.get(a.id)
+        if last is not None and last.state == "restarting":  # a restart was pending: now it is not
+            await self._report(last.model_copy(update={"state": "exited", "generation": a.spec.generation}))
+        elif status is not None:
+            await self._report(self._exit_report(a, status, self._applied(a.id)[1]))
+        else:  # never started
+            await self._report(ContainerReport(id=a.id, generation=a.spec.generation, state="created"))
+
+    async def _remove(self, a: Assignment, state: str | None) -> None:
+        was_running = state in ("running", "paused")
+        await self.agent.remove(a.id)
+        await self._report(
+            ContainerReport(id=a.id, generation=a.spec.generation, state="removed",
+                            exit_code=137 if was_running else 0, finished_at=_now() if was_running else None)
+        )
+        self._forget(a.id)
+
+    async def _remove_orphan(self, cid: str) -> None:
+        """A container this node holds that no longer is (or never was) assigned to it."""
+        log.info("removing %s: not assigned to this node", cid[:12])
+        await self.agent.remove(cid)
+        self._forget(cid)
+
+    def _forget(self, cid: str) -> None:
+        self._reported.pop(cid, None)
+        self._locks.pop(cid, None)
+
+    # exits and restarts ---------------------------------------------------------------------
+    async def _on_exit(self, cid: str, status: ExitStatus) -> None:
+        a = self._assigned.get(cid)
+        if a is None:
+            return
+        self._schedule(cid, self._exited(a, status, self._applied(cid)[1]))
+
+    def _exit_report(self, a: Assignment, status: ExitStatus, restarts: int) -> ContainerReport:
+        last = self._reported.get(a.id)
+        return ContainerReport(
+            id=a.id,
+            generation=self._applied(a.id)[0],
+            state="exited",
+            exit_code=status.code,
+            oom_killed=status.oom_killed,
+            started_at=last.started_at if last is not None else None,
+            finished_at=status.finished_at,
+            restart_count=restarts,
+        )
+
+    async def _exited(self, a: Assignment, status: ExitStatus, restarts: int) -> None:
+        a = self._assigned.get(a.id, a)
+        if a.spec.desired == "removed":
+            return
+        report = self._exit_report(a, status, restarts)
+        if _wants_restart(a, status, restarts):
+            restarts += 1
+            self._record(a.id, self._applied(a.id)[0], restarts)
+            await self._report(report.model_copy(update={"state": "restarting", "restart_count": restarts}))
+            self._restarts[a.id] = asyncio.create_task(self._restart_later(a.id, restarts))
+            return
+        if a.spec.auto_remove:
+            await self.agent.remove(a.id)
+            await self._report(report.model_copy(update={"state": "removed"}))
+            self._forget(a.id)
+            return
+        await self._report(report)
+
+    async def _restart_later(self, cid: str, restarts: int) -> None:
+        await asyncio.sleep(restart_delay(restarts))
+        self._restarts.pop(cid, None)
+        self._schedule(cid, self._restart(cid, restarts))
+
+    async def _restart(self, cid: str, restarts: int) -> None:
+        a = self._assigned.get(cid)
+        if a is None or a.spec.desired != "running" or await self.agent.state(cid) in ("running", "paused"):
+            return
+        await self._start(a, self._applied(cid)[0], restarts)
+
+    def _cancel_restart(self, cid: str) -> None:
+        task = self._restarts.pop(cid, None)
+        if task is not None:
+            task.cancel()
+
+    async def _report(self, report: ContainerReport) -> None:
+        self._reported[report.id] = report
+        try:
+            await self.plane.report(self.agent.name, [report])
+        except Exception:
+            log.exception("reporting %s failed", report.id[:12])
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *self._restarts.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.agent.close()
+
+
+def _container(a: Assignment):  # type: ignore[no-untyped-def]
+    from seabox.model.container import Container, ContainerStatus
+
+    return Container(
+        id=a.id,
+        name=a.name,
+        tenant=a.tenant_id,
+        created_at=_now(),
+        spec=a.spec,
+        status=ContainerStatus(ip=a.ip),
+    )

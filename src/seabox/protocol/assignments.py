@@ -1,0 +1,49 @@
+"""The desired state a node converges to (its assignments) and what it reports back (container reports)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from seabox.model.container import ContainerSpec
+
+HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
+ReportedState = Literal["created", "running", "restarting", "exited", "removed"]
+
+
+class Assignment(BaseModel):
+    """One container the node is to run, with what its tenant wants of it now (spec.desired, spec.generation)."""
+
+    id: str
+    name: str
+    tenant_id: str
+    tenant_index: int
+    ip: str | None
+    spec: ContainerSpec
+
+
+class AssignmentBatch(BaseModel):
+    """Everything a node is to hold, in full (level-triggered): its containers and its tenants' /etc/hosts."""
+
+    etag: str = ""  # names this content; the node passes it back to wait for the next change
+    containers: list[Assignment] = Field(default_factory=list)
+    hosts: dict[int, list[HostsEntry]] = Field(default_factory=dict)  # tenant index -> entries
+
+
+class ContainerReport(BaseModel):
+    """What is true of one container on the node, after acting on the assignment of `generation`."""
+
+    id: str
+    generation: int
+    state: ReportedState
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    # why a start failed: "command" (the process could not be run: the tenant's mistake) or "runtime"
+    failure: Literal["", "command", "runtime"] = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    restart_count: int = 0

@@ -1,0 +1,60 @@
+"""The control plane's side of the node protocol: each node's assignments, and the reports it sends back."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
+from seabox.protocol.link import ControlPlane
+from seabox.services.containers import ContainerService
+from seabox.services.events import EventBus
+from seabox.store.repo import Store
+
+
+def hosts_entries(store: Store, tenant_id: str) -> list[HostsEntry]:
+    """The tenant's /etc/hosts lines: every container of the tenant with an address, oldest first."""
+    return [(c.status.ip, [c.name, c.id[:12]]) for c in reversed(store.list_containers(tenant_id)) if c.status.ip]
+
+
+class NodeHub(ControlPlane):
+    """Builds assignments from the store and hands reports to the container service."""
+
+    def __init__(self, store: Store, bus: EventBus, containers: ContainerService) -> None:
+        self.store = store
+        self.bus = bus
+        self.containers = containers
+
+    def batch(self, node: str) -> AssignmentBatch:
+        """Everything NODE is to hold now."""
+        tenants = {t.id: t for t in self.store.list_tenants()}
+        mine = [c for c in self.store.list_containers(node=node) if c.tenant in tenants]
+        batch = AssignmentBatch(
+            containers=[
+                Assignment(
+                    id=c.id,
+                    name=c.name,
+                    tenant_id=c.tenant,
+                    tenant_index=tenants[c.tenant].index,
+                    ip=c.status.ip,
+                    spec=c.spec,
+                )
+                for c in reversed(mine)
+            ],
+            hosts={tenants[tid].index: hosts_entries(self.store, tid) for tid in sorted({c.tenant for c in mine})},
+        )
+        batch.etag = hashlib.sha256(batch.model_dump_json().encode()).hexdigest()[:32]
+        return batch
+
+    async def assignments(self, node: str, etag: str, timeout: float) -> AssignmentBatch:
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = self.batch(node)
+            remaining = deadline - time.monotonic()
+            if batch.etag != etag or remaining <= 0:
+                return batch
+            await self.bus.wait(remaining)
+
+    async def report(self, node: str, reports: list[ContainerReport]) -> None:
+        for report in reports:
+            await self.containers.apply_report(node, report)

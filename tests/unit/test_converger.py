@@ -1,0 +1,235 @@
+"""The node converger against a fake runtime: starts, exits, restart back-off, stops, removal, adoption."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seabox.model.container import ContainerSpec, RestartPolicy, StopRequest
+from seabox.node import converger as converger_module
+from seabox.node.converger import Converger, restart_delay
+from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
+from seabox.protocol.placement import Placement
+from seabox.protocol.runtime import ExitStatus
+
+
+class FakeAgent:
+    """The agent surface the converger drives, over an in-memory runtime."""
+
+    name = "n1"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.on_exit: Any = None
+        self.running: dict[str, bool] = {}
+        self.exits: dict[str, ExitStatus] = {}
+        self.watched: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+        self.hosts: dict[int, list[Any]] = {}
+
+    def bundle(self, cid: str) -> Path:
+        return self.root / cid
+
+    async def state(self, cid: str) -> str | None:
+        if cid in self.running:
+            return "running" if self.running[cid] else "stopped"
+        return None
+
+    def exit_status(self, cid: str) -> ExitStatus | None:
+        return self.exits.get(cid)
+
+    async def start(self, p: Placement) -> int:
+        cid = p.container.id
+        self.calls.append(("start", cid))
+        self.bundle(cid).mkdir(exist_ok=True)
+        self.running[cid] = True
+        self.exits.pop(cid, None)
+        self.watched.add(cid)
+        return 100
+
+    async def finish(self, cid: str, code: int) -> None:
+        """The container's process ends with CODE."""
+        self.running[cid] = False
+        self.exits[cid] = ExitStatus(code, datetime.now(UTC), False)
+        if cid in self.watched:
+            self.watched.discard(cid)
+            await self.on_exit(cid, self.exits[cid])
+
+    async def stop(self, cid: str, timeout: float, signal: str) -> None:
+        self.calls.append(("stop", cid))
+        await self.finish(cid, 143)
+
+    async def kill(self, cid: str, signal: str) -> None:
+        self.calls.append(("kill:" + signal, cid))
+
+    async def remove(self, cid: str) -> None:
+        self.calls.append(("remove", cid))
+        self.running.pop(cid, None)
+        self.watched.discard(cid)
+        if self.bundle(cid).exists():
+            for f in self.bundle(cid).iterdir():
+                f.unlink()
+            self.bundle(cid).rmdir()
+
+    def watch(self, cid: str) -> None:
+        self.watched.add(cid)
+
+    def write_hosts(self, index: int, entries: list[Any]) -> None:
+        self.hosts[index] = entries
+
+    async def reconcile_network(self, tenants: set[int], containers: set[str]) -> None:
+        self.calls.append(("reconcile", ",".join(sorted(containers))))
+
+    def local_containers(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir())
+
+    async def close(self) -> None:
+        pass
+
+
+class FakePlane:
+    def __init__(self) -> None:
+        self.reports: list[ContainerReport] = []
+
+    async def assignments(self, node: str, etag: str, timeout: float) -> AssignmentBatch:
+        await asyncio.sleep(timeout)
+        return AssignmentBatch(etag=etag)
+
+    async def report(self, node: str, reports: list[ContainerReport]) -> None:
+        self.reports.extend(reports)
+
+
+def spec(desired: str = "running", generation: int = 1, restart: str = "no", **extra: Any) -> ContainerSpec:
+    return ContainerSpec(
+        image="docker.io/library/busybox:latest", image_id="sha256:" + "a" * 64, args=["sleep", "9"], cmd=None,
+        entrypoint=None, env=[], labels={}, size="s1", volumes=[], workdir="/", user="", hostname="h",
+        restart=RestartPolicy.parse(restart), tty=False, stdin_open=False, stop_signal="SIGTERM", stop_timeout=1,
+        runtime_class="runc", desired=desired, generation=generation, **extra,  # type: ignore[arg-type]
+    )
+
+
+def assign(cid: str, s: ContainerSpec) -> Assignment:
+    return Assignment(id=cid, name="c-" + cid, tenant_id="t", tenant_index=1, ip="10.0.0.2", spec=s)
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(converger_module, "restart_delay", lambda n: 0.05 * n)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> tuple[Converger, FakeAgent, FakePlane]:
+    agent = FakeAgent(tmp_path)
+    plane = FakePlane()
+    return Converger(agent, plane), agent, plane  # type: ignore[arg-type]
+
+
+async def settle(c: Converger) -> None:
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if not c._tasks and not c._restarts:
+            return
+
+
+def states(plane: FakePlane) -> list[tuple[str, int, int]]:
+    return [(r.state, r.generation, r.restart_count) for r in plane.reports]
+
+
+async def test_start_then_on_failure_restarts_up_to_the_limit(env: Any) -> None:
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec(restart="on-failure:1"))]))
+    await settle(conv)
+    assert states(plane) == [("running", 1, 0)]
+    await agent.finish("a", 1)
+    await settle(conv)
+    assert states(plane)[1:] == [("restarting", 1, 1), ("running", 1, 1)]
+    await agent.finish("a", 1)
+    await settle(conv)
+    assert states(plane)[-1] == ("exited", 1, 1) and plane.reports[-1].exit_code == 1
+    assert [c for c in agent.calls if c[0] == "start"] == [("start", "a")] * 2
+    assert json.loads((agent.bundle("a") / "applied.json").read_text()) == {"generation": 1, "restarts": 1}
+
+
+async def test_a_stop_during_back_off_cancels_the_restart(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(converger_module, "restart_delay", lambda n: 0.3)
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec(restart="always"))]))
+    await settle(conv)
+    await agent.finish("a", 0)
+    await asyncio.sleep(0.05)
+    assert states(plane)[-1] == ("restarting", 1, 1)
+    stopped = spec(desired="stopped", generation=2, restart="always", stop=StopRequest(signal="SIGTERM", timeout=1))
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", stopped)]))
+    await asyncio.sleep(0.5)
+    assert states(plane)[-1] == ("exited", 2, 1)
+    assert [c for c in agent.calls if c[0] == "start"] == [("start", "a")]
+
+
+async def test_a_stop_of_a_running_container_reports_the_exit_with_the_stop_generation(env: Any) -> None:
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec(restart="always"))]))
+    await settle(conv)
+    stopped = spec(desired="stopped", generation=2, restart="always", stop=StopRequest(signal="SIGTERM", timeout=1))
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", stopped)]))
+    await settle(conv)
+    assert states(plane) == [("running", 1, 0), ("exited", 2, 0)] and plane.reports[-1].exit_code == 143
+    kill = spec(desired="stopped", generation=3, stop=StopRequest(signal="SIGKILL"))
+    await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", kill)]))
+    await settle(conv)
+    assert states(plane)[-1] == ("exited", 3, 0)
+
+
+async def test_adoption_keeps_running_containers_starts_unfinished_ones_and_removes_orphans(env: Any) -> None:
+    conv, agent, plane = env
+    for cid, applied in (("run", 1), ("orphan", 1)):
+        agent.bundle(cid).mkdir()
+        (agent.bundle(cid) / "applied.json").write_text(json.dumps({"generation": applied, "restarts": 0}))
+        agent.running[cid] = True
+    batch = AssignmentBatch(etag="1", containers=[assign("run", spec()), assign("inflight", spec())])
+    await conv.apply(batch)
+    await settle(conv)
+    by_id = {r.id: r for r in plane.reports}
+    assert by_id["run"].state == "running" and ("start", "run") not in agent.calls and "run" in agent.watched
+    assert by_id["inflight"].state == "running" and ("start", "inflight") in agent.calls
+    assert ("remove", "orphan") in agent.calls and "orphan" not in by_id
+
+
+async def test_an_exit_nobody_watched_follows_the_restart_policy_on_adoption(env: Any) -> None:
+    conv, agent, plane = env
+    for cid in ("no", "always"):
+        agent.bundle(cid).mkdir()
+        (agent.bundle(cid) / "applied.json").write_text(json.dumps({"generation": 1, "restarts": 0}))
+        agent.running[cid] = False
+        agent.exits[cid] = ExitStatus(3, datetime.now(UTC), False)
+    batch = AssignmentBatch(etag="1", containers=[assign("no", spec()), assign("always", spec(restart="always"))])
+    await conv.apply(batch)
+    await settle(conv)
+    by_id: dict[str, list[str]] = {}
+    for r in plane.reports:
+        by_id.setdefault(r.id, []).append(r.state)
+    assert by_id == {"no": ["exited"], "always": ["restarting", "running"]}
+
+
+async def test_remove_and_auto_remove(env: Any) -> None:
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec()), assign("rm", spec(auto_remove=True))]))
+    await settle(conv)
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", spec(desired="removed", generation=2)),
+                                                            assign("rm", spec(auto_remove=True))]))
+    await settle(conv)
+    await agent.finish("rm", 0)
+    await settle(conv)
+    last = {r.id: r for r in plane.reports}
+    assert last["a"].state == "removed" and last["a"].exit_code == 137 and last["a"].generation == 2
+    assert last["rm"].state == "removed" and last["rm"].exit_code == 0
+    assert not agent.bundle("a").exists() and not agent.bundle("rm").exists()
+
+
+def test_restart_delay_doubles_up_to_ten_seconds() -> None:
+    assert [restart_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    assert restart_delay(20) == 10.0
