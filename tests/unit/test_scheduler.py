@@ -124,13 +124,14 @@ def small_requests() -> st.SearchStrategy[PlacementRequest]:
     return st.builds(request_for, st.sampled_from(TENANTS[:2]), st.sampled_from(["s3", "s4", "m1"]))
 
 
-operations = st.lists(st.tuples(st.sampled_from(["place", "place", "release"]),
-                                st.one_of(requests(pinned=None), small_requests())), max_size=60)
+def operations(reqs: st.SearchStrategy[PlacementRequest]) -> st.SearchStrategy[list[tuple[str, PlacementRequest]]]:
+    return st.lists(st.tuples(st.sampled_from(["place", "place", "release"]), reqs), max_size=60)
 
 
-@given(st.one_of(clusters(), crowded()), operations)
+@given(st.one_of(st.tuples(clusters(), operations(requests())), st.tuples(crowded(), operations(small_requests()))))
 def test_the_indexed_cluster_answers_as_place_does_through_commits_and_releases(
-        nodes: list[NodeView], ops: list[tuple[str, PlacementRequest]]) -> None:
+        case: tuple[list[NodeView], list[tuple[str, PlacementRequest]]]) -> None:
+    nodes, ops = case
     cluster = Cluster(nodes)
     placed: list[tuple[str, PlacementRequest]] = []
     for op, r in ops:

@@ -38,8 +38,10 @@ class Cluster:
 
     Ready nodes sit in one list sorted by (free memory, name): the best fit among the nodes that hold
     none of a tenant's containers is the first one past a bisection that the tenant does not use. The
-    nodes a tenant does use are grouped by how many of its containers they hold, so spreading looks
-    only at those. `place` answers exactly as `place(self.views(), request)` would.
+    nodes a tenant does use sit in one such list per count of its containers they hold, so the best
+    fit among the nodes holding the fewest is a bisection too; counting the entries past those
+    bisections tells when no unused node fits, without a scan. A commit or release re-sorts one node
+    in the lists of the tenants it holds. `place` answers exactly as `place(self.views(), request)`.
     """
 
     def __init__(self, nodes: Iterable[NodeView]) -> None:
@@ -50,10 +52,14 @@ class Cluster:
             self._nodes[view.name] = _Node(view)
         ready = [n for n in self._nodes.values() if n.state == "ready"]
         self._by_free = sorted((n.free, n.name) for n in ready)
-        self._levels: dict[str, dict[int, set[str]]] = {}  # tenant -> count -> ready nodes with that many of its
+        # tenant -> count -> the ready nodes holding that many of its containers, by (free memory, name)
+        self._levels: dict[str, dict[int, list[tuple[int, str]]]] = {}
         for n in ready:
             for tenant, count in n.tenants.items():
-                self._levels.setdefault(tenant, {}).setdefault(count, set()).add(n.name)
+                self._levels.setdefault(tenant, {}).setdefault(count, []).append((n.free, n.name))
+        for levels in self._levels.values():
+            for entries in levels.values():
+                entries.sort()
 
     def views(self) -> list[NodeView]:
         """The cluster as it stands, one frozen view per node."""
@@ -92,12 +98,14 @@ class Cluster:
 
     def _unused_best_fit(self, request: PlacementRequest) -> str | None:
         """The ready node with the least free memory that fits REQUEST and holds none of its tenant's containers."""
-        tenant = request.tenant_id
-        levels = self._levels.get(tenant)
-        if levels and sum(map(len, levels.values())) == len(self._by_free):
-            return None  # the tenant is on every ready node
+        tenant, memory = request.tenant_id, request.memory_bytes
         by_free, nodes, cpus, avoid = self._by_free, self._nodes, request.cpus, request.avoid_nodes
-        for i in range(bisect_left(by_free, (request.memory_bytes, "")), len(by_free)):
+        first = bisect_left(by_free, (memory, ""))
+        levels = self._levels.get(tenant, {})
+        used = sum(len(entries) - bisect_left(entries, (memory, "")) for entries in levels.values())
+        if used == len(by_free) - first:
+            return None  # every node with the memory free holds some of the tenant's containers
+        for i in range(first, len(by_free)):
             n = nodes[by_free[i][1]]
             if tenant not in n.tenants and n.cpus >= cpus and n.name not in avoid:
                 return n.name
@@ -108,34 +116,42 @@ class Cluster:
         nodes, memory, cpus, avoid = self._nodes, request.memory_bytes, request.cpus, request.avoid_nodes
         levels = self._levels.get(request.tenant_id, {})
         for count in sorted(levels):
-            fitting = [(n.free, n.name) for n in map(nodes.__getitem__, levels[count])
-                       if n.free >= memory and n.cpus >= cpus and n.name not in avoid]
-            if fitting:
-                return min(fitting)[1]
+            entries = levels[count]
+            for i in range(bisect_left(entries, (memory, "")), len(entries)):
+                n = nodes[entries[i][1]]
+                if n.cpus >= cpus and n.name not in avoid:
+                    return n.name
         return None
 
     def _move(self, n: _Node, tenant: str, step: int, memory: int) -> None:
         """Add STEP containers of TENANT holding MEMORY bytes (negative to remove) to N, and re-index it."""
         ready = n.state == "ready"
         if ready:
-            del self._by_free[bisect_left(self._by_free, (n.free, n.name))]
-        old = n.tenants.get(tenant, 0)
-        new = old + step
+            self._unindex(n)
+        count = n.tenants.get(tenant, 0) + step
         n.memory_allocated += memory
         n.containers += step
-        if new:
-            n.tenants[tenant] = new
+        if count:
+            n.tenants[tenant] = count
         else:
             del n.tenants[tenant]
-        if not ready:
-            return
-        insort(self._by_free, (n.free, n.name))
-        levels = self._levels.setdefault(tenant, {})
-        if old:
-            levels[old].discard(n.name)
-            if not levels[old]:
-                del levels[old]
-        if new:
-            levels.setdefault(new, set()).add(n.name)
-        if not levels:
-            del self._levels[tenant]
+        if ready:
+            self._index(n)
+
+    def _unindex(self, n: _Node) -> None:
+        key = (n.free, n.name)
+        del self._by_free[bisect_left(self._by_free, key)]
+        for tenant, count in n.tenants.items():
+            levels = self._levels[tenant]
+            entries = levels[count]
+            del entries[bisect_left(entries, key)]
+            if not entries:
+                del levels[count]
+                if not levels:
+                    del self._levels[tenant]
+
+    def _index(self, n: _Node) -> None:
+        key = (n.free, n.name)
+        insort(self._by_free, key)
+        for tenant, count in n.tenants.items():
+            insort(self._levels.setdefault(tenant, {}).setdefault(count, []), key)
