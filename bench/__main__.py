@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench import scheduler
-from bench.results import write_section
+from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
 from tests.fixtures.server import SEABOX, Server, free_port, node_config, teardown_node
@@ -284,8 +284,7 @@ def runtime() -> None:
         (f"host memory per idle gvisor container, {GVISOR_IDLE} containers (peer: runc's per container)",
          f"{gvisor_memory:.2f} MiB", f"{per_container:.2f} MiB", f"{gvisor_memory / per_container:.1f}x"),
     ]
-    header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
-    table_md = header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+    table_md = markdown_table(rows)
     print(table_md)
     write_section("runtime", (
         f"Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` "

@@ -7,6 +7,12 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
+def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """The figures' table: one row per figure, ours against the peer measured in the same run."""
+    header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
+    return header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+
+
 def write_section(name: str, body: str) -> None:
     """Replace the section NAME of RESULTS.md with BODY (appended at the end the first time)."""
     start, end = f"<!-- bench {name} -->\n", f"<!-- /bench {name} -->\n"

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bench.results import write_section
+from bench.results import markdown_table, write_section
 from seabox.model.sizes import SIZES, GiB
 from seabox.scheduler.cluster import Cluster
 from seabox.scheduler.place import Placement, Refusal, place
@@ -110,8 +110,7 @@ def main() -> None:
         ("scheduler time per placement, p99 (same)",
          f"{us['ours'][1]:.1f} µs", f"{us['peer'][1]:.1f} µs", f"{us['ours'][1] / us['peer'][1]:.2f}x"),
     ]
-    header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
-    table_md = header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+    table_md = markdown_table(rows)
     print(table_md)
     ready = sum(n.state == "ready" for n in nodes)
     write_section("scheduler", (
