@@ -98,10 +98,9 @@ def test_the_same_snapshot_in_any_order_gives_the_same_answer(data: st.DataObjec
 @given(st.integers(1, 40), st.sampled_from(["s1", "s4", "m1"]), st.integers(0, 3))
 def test_a_tenants_containers_on_as_many_equal_nodes_land_on_distinct_nodes(count: int, size: str,
                                                                            others: int) -> None:
-    # Other tenants already fill one node: spreading must still not double up the tenant.
-    nodes = [NodeView(f"n{i:02}", "ready", 64 * GiB, 8, 0, 0, {}) for i in range(count)]
-    nodes[0] = replace(nodes[0], memory_allocated=others * GiB, containers=others, tenant_containers={"x": others})
-    nodes = [replace(n, memory_allocated=others * GiB) for n in nodes]  # equal free memory everywhere
+    # Equal free memory everywhere; another tenant's containers hold the memory in use on the first node.
+    nodes = [NodeView(f"n{i:02}", "ready", 64 * GiB, 8, others * GiB, 0, {}) for i in range(count)]
+    nodes[0] = replace(nodes[0], containers=others, tenant_containers={"x": others})
     cluster, snapshot, chosen = Cluster(nodes), list(nodes), []
     r = request_for("a", size)
     for _ in range(count):
@@ -214,3 +213,12 @@ def test_a_draining_node_takes_nothing_new_but_its_pinned_containers_say_so() ->
     assert place(nodes, request_for("a", "s1")) == Placement("n4")
     assert place(nodes, request_for("a", "s1", required_node="n1", pinned_by="volume data")) == Refusal(
         "node n1 (which holds volume data) is draining")
+
+
+def test_releasing_on_a_draining_node_frees_its_memory_but_it_still_takes_nothing() -> None:
+    cluster = Cluster([NodeView("n1", "draining", 4 * GiB, 2, 3 * GiB, 2, {"a": 2}), NODES[3]])
+    cluster.release("n1", request_for("a", "m1"))
+    n1 = by_name(cluster.views())["n1"]
+    assert (n1.memory_allocated, n1.containers, dict(n1.tenant_containers)) == (2 * GiB, 1, {"a": 1})
+    assert cluster.place(request_for("a", "m1")) == Placement("n4")
+    assert cluster.place(request_for("a", "m2")) == Refusal("no node has 2 GiB free for size m2; largest free: 1 GiB")
