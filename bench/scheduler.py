@@ -123,8 +123,8 @@ def main() -> None:
         "shares follow a Zipf-like curve (the largest holds thousands of containers, more than there are "
         f"nodes), sizes s1 to l3 weighted towards the small ones, {PINNED:.0%} pinned to a node by a volume "
         f"and {AVOIDING:.0%} avoiding a node. {placed:,} were placed and {len(answers) - placed:,} refused "
-        f"({pinned_refused:,} of them pinned to a node that was not ready or had too little memory free). Ours is `Cluster.place` plus `commit` on a placement; the peer "
-        "is the pure `place()` scanning the whole list of node views for the same request, with the list "
+        f"({pinned_refused:,} of them pinned to a node that was not ready or had too little memory free). "
+        "Ours is `Cluster.place` plus `commit` on a placement; the peer is the pure `place()` scanning the whole list of node views for the same request, with the list "
         "kept current between requests outside the timing. Every answer of the peer is checked to be the "
         "same as ours.\n"
     ))
