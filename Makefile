@@ -7,6 +7,7 @@ DATA_DIR ?= /var/lib/seabox
 LISTEN ?= 127.0.0.1:8470
 APT_PKGS := runc runsc conmon skopeo umoci nftables iproute2 busybox-static docker-registry debootstrap mount e2fsprogs util-linux zstd
 PYTEST_ARGS ?=
+FIGURES ?=
 
 .PHONY: deps up down test bench clean
 
@@ -36,7 +37,7 @@ test: deps
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: deps
-	@flock /tmp/seabox-root.lock $(BIN)/python -m bench
+	@flock /tmp/seabox-root.lock $(BIN)/python -m bench $(FIGURES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

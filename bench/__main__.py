@@ -1,4 +1,8 @@
-"""`make bench`: container start latency and per-container memory, against bare runc and runsc in the same run."""
+"""`make bench` / `python -m bench [FIGURE ...]`: each figure against a peer measured in the same run.
+
+Figures: `runtime` (container start latency and per-container memory, against bare runc and runsc;
+needs root) and `scheduler` (placements per second on simulated nodes). No argument runs them all.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from bench import scheduler
+from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
 from tests.fixtures.server import SEABOX, Server, free_port, node_config, teardown_node
@@ -27,7 +33,6 @@ IDLE = int(os.environ.get("BENCH_IDLE", "100"))
 GVISOR_IDLE = int(os.environ.get("BENCH_GVISOR_IDLE", "20"))
 BENCH_ID_BASE = 1 << 30  # a host uid range no tenant of the bench's server uses
 CLI_RUNS = int(os.environ.get("BENCH_CLI_RUNS", "20"))
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -219,7 +224,8 @@ def timed(label: str, fn: Callable[[], object]) -> None:
     print(f"  ({label}: {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
 
-def main() -> None:
+def runtime() -> None:
+    """Start latency and idle memory of runc and gVisor containers through a real server (root)."""
     workdir = Path(tempfile.mkdtemp(prefix="seabox-bench-"))
     workdir.chmod(0o711)  # a user-namespaced container's root walks through it to its bundle
     data_dir = workdir / "data"
@@ -278,11 +284,9 @@ def main() -> None:
         (f"host memory per idle gvisor container, {GVISOR_IDLE} containers (peer: runc's per container)",
          f"{gvisor_memory:.2f} MiB", f"{per_container:.2f} MiB", f"{gvisor_memory / per_container:.1f}x"),
     ]
-    header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
-    table_md = header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+    table_md = markdown_table(rows)
     print(table_md)
-    RESULTS.write_text(
-        "# Benchmark results\n\n"
+    write_section("runtime", (
         f"Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` "
         f"({STARTS} starts, {IDLE} idle containers) on a 2-core, 24 GiB machine.\n\n"
         + table_md
@@ -296,8 +300,19 @@ def main() -> None:
         "(the Sentry, which holds the tenant's memory too) and gofer are counted, so the row is an upper "
         "bound of its overhead. The hardening rows run bare `runc run -d` with Seabox's own config.json "
         "in four variants, interleaved, so the ratio isolates the cost of each layer.\n"
-    )
+    ))
+
+
+FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main}
+
+
+def main(argv: list[str]) -> None:
+    unknown = [name for name in argv if name not in FIGURES]
+    if unknown:
+        sys.exit(f"unknown figure {', '.join(unknown)}: use one or more of {', '.join(FIGURES)}")
+    for name in argv or FIGURES:
+        FIGURES[name]()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

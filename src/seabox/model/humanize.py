@@ -1,8 +1,22 @@
-"""Docker's wording of times and states ('Up 3 seconds', 'Exited (1) 2 minutes ago'), shared by CLI and API."""
+"""Human wording shared by CLI, API and scheduler: Docker's times and states ('Up 3 seconds'), byte sizes and CPUs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+from seabox.model.sizes import GiB, MiB
+
+
+def human_bytes(n: int) -> str:
+    """A byte count as messages word it: '512 MiB', '1.5 GiB', '4 GiB'."""
+    if n >= GiB:
+        return f"{n / GiB:.1f}".removesuffix(".0") + " GiB"
+    return f"{n // MiB} MiB"
+
+
+def human_cpus(n: float) -> str:
+    """A CPU count as messages word it: '1 CPU', '2 CPUs', '0.5 CPUs'."""
+    return f"{n:g} CPU" + ("" if n == 1 else "s")
 
 
 def human_duration(seconds: float) -> str:

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
+from seabox.model.humanize import human_bytes, human_cpus
 from seabox.model.node import NodeCapacity
-from seabox.model.sizes import GiB, MiB, Size
-
-
-def _bytes(n: int) -> str:
-    if n >= GiB:
-        return f"{n / GiB:.1f}".removesuffix(".0") + " GiB"
-    return f"{n // MiB} MiB"
-
-
-def _cpus(n: float) -> str:
-    return f"{n:g} CPU" + ("" if n == 1 else "s")
+from seabox.model.sizes import Size
 
 
 def refusal(size: Size, node: NodeCapacity, overcommit: float, allocated: int | None = None) -> str | None:
@@ -29,10 +20,10 @@ def refusal(size: Size, node: NodeCapacity, overcommit: float, allocated: int | 
     never = size.cpus > node.cpus or size.memory_bytes > min(node.memory_bytes, allocatable)
     if not never and (allocated is None or size.memory_bytes <= free):
         return None
-    has = _bytes(node.memory_bytes)
+    has = human_bytes(node.memory_bytes)
     if overcommit != 1:
-        has += f" ({_bytes(allocatable)} at memory overcommit {overcommit:g})"
+        has += f" ({human_bytes(allocatable)} at memory overcommit {overcommit:g})"
     return (
-        f"size {size.name} needs {_bytes(size.memory_bytes)} of memory and {_cpus(size.cpus)}; "
-        f"node {node.name} has {has} and {_cpus(node.cpus)} ({_bytes(free)} free)"
+        f"size {size.name} needs {human_bytes(size.memory_bytes)} of memory and {human_cpus(size.cpus)}; "
+        f"node {node.name} has {has} and {human_cpus(node.cpus)} ({human_bytes(free)} free)"
     )

@@ -1,0 +1,26 @@
+"""bench/RESULTS.md: each figure rewrites only its own marked section, so figures run alone keep the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+
+
+def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """The figures' table: one row per figure, ours against the peer measured in the same run."""
+    header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
+    return header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the section NAME of RESULTS.md with BODY (appended at the end the first time)."""
+    start, end = f"<!-- bench {name} -->\n", f"<!-- /bench {name} -->\n"
+    block = start + body.rstrip("\n") + "\n" + end
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    RESULTS.write_text(text)
