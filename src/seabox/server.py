@@ -17,26 +17,34 @@ from seabox.node.agent import NodeAgent
 from seabox.node.converger import Converger
 from seabox.node.local_link import LocalLink
 from seabox.services.cloud import Cloud
-from seabox.services.nodes import NodeHub
 from seabox.tls import server_context
 
 log = logging.getLogger(__name__)
 
 
-async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; containers keep running after the server stops."""
+async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None, *, with_node: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM; containers keep running after the server stops.
+
+    WITH_NODE, this host is also a node (the embedded server); without, only remote nodes run containers.
+    """
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     metrics_token(cfg.data_dir)  # Prometheus reads it from DATA_DIR/metrics.token
-    agent = NodeAgent(cfg)
-    cloud = Cloud.open(cfg, LocalLink(agent))
+    agent = NodeAgent(cfg) if with_node else None
+    cloud = Cloud.open(cfg, LocalLink(agent) if agent else None)
     app = create_app(cloud)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    # the local node: watches its assignments in process, as a remote node does over HTTP
-    converger = Converger(agent, NodeHub(cloud.store, cloud.bus, cloud.containers))
-    adopted = asyncio.Event()
-    node_task = asyncio.create_task(converger.run(adopted), name="local-node")
-    await adopted.wait()
+    converger, node_tasks = None, []
+    if agent is not None:
+        # the local node: watches its assignments in process, as a remote node does over HTTP
+        cloud.nodes.ensure_local(agent.name, "local", agent.capacity())
+        converger = Converger(agent, cloud.hub)
+        adopted = asyncio.Event()
+        node_tasks = [
+            asyncio.create_task(converger.run(adopted), name="local-node"),
+            asyncio.create_task(converger.heartbeats(cfg.nodes.heartbeat_interval), name="local-node-heartbeat"),
+        ]
+        await adopted.wait()
     guard = guard_for(cfg.api)
     host, port = cfg.host_port
     listeners = [await listen(runner, guard, host, port)]
@@ -57,8 +65,10 @@ async def serve(cfg: ServerConfig, ready: asyncio.Event | None = None) -> None:
     finally:
         for listener in listeners:
             listener.close()
-        node_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await node_task
-        await converger.close()
+        for task in node_tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if converger is not None:
+            await converger.close()
         await runner.cleanup()

@@ -12,6 +12,8 @@ from seabox.errors import Conflict, NotFound
 from seabox.protocol.images import ImageConfig, ImageInfo
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
+from seabox.services.links import NodeLinks
+from seabox.store.nodes import NodeStore
 from seabox.store.db import open_engine
 from seabox.store.repo import Store
 from tests.unit.test_store import spec
@@ -28,6 +30,8 @@ def info(image_id: str, tags: list[str], digests: list[str]) -> ImageInfo:
 
 class FakeNodeImages:
     """The image part of the node link that ImageService uses; pulls can be held back with a gate."""
+
+    name = "n1"
 
     def __init__(self) -> None:
         self.stored: dict[str, ImageInfo] = {}
@@ -60,7 +64,8 @@ def env(tmp_path: Path) -> tuple[ImageService, Store, FakeNodeImages]:
     store = Store(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
     node = FakeNodeImages()
     node.registry = {"r.example/app:1": X, "r.example/app:2": X, "r.example/new:1": Y}
-    return ImageService(store, node, EventBus(store)), store, node  # type: ignore[arg-type]
+    links = NodeLinks(NodeStore(store.engine), 30.0, node)  # type: ignore[arg-type]
+    return ImageService(store, links, EventBus(store)), store, node
 
 
 async def test_names_are_per_tenant_and_an_unpulled_id_is_404(env: tuple[ImageService, Store, Any]) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "seabox"
-# The embedded server is the one place both sides meet: it hands the control plane an in-process link.
-WIRING = {"server.py"}
+# Where both sides are wired: the embedded server hands the control plane an in-process link, and
+# `seabox node` starts a node agent on its own.
+WIRING = {"server.py", "cli/node.py"}
 CONTROL_PLANE = ("seabox.api", "seabox.services", "seabox.store", "seabox.controllers", "seabox.scheduler", "seabox.cli")
 
 

@@ -9,6 +9,8 @@ from aiohttp import web
 from seabox.api.errors import Handler
 from seabox.errors import InvalidArgument, NotFound, Unauthorized
 from seabox.model.tenant import Tenant
+from seabox.protocol.wire import PLANE_PREFIX
+from seabox.store.nodes import NODE_CREDENTIAL_PREFIX
 from seabox.store.repo import Store
 from seabox.tls import peer_common_name
 
@@ -40,8 +42,8 @@ _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 
 
 def is_public(path: str) -> bool:
-    """Paths served without a credential, bare or under a Docker /vN.NN prefix."""
-    return _VERSION_PREFIX.sub("", path) in PUBLIC_PATHS
+    """Paths served without a tenant credential, bare or under a Docker /vN.NN prefix (node routes check their own)."""
+    return _VERSION_PREFIX.sub("", path) in PUBLIC_PATHS or path.startswith(PLANE_PREFIX + "/")
 
 
 def _tenant_of_certificate(request: web.Request) -> Tenant | None:
@@ -61,6 +63,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not is_public(request.path):
         key = request_key(request)
         if key:
+            if key.startswith(NODE_CREDENTIAL_PREFIX):
+                raise Unauthorized("a node credential is not a tenant API key")
             tenant = request.app[TENANT].tenant_for_key(key)
             if tenant is None:
                 raise Unauthorized("invalid API key")

@@ -60,7 +60,7 @@ async def metrics(request: web.Request) -> web.Response:
     lines = [
         "# HELP seabox_info Seabox server version.",
         "# TYPE seabox_info gauge",
-        f'seabox_info{{version="{__version__}",node="{c.node.name}"}} 1',
+        f'seabox_info{{version="{__version__}"}} 1',
         "# HELP seabox_containers Containers on this server by state.",
         "# TYPE seabox_containers gauge",
         *(f'seabox_containers{{state="{s}"}} {n}' for s, n in sorted(states.items())),

@@ -13,7 +13,8 @@ from seabox.errors import SeaboxError
 from seabox.cli.client import human_bytes
 from seabox.model.sizes import SIZES
 
-node_app = typer.Typer(help="Nodes: list them, see what runs where, cordon and uncordon.", no_args_is_help=True)
+node_app = typer.Typer(help="Nodes: join tokens, list them, see what runs where, cordon and uncordon.",
+                       no_args_is_help=True)
 ACTIVE = ("running", "restarting")
 DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
 
@@ -84,3 +85,20 @@ def node_cordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
 def node_uncordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
     """Let node NAME take new containers again."""
     _set_schedule(name, "ready", data_dir)
+
+
+@node_app.command("token")
+def node_token(
+    ttl: str = typer.Option("1h", "--ttl", help="How long the token may be used: seconds, or like 30m, 12h, 7d."),
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Print a join token: `seabox node --join URL --token TOKEN` on a host makes it a node (one node per token)."""
+    from seabox.cli.admin import _fail
+    from seabox.config import parse_duration
+
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as exc:
+        raise _fail(SeaboxError(f"--ttl: {exc}", field="ttl")) from None
+    _, _, nodes = _open(data_dir)
+    print(nodes.issue_join_token(seconds))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from seabox.cli import admin, containers, images, server, system, volumes
+from seabox.cli import admin, containers, images, node, server, system, volumes
 from seabox.cli.client import SeaboxGroup
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 for group in (containers, images, volumes, system):
     group.register(app)
 server.register(app)
+node.register(app)
 app.add_typer(admin.app, name="admin")
 
 

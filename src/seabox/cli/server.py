@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Path = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="State: database, images, volumes, logs."),
         listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT for the API."),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        no_node: bool = typer.Option(
+            False, "--no-node", help="API and controllers only: containers run on nodes joined with `seabox node`."
+        ),
     ) -> None:
         """Run the API, the controllers and a local node agent (SQLite under --data-dir).
 
@@ -32,4 +35,4 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(data_dir, listen=listen)
         except SeaboxError as exc:
             raise typer.BadParameter(exc.message) from None
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, with_node=not no_node))

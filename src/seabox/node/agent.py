@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from seabox.config import ServerConfig
-from seabox.errors import Conflict, InvalidArgument, RuntimeFailure
+from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
@@ -21,6 +21,7 @@ from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import NodeNetwork
 from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
 from seabox.protocol.assignments import HostsEntry
+from seabox.protocol.images import ImageInfo
 from seabox.protocol.link import ExitCallback
 from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus, Stats
@@ -53,6 +54,7 @@ class NodeAgent:
         self.name = cfg.node_name
         self.root = cfg.data_dir
         self.run_dir = cfg.run_dir
+        self.cfg = cfg
         self.isolation = cfg.isolation
         hostdirs.secure_data_dir(cfg.data_dir)
         self.images = ImageStore(cfg.data_dir / "images", cfg.registries, max_unpacked=cfg.disk.image_max_unpacked)
@@ -68,11 +70,17 @@ class NodeAgent:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._start_hooks: dict[str, list[Callable[[], Awaitable[None]]]] = {}
 
+    @staticmethod
+    def measure(cfg: ServerConfig) -> NodeCapacity:
+        """The memory containers may have here ([admission] node_memory, else MemTotal) and the CPUs this process may use."""
+        memory = cfg.admission.node_memory
+        if memory is None:
+            with open("/proc/meminfo") as f:
+                memory = 1024 * next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return NodeCapacity(cfg.node_name, memory, len(os.sched_getaffinity(0)))
+
     def capacity(self) -> NodeCapacity:
-        """This host's memory (MemTotal of /proc/meminfo) and the CPUs this process may run on."""
-        with open("/proc/meminfo") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
-        return NodeCapacity(self.name, kib * 1024, len(os.sched_getaffinity(0)))
+        return self.measure(self.cfg)
 
     # paths -----------------------------------------------------------------------
     def bundle(self, cid: str) -> Path:
@@ -114,7 +122,7 @@ class NodeAgent:
         base = self.id_base(p)
         hostdirs.make_private_dir(bundle, base)
         (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
-        image = self.images.get(c.spec.image_id)
+        image = await self._image(c.spec.image, c.spec.image_id)
         lower = self.images.rootfs(image.id) if base is None else await self.images.mapped_rootfs(image.id, base)
         disk = get_size(c.spec.size).disk_bytes
         await asyncio.to_thread(mount_overlay, lower, bundle, disk, base or 0, self.root / "disk-templates")
@@ -127,6 +135,20 @@ class NodeAgent:
         (bundle / "hostname").write_text(c.spec.hostname + "\n")
         resolv = Path("/etc/resolv.conf")
         (bundle / "resolv.conf").write_text(resolv.read_text() if resolv.exists() else "")
+
+    async def _image(self, name: str, image_id: str) -> ImageInfo:
+        """The container's image, pulled by its name if this node does not hold it yet."""
+        try:
+            return self.images.get(image_id)
+        except NotFound:
+            if name == image_id:  # an untagged import: only the node it was imported on has it
+                raise RuntimeFailure(f"image {image_id[:19]} is not on node {self.name}: import it there or push "
+                                     "it to a registry") from None
+        pulled = await self.images.pull(name)
+        if pulled.id != image_id:
+            raise RuntimeFailure(f"{name} in its registry is now image {pulled.id[:19]}, not {image_id[:19]} "
+                                 "as when the container was made: create the container again")
+        return pulled
 
     def _run_spec(self, p: Placement) -> RunSpec:
         c = p.container

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_MAX = 10.0
 WATCH_TIMEOUT = 30.0
 RETRY_DELAY = 1.0
+STOPPED_POLL = 0.25
 ADOPTION_WAIT = 10.0  # how long the first batch may hold up readiness while running containers are adopted
 _APPLIED = "applied.json"  # bundle file: the generation acted on and the restarts since the last start
 _LIVE = ("running", "paused", "created")
@@ -72,6 +73,17 @@ class Converger:
         agent.on_exit = self._on_exit
 
     # the watch loop -----------------------------------------------------------------------
+    async def heartbeats(self, interval: float) -> None:
+        """Tell the control plane every INTERVAL seconds that this node is alive, and what it has."""
+        while True:
+            try:
+                await self.plane.heartbeat(self.agent.name, self.agent.capacity())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(interval)
+
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Watch assignments until cancelled; READY is set once the first batch has been applied."""
         etag = ""
@@ -318,6 +330,21 @@ class Converger:
             await self.plane.report(self.agent.name, [report])
         except Exception:
             log.exception("reporting %s failed", report.id[:12])
+
+    async def stopped(self, cid: str) -> None:
+        """Return once the container has stopped for good: not running, and no restart pending."""
+        while True:
+            if (
+                await self.agent.state(cid) not in ("running", "paused")
+                and cid not in self._restarts
+                and not self._busy(cid)
+            ):
+                return
+            await asyncio.sleep(STOPPED_POLL)
+
+    def _busy(self, cid: str) -> bool:
+        lock = self._locks.get(cid)
+        return lock is not None and lock.locked()
 
     async def close(self) -> None:
         tasks = [*self._tasks, *self._restarts.values()]

@@ -34,6 +34,10 @@ class ControlPlane(ABC):
     async def report(self, node: str, reports: list[ContainerReport]) -> None:
         """Record what is true of containers on NODE."""
 
+    @abstractmethod
+    async def heartbeat(self, node: str, capacity: NodeCapacity) -> None:
+        """NODE is alive and has CAPACITY."""
+
 
 class NodeLink(ABC):
     """One node as the control plane sees it."""

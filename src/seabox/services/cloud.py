@@ -1,4 +1,4 @@
-"""Wires the store, event bus, the link to the node and tenant services into one object the APIs share."""
+"""Wires the store, event bus, node links, placement and tenant services into one object the APIs share."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
 from seabox.controllers.event_retention import EventRetention
-from seabox.protocol.link import NodeLink
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
+from seabox.protocol.link import NodeLink
+from seabox.services.links import NodeLinks
+from seabox.services.nodes import NodeHub
+from seabox.services.placement import Placer
 from seabox.services.volumes import VolumeService
 from seabox.store.db import open_engine
+from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
 
@@ -24,20 +28,27 @@ class Cloud:
     cfg: ServerConfig
     store: Store
     bus: EventBus
-    node: NodeLink
+    nodes: NodeStore
+    links: NodeLinks
     images: ImageService
     volumes: VolumeService
     containers: ContainerService
+    hub: NodeHub
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, cfg: ServerConfig, node: NodeLink) -> Cloud:
+    def open(cls, cfg: ServerConfig, local: NodeLink | None = None) -> Cloud:
+        """The control plane on cfg's database; LOCAL is the embedded server's own node, if it has one."""
         store = Store(open_engine(cfg.db_url))
+        nodes = NodeStore(store.engine)
+        links = NodeLinks(nodes, cfg.nodes.down_after, local)
         bus = EventBus(store)
-        images = ImageService(store, node, bus)
-        volumes = VolumeService(store, node, bus)
-        containers = ContainerService(cfg, store, node, bus, images, volumes)
-        return cls(cfg, store, bus, node, images, volumes, containers)
+        images = ImageService(store, links, bus)
+        volumes = VolumeService(store, links, bus)
+        placer = Placer(cfg, store, nodes)
+        containers = ContainerService(cfg, store, links, placer, bus, images, volumes)
+        hub = NodeHub(store, nodes, bus, containers)
+        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub)
 
     async def start(self) -> None:
         """Start the controller loops."""
@@ -49,4 +60,5 @@ class Cloud:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops.clear()
-        await self.node.close()
+        for link in self.links:
+            await link.close()

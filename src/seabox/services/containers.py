@@ -19,19 +19,17 @@ from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.container import Container, ContainerCreate, ContainerSpec, StopRequest
 from seabox.model.event import ContainerEvent
-from seabox.model.node import NodeCapacity
-from seabox.model.sizes import SIZES
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
 from seabox.model.reference import parse_reference
-from seabox.protocol.link import NodeLink
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.assignments import ContainerReport
 from seabox.protocol.runtime import Stats
 from seabox.protocol.streams import AttachStdio, ExecStream
-from seabox.scheduler.admission import refusal
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
+from seabox.services.links import NodeLinks
+from seabox.services.placement import Placer
 from seabox.services.volumes import VolumeService
 from seabox.store.repo import Store
 
@@ -66,14 +64,16 @@ class ContainerService:
         self,
         cfg: ServerConfig,
         store: Store,
-        node: NodeLink,
+        links: NodeLinks,
+        placer: Placer,
         bus: EventBus,
         images: ImageService,
         volumes: VolumeService,
     ) -> None:
         self.cfg = cfg
         self.store = store
-        self.node = node
+        self.links = links
+        self.placer = placer
         self.bus = bus
         self.images = images
         self.volumes = volumes
@@ -96,7 +96,7 @@ class ContainerService:
 
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
-        self._admit(req.size)
+        node = self._place(tenant, req)
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
         name = req.name or self._generate_name(tenant, req.image)
@@ -110,7 +110,7 @@ class ContainerService:
         env = _merge_env(cfg.env, req.env)
         runtime_class = self.runtime_class(tenant, req.runtime_class)
         for mount in req.volumes:
-            await self.volumes.ensure(tenant, mount.volume)
+            await self.volumes.ensure(tenant, mount.volume, node)
         cid = secrets.token_hex(32)
         subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
         ip = ipam.allocate(subnet, {IPv4Address(a) for a in self.store.used_ips(tenant.id)})
@@ -140,7 +140,7 @@ class ContainerService:
             pids_limit=req.pids_limit,
         )
         parse_signal(spec.stop_signal)
-        container = self.store.insert_container(tenant.id, cid, name, self.node.name, str(ip), spec)
+        container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec)
         await self.bus.emit(tenant.id, "container", "create", cid, name, {"image": spec.image, "size": spec.size})
         return container
 
@@ -187,7 +187,7 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state == "running":
             return c
-        self._admit(c.spec.size, starting=c.id)
+        self.placer.admit_start(c.status.node or "", c.id, c.spec.size, self._starting)
         self._starting.add(c.id)
         try:
             generation = await self._ask(c.id, "running")
@@ -201,21 +201,21 @@ class ContainerService:
             raise RuntimeFailure(st.error)
         return c
 
-    def _admit(self, size: str, starting: str | None = None) -> None:
-        """409 if this node can never hold SIZE or, when STARTING a container, has too little memory free now."""
-        policy = self.cfg.admission
-        measured = self.node.capacity()
-        node = NodeCapacity(measured.name, policy.node_memory or measured.memory_bytes, measured.cpus)
-        allocated = None
-        if starting is not None:
-            allocated = sum(
-                SIZES[c.spec.size].memory_bytes
-                for c in self.store.list_containers(node=self.node.name)
-                if c.id != starting and (c.status.state in ACTIVE or c.id in self._starting)
-            )
-        reason = refusal(SIZES[size], node, policy.memory_overcommit, allocated)
-        if reason is not None:
-            raise Conflict(reason, field="size")
+    def _place(self, tenant: Tenant, req: ContainerCreate) -> str:
+        """The node for a new container: where its existing volumes are, else the scheduler's choice."""
+        held: dict[str, str] = {}
+        for mount in req.volumes:
+            try:
+                held[mount.volume] = self.volumes.get(tenant, mount.volume).node
+            except NotFound:
+                continue
+        if len(set(held.values())) > 1:
+            where = ", ".join(f"{v} on {n}" for v, n in sorted(held.items()))
+            raise Conflict(f"the volumes are on different nodes ({where}): one container can mount only one node's", field="volumes")
+        if held:
+            volume, node = next(iter(sorted(held.items())))
+            return self.placer.choose(tenant.id, req.size, node, pinned_by=f"volume {volume}")
+        return self.placer.choose(tenant.id, req.size)
 
     async def stop(self, tenant: Tenant, ref: str, timeout: float | None = None, signal: str | None = None) -> Container:
         c = self.get(tenant, ref)
@@ -232,7 +232,7 @@ class ContainerService:
         if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):  # meant to end it: no restart after
             generation = await self._ask(c.id, "stopped", StopRequest(signal=sig.name))
             return await self._acted_on(c.id, generation, STOP_GRACE)
-        await self.node.signal(c.id, sig.name)
+        await self.links.get(c.status.node).signal(c.id, sig.name)
         return c
 
     async def restart(self, tenant: Tenant, ref: str, timeout: float | None = None) -> Container:
@@ -287,7 +287,7 @@ class ContainerService:
         c = self.get(tenant, ref)
         since_at = datetime.fromtimestamp(since, UTC) if since else None
         follow = follow and c.status.state in ACTIVE
-        return self.node.logs(c.id, follow=follow, tail=tail, since=since_at, until_stopped=lambda: self._stopped(c.id))
+        return self.links.get(c.status.node).logs(c.id, follow=follow, tail=tail, since=since_at, until_stopped=lambda: self._stopped(c.id))
 
     async def _stopped(self, cid: str) -> None:
         while True:
@@ -311,26 +311,26 @@ class ContainerService:
         stdin: bool = False,
     ) -> ExecStream:
         c = self.get_running(tenant, ref)
-        return await self.node.exec(
+        return await self.links.get(c.status.node).exec(
             c.id, cmd, env=env or [], cwd=workdir, user=user, tty=tty, stdin=stdin
         )
 
     def attach(self, tenant: Tenant, ref: str) -> asyncio.Future[AttachStdio]:
         """The container's live stdio: now if it runs, else as soon as it starts (before its process runs)."""
         c = self.get(tenant, ref)
-        return asyncio.ensure_future(self.node.attach(c.id, running=c.status.state == "running"))
+        return asyncio.ensure_future(self.links.get(c.status.node).attach(c.id, running=c.status.state == "running"))
 
     async def resize(self, tenant: Tenant, ref: str, height: int, width: int) -> None:
         c = self.get_running(tenant, ref)
-        await self.node.resize(c.id, height, width)
+        await self.links.get(c.status.node).resize(c.id, height, width)
 
     async def stats(self, tenant: Tenant, ref: str) -> Stats:
         c = self.get_running(tenant, ref)
-        return await self.node.stats(c.id)
+        return await self.links.get(c.status.node).stats(c.id)
 
     async def top(self, tenant: Tenant, ref: str) -> list[tuple[int, str]]:
         c = self.get_running(tenant, ref)
-        return await self.node.top(c.id)
+        return await self.links.get(c.status.node).top(c.id)
 
     # what nodes report -------------------------------------------------------------------------
     async def apply_report(self, node: str, r: ContainerReport) -> None:

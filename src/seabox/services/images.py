@@ -17,7 +17,7 @@ from seabox.model.image import Image
 from seabox.model.tenant import Tenant
 from seabox.model.reference import parse_reference
 from seabox.protocol.images import ImageInfo, PullProgress
-from seabox.protocol.link import NodeLink
+from seabox.services.links import NodeLinks
 from seabox.services.events import EventBus
 from seabox.store.repo import Store
 
@@ -74,9 +74,9 @@ def _name_key(ref: str) -> str:
 class ImageService:
     """Images are stored once per node; each tenant sees only the names it pulled, imported or tagged."""
 
-    def __init__(self, store: Store, node: NodeLink, bus: EventBus) -> None:
+    def __init__(self, store: Store, links: NodeLinks, bus: EventBus) -> None:
         self.store = store
-        self.node = node
+        self.links = links
         self.bus = bus
         self._bringing = 0  # pulls and imports in flight: they may name an image a release would delete
         self._deferred: set[str] = set()  # releases that wait for the last of them
@@ -125,20 +125,20 @@ class ImageService:
     # queries -------------------------------------------------------------------------------
     async def resolve(self, tenant: Tenant, ref: str) -> ResolvedImage:
         img, name = self._match(tenant, ref)
-        return ResolvedImage(await self.node.image(img.id), name or (sorted(img.tags) or [img.id])[0])
+        return ResolvedImage(await self.links.default.image(img.id), name or (sorted(img.tags) or [img.id])[0])
 
     async def list(self, tenant: Tenant) -> list[Image]:
         out = []
         for img in self._images(tenant).values():
             try:
-                out.append(to_model(await self.node.image(img.id), img))
+                out.append(to_model(await self.links.default.image(img.id), img))
             except NotFound:
                 continue
         return out
 
     async def inspect(self, tenant: Tenant, ref: str) -> Image:
         img, _ = self._match(tenant, ref)
-        return to_model(await self.node.image(img.id), img)
+        return to_model(await self.links.default.image(img.id), img)
 
     # changes -------------------------------------------------------------------------------
     async def pull(
@@ -146,7 +146,7 @@ class ImageService:
     ) -> Image:
         name = _name_key(ref)
         async with self._bringing_in():
-            info = await self.node.pull(ref, progress)
+            info = await self.links.default.pull(ref, progress)
             replaced = self._add_name(tenant, name, info.id)
             for digest in info.repo_digests:  # the manifest digest this pull resolved to
                 self.store.add_image_ref(tenant.id, digest, info.id)
@@ -157,7 +157,7 @@ class ImageService:
     async def import_archive(self, tenant: Tenant, path: Path) -> list[Image]:
         """Import an archive's images; the tenant gets the names the archive gives them (and only those)."""
         async with self._bringing_in():
-            infos = await self.node.import_archive(path)
+            infos = await self.links.default.import_archive(path)
             replaced = []
             for info in infos:
                 if info.repo_tags:
@@ -219,7 +219,7 @@ class ImageService:
             if self.store.image_needed(image_id):
                 continue
             try:
-                await self.node.remove_image(image_id)
+                await self.links.default.remove_image(image_id)
             except NotFound:
                 continue
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import time
 
+from seabox.model.node import NodeCapacity
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
 from seabox.protocol.link import ControlPlane
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
+from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
 
@@ -17,11 +19,15 @@ def hosts_entries(store: Store, tenant_id: str) -> list[HostsEntry]:
     return [(c.status.ip, [c.name, c.id[:12]]) for c in reversed(store.list_containers(tenant_id)) if c.status.ip]
 
 
+POLL_INTERVAL = 1.0
+
+
 class NodeHub(ControlPlane):
     """Builds assignments from the store and hands reports to the container service."""
 
-    def __init__(self, store: Store, bus: EventBus, containers: ContainerService) -> None:
+    def __init__(self, store: Store, nodes: NodeStore, bus: EventBus, containers: ContainerService) -> None:
         self.store = store
+        self.nodes = nodes
         self.bus = bus
         self.containers = containers
 
@@ -53,7 +59,11 @@ class NodeHub(ControlPlane):
             remaining = deadline - time.monotonic()
             if batch.etag != etag or remaining <= 0:
                 return batch
-            await self.bus.wait(remaining)
+            # woken by this server's changes at once; another server's (or the admin CLI's) are polled
+            await self.bus.wait(min(remaining, POLL_INTERVAL))
+
+    async def heartbeat(self, node: str, capacity: NodeCapacity) -> None:
+        self.nodes.heartbeat(node, capacity)
 
     async def report(self, node: str, reports: list[ContainerReport]) -> None:
         for report in reports:

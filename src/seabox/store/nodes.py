@@ -33,7 +33,7 @@ class NodeStore:
             conn.execute(insert(t.join_tokens).values(token_hash=hash_key(token), created_at=now, expires_at=now + ttl))
         return token
 
-    def register(self, token: str, name: str, address: str, capacity: NodeCapacity) -> str:
+    def register(self, token: str, name: str, address: str, capacity: NodeCapacity, link_secret: str) -> str:
         """Join node NAME with TOKEN (used up by it); returns the node's own credential (shown once)."""
         credential = NODE_CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
         now = time.time()
@@ -52,7 +52,7 @@ class NodeStore:
             try:
                 conn.execute(
                     insert(t.nodes).values(
-                        name=name, address=address, credential_hash=hash_key(credential),
+                        name=name, address=address, credential_hash=hash_key(credential), link_secret=link_secret,
                         memory_bytes=capacity.memory_bytes, cpus=capacity.cpus, schedule="ready",
                         registered_at=now, heartbeat_at=now,
                     )
@@ -73,6 +73,12 @@ class NodeStore:
             else:
                 conn.execute(insert(t.nodes).values(name=name, credential_hash=None, schedule="ready",
                                                     registered_at=now, **values))
+
+    def link_secret(self, name: str) -> str | None:
+        """The secret servers present to node NAME's link listener (None for the embedded node)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.nodes.c.link_secret).where(t.nodes.c.name == name)).first()
+        return row[0] if row else None
 
     def node_for_credential(self, credential: str) -> Node | None:
         with self.engine.connect() as conn:

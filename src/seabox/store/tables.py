@@ -91,6 +91,7 @@ nodes = Table(
     Column("name", String(63), primary_key=True),
     Column("address", String(255), nullable=False),  # where servers reach the node (its advertised address)
     Column("credential_hash", String(64), nullable=True, unique=True),  # None: the embedded server's own node
+    Column("link_secret", String(128), nullable=True),  # what servers present to the node's link listener
     Column("memory_bytes", BigInteger, nullable=False),
     Column("cpus", Integer, nullable=False),
     Column("schedule", String(16), nullable=False),  # ready | cordoned | draining (down is a heartbeat's age)

@@ -64,7 +64,7 @@ async def info(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     containers = c.containers.list(tenant, all_=True)
     running = sum(1 for x in containers if x.status.state == "running")
-    node = c.node.capacity()
+    nodes = c.nodes.list()
     return web.json_response(
         {
             "ID": tenant.id,
@@ -96,8 +96,8 @@ async def info(request: web.Request) -> web.Response:
             "OSVersion": __version__,
             "OSType": "linux",
             "Architecture": platform.machine(),
-            "NCPU": node.cpus,
-            "MemTotal": node.memory_bytes,
+            "NCPU": max((n.cpus for n in nodes), default=0),  # the most one container could get
+            "MemTotal": max((n.memory_bytes for n in nodes), default=0),
             "IndexServerAddress": "",
             "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
             "Labels": [f"seabox.tenant={tenant.name}"],

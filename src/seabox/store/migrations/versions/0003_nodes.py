@@ -13,6 +13,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(63), primary_key=True),
         sa.Column("address", sa.String(255), nullable=False),
         sa.Column("credential_hash", sa.String(64), nullable=True, unique=True),
+        sa.Column("link_secret", sa.String(128), nullable=True),
         sa.Column("memory_bytes", sa.BigInteger, nullable=False),
         sa.Column("cpus", sa.Integer, nullable=False),
         sa.Column("schedule", sa.String(16), nullable=False),

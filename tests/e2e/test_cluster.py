@@ -1,0 +1,137 @@
+"""Many nodes: node agents in their own network namespaces join a --no-node control plane and run its
+tenants' containers (placement, streams, crash of a node agent, join errors)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_api import pull, wait
+from tests.fixtures.cluster import Cluster
+from tests.fixtures.server import SEABOX
+
+
+@pytest.fixture
+def alice(cluster: Cluster) -> Iterator[httpx.Client]:
+    client = httpx.Client(base_url=cluster.server.url, headers={"X-Api-Key": cluster.server.tenant("alice")}, timeout=120)
+    yield client
+    for c in client.get("/v1/containers", params={"all": "true"}).json():
+        client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
+    client.close()
+
+
+def placed(cluster: Cluster, node: str) -> list[str]:
+    out = cluster.admin("node", "ps", node)
+    assert out.returncode == 0, out.stderr
+    return [line.split()[0] for line in out.stdout.splitlines()[1:] if line.strip()]
+
+
+def test_a_tenants_containers_spread_over_the_nodes_and_work_on_each(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str
+) -> None:
+    pull(alice, busybox_image)
+    ids = []
+    for i in range(2):
+        r = alice.post("/v1/containers", params={"start": "true"},
+                       json={"image": busybox_image, "cmd": ["sh", "-c", f"echo hello {i}; sleep 300"]})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    on = {n.name: placed(cluster, n.name) for n in cluster.nodes}
+    assert sorted(len(v) for v in on.values()) == [1, 1], on
+    assert "node" not in json.dumps(alice.get(f"/v1/containers/{ids[0]}").json()["spec"]).lower().replace("no-new", "")
+    for i, cid in enumerate(ids):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [json.loads(x) for x in alice.get(f"/v1/containers/{cid}/logs").text.splitlines()]
+            if lines:
+                break
+            time.sleep(0.2)
+        assert [(x["stream"], x["data"]) for x in lines] == [("stdout", f"hello {i}\n")], lines
+        r = alice.post(f"/v1/containers/{cid}/exec", json={"cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"]})
+        assert r.status_code == 200, r.text
+        frames = [json.loads(x) for x in r.text.splitlines()]
+        assert sorted((f["stream"], f["data"]) for f in frames if "data" in f) == [("stderr", "err\n"), ("stdout", "out\n")]
+        assert frames[-1] == {"exit_code": 3}, frames
+        assert alice.get(f"/v1/containers/{cid}/top").status_code == 200
+        r = alice.post(f"/v1/containers/{cid}/stop", params={"t": "1"})
+        assert r.status_code == 200 and r.json()["status"]["state"] == "exited", r.text
+        assert wait(alice, cid) in (137, 143)
+        assert alice.delete(f"/v1/containers/{cid}").status_code == 204
+    assert all(placed(cluster, n.name) == [] for n in cluster.nodes)
+
+
+def test_a_killed_node_agent_leaves_its_containers_running_and_adopts_them_again(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str
+) -> None:
+    pull(alice, busybox_image)
+    r = alice.post("/v1/containers", params={"start": "true"}, json={"image": busybox_image, "cmd": ["sleep", "300"]})
+    assert r.status_code == 201, r.text
+    c = r.json()
+    node = next(n for n in cluster.nodes if c["id"][:12] in placed(cluster, n.name))
+    node.stop(signal.SIGKILL)
+    try:
+        assert node.runc_state(c["id"]) == "running"
+    finally:
+        node.start(cluster.server.url, None)  # the saved credential: no token needed
+    cluster.wait_ready(node.name)
+    got = alice.get(f"/v1/containers/{c['id']}").json()
+    assert got["status"]["state"] == "running" and got["status"]["pid"] == c["status"]["pid"]
+    r = alice.post(f"/v1/containers/{c['id']}/stop", params={"t": "1"})
+    assert r.status_code == 200 and r.json()["status"]["state"] == "exited", r.text
+
+
+def test_placement_refuses_what_no_node_can_take(cluster: Cluster, alice: httpx.Client, busybox_image: str) -> None:
+    pull(alice, busybox_image)
+    r = alice.post("/v1/containers", json={"image": busybox_image, "cmd": ["true"], "size": "l3"})
+    assert r.status_code == 409 and "no node has" in r.json()["message"], r.text
+    for n in cluster.nodes:
+        assert cluster.admin("node", "cordon", n.name).returncode == 0
+    try:
+        r = alice.post("/v1/containers", json={"image": busybox_image, "cmd": ["true"]})
+        assert r.status_code == 409 and r.json()["message"].startswith("no node is ready"), r.text
+    finally:
+        for n in cluster.nodes:
+            assert cluster.admin("node", "uncordon", n.name).returncode == 0
+    out = cluster.admin("node", "cordon", "nosuchnode")
+    assert out.returncode == 1 and "no such node: nosuchnode" in out.stdout + out.stderr
+
+
+def test_join_refuses_bad_tokens_and_credentials_stay_on_their_side(cluster: Cluster, tmp_path: Path) -> None:
+    scratch = tmp_path / "node"
+    url = cluster.server.url
+    body = {"name": "x1", "address": "198.51.100.99:7000", "memory_bytes": 1 << 30, "cpus": 1, "link_secret": "s" * 40}
+    r = httpx.post(url + "/node/v1/register", json={**body, "token": "sbxj_nope"})
+    assert r.status_code == 401 and "unknown join token" in r.json()["message"]
+    used = cluster.token()
+    assert httpx.post(url + "/node/v1/register", json={**body, "token": used}).status_code == 201
+    r = httpx.post(url + "/node/v1/register", json={**body, "name": "x2", "token": used})
+    assert r.status_code == 401 and "already used (by node x1)" in r.json()["message"]
+    r = httpx.post(url + "/node/v1/register", json={**body, "token": cluster.token()})
+    assert r.status_code == 409 and "x1 is already registered" in r.json()["message"]
+    expired = cluster.token("1s")
+    time.sleep(1.5)
+    r = httpx.post(url + "/node/v1/register", json={**body, "name": "x3", "token": expired})
+    assert r.status_code == 401 and "expired" in r.json()["message"]
+    r = httpx.post(url + "/node/v1/register", json={**body, "name": "Bad Name", "token": cluster.token()})
+    assert r.status_code == 400 and "invalid node name" in r.json()["message"]
+    out = cluster.admin("node", "token", "--ttl", "soon")
+    assert out.returncode == 1 and "--ttl" in out.stdout + out.stderr
+    credential = json.loads((cluster.nodes[0].data_dir / "node.json").read_text())["credential"]
+    r = httpx.get(url + "/v1/containers", headers={"Authorization": f"Bearer {credential}"})
+    assert r.status_code == 401 and "node credential is not a tenant API key" in r.json()["message"]
+    key = cluster.server.tenant("alice")
+    r = httpx.get(url + "/node/v1/assignments", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 401 and "tenant API key is not a node credential" in r.json()["message"]
+    first_join = subprocess.run([*SEABOX, "node", "--join", url, "--token", used, "--name", "x9",
+                                 "--data-dir", str(scratch), "--advertise", "198.51.100.99:7000"],
+                                capture_output=True, text=True, timeout=60)
+    assert first_join.returncode == 1 and "already used" in first_join.stderr, first_join.stderr
+    listing = cluster.admin("node", "ls").stdout
+    assert "x1" in listing and "x2" not in listing and "x3" not in listing
