@@ -135,3 +135,74 @@ def test_join_refuses_bad_tokens_and_credentials_stay_on_their_side(cluster: Clu
     assert first_join.returncode == 1 and "already used" in first_join.stderr, first_join.stderr
     listing = cluster.admin("node", "ls").stdout
     assert "x1" in listing and "x2" not in listing and "x3" not in listing
+
+
+def until(check, timeout: float = 30, what: str = ""):  # type: ignore[no-untyped-def]
+    """Poll CHECK until it returns something true; that value (or an AssertionError naming WHAT)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def _on_n1(cluster: Cluster, alice: httpx.Client, image: str, **policies: str) -> dict[str, dict]:
+    """Containers (sleep 300) with the given restart policies, all placed on n1."""
+    cluster.admin("node", "cordon", "n2")
+    try:
+        out = {}
+        for label, restart in policies.items():
+            r = alice.post("/v1/containers", params={"start": "true"},
+                           json={"image": image, "cmd": ["sleep", "300"], "restart": restart})
+            assert r.status_code == 201, r.text
+            out[label] = r.json()
+    finally:
+        cluster.admin("node", "uncordon", "n2")
+    assert sorted(placed(cluster, "n1")) == sorted(c["id"][:12] for c in out.values())
+    return out
+
+
+def test_drain_moves_what_can_move_and_stops_the_rest(cluster: Cluster, alice: httpx.Client, busybox_image: str) -> None:
+    pull(alice, busybox_image)
+    c = _on_n1(cluster, alice, busybox_image, moves="always", stops="no")
+    assert cluster.admin("node", "drain", "n1").returncode == 0
+    try:
+        until(lambda: alice.get(f"/v1/containers/{c['stops']['id']}").json()["status"]["state"] == "exited",
+              what="the container without a restart policy to stop")
+        until(lambda: placed(cluster, "n2") == [c["moves"]["id"][:12]]
+              and alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running",
+              what="the always-restarted container to run on n2")
+        assert cluster.nodes[0].runc_state(c["moves"]["id"]) is None  # not also on n1
+        r = alice.post("/v1/containers", json={"image": busybox_image, "cmd": ["true"]})
+        assert r.status_code == 201 and r.json()["id"][:12] in placed(cluster, "n2")
+        assert " draining " in cluster.admin("node", "ls").stdout
+    finally:
+        cluster.admin("node", "uncordon", "n1")
+
+
+def test_a_node_that_stays_away_loses_its_containers_and_drops_the_moved_copies_when_back(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str
+) -> None:
+    pull(alice, busybox_image)
+    c = _on_n1(cluster, alice, busybox_image, moves="always", stays="no")
+    n1 = cluster.nodes[0]
+    n1.stop(signal.SIGKILL)
+    try:
+        lost = until(lambda: (s := alice.get(f"/v1/containers/{c['stays']['id']}").json()["status"])["state"] == "lost"
+                     and s, what="the container of the down node to be lost")
+        assert lost["error"].startswith("node n1 is down"), lost
+        until(lambda: c["moves"]["id"][:12] in placed(cluster, "n2")
+              and alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running",
+              what="the always-restarted container to run again on n2")
+        assert " down " in cluster.admin("node", "ls").stdout
+        assert n1.runc_state(c["moves"]["id"]) == "running"  # the old copy, unreachable meanwhile
+    finally:
+        n1.start(cluster.server.url, None)
+    cluster.wait_ready("n1")
+    until(lambda: n1.runc_state(c["moves"]["id"]) is None, what="n1 to remove its moved copy")
+    until(lambda: alice.get(f"/v1/containers/{c['stays']['id']}").json()["status"]["state"] == "running",
+          what="the lost container, still running on n1, to be found again")
+    assert alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running"

@@ -13,7 +13,7 @@ from seabox.errors import SeaboxError
 from seabox.cli.client import human_bytes
 from seabox.model.sizes import SIZES
 
-node_app = typer.Typer(help="Nodes: join tokens, list them, see what runs where, cordon and uncordon.",
+node_app = typer.Typer(help="Nodes: join tokens, list them, see what runs where, cordon, drain and uncordon.",
                        no_args_is_help=True)
 ACTIVE = ("running", "restarting")
 DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
@@ -83,8 +83,15 @@ def node_cordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
 
 @node_app.command("uncordon")
 def node_uncordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
-    """Let node NAME take new containers again."""
+    """Let node NAME take new containers again (also ends a drain)."""
     _set_schedule(name, "ready", data_dir)
+
+
+@node_app.command("drain")
+def node_drain(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """Empty node NAME: containers whose restart policy keeps them running and that no volume pins move to
+    other nodes; the others are stopped. No new containers go there until `uncordon`."""
+    _set_schedule(name, "draining", data_dir)
 
 
 @node_app.command("token")

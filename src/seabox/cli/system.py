@@ -48,7 +48,6 @@ def info() -> None:
     print(f"Server: {api.url}")
     print(f"Server version: {data['version']}")
     print(f"Tenant: {data['tenant']}")
-    print(f"Node: {data['node']}")
     print(f"Containers: {data['containers']} (running {data['running']})")
     print(f"Images: {data['images']}")
 

@@ -16,7 +16,8 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[^=\s]+$")
 
-State = Literal["created", "running", "restarting", "exited", "dead", "removing"]
+# lost: its node is down, and nothing can say whether it still runs
+State = Literal["created", "running", "restarting", "exited", "dead", "removing", "lost"]
 
 
 class RestartPolicy(BaseModel):
@@ -223,7 +224,8 @@ class ContainerStatus(BaseModel):
     """What is true of a container, as last observed by its node."""
 
     state: State = "created"
-    node: str | None = None
+    # the node it is placed on: for operators only, never in what tenants get (the store keeps it in its own column)
+    node: str | None = Field(None, exclude=True)
     pid: int = 0
     ip: str | None = None
     exit_code: int = 0

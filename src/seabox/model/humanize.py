@@ -59,5 +59,5 @@ def status_words(
         if finished_at is None:
             return word
         return f"{word} ({exit_code}) {human_duration((now - finished_at).total_seconds())} ago"
-    words = {"created": "Created", "dead": "Dead", "removing": "Removal In Progress"}
+    words = {"created": "Created", "dead": "Dead", "removing": "Removal In Progress", "lost": "Lost (node down)"}
     return words.get(state, state.capitalize())

@@ -56,5 +56,5 @@ class Volume(BaseModel):
     size: int
     labels: dict[str, str]
     created_at: datetime
-    node: str
+    node: str = Field(exclude=True)  # the node that holds its data: for operators only, never shown to tenants
     in_use_by: list[str] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
 from seabox.controllers.event_retention import EventRetention
+from seabox.controllers.node_health import NodeHealth
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
 from seabox.services.images import ImageService
@@ -53,6 +54,8 @@ class Cloud:
     async def start(self) -> None:
         """Start the controller loops."""
         self._loops.append(asyncio.create_task(EventRetention(self.store, self.cfg.events).run()))
+        health = NodeHealth(self.cfg, self.store, self.nodes, self.containers.placer, self.bus)
+        self._loops.append(asyncio.create_task(health.run(), name="node-health"))
 
     async def close(self) -> None:
         for task in self._loops:

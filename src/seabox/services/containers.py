@@ -244,6 +244,12 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state in ACTIVE and not force:
             raise Conflict(f"container {c.name} is {c.status.state}: stop it first, or remove it with force")
+        if self.placer.is_down(c.status.node):  # nobody to ask: the node removes it when it is back
+            events = [ContainerEvent(action="destroy", attributes={"image": c.spec.image})]
+            self.store.delete_container(c.id, events)
+            await self.bus.notify()
+            await self.images.release(c.spec.image_id)
+            return
         c.status.state = "removing"
         self.store.save_status(c.id, c.status)
         generation = await self._ask(c.id, "removed")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from seabox.config import ServerConfig
-from seabox.errors import Conflict
+from seabox.errors import Conflict, NotFound
 from seabox.model.node import Node, NodeCapacity
 from seabox.model.sizes import SIZES
 from seabox.scheduler.admission import refusal
@@ -60,16 +60,23 @@ class Placer:
             )
         return views
 
-    def choose(self, tenant_id: str, size: str, required_node: str | None = None, pinned_by: str | None = None) -> str:
+    def choose(
+        self,
+        tenant_id: str,
+        size: str,
+        required_node: str | None = None,
+        pinned_by: str | None = None,
+        avoid: frozenset[str] = frozenset(),
+    ) -> str:
         """The node a new container of SIZE goes to; a 409 saying why when no node can ever hold it.
 
         A node with room now is preferred; if none has, the container goes where it could fit once
         memory is freed (its start is refused until then).
         """
         s = SIZES[size]
-        request = PlacementRequest(tenant_id, size, s.memory_bytes, s.cpus, required_node, pinned_by=pinned_by)
+        request = PlacementRequest(tenant_id, size, s.memory_bytes, s.cpus, required_node, avoid, pinned_by)
         nodes = self.nodes.list()
-        if len(nodes) == 1 and required_node in (None, nodes[0].name):
+        if len(nodes) == 1 and required_node in (None, nodes[0].name) and not avoid:
             reason = refusal(s, self._capacity(nodes[0]), self.cfg.admission.memory_overcommit)
             if reason is not None:
                 raise Conflict(reason, field="size")
@@ -78,6 +85,14 @@ class Placer:
             if isinstance(chosen, Placement):
                 return chosen.node
         raise Conflict(chosen.reason, field="size")
+
+    def is_down(self, node_name: str | None) -> bool:
+        """Whether node NODE_NAME has stopped heartbeating (an unknown node counts as down)."""
+        try:
+            node = self.nodes.get(node_name or "")
+        except NotFound:
+            return True
+        return node.state(time.time(), self.cfg.nodes.down_after) == "down"
 
     def admit_start(self, node_name: str, cid: str, size: str, starting: Iterable[str]) -> None:
         """A 409 unless node NODE_NAME is up and has SIZE's memory free now, besides what runs and STARTING."""

@@ -203,6 +203,20 @@ class Store:
             conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
         return spec.generation
 
+    def move_container(self, cid: str, from_node: str, to_node: str, status: ContainerStatus,
+                       events: Iterable[ContainerEvent] = ()) -> bool:
+        """Place the container on TO_NODE if it is still on FROM_NODE (False if another server moved it first)."""
+        c = t.containers.c
+        status = status.model_copy(update={"node": to_node})
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(t.containers).where(c.id == cid, c.node == from_node)
+                .values(node=to_node, status=status.model_dump(mode="json"))
+            ).rowcount
+            if moved:
+                self._insert_events(conn, cid, events)
+        return bool(moved)
+
     def rename_container(self, cid: str, tenant_id: str, name: str) -> None:
         try:
             with self.engine.begin() as conn:
@@ -258,7 +272,7 @@ class Store:
             tenant=row["tenant_id"],
             created_at=_ts(row["created_at"]),
             spec=ContainerSpec.model_validate(row["spec"]),
-            status=ContainerStatus.model_validate(row["status"]),
+            status=ContainerStatus.model_validate({**row["status"], "node": row["node"]}),
         )
 
     # images (a tenant's references to node images) ---------------------------

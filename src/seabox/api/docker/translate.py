@@ -216,12 +216,12 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Path": spec.args[0],
         "Args": spec.args[1:],
         "State": {
-            "Status": st.state,
+            "Status": "dead" if st.state == "lost" else st.state,  # Docker has no lost
             "Running": st.state == "running",
             "Paused": False,
             "Restarting": st.state == "restarting",
             "OOMKilled": st.oom_killed,
-            "Dead": st.state == "dead",
+            "Dead": st.state in ("dead", "lost"),
             "Pid": st.pid,
             "ExitCode": st.exit_code,
             "Error": st.error,
