@@ -199,7 +199,7 @@ async def test_import_docker_archive(
     await store.remove("busybox:imported")
     [untagged] = await store.import_archive(untagged_archive)
     assert untagged.repo_tags == [] and untagged.id == tagged.id
-    assert store.get(untagged.id[:19]).rootfs.is_dir()
+    assert store.rootfs(store.get(untagged.id[:19]).id).is_dir()
 
 
 async def test_import_rejects_non_archives(store: ImageStore, tmp_path: Path) -> None:

@@ -276,7 +276,10 @@ class ContainerService:
         while True:
             try:
                 cur = self.store.get_container(c.id)
-            except NotFound:
+            except NotFound:  # removed (maybe by its node, right after the exit): the exit is in its die event
+                code = self.store.last_exit_code(c.id)
+                if code is not None and last.status.state in ACTIVE:
+                    last.status.state, last.status.exit_code = "exited", code
                 return last
             last = cur
             if condition == "not-running" and cur.status.state not in ACTIVE and cur.status.state != "removing":

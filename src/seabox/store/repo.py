@@ -386,6 +386,18 @@ class Store:
             row["id"] = conn.execute(insert(t.events).values(**row)).inserted_primary_key[0]  # type: ignore[index]
         return self._event(row)
 
+    def last_exit_code(self, cid: str) -> int | None:
+        """The exit code of the container's last recorded exit (its latest die event), if any."""
+        c = t.events.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(c.attributes).where(c.resource_id == cid, c.action == "die").order_by(c.id.desc()).limit(1)
+            ).first()
+        try:
+            return int(row[0]["exitCode"]) if row else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def list_events(
         self, tenant_id: str | None = None, since: float | None = None, until: float | None = None, after_id: int = 0
     ) -> list[Event]:

@@ -145,7 +145,7 @@ async def inspect(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     svc = cloud(request).images
     tenant = tenant_of(request)
-    image_id = svc.inspect(tenant, request.match_info["name"]).id
+    image_id = (await svc.inspect(tenant, request.match_info["name"])).id
     untagged = await svc.remove(tenant, request.match_info["name"], flag(request, "force"))
     result: list[dict[str, str]] = [{"Untagged": familiar(r)} for r in untagged if r != image_id]
     if not any(i.id == image_id for i in svc.list(tenant)):
