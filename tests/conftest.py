@@ -1,3 +1,4 @@
 """Shared pytest fixtures: the local registry, test images, and the root-test lock."""
 
-pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.images", "tests.fixtures.server", "tests.fixtures.debian"]
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.images", "tests.fixtures.server", "tests.fixtures.debian",
+                  "tests.fixtures.postgres"]

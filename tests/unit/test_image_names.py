@@ -61,8 +61,8 @@ class FakeAgent:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> tuple[ImageService, Store, FakeNodeImages]:
-    store = Store(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+def env(db_url: str) -> tuple[ImageService, Store, FakeNodeImages]:
+    store = Store(open_engine(db_url))
     agent = FakeAgent()
     agent.images.registry = {"r.example/app:1": X, "r.example/app:2": X, "r.example/new:1": Y}
     return ImageService(store, agent, EventBus(store)), store, agent.images  # type: ignore[arg-type]

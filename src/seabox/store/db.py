@@ -1,15 +1,23 @@
-"""Opening the database: engine creation (SQLite WAL or PostgreSQL) and Alembic migrations to head."""
+"""Opening the database: engine creation (SQLite WAL or PostgreSQL via psycopg 3) and Alembic migrations to head."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from seabox.errors import InvalidArgument, Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Seconds to wait for a PostgreSQL server before saying it cannot be reached.
+CONNECT_TIMEOUT = 5
+# Any constant: the advisory lock that lets one server at a time migrate a shared PostgreSQL database.
+MIGRATION_LOCK = 0x5EAB0C
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -33,16 +41,70 @@ def _private_sqlite_file(path: Path) -> None:
             os.chmod(file, 0o600)
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for URL with the schema migrated to the newest revision."""
-    if url.startswith("sqlite:///"):
-        _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
+def database_url(url: str) -> URL:
+    """URL as SQLAlchemy opens it: sqlite:///PATH, or postgresql://USER@HOST:PORT/DB on the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidArgument(
+            f"database_url: not a database URL: {url!r} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)",
+            field="database_url",
+        ) from None
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername == "sqlite" and parsed.database:
+        return parsed
+    raise InvalidArgument(
+        f"database_url: {parsed.render_as_string()!r} is neither sqlite:///PATH nor postgresql://USER@HOST:PORT/DB",
+        field="database_url",
+    )
+
+
+def libpq_url(url: URL) -> str:
+    """The libpq connection string of a PostgreSQL URL (what psycopg.connect takes)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        _private_sqlite_file(Path(url.database or ""))
+        engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    options: dict[str, Any] = {
+        "pool_size": 5,  # connections kept open per server process
+        "max_overflow": 10,  # and opened beyond that under a burst
+        "pool_timeout": 10,  # seconds a request waits for a free connection
+        "pool_recycle": 1800,  # reopen connections before firewalls and poolers drop idle ones
+        "pool_pre_ping": True,  # a connection the server closed (restart, failover) is replaced, not used
+        "connect_args": {"connect_timeout": CONNECT_TIMEOUT, "application_name": "seabox"},
+    }
+    return create_engine(url, **options)
+
+
+def _migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # servers starting together on one database: one migrates, the others then find it at head
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for URL with the schema migrated to the newest revision.
+
+    A database that cannot be reached raises Unavailable naming it (without its password).
+    """
+    parsed = database_url(url)
+    engine = _engine(parsed)
+    try:
+        _migrate(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise Unavailable(f"cannot reach the database {parsed.render_as_string()}: {reason}") from None
     return engine
+
