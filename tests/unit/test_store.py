@@ -94,3 +94,39 @@ def test_an_image_is_needed_while_a_tenant_names_it_or_a_container_is_made_from_
     assert not store.image_needed(image_id)
     store.insert_container(acme.id, "c" * 64, "web", "local", None, spec())
     assert store.image_needed(image_id) and not store.image_needed("sha256:" + "b" * 64)
+
+
+def test_volumes_of_terabytes_and_long_event_names_fit_and_volumes_list_by_name(store: Store) -> None:
+    acme = store.create_tenant("acme")
+    for name in ("b", "B", "a", "_x"):
+        store.create_volume(acme.id, name, 16 << 40, {"k": "v"}, "local")
+    assert store.get_volume(acme.id, "b").size == 16 << 40
+    assert [v.name for v in store.list_volumes(acme.id)] == ["B", "_x", "a", "b"]
+    tags = ",".join(f"registry.example/team/image-{i}:v{i}" for i in range(40))  # an archive with many tags
+    event = store.add_event(acme.id, "image", "import", "sha256:" + "f" * 64, tags)
+    assert store.list_events(acme.id)[-1].resource_name == tags == event.resource_name
+
+
+def test_an_image_name_moves_to_its_new_image_and_an_ip_clash_is_told_from_a_name_clash(store: Store) -> None:
+    acme = store.create_tenant("acme")
+    store.add_image_ref(acme.id, "docker.io/library/app:1", "sha256:" + "1" * 64)
+    store.add_image_ref(acme.id, "docker.io/library/app:1", "sha256:" + "2" * 64)
+    assert store.image_refs(acme.id) == [("docker.io/library/app:1", "sha256:" + "2" * 64)]
+    store.insert_container(acme.id, "a" * 64, "web", "local", "10.208.1.2", spec())
+    with pytest.raises(Conflict, match="address 10.208.1.2"):
+        store.insert_container(acme.id, "b" * 64, "db", "local", "10.208.1.2", spec())
+    with pytest.raises(Conflict, match="name 'web'"):
+        store.insert_container(acme.id, "b" * 64, "web", "local", "10.208.1.3", spec())
+    store.insert_container(acme.id, "b" * 64, "db", "local", "10.208.1.3", spec())
+    with pytest.raises(Conflict, match="name 'web'"):
+        store.rename_container("b" * 64, acme.id, "web")
+
+
+def test_tenants_created_at_once_by_two_servers_get_distinct_network_indexes(db_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    one, two = Store(open_engine(db_url)), Store(open_engine(db_url))
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda i: (one, two)[i % 2].create_tenant(f"t{i}"), range(16)))
+    assert sorted(t.index for t in created) == list(range(1, 17))
+    assert {t.name for t in one.list_tenants()} == {f"t{i}" for i in range(16)}

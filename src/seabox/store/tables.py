@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -11,10 +12,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
 metadata = MetaData()
+# 64-bit on PostgreSQL; on SQLite INTEGER is already 64-bit, and only INTEGER PRIMARY KEY autoincrements.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 tenants = Table(
     "tenants",
@@ -65,7 +69,7 @@ volumes = Table(
     metadata,
     Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
     Column("name", String(63), primary_key=True),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInt, nullable=False),  # bytes
     Column("labels", JSON, nullable=False),
     Column("node", String(63), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -74,12 +78,13 @@ volumes = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigInt, primary_key=True, autoincrement=True),
     Column("time", Float, nullable=False, index=True),
     Column("tenant_id", String(32), nullable=False, index=True),
     Column("type", String(16), nullable=False),
     Column("action", String(32), nullable=False),
     Column("resource_id", String(128), nullable=False),
-    Column("resource_name", String(512), nullable=False),
+    # an import names every tag of the archive; SQLite keeps its VARCHAR(512), whose length it never enforced
+    Column("resource_name", Text().with_variant(String(512), "sqlite"), nullable=False),
     Column("attributes", JSON, nullable=False),
 )
