@@ -9,6 +9,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine.interfaces import ExceptionContext
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from seabox.errors import InvalidArgument, Unavailable
@@ -93,18 +94,30 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _report_unreachable(engine: Engine, shown: str) -> None:
+    """Make a PostgreSQL connection failure (at start or later) an Unavailable naming the database: a 503, not a 500."""
+
+    def handle(context: ExceptionContext) -> BaseException | None:
+        if context.is_pre_ping or not isinstance(context.sqlalchemy_exception, OperationalError):
+            return None  # a failed pre-ping is answered by the pool with a new connection
+        first_line = str(context.original_exception).strip().splitlines()
+        return Unavailable(f"cannot reach the database {shown}: {first_line[0] if first_line else 'no answer'}")
+
+    event.listen(engine, "handle_error", handle)
+
+
 def open_engine(url: str) -> Engine:
     """An engine for URL with the schema migrated to the newest revision.
 
-    A database that cannot be reached raises Unavailable naming it (without its password).
+    A PostgreSQL database that cannot be reached raises Unavailable naming it (without its password).
     """
-    parsed = database_url(url)
-    engine = _engine(parsed)
+    engine = _engine(database_url(url))
+    if engine.dialect.name == "postgresql":
+        _report_unreachable(engine, make_url(url).render_as_string())  # as the operator wrote it, password hidden
     try:
         _migrate(engine)
-    except OperationalError as exc:
+    except Unavailable:
         engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise Unavailable(f"cannot reach the database {parsed.render_as_string()}: {reason}") from None
+        raise
     return engine
 
