@@ -88,3 +88,12 @@ events = Table(
     Column("resource_name", Text().with_variant(String(512), "sqlite"), nullable=False),
     Column("attributes", JSON, nullable=False),
 )
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),  # epoch seconds by the database's clock
+    Column("generation", BigInt, nullable=False),  # grows each time the lease changes hands (a fencing token)
+)
