@@ -128,3 +128,29 @@ def test_tenants_created_at_once_by_two_servers_get_distinct_network_indexes(db_
         created = list(pool.map(lambda i: (one, two)[i % 2].create_tenant(f"t{i}"), range(16)))
     assert sorted(t.index for t in created) == list(range(1, 17))
     assert {t.name for t in one.list_tenants()} == {f"t{i}" for i in range(16)}
+
+
+def test_a_reader_following_event_ids_misses_none_while_two_servers_write(db_url: str) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    one, two = Store(open_engine(db_url)), Store(open_engine(db_url))
+    tenant = one.create_tenant("acme")
+    done = threading.Event()
+    seen: list[int] = []
+
+    def follow() -> None:  # as an event stream does: everything after the last id it saw
+        while True:
+            finished = done.is_set()
+            seen.extend(e.id for e in one.list_events(tenant.id, after_id=seen[-1] if seen else 0))
+            if finished:
+                return
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda i: (one, two)[i % 2].add_event(tenant.id, "container", "start", f"c{i}").id,
+                                range(400)))
+    done.set()
+    reader.join()
+    assert sorted(seen) == sorted(written)

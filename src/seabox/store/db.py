@@ -8,16 +8,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine.interfaces import ExceptionContext
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from seabox.errors import InvalidArgument, Unavailable
+from seabox.store.dialect import one_writer_at_a_time
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Seconds to wait for a PostgreSQL server before saying it cannot be reached.
 CONNECT_TIMEOUT = 5
-# Any constant: the advisory lock that lets one server at a time migrate a shared PostgreSQL database.
+# Advisory lock keys (any constants): one server at a time migrates a shared PostgreSQL database.
 MIGRATION_LOCK = 0x5EAB0C
 
 
@@ -87,9 +88,7 @@ def _migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # servers starting together on one database: one migrates, the others then find it at head
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        one_writer_at_a_time(conn, MIGRATION_LOCK)  # servers starting together: one migrates, the others find it done
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

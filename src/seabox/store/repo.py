@@ -18,10 +18,11 @@ from seabox.model.event import Event
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume
 from seabox.store import tables as t
-from seabox.store.dialect import upsert
+from seabox.store.dialect import one_writer_at_a_time, upsert
 
 KEY_PREFIX = "sbx_"
 TENANT_INDEX_TRIES = 20
+EVENT_ORDER_LOCK = 0x5EAB0E  # advisory lock key that orders event inserts on PostgreSQL
 
 
 def _ts(value: float) -> datetime:
@@ -340,6 +341,7 @@ class Store:
             "attributes": attributes or {},
         }
         with self.engine.begin() as conn:
+            one_writer_at_a_time(conn, EVENT_ORDER_LOCK)  # ids become visible in order: followers miss none
             row["id"] = conn.execute(insert(t.events).values(**row)).inserted_primary_key[0]  # type: ignore[index]
         return self._event(row)
 
