@@ -154,3 +154,16 @@ def test_a_reader_following_event_ids_misses_none_while_two_servers_write(db_url
     done.set()
     reader.join()
     assert sorted(seen) == sorted(written)
+
+
+def test_a_nul_character_in_one_tenants_spec_breaks_no_query(store: Store) -> None:
+    acme = store.create_tenant("acme")
+    odd = spec().model_copy(update={"env": ["A=x\x00y"], "labels": {"k\x00": "v\x00"}})
+    store.insert_container(acme.id, "c" * 64, "web", "local", None, odd)
+    store.save_spec("c" * 64, odd)
+    got = store.get_container("c" * 64)
+    assert got.spec.env == ["A=x\x00y"] and got.spec.labels == {"k\x00": "v\x00"}
+    assert store.image_needed(odd.image_id) and not store.image_needed("sha256:" + "b" * 64)
+    store.create_volume(acme.id, "v", 1 << 30, {"l\x00": "\x00"}, "local")
+    assert store.get_volume(acme.id, "v").labels == {"l\x00": "\x00"}
+    assert store.add_event(acme.id, "container", "create", "c", "web", {"a": "\x00"}).attributes == {"a": "\x00"}

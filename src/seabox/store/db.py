@@ -84,13 +84,14 @@ def _engine(url: URL) -> Engine:
     return create_engine(url, **options)
 
 
-def _migrate(engine: Engine) -> None:
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade ENGINE's schema to REVISION (the newest by default)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         one_writer_at_a_time(conn, MIGRATION_LOCK)  # servers starting together: one migrates, the others find it done
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def _report_unreachable(engine: Engine, shown: str) -> None:
@@ -114,7 +115,7 @@ def open_engine(url: str) -> Engine:
     if engine.dialect.name == "postgresql":
         _report_unreachable(engine, make_url(url).render_as_string())  # as the operator wrote it, password hidden
     try:
-        _migrate(engine)
+        migrate(engine)
     except Unavailable:
         engine.dispose()
         raise

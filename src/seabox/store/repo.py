@@ -139,6 +139,7 @@ class Store:
             "spec": spec.model_dump(mode="json"),
             "status": ContainerStatus(node=node, ip=ip).model_dump(mode="json"),
             "created_at": time.time(),
+            "image_id": spec.image_id,
         }
         try:
             with self.engine.begin() as conn:
@@ -199,7 +200,11 @@ class Store:
 
     def save_spec(self, cid: str, spec: ContainerSpec) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(t.containers).where(t.containers.c.id == cid).values(spec=spec.model_dump(mode="json")))
+            conn.execute(
+                update(t.containers)
+                .where(t.containers.c.id == cid)
+                .values(spec=spec.model_dump(mode="json"), image_id=spec.image_id)
+            )
 
     def rename_container(self, cid: str, tenant_id: str, name: str) -> None:
         try:
@@ -263,7 +268,7 @@ class Store:
         with self.engine.connect() as conn:
             if conn.execute(select(t.images.c.ref).where(t.images.c.image_id == image_id).limit(1)).first():
                 return True
-            made_from = t.containers.c.spec["image_id"].as_string() == image_id
+            made_from = t.containers.c.image_id == image_id
             return conn.execute(select(t.containers.c.id).where(made_from).limit(1)).first() is not None
 
     def remove_image_refs(self, tenant_id: str, refs: Iterable[str]) -> None:

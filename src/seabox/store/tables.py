@@ -51,6 +51,7 @@ containers = Table(
     Column("spec", JSON, nullable=False),
     Column("status", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("image_id", String(80), nullable=True, index=True),  # spec.image_id: queries never look into JSON
     UniqueConstraint("tenant_id", "name", name="uq_container_name"),
     UniqueConstraint("tenant_id", "ip", name="uq_container_ip"),
 )
