@@ -167,3 +167,12 @@ def test_a_nul_character_in_one_tenants_spec_breaks_no_query(store: Store) -> No
     store.create_volume(acme.id, "v", 1 << 30, {"l\x00": "\x00"}, "local")
     assert store.get_volume(acme.id, "v").labels == {"l\x00": "\x00"}
     assert store.add_event(acme.id, "container", "create", "c", "web", {"a": "\x00"}).attributes == {"a": "\x00"}
+
+
+def test_a_nul_character_in_a_looked_up_name_is_invalid_on_both_engines(store: Store) -> None:
+    acme = store.create_tenant("acme")
+    for lookup in (lambda: store.find_container(acme.id, "we\x00b"), lambda: store.get_volume(acme.id, "v\x00"),
+                   lambda: store.image_ref(acme.id, "x\x00"), lambda: store.tenant_by_name("a\x00")):
+        with pytest.raises(InvalidArgument, match="NUL"):
+            lookup()
+    assert store.list_tenants() == [acme]

@@ -21,6 +21,16 @@ CONNECT_TIMEOUT = 5
 # Advisory lock keys (any constants): one server at a time migrates a shared PostgreSQL database.
 MIGRATION_LOCK = 0x5EAB0C
 
+# PostgreSQL connection pool of each server process.
+POOL: dict[str, Any] = {
+    "pool_size": 5,  # connections kept open
+    "max_overflow": 10,  # and opened beyond that under a burst
+    "pool_timeout": 10,  # seconds a request waits for a free connection
+    "pool_recycle": 1800,  # reopen connections before firewalls and poolers drop idle ones
+    "pool_pre_ping": True,  # a connection the server closed (restart, failover) is replaced, not used
+    "connect_args": {"connect_timeout": CONNECT_TIMEOUT, "application_name": "seabox"},
+}
+
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
@@ -67,21 +77,27 @@ def libpq_url(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _refuse_nul(_conn, _cursor, _statement, parameters, _context, executemany) -> None:  # type: ignore[no-untyped-def]
+    """Refuse text holding a NUL character before it reaches the database, on both engines alike.
+
+    PostgreSQL cannot store NUL in text (psycopg would fail the statement); SQLite would store it.
+    JSON values arrive here already encoded, with NUL escaped, so they pass.
+    """
+    for params in parameters if executemany else [parameters]:
+        values = params.values() if isinstance(params, dict) else params
+        if any(isinstance(v, str) and "\x00" in v for v in values or ()):
+            raise InvalidArgument("a name or reference contains a NUL character (\\0), which is never valid")
+
+
 def _engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         _private_sqlite_file(Path(url.database or ""))
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    options: dict[str, Any] = {
-        "pool_size": 5,  # connections kept open per server process
-        "max_overflow": 10,  # and opened beyond that under a burst
-        "pool_timeout": 10,  # seconds a request waits for a free connection
-        "pool_recycle": 1800,  # reopen connections before firewalls and poolers drop idle ones
-        "pool_pre_ping": True,  # a connection the server closed (restart, failover) is replaced, not used
-        "connect_args": {"connect_timeout": CONNECT_TIMEOUT, "application_name": "seabox"},
-    }
-    return create_engine(url, **options)
+    else:
+        engine = create_engine(url, **POOL)
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
