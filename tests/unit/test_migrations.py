@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, column, create_engine, insert, select, table
 
 from seabox.store import tables as t
-from seabox.store.db import database_url, migrate, open_engine
+from seabox.store.db import MIGRATIONS, database_url, migrate, open_engine
 from seabox.store.tables import metadata
 from tests.fixtures.postgres import ENGINES, Cluster
 
@@ -27,18 +31,34 @@ def test_the_migrated_schema_matches_the_table_definitions(db_url: str) -> None:
 
 
 @pytest.fixture(params=ENGINES)
-def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on a database without any schema yet, once per engine."""
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a database without any schema yet, once per engine."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        cluster: Cluster = request.getfixturevalue("pg_cluster")
-        url = cluster.create_database(migrated=False)
-    engine = create_engine(database_url(url))
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+        return
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database(migrated=False)
+    yield url
+    cluster.drop_database(url)
+
+
+@pytest.fixture
+def empty(empty_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url(empty_url))
     yield engine
     engine.dispose()
-    if request.param == "postgresql":
-        cluster.drop_database(url)
+
+
+def test_servers_starting_at_once_on_a_new_database_migrate_it_once(empty_url: str) -> None:
+    start = time.time() + 3  # all imported by then: they open the database within a millisecond or so
+    opening = (f"import time; from seabox.store.db import open_engine; time.sleep({start} - time.time()); "
+               f"open_engine({empty_url!r})")
+    servers = [subprocess.Popen([sys.executable, "-c", opening], stderr=subprocess.PIPE) for _ in range(4)]
+    assert [(p.wait(60), p.stderr.read() if p.stderr else b"") for p in servers] == [(0, b"")] * 4
+    engine = open_engine(empty_url)
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    engine.dispose()
 
 
 def test_upgrading_fills_the_new_image_id_column_of_existing_containers(empty: Engine) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +103,29 @@ def _engine(url: URL) -> Engine:
     return engine
 
 
+@contextlib.contextmanager
+def _one_sqlite_migrator(engine: Engine) -> Iterator[None]:
+    """Hold an flock on the SQLite file (SQLite's own locks are fcntl locks, which flock leaves alone)."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    fd = os.open(engine.url.database or "", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade ENGINE's schema to REVISION (the newest by default)."""
+    """Upgrade ENGINE's schema to REVISION (the newest by default).
+
+    Processes starting together (servers, admin commands) take turns: one migrates, the others find it done.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        one_writer_at_a_time(conn, MIGRATION_LOCK)  # servers starting together: one migrates, the others find it done
+    with _one_sqlite_migrator(engine), engine.begin() as conn:
+        one_writer_at_a_time(conn, MIGRATION_LOCK)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
