@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from seabox.errors import InvalidArgument
+from seabox.errors import InvalidArgument, Unavailable
 from seabox.store.db import CONNECT_TIMEOUT, libpq_url
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ class Notifier:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="seabox-notify")
         else:  # interrupt the listener's wait so it LISTENs at once
-            await asyncio.to_thread(self.notify, self._control)
+            with contextlib.suppress(Unavailable):  # the listener is reconnecting: it LISTENs to all once back
+                await asyncio.to_thread(self.notify, self._control)
         loop = asyncio.get_running_loop()
         while channel not in self._listened and loop.time() < deadline:
             with contextlib.suppress(TimeoutError):
