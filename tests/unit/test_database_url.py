@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,12 @@ def test_a_database_that_goes_away_while_serving_is_unavailable_not_an_internal_
     with pytest.raises(Unavailable, match="cannot reach the database postgresql://seabox@127.0.0.1") as caught:
         store.list_tenants()
     assert caught.value.status == 503
+
+
+def test_a_server_sees_every_tenant_that_admin_commands_create_meanwhile(tmp_path: Path) -> None:
+    server = Store(open_engine(f"sqlite:///{tmp_path / 'seabox.db'}"))  # open, as a running server's is
+    for name in ("a", "b", "c"):
+        created = subprocess.run([sys.executable, "-m", "seabox.cli.main", "admin", "tenant", "create", name,
+                                  "--data-dir", str(tmp_path)], capture_output=True, text=True)
+        assert created.returncode == 0, created.stderr
+        assert server.tenant_for_key(created.stdout.strip().splitlines()[-1]) is not None, name

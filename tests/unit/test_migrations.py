@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,11 +48,16 @@ def empty(empty_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def test_servers_starting_at_once_on_a_new_database_migrate_it_once(empty_url: str) -> None:
-    start = time.time() + 3  # all imported by then: they open the database within a millisecond or so
-    opening = (f"import time; from seabox.store.db import open_engine; time.sleep({start} - time.time()); "
+def test_servers_starting_at_once_on_a_new_database_migrate_it_once(empty_url: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    opening = ("import os, sys, time; from seabox.store.db import open_engine; print(flush=True)\n"
+               f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
                f"open_engine({empty_url!r})")
-    servers = [subprocess.Popen([sys.executable, "-c", opening], stderr=subprocess.PIPE) for _ in range(4)]
+    servers = [subprocess.Popen([sys.executable, "-c", opening], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(4)]
+    for server in servers:  # all imported: they open the database within a few milliseconds of each other
+        assert server.stdout and server.stdout.readline() == b"\n"
+    go.touch()
     assert [(p.wait(60), p.stderr.read() if p.stderr else b"") for p in servers] == [(0, b"")] * 4
     engine = open_engine(empty_url)
     with engine.connect() as conn:

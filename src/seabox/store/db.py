@@ -50,7 +50,11 @@ def _private_sqlite_file(path: Path) -> None:
     SQLite gives its -wal and -shm files the mode of the database file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    if not path.exists():
+        # never open an existing one: closing any descriptor of it drops the fcntl locks that this
+        # process's SQLite connections hold on it, and another process may then delete the live WAL
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists():
             os.chmod(file, 0o600)
@@ -105,11 +109,11 @@ def _engine(url: URL) -> Engine:
 
 @contextlib.contextmanager
 def _one_sqlite_migrator(engine: Engine) -> Iterator[None]:
-    """Hold an flock on the SQLite file (SQLite's own locks are fcntl locks, which flock leaves alone)."""
+    """Hold an flock on the SQLite file's directory (not the file: see _private_sqlite_file)."""
     if engine.dialect.name != "sqlite":
         yield
         return
-    fd = os.open(engine.url.database or "", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(Path(engine.url.database or "").resolve().parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
