@@ -2,5 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.registry", "tests.fixtures.images", "tests.fixtures.server", "tests.fixtures.debian",
-    "tests.fixtures.cluster",
+    "tests.fixtures.cluster", "tests.fixtures.postgres",
 ]

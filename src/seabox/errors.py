@@ -95,6 +95,12 @@ class NotImplementedYet(SeaboxError):
     status = 501
 
 
+class Unavailable(SeaboxError):
+    """A service Seabox depends on, such as the database, cannot be reached (503)."""
+
+    status = 503
+
+
 class RuntimeFailure(SeaboxError):
     """A node-level tool (runc, conmon, skopeo, umoci, nft) failed (500)."""
 

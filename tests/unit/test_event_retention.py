@@ -1,4 +1,4 @@
-"""Event retention: config parsing of durations and one prune pass of the controller on a real SQLite store."""
+"""Event retention: config parsing of durations and one prune pass of the controller on real SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def test_config_toml_sets_retention_and_a_bad_one_names_the_field(tmp_path: Path
         load_config(tmp_path)
 
 
-def test_a_prune_pass_removes_old_events_and_keeps_recent_ones(tmp_path: Path) -> None:
-    store = Store(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+def test_a_prune_pass_removes_old_events_and_keeps_recent_ones(db_url: str) -> None:
+    store = Store(open_engine(db_url))
     tenant = store.create_tenant("acme")
     now = time.time()
     store.add_event(tenant.id, "container", "create", "old", at=now - 3 * 86400)

@@ -60,8 +60,8 @@ class FakeNodeImages:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> tuple[ImageService, Store, FakeNodeImages]:
-    store = Store(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+def env(db_url: str) -> tuple[ImageService, Store, FakeNodeImages]:
+    store = Store(open_engine(db_url))
     node = FakeNodeImages()
     node.registry = {"r.example/app:1": X, "r.example/app:2": X, "r.example/new:1": Y}
     links = NodeLinks(NodeStore(store.engine), 30.0, node)  # type: ignore[arg-type]

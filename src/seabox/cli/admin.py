@@ -33,11 +33,15 @@ DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's d
 
 
 def _store(data_dir: Path) -> Store:
+    """The store the server of DATA_DIR uses (database_url in its config.toml, else its SQLite file)."""
     # imported here: SQLAlchemy and Alembic would slow every tenant command's start
     from seabox.store.db import open_engine
     from seabox.store.repo import Store
 
-    return Store(open_engine(load_config(data_dir).db_url))
+    try:
+        return Store(open_engine(load_config(data_dir).db_url))
+    except SeaboxError as exc:
+        raise _fail(exc) from None
 
 
 def _fail(exc: SeaboxError) -> typer.Exit:

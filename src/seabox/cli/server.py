@@ -21,8 +21,12 @@ def register(app: typer.Typer) -> None:
         no_node: bool = typer.Option(
             False, "--no-node", help="API and controllers only: containers run on nodes joined with `seabox node`."
         ),
+        database_url: str = typer.Option(
+            None, "--database-url", help="postgresql://USER@HOST:PORT/DB to share one database between servers "
+            "(default: database_url in config.toml, else SQLite under --data-dir).",
+        ),
     ) -> None:
-        """Run the API, the controllers and a local node agent (SQLite under --data-dir).
+        """Run the API, the controllers and a local node agent (SQLite under --data-dir, or PostgreSQL).
 
         Settings beyond the flags (address ranges, registry mirrors, credentials, plain-HTTP
         registries) are read from DATA_DIR/config.toml. Containers keep running when the server
@@ -32,7 +36,11 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
-            cfg = load_config(data_dir, listen=listen)
+            cfg = load_config(data_dir, listen=listen, database_url=database_url)
         except SeaboxError as exc:
             raise typer.BadParameter(exc.message) from None
-        asyncio.run(serve(cfg, with_node=not no_node))
+        try:
+            asyncio.run(serve(cfg, with_node=not no_node))
+        except SeaboxError as exc:  # e.g. the database cannot be reached
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(1) from None

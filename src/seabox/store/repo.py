@@ -18,12 +18,20 @@ from seabox.model.event import ContainerEvent, Event
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume
 from seabox.store import tables as t
+from seabox.store.dialect import one_writer_at_a_time, upsert
 
 KEY_PREFIX = "sbx_"
+TENANT_INDEX_TRIES = 20
+EVENT_ORDER_LOCK = 0x5EAB0E  # advisory lock key that orders event inserts on PostgreSQL
 
 
 def _ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
+
+
+def _violates(exc: IntegrityError, constraint: str, sqlite_columns: str) -> bool:
+    """Whether EXC broke CONSTRAINT: PostgreSQL names it, SQLite lists its columns."""
+    return constraint in str(exc.orig) or f"failed: {sqlite_columns}" in str(exc.orig)
 
 
 def hash_key(key: str) -> str:
@@ -38,13 +46,19 @@ class Store:
 
     # tenants -----------------------------------------------------------------
     def create_tenant(self, name: str) -> Tenant:
-        with self.engine.begin() as conn:
-            if conn.execute(select(t.tenants.c.id).where(t.tenants.c.name == name)).first():
-                raise Conflict(f"tenant {name!r} already exists", field="name")
-            idx = (conn.execute(select(func.max(t.tenants.c.idx))).scalar() or 0) + 1
-            row = {"id": "t" + secrets.token_hex(8), "name": name, "idx": idx, "created_at": time.time()}
-            conn.execute(insert(t.tenants).values(**row))
-        return self._tenant(row)
+        """A new tenant with the next free network index (servers creating tenants at once retry for one)."""
+        for _ in range(TENANT_INDEX_TRIES):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.execute(select(t.tenants.c.id).where(t.tenants.c.name == name)).first():
+                        raise Conflict(f"tenant {name!r} already exists", field="name")
+                    idx = (conn.execute(select(func.max(t.tenants.c.idx))).scalar() or 0) + 1
+                    row = {"id": "t" + secrets.token_hex(8), "name": name, "idx": idx, "created_at": time.time()}
+                    conn.execute(insert(t.tenants).values(**row))
+                return self._tenant(row)
+            except IntegrityError:
+                continue  # another transaction took this name or index first: look again
+        raise Conflict(f"tenant {name!r} could not get a network index: too many tenants created at once, try again")
 
     def list_tenants(self) -> list[Tenant]:
         with self.engine.connect() as conn:
@@ -125,14 +139,15 @@ class Store:
             "spec": spec.model_dump(mode="json"),
             "status": ContainerStatus(node=node, ip=ip).model_dump(mode="json"),
             "created_at": time.time(),
+            "image_id": spec.image_id,
         }
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.containers).values(**row))
         except IntegrityError as exc:
-            if "name" in str(exc.orig):
-                raise Conflict(f"container name {name!r} is already in use", field="name") from None
-            raise Conflict(f"address {ip} is already in use on this tenant network") from None
+            if _violates(exc, "uq_container_ip", "containers.tenant_id, containers.ip"):
+                raise Conflict(f"address {ip} is already in use on this tenant network") from None
+            raise Conflict(f"container name {name!r} is already in use", field="name") from None
         return self._container(row)
 
     def container_name_taken(self, tenant_id: str, name: str) -> bool:
@@ -187,7 +202,11 @@ class Store:
 
     def save_spec(self, cid: str, spec: ContainerSpec) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(t.containers).where(t.containers.c.id == cid).values(spec=spec.model_dump(mode="json")))
+            conn.execute(
+                update(t.containers)
+                .where(t.containers.c.id == cid)
+                .values(spec=spec.model_dump(mode="json"), image_id=spec.image_id)
+            )
 
     def request_container(self, cid: str, desired: str, stop: StopRequest | None = None) -> int:
         """Set what the tenant wants of the container and bump its spec generation; returns the new one."""
@@ -278,9 +297,12 @@ class Store:
     # images (a tenant's references to node images) ---------------------------
     def add_image_ref(self, tenant_id: str, ref: str, image_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(t.images).where(t.images.c.tenant_id == tenant_id, t.images.c.ref == ref))
+            stmt = upsert(conn, t.images).values(tenant_id=tenant_id, ref=ref, image_id=image_id, created_at=time.time())
             conn.execute(
-                insert(t.images).values(tenant_id=tenant_id, ref=ref, image_id=image_id, created_at=time.time())
+                stmt.on_conflict_do_update(
+                    index_elements=[t.images.c.tenant_id, t.images.c.ref],
+                    set_={"image_id": stmt.excluded.image_id, "created_at": stmt.excluded.created_at},
+                )
             )
 
     def image_refs(self, tenant_id: str) -> list[tuple[str, str]]:
@@ -305,7 +327,7 @@ class Store:
         with self.engine.connect() as conn:
             if conn.execute(select(t.images.c.ref).where(t.images.c.image_id == image_id).limit(1)).first():
                 return True
-            made_from = t.containers.c.spec["image_id"].as_string() == image_id
+            made_from = t.containers.c.image_id == image_id
             return conn.execute(select(t.containers.c.id).where(made_from).limit(1)).first() is not None
 
     def remove_image_refs(self, tenant_id: str, refs: Iterable[str]) -> None:
@@ -335,9 +357,9 @@ class Store:
 
     def list_volumes(self, tenant_id: str) -> list[Volume]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(t.volumes).where(t.volumes.c.tenant_id == tenant_id).order_by(t.volumes.c.name)
-            ).mappings().all()
+            rows = conn.execute(select(t.volumes).where(t.volumes.c.tenant_id == tenant_id)).mappings().all()
+        # sorted here: ORDER BY follows the PostgreSQL database's collation, which SQLite does not share
+        rows = sorted(rows, key=lambda r: str(r["name"]))
         return [self._volume(r, self.volume_users(tenant_id, r["name"])) for r in rows]
 
     def delete_volume(self, tenant_id: str, name: str) -> None:
@@ -383,6 +405,7 @@ class Store:
             "attributes": attributes or {},
         }
         with self.engine.begin() as conn:
+            one_writer_at_a_time(conn, EVENT_ORDER_LOCK)  # ids become visible in order: followers miss none
             row["id"] = conn.execute(insert(t.events).values(**row)).inserted_primary_key[0]  # type: ignore[index]
         return self._event(row)
 

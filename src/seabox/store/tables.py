@@ -12,10 +12,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
 metadata = MetaData()
+# 64-bit on PostgreSQL; on SQLite INTEGER is already 64-bit, and only INTEGER PRIMARY KEY autoincrements.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 tenants = Table(
     "tenants",
@@ -48,6 +51,7 @@ containers = Table(
     Column("spec", JSON, nullable=False),
     Column("status", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("image_id", String(80), nullable=True, index=True),  # spec.image_id: queries never look into JSON
     UniqueConstraint("tenant_id", "name", name="uq_container_name"),
     UniqueConstraint("tenant_id", "ip", name="uq_container_ip"),
 )
@@ -66,7 +70,7 @@ volumes = Table(
     metadata,
     Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
     Column("name", String(63), primary_key=True),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInt, nullable=False),  # bytes
     Column("labels", JSON, nullable=False),
     Column("node", String(63), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -75,13 +79,14 @@ volumes = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigInt, primary_key=True, autoincrement=True),
     Column("time", Float, nullable=False, index=True),
     Column("tenant_id", String(32), nullable=False, index=True),
     Column("type", String(16), nullable=False),
     Column("action", String(32), nullable=False),
     Column("resource_id", String(128), nullable=False),
-    Column("resource_name", String(512), nullable=False),
+    # an import names every tag of the archive; SQLite keeps its VARCHAR(512), whose length it never enforced
+    Column("resource_name", Text().with_variant(String(512), "sqlite"), nullable=False),
     Column("attributes", JSON, nullable=False),
 )
 
@@ -106,4 +111,13 @@ join_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("used_by", String(63), nullable=True),  # the node that joined with it (a token joins one node)
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),  # epoch seconds by the database's clock
+    Column("generation", BigInt, nullable=False),  # grows each time the lease changes hands (a fencing token)
 )
