@@ -102,10 +102,28 @@ def test_options_that_would_weaken_or_cannot_be_honoured_are_refused(
     assert dcli.lines("ps", "-aq") == []
 
 
-def test_a_terminal_exec_in_gvisor_is_refused_clearly(dcli: DockerCli, busybox_image: str) -> None:
+@pytest.mark.parametrize("runtime", ["runc", "gvisor"])
+def test_a_terminal_exec_is_a_terminal_that_resizes_and_takes_ctrl_c(
+    dcli: DockerCli, busybox_image: str, runtime: str
+) -> None:
     pull(dcli.server, dcli.tenant, busybox_image)
-    cid = dcli("run", "-d", "--runtime", "runsc", busybox_image, "sleep", "60").stdout.strip()
-    r = dcli("exec", cid, "echo", "plain")
-    assert r.returncode == 0 and r.stdout == "plain\n", r.stderr
-    r = dcli("exec", "-t", cid, "true")
-    assert r.returncode != 0 and "without -t" in r.stderr, r.stderr
+    cid = dcli.ok("run", "-d", "--runtime", runtime, busybox_image, "sleep", "60").strip()
+    script = (
+        "trap 'echo got-int; exit 3' INT; trap 'echo size $(stty size)' WINCH; "
+        "test -t 0 && test -t 1 && echo tty-in-out $TERM; echo ready; sleep 30 & while sleep 1; do :; done"
+    )
+    term = dcli.terminal("exec", "-it", cid, "sh", "-c", script, rows=30, cols=100)
+    try:
+        assert b"tty-in-out xterm\r\n" in term.read_until(b"ready\r\n")
+        # the docker CLI sends its terminal's size at the start (runc may apply it after the process
+        # started: Docker's race too), then again on every SIGWINCH
+        term.resize(40, 120)
+        term.read_until(b"size 40 120\r\n")
+        term.type(b"\x03")  # the CLI's terminal is raw: ^C travels as a byte and becomes SIGINT in there
+        term.read_until(b"got-int")
+        assert term.wait(timeout=10) == 3, term.output  # though `sleep 30 &` still holds the terminal
+        assert b"\r\r\n" not in term.output  # one terminal translates newlines, not two
+    finally:
+        term.close()
+    r = dcli("exec", "-u", "nobody", cid, "sh", "-c", "id -u; echo err >&2")  # without -t: separate streams
+    assert (r.returncode, r.stdout, r.stderr) == (0, "65534\n", "err\n")
