@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from seabox.model.runtime import RUNTIME_CLASSES
 from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, pull
 from tests.fixtures.server import SEABOX, Server
 
@@ -33,7 +34,7 @@ def dcli(server: Server, tmp_path: Path) -> Iterator[DockerCli]:
         yield DockerCli(server, "hardening", docker_config(server, "hardening", tmp_path))
 
 
-@pytest.mark.parametrize("runtime", ["runc", "gvisor"])
+@pytest.mark.parametrize("runtime", RUNTIME_CLASSES)
 def test_run_in_each_class_and_inspect_shows_it(server: Server, busybox_image: str, runtime: str) -> None:
     r = server.cli("run", "--rm", "--runtime", runtime, busybox_image, "cat", "/proc/version", tenant="classes")
     assert r.returncode == 0, r.stderr
@@ -102,7 +103,7 @@ def test_options_that_would_weaken_or_cannot_be_honoured_are_refused(
     assert dcli.lines("ps", "-aq") == []
 
 
-@pytest.mark.parametrize("runtime", ["runc", "gvisor"])
+@pytest.mark.parametrize("runtime", RUNTIME_CLASSES)
 def test_a_terminal_exec_is_a_terminal_that_resizes_and_takes_ctrl_c(
     dcli: DockerCli, busybox_image: str, runtime: str
 ) -> None:
