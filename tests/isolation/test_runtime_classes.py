@@ -128,3 +128,18 @@ def test_a_terminal_exec_is_a_terminal_that_resizes_and_takes_ctrl_c(
         term.close()
     r = dcli("exec", "-u", "nobody", cid, "sh", "-c", "id -u; echo err >&2")  # without -t: separate streams
     assert (r.returncode, r.stdout, r.stderr) == (0, "65534\n", "err\n")
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_CLASSES)
+def test_a_native_terminal_exec_has_the_callers_width(server: Server, busybox_image: str, runtime: str) -> None:
+    cid = server.cli("run", "-d", "--runtime", runtime, busybox_image, "sleep", "60", tenant="classes").stdout.strip()
+    try:
+        # COLUMNS=200 in the CLI's environment is its terminal's width; runc may size its terminal just
+        # after the process started (0 0 until then: Docker's race too)
+        script = "test -t 0 && test -t 1 && until stty size 2>/dev/null; do sleep 0.05; done; exit 6"
+        r = server.cli("exec", "-t", cid, "sh", "-c", script, tenant="classes")
+        assert r.returncode == 6 and r.stdout.endswith(" 200\n"), (r.stdout, r.stderr)  # text mode: \r\n read as \n
+        r = server.cli("exec", cid, "sh", "-c", "test -t 1 || echo no-tty", tenant="classes")
+        assert (r.returncode, r.stdout) == (0, "no-tty\n"), r.stderr
+    finally:
+        server.cli("rm", "-f", cid, tenant="classes")
