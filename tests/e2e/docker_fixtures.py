@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import shlex
+import struct
 import subprocess
+import termios
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,11 +80,64 @@ class DockerCli:
         return subprocess.run(["script", "-qec", command, "/dev/null"], env=self.env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=timeout, check=False)
 
+    def terminal(self, *args: str, rows: int = 24, cols: int = 80) -> Terminal:
+        """`docker ARGS` on a terminal of ROWS x COLS that the test types into and resizes."""
+        return Terminal([DOCKER, *args], self.env, rows, cols)
+
     def inspect(self, *args: str) -> Any:
         return json.loads(self.ok("inspect", *args))
 
     def lines(self, *args: str) -> list[str]:
         return self.ok(*args).splitlines()
+
+
+class Terminal:
+    """A command whose controlling terminal is a pty held here, as in a user's shell: typing, resizing, reading."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int, cols: int) -> None:
+        self._master, slave = pty.openpty()
+        self.resize(rows, cols)
+        self.output = b""
+        try:  # setsid --ctty: the pty becomes the command's controlling terminal (a resize signals it)
+            self.proc = subprocess.Popen(["setsid", "--ctty", *argv], env=env, stdin=slave, stdout=slave, stderr=slave)
+        finally:
+            os.close(slave)
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, data: bytes) -> None:
+        os.write(self._master, data)
+
+    def read_until(self, wanted: bytes, timeout: float = TIMEOUT) -> bytes:
+        """Everything written so far, once it holds WANTED; AssertionError with the output after TIMEOUT."""
+        deadline = time.monotonic() + timeout
+        while wanted not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._master], [], [], left)[0]:
+                raise AssertionError(f"{wanted!r} not seen within {timeout}s in {self.output!r}")
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the command and every holder of the terminal are gone
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"{wanted!r} not seen before the end of {self.output!r}")
+            self.output += chunk
+        return self.output
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self._master >= 0:
+            os.close(self._master)
+            self._master = -1
 
 
 def native(server: Server, tenant: str) -> httpx.Client:

@@ -114,6 +114,9 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Api, bus
     assert r.status_code == 409 and name in r.json()["message"]
     after = alice.get("/v1/containers", params={"all": "true"}).json()
     assert len(after) == len(before) + 1
+    for exec_req in ({"cmd": ["true"], "height": 30, "width": 100}, {"cmd": ["true"], "tty": True, "width": 100}):
+        r = alice.post(f"/v1/containers/{name}/exec", json=exec_req)
+        assert r.status_code == 400 and "height" in r.json()["message"], r.text
 
 
 def test_tenants_do_not_see_each_other(api_each_class: Api, busybox_image: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from seabox.model.runtime import RUNTIME_CLASSES
 from tests.e2e.docker_fixtures import (
     DockerCli,
     cleaned,
@@ -21,17 +22,23 @@ from tests.e2e.docker_fixtures import (
     unique,
     wait_for,
 )
-from tests.fixtures.server import Server
+from tests.fixtures.server import Server, class_tenant, param_of
 
 MiB = 1 << 20
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
 
 
 @pytest.fixture
-def dcli(server: Server, tmp_path: Path) -> Iterator[DockerCli]:
-    """The docker CLI as tenant dockercli; everything the tenant made is removed afterwards."""
-    with cleaned(server, "dockercli"):
-        yield DockerCli(server, "dockercli", docker_config(server, "dockercli", tmp_path))
+def dcli(request: pytest.FixtureRequest, server: Server, tmp_path: Path) -> Iterator[DockerCli]:
+    """The docker CLI as tenant dockercli (in a runtime class: see each_class); what it made is removed afterwards."""
+    tenant = class_tenant(server, "dockercli", param_of(request))
+    with cleaned(server, tenant):
+        yield DockerCli(server, tenant, docker_config(server, tenant, tmp_path))
+
+
+# the test runs once per runtime class, as a tenant whose containers run in that class by default
+each_class = pytest.mark.parametrize("dcli", RUNTIME_CLASSES, indirect=True)
+TOP_IN_GVISOR = "top lists the container's host processes: under gVisor the sandbox's (docs/security.md)"
 
 
 @pytest.fixture
@@ -73,6 +80,7 @@ def test_without_an_api_key_every_command_gets_a_clear_401(dcli: DockerCli, tmp_
     assert r.returncode == 1 and "missing API key" in r.stderr
 
 
+@each_class
 def test_run_detached_with_env_label_volume_memory_and_restart_then_ps_and_inspect(
     dcli: DockerCli, image: str
 ) -> None:
@@ -109,6 +117,7 @@ def test_run_detached_with_env_label_volume_memory_and_restart_then_ps_and_inspe
     assert names(dcli, "-a", "--filter", "label=team=y") == []
 
 
+@each_class
 def test_restart_on_failure_retries_as_often_as_asked(dcli: DockerCli, image: str) -> None:
     name = unique("flaky")
     dcli.ok("run", "-d", "--name", name, "--restart", "on-failure:2", image, "sh", "-c", "exit 1")
@@ -120,6 +129,7 @@ def test_restart_on_failure_retries_as_often_as_asked(dcli: DockerCli, image: st
     assert wait_for(settled) == ["2", "exited", "1"]
 
 
+@each_class
 def test_run_rm_splits_stdout_and_stderr_and_exits_with_the_container_code(dcli: DockerCli, image: str) -> None:
     r = dcli("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
@@ -133,6 +143,7 @@ def test_run_pulls_an_image_it_does_not_have(dcli: DockerCli, busybox_image: str
     assert dcli.lines("images", "--format", "{{.Repository}}:{{.Tag}}") == [busybox_image]
 
 
+@each_class
 def test_run_interactive_feeds_piped_stdin(dcli: DockerCli, image: str) -> None:
     r = dcli.shell(f"echo hi | docker run -i --rm {image} cat")
     assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
@@ -141,6 +152,7 @@ def test_run_interactive_feeds_piped_stdin(dcli: DockerCli, image: str) -> None:
     assert ids(dcli, "-a") == []
 
 
+@each_class
 def test_run_with_a_terminal(dcli: DockerCli, image: str) -> None:
     r = dcli.pty("run", "-it", "--rm", image, "sh", "-c", "test -t 0 && test -t 1 && echo tty-ok; exit 5")
     assert r.returncode == 5, (r.stdout, r.stderr)
@@ -148,6 +160,7 @@ def test_run_with_a_terminal(dcli: DockerCli, image: str) -> None:
     assert ids(dcli, "-a") == []
 
 
+@each_class
 def test_logs_tail_timestamps_and_follow_until_the_exit(dcli: DockerCli, image: str) -> None:
     name = unique("talker")
     dcli.ok("run", "-d", "--name", name, image, "sh", "-c", "echo one; echo warn >&2; echo two; sleep 2; echo three")
@@ -164,6 +177,7 @@ def test_logs_tail_timestamps_and_follow_until_the_exit(dcli: DockerCli, image: 
     assert all(re.match(TIMESTAMP + " ", line) for line in stamped), stamped
 
 
+@each_class
 def test_exec_exit_code_stdin_and_terminal(dcli: DockerCli, image: str) -> None:
     name = unique("box")
     dcli.ok("run", "-d", "--name", name, image, "sleep", "300")
@@ -179,6 +193,7 @@ def test_exec_exit_code_stdin_and_terminal(dcli: DockerCli, image: str) -> None:
     assert r.returncode != 0 and "not running" in r.stderr
 
 
+@each_class
 def test_start_stop_restart_kill_wait_rename_and_rm(dcli: DockerCli, image: str) -> None:
     name = unique("life")
     dcli.ok("run", "-d", "--name", name, image, "sleep", "300")
@@ -208,6 +223,9 @@ def test_start_stop_restart_kill_wait_rename_and_rm(dcli: DockerCli, image: str)
     assert ids(dcli, "-a") == []
 
 
+@pytest.mark.parametrize(
+    "dcli", ["runc", pytest.param("gvisor", marks=pytest.mark.skip(reason=TOP_IN_GVISOR))], indirect=True
+)
 def test_top_and_stats_of_a_running_container(dcli: DockerCli, image: str) -> None:
     name = unique("busy")
     dcli.ok("run", "-d", "--name", name, "--memory", "100m", image, "sleep", "300")
@@ -262,6 +280,7 @@ def test_load_a_docker_archive(dcli: DockerCli, busybox_docker_archive: Path) ->
     assert "Untagged: busybox:imported" in dcli.ok("rmi", "busybox:imported")
 
 
+@each_class
 def test_volumes_create_ls_inspect_and_rm_refused_while_in_use(dcli: DockerCli, image: str) -> None:
     vol = unique("data")
     assert dcli.ok("volume", "create", vol) == f"{vol}\n"

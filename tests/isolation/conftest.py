@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from seabox.model.runtime import RUNTIME_CLASSES
 from tests.e2e.test_api import logs, pull, run, wait
 from tests.fixtures.images import LAYOUT_TAG
 from tests.fixtures.server import Server
 from tests.isolation.probe import PROBE
 
-RUNTIME_CLASSES = ("runc", "gvisor")
 ATTACKER = "escape-attacker"
 VICTIM = "escape-victim"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -356,9 +357,15 @@ def exec_(
     env: EnvOpt = None,
     workdir: WorkdirOpt = None,
     user: UserOpt = None,
+    tty: Annotated[
+        bool, typer.Option("-t", "--tty", help="Give the command a terminal of your terminal's size (one output stream).")
+    ] = False,
 ) -> None:
     """Run a command in a running container; exits with the command's exit code."""
-    body = {"cmd": list(cmd), "env": env_list(env), "workdir": workdir, "user": user or ""}
+    body: dict[str, Any] = {"cmd": list(cmd), "env": env_list(env), "workdir": workdir, "user": user or ""}
+    if tty:
+        size = shutil.get_terminal_size()
+        body.update(tty=True, height=size.lines, width=size.columns)
     code: int | None = None
     for item in connect().stream("POST", container_path(name, "exec"), body=body):
         if "exit_code" in item:

@@ -8,5 +8,3 @@ RuntimeName = Literal["runc", "gvisor"]
 RUNTIME_CLASSES: tuple[RuntimeName, ...] = ("runc", "gvisor")
 # Each tenant's user namespace maps this many ids (container 0..65535) onto its own host range.
 ID_RANGE = 65536
-# Classes whose runtime cannot give an exec'd process a terminal (Debian's runsc has no exec --tty).
-NO_TERMINAL_EXEC: frozenset[str] = frozenset({"gvisor"})

@@ -16,7 +16,6 @@ from seabox.api.docker.hijack import Stream
 from seabox.api.docker.routing import DockerRoutes
 from seabox.api.docker.schema import ExecCreateBody, ExecStartBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotFound
-from seabox.model.runtime import NO_TERMINAL_EXEC
 from seabox.protocol.streams import ExecStream
 
 routes = DockerRoutes()
@@ -71,12 +70,6 @@ async def create(request: web.Request) -> web.Response:
     c = cloud(request).containers.get(tenant, request.match_info["id"])
     if c.status.state != "running":
         raise Conflict(f"container {c.name} is not running")
-    if body.get("Tty") and c.spec.runtime_class in NO_TERMINAL_EXEC:
-        raise InvalidArgument(
-            f"container {c.name} runs in the {c.spec.runtime_class} class, which cannot give an exec a terminal: "
-            "exec without -t",
-            field="Tty",
-        )
     sessions = _sessions(request)
     finished = [k for k, s in sessions.items() if s.exit_code is not None]
     for key in finished[: max(0, len(finished) - MAX_FINISHED)]:

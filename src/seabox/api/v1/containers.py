@@ -32,6 +32,9 @@ class ExecRequest(BaseModel):
     env: list[str] = Field(default_factory=list)
     workdir: str | None = None
     user: str = ""
+    tty: bool = False  # a terminal: all output comes as "stdout", with the terminal's \r\n
+    height: int | None = Field(default=None, ge=1, le=65535)  # the terminal's size (with tty)
+    width: int | None = Field(default=None, ge=1, le=65535)
 
 
 @routes.get("/v1/containers")
@@ -120,8 +123,14 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def exec_(request: web.Request) -> web.StreamResponse:
     """NDJSON: {"stream", "data"[, "b64"]} chunks, then {"exit_code": N} or {"error": {"status", "message"}}."""
     req = await body(request, ExecRequest)
+    if (req.height is None) != (req.width is None) or (req.height is not None and not req.tty):
+        raise InvalidArgument("height and width go together, and only with tty: true", field="height")
     svc = cloud(request).containers
-    proc = await svc.exec(tenant_of(request), request.match_info["ref"], req.cmd, req.env, req.workdir, req.user)
+    proc = await svc.exec(
+        tenant_of(request), request.match_info["ref"], req.cmd, req.env, req.workdir, req.user, tty=req.tty
+    )
+    if req.height is not None and req.width is not None:
+        proc.resize(req.height, req.width)
     out = await NdjsonStream(request).open()
     try:
         async for stream, data in proc:

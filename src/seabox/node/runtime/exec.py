@@ -12,6 +12,7 @@ import shutil
 import signal
 import struct
 import termios
+import tty as termios_mode
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,8 +22,10 @@ _CHUNK = 65536
 _BUFFERED_CHUNKS = 64  # output held for a slow reader before the process is made to wait
 _DEFAULT_SIZE = (24, 80)
 _DRAIN_TIMEOUT = 5.0
+_QUIET = 0.1  # a terminal silent this long after its runtime exited has nothing more from the exec
 _PID_FILE_POLL = 0.005
 _PID_FILE_TIMEOUT = 5.0
+SETSID = "/usr/bin/setsid"  # util-linux's: new session, then stdin made its controlling terminal
 
 
 def check_window_size(height: int, width: int) -> None:
@@ -54,12 +57,21 @@ async def _ready(fd: int, *, write: bool) -> None:
             loop.remove_reader(fd)
 
 
+async def _readable_within(fd: int, timeout: float) -> bool:
+    """Whether fd becomes readable within timeout seconds."""
+    try:
+        await asyncio.wait_for(_ready(fd, write=False), max(timeout, 0.0))
+    except TimeoutError:
+        return False
+    return True
+
+
 class ExecProcess:
     """A running exec; iterate it for ("stdout" | "stderr", bytes) chunks until the process's output ends.
 
     Without a terminal stdout and stderr come apart through pipes. With one, the runtime's stdio is
-    the slave of a pty owned here: the runtime copies between it and the container's terminal, and
-    everything arrives as "stdout". A reader that falls behind makes the process wait on its writes.
+    the slave of a pty owned here: runc copies between it and the container's terminal, runsc gives
+    it to the process as its terminal, and everything arrives as "stdout". A reader that falls behind makes the process wait on its writes.
     Always await wait() (it removes the exec's scratch files); call close() if output is no longer wanted.
     """
 
@@ -82,6 +94,7 @@ class ExecProcess:
         self._returncode: int | None = None
         self._failure: str | None = None
         self._discarding = False
+        self._winch_later: asyncio.Future[None] | None = None
         if master_fd is not None:
             self._pumps = [asyncio.ensure_future(self._pump_master(master_fd))]
         else:
@@ -94,18 +107,36 @@ class ExecProcess:
 
     @classmethod
     async def spawn(
-        cls, argv: list[str], *, tty: bool, stdin: bool, workdir: Path, pid_file: Path, log_file: Path
+        cls,
+        argv: list[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        workdir: Path,
+        pid_file: Path,
+        log_file: Path,
+        relayed: bool = False,
     ) -> ExecProcess:
-        """Run argv, a `runtime exec --pid-file pid_file` command line; workdir goes once it has exited."""
+        """Run argv, a `runtime exec --pid-file pid_file` command line; workdir goes once it has exited.
+
+        relayed: the runtime relays our terminal to one of its own (runc), so ours is raw from the start
+        (else output it relays before it made ours raw gets a second \r); runsc's process gets ours as is.
+        """
         master_fd: int | None = None
         slave_fd: int | None = None
         try:
             if tty:
                 master_fd, slave_fd = pty.openpty()
                 set_window_size(master_fd, *_DEFAULT_SIZE)
+                if relayed:
+                    termios_mode.setraw(slave_fd)
                 os.set_blocking(master_fd, False)
+                # the runtime leads a session of its own with the pty as its controlling terminal, as a
+                # shell would: a resize sends it SIGWINCH, and a ^C typed into a terminal that the
+                # container's program left in cooked mode (runsc hands over this very pty) sends it
+                # SIGINT; the runtime passes both on to the process
                 proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=slave_fd, stdout=slave_fd, stderr=slave_fd, start_new_session=True
+                    SETSID, "--ctty", *argv, stdin=slave_fd, stdout=slave_fd, stderr=slave_fd
                 )
             else:
                 proc = await asyncio.create_subprocess_exec(
@@ -136,13 +167,25 @@ class ExecProcess:
             await self._deliver(name, chunk)
 
     async def _pump_master(self, master: int) -> None:
-        """Read the pty until the runtime, the only holder of its slave, has exited (EIO); then close it."""
+        """Read the pty until no one holds its slave (EIO) or, once the runtime has exited, until it falls
+        quiet (for at most _DRAIN_TIMEOUT); then close it. runc's output is all written when it exits,
+        but runsc's sandbox holds the slave for as long as any process the exec left behind does."""
+        exited = asyncio.ensure_future(self._proc.wait())
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # set when the runtime has exited
         try:
             while True:
                 try:
                     chunk = os.read(master, _CHUNK)
                 except BlockingIOError:
-                    await _ready(master, write=False)
+                    if deadline is None:
+                        readable = asyncio.ensure_future(_ready(master, write=False))
+                        await asyncio.wait([readable, exited], return_when=asyncio.FIRST_COMPLETED)
+                        readable.cancel()
+                        if exited.done():
+                            deadline = loop.time() + _DRAIN_TIMEOUT
+                    elif not await _readable_within(master, min(_QUIET, deadline - loop.time())):
+                        return
                     continue
                 except OSError:
                     return
@@ -150,6 +193,7 @@ class ExecProcess:
                     return
                 await self._deliver("stdout", chunk)
         finally:
+            exited.cancel()
             self._master = None
             os.close(master)
 
@@ -197,10 +241,24 @@ class ExecProcess:
             self._proc.stdin.close()
 
     def resize(self, height: int, width: int) -> None:
-        """Resize the process's terminal: ours, then the runtime copies the size in on SIGWINCH."""
+        """Resize the process's terminal: ours, whose SIGWINCH tells the runtime to pass the size on.
+
+        runsc starts listening for signals only after the process started, just before it writes its
+        pid file: until that file is there, the runtime gets another SIGWINCH once it is.
+        """
         if self._master is None:
             raise Conflict("this exec has no terminal")
         set_window_size(self._master, height, width)
+        if self._winch_later is None and not self._pid_file.exists():
+            self._winch_later = asyncio.ensure_future(self._winch_when_started())
+
+    async def _winch_when_started(self) -> None:
+        deadline = asyncio.get_running_loop().time() + _PID_FILE_TIMEOUT
+        while self._proc.returncode is None and not self._pid_file.exists():
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(_PID_FILE_POLL)
+        self._winch_later = None
         if self._proc.returncode is None:
             self._proc.send_signal(signal.SIGWINCH)
 

@@ -35,7 +35,9 @@ class GvisorRuntime(OciRuntime):
         def enter(cid: str) -> list[str]:
             return [NSENTER, f"--net={netns_path(cid)}"]
 
-        runtime = Runc(runsc, state_dir / "runsc", extra_args=("--network=host",), enter=enter, tty_flag=None)
+        runtime = Runc(
+            runsc, state_dir / "runsc", extra_args=("--network=host",), enter=enter, terminal_by_process_file=True
+        )
         super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
 
     def known(self, cid: str) -> bool:

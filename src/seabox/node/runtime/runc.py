@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure, SeaboxError
-from seabox.node.runtime.spec import ProcessUser
+from seabox.errors import Conflict, NotFound, RuntimeFailure, SeaboxError
+from seabox.node.runtime.spec import ProcessUser, exec_process
 
 _LOGRUS_MSG_RE = re.compile(r'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
 _NOT_FOUND = ("does not exist",)
@@ -66,13 +66,15 @@ class Runc:
         *,
         extra_args: Sequence[str] = (),
         enter: Callable[[str], list[str]] = _no_prefix,
-        tty_flag: str | None = "--tty",
+        terminal_by_process_file: bool = False,
     ) -> None:
         self.binary = binary
         self.root = root
         self.extra_args = tuple(extra_args)
         self.enter = enter
-        self.tty_flag = tty_flag  # None: the runtime cannot exec with a terminal
+        # runsc has no `exec --tty`: it gives an exec a terminal (its own stdio, a pty) when the
+        # `--process` file says "terminal": true
+        self.terminal_by_process_file = terminal_by_process_file
 
     @property
     def global_args(self) -> tuple[str, ...]:
@@ -126,18 +128,24 @@ class Runc:
         tty: bool,
         pid_file: Path,
         log_file: Path,
+        bundle: Path,
     ) -> list[str]:
-        """The command line of a foreground `runc exec` that logs runc's own errors as JSON to log_file."""
+        """The command line of a foreground `runc exec` that logs runc's own errors as JSON to log_file.
+
+        For a terminal in runsc this writes the process file it reads next to pid_file, made from the
+        container's process in bundle's config.json.
+        """
         argv = [
             *self.enter(cid), self.binary, *self.global_args, "--log", str(log_file), "--log-format", "json",
             "exec", "--pid-file", str(pid_file),
         ]  # fmt: skip
+        if tty and self.terminal_by_process_file:
+            container = json.loads((bundle / "config.json").read_text())["process"]
+            process_file = pid_file.parent / "process.json"
+            process_file.write_text(json.dumps(exec_process(container, list(args), env=list(env), cwd=cwd, user=user)))
+            return [*argv, "--process", str(process_file), cid]
         if tty:
-            if self.tty_flag is None:
-                raise InvalidArgument(
-                    "this runtime class cannot give an exec a terminal: exec without -t", field="tty"
-                )
-            argv.append(self.tty_flag)
+            argv.append("--tty")
         if cwd:
             argv += ["--cwd", cwd]
         for entry in env:

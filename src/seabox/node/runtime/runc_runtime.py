@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import signal as signals
 import uuid
 from collections.abc import Sequence
@@ -244,18 +245,25 @@ class OciRuntime:
             raise NotFound(f"no such container: {cid}")
         if state["status"] != "running":
             raise Conflict(f"container {cid} is not running")
-        process_user = resolve_user(Path(state["rootfs"]), user) if user else None
+        files = BundleFiles(Path(state["bundle"]))  # runsc's state names no rootfs
+        process_user = resolve_user(files.rootfs, user) if user else None
         names = {entry.partition("=")[0] for entry in env}
         exec_env = [*env, "TERM=xterm"] if tty and "TERM" not in names else list(env)
         workdir = self.state_dir / "exec" / uuid.uuid4().hex
         pid_file, log_file = workdir / "pid", workdir / "runc.log"
-        argv = self._runc.exec_argv(
-            cid, args, env=exec_env, cwd=cwd, user=process_user, tty=tty, pid_file=pid_file, log_file=log_file
-        )
         workdir.mkdir(parents=True)
+        try:
+            argv = self._runc.exec_argv(
+                cid, args, env=exec_env, cwd=cwd, user=process_user, tty=tty, pid_file=pid_file,
+                log_file=log_file, bundle=files.bundle,
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         return await ExecProcess.spawn(
-            argv, tty=tty, stdin=stdin, workdir=workdir, pid_file=pid_file, log_file=log_file
-        )
+            argv, tty=tty, stdin=stdin, workdir=workdir, pid_file=pid_file, log_file=log_file,
+            relayed=not self._runc.terminal_by_process_file,
+        )  # fmt: skip
 
     def stats(self, cid: str) -> Stats:
         return cgroups.read_stats(cid)

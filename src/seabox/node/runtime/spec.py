@@ -156,6 +156,19 @@ def process_env(env: list[str], tty: bool) -> list[str]:
     return result
 
 
+def exec_process(
+    container: dict[str, Any], args: list[str], *, env: list[str], cwd: str | None, user: ProcessUser | None
+) -> dict[str, Any]:
+    """The OCI process of a terminal exec: the container's own (capabilities, limits, identity) with the
+    exec's command, its environment after the container's (as `exec --env` adds it), cwd and user."""
+    process = {**container, "terminal": True, "args": list(args), "env": [*container.get("env", []), *env]}
+    if cwd:
+        process["cwd"] = cwd
+    if user is not None:
+        process["user"] = {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)}
+    return process
+
+
 def _validate(spec: RunSpec) -> None:
     if not _ID_RE.match(spec.id):
         raise InvalidArgument("container id must be 64 lowercase hex digits", field="id")
