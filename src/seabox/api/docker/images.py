@@ -148,7 +148,7 @@ async def remove(request: web.Request) -> web.Response:
     image_id = (await svc.inspect(tenant, request.match_info["name"])).id
     untagged = await svc.remove(tenant, request.match_info["name"], flag(request, "force"))
     result: list[dict[str, str]] = [{"Untagged": familiar(r)} for r in untagged if r != image_id]
-    if not any(i.id == image_id for i in svc.list(tenant)):
+    if not any(i.id == image_id for i in await svc.list(tenant)):
         result.append({"Deleted": image_id})
     return web.json_response(result)
 
