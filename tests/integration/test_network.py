@@ -8,6 +8,7 @@ import secrets
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -380,5 +381,36 @@ def test_a_second_table_on_the_host_neither_breaks_nor_bridges_this_one(net: Nod
         with echo_peer(c1.netns_path, "0.0.0.0") as port:
             assert probe(c2.netns_path, c1.ip, port) == str(c2.ip)
             assert probe(a1.netns_path, c1.ip, port) is None
+    finally:
+        other.teardown()
+
+
+def wait_for_no_carrier(ifname: str) -> None:
+    deadline = time.monotonic() + 5
+    with IPRoute() as ipr:
+        while ipr.link("get", ifname=ifname)[0].get("operstate") != "DOWN":
+            assert time.monotonic() < deadline, f"{ifname} still has a carrier"
+            time.sleep(0.05)
+
+
+def test_another_node_with_the_same_tenant_subnet_leaves_this_one_working(net: NodeNetwork, run_dir: Path) -> None:
+    """Two nodes of two clouds on one host (a `make up` server and a test server): the same tenant index,
+    so the same subnet and gateway, on two bridges. Each one's containers talk over their own bridge
+    (neither table masquerades what the other bridges), and an idle bridge does not take the host's route."""
+    other = NodeNetwork(NetworkConfig(), run_dir / "other", NetNames.of_node(f"test-network-same-{PID}", f"{TABLE}_s"))
+    try:
+        idle = other.ensure_tenant(TENANT_A)  # made first: its route is the first one for the subnet
+        wait_for_no_carrier(idle.bridge)  # as a leftover bridge is: the kernel notes it within a second
+        a1 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 2))
+        a2 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 3))
+        with echo_peer(a1.netns_path, "0.0.0.0") as port:
+            assert probe(a2.netns_path, a1.ip, port) == str(a2.ip)
+            assert probe(None, a1.ip, port) == str(a1.gateway)
+        o1 = other.attach(cid(), TENANT_A, host_ip(TENANT_A, 2))
+        o2 = other.attach(cid(), TENANT_A, host_ip(TENANT_A, 3))
+        with echo_peer(o1.netns_path, "0.0.0.0") as port:
+            assert probe(o2.netns_path, o1.ip, port) == str(o2.ip)
+        with echo_peer(a1.netns_path, "0.0.0.0") as port:
+            assert probe(a2.netns_path, a1.ip, port) == str(a2.ip)
     finally:
         other.teardown()

@@ -36,6 +36,9 @@ def ensure(
     index: int = link["index"]
     # Before it goes up, so the host never gets an IPv6 address tenants could reach it by.
     sysctl.disable_ipv6(name)
+    # Another node on this host may hold the same tenant subnet on its bridge: while this one has
+    # no running port, the host must route the subnet to the other one, not here.
+    sysctl.ignore_routes_with_linkdown(name)
     # A fixed MAC keeps the gateway's neighbour entries valid as container ports come and go.
     ipr.link("set", index=index, address=mac_address(gateway), mtu=mtu)
     links.ensure_address(ipr, index, gateway, prefixlen)

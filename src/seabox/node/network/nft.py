@@ -256,11 +256,14 @@ def _input_rules(table: str) -> list[Command]:
 
 
 def _postrouting_rules(state: RuleSet) -> list[Command]:
+    # Only what came in over this table's bridges: with br_netfilter, frames bridged inside another
+    # node's tenant network (same subnets, its own bridge) pass this hook too and must stay untouched.
     return [
         _rule(
             state.table,
             "postrouting",
             _match("==", _payload("ip", "saddr"), f"@{TENANT_SUBNETS}"),
+            _match("==", _meta("iifname"), OWN_BRIDGES),
             _match("!=", _meta("oifname"), OWN_BRIDGES),
             {"masquerade": None},
         )
