@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ TENANT, OTHER = 5, 6
 UNDERLAY_PREFIX = 24
 PAYLOAD = 1 << 20  # a stream of full-sized segments, not just a handshake
 WORKTREE = Path(__file__).resolve().parents[2]
+SETTLE = 5.0
 
 
 @dataclass
@@ -135,6 +137,14 @@ def sink(path: Path, address: IPv4Address) -> Iterator[int]:
         thread.join()
 
 
+def reach(path: Path, address: IPv4Address, port: int) -> str | None:
+    """probe, retried for a few seconds: the first frames over a new overlay wait for ARP across it."""
+    deadline = time.monotonic() + SETTLE
+    while (seen := probe(path, address, port)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return seen
+
+
 def send_all(path: Path, address: IPv4Address, port: int) -> str:
     with pr_netns.create_socket(str(path), flags=0) as sock:
         sock.settimeout(5)
@@ -153,7 +163,7 @@ def test_a_tenant_network_spans_two_hosts_and_only_its_own_vni(tmp_path: Path) -
             assert probe(client, host_ip(TENANT, 2), port) is None  # no overlay yet: two separate networks
             a.node("overlay", str(TENANT), str(a.address), str(b.address))
             b.node("overlay", str(TENANT), str(b.address), str(a.address), str(b.address))  # own address left out
-            assert probe(client, host_ip(TENANT, 2), port) == str(host_ip(TENANT, 3))
+            assert reach(client, host_ip(TENANT, 2), port) == str(host_ip(TENANT, 3))
         with sink(web, host_ip(TENANT, 2)) as port:
             assert send_all(client, host_ip(TENANT, 2), port) == str(PAYLOAD)
         assert b.flood_list(TENANT) == {a.address}
@@ -176,9 +186,9 @@ def test_a_tenant_network_spans_two_hosts_and_only_its_own_vni(tmp_path: Path) -
             ns.addr("add", index=ns.link_lookup(ifname="eth0")[0], address=str(host_ip(TENANT, 50)), prefixlen=24)
         other_web = a.container(OTHER, 3)
         with echo_peer(web, "0.0.0.0") as port, echo_peer(other_web, "0.0.0.0") as other_port:
-            assert probe(intruder, host_ip(OTHER, 3), other_port) == str(host_ip(OTHER, 2))  # its own VNI works
+            assert reach(intruder, host_ip(OTHER, 3), other_port) == str(host_ip(OTHER, 2))  # its own VNI works
             assert probe(intruder, host_ip(TENANT, 2), port) is None
-            assert probe(client, host_ip(TENANT, 2), port) == str(host_ip(TENANT, 3))
+            assert reach(client, host_ip(TENANT, 2), port) == str(host_ip(TENANT, 3))
 
             # Converge: the same call changes nothing; removal cuts the tenant apart again.
             a.node("overlay", str(TENANT), str(a.address), str(b.address))
@@ -186,7 +196,7 @@ def test_a_tenant_network_spans_two_hosts_and_only_its_own_vni(tmp_path: Path) -
             a.node("overlay", str(TENANT), str(a.address))
             assert a.flood_list(TENANT) == set()
             a.node("overlay", str(TENANT), str(a.address), str(b.address))
-            assert probe(client, host_ip(TENANT, 2), port) == str(host_ip(TENANT, 3))
+            assert reach(client, host_ip(TENANT, 2), port) == str(host_ip(TENANT, 3))
             a.node("remove-overlay", str(TENANT))
             assert a.flood_list(TENANT) is None
             assert probe(client, host_ip(TENANT, 2), port) is None
