@@ -85,7 +85,15 @@ class NetworkConfig(BaseModel):
     # Reserved for floating IPs (a later feature): the benchmarking range, never routed on the internet.
     public_range: str = "198.18.0.0/15"
     # The node's nftables table (inet family); one per node, a chain per tenant inside it.
-    nft_table: str = "seabox"
+    # Unset: derived from the node's id (DATA_DIR/node-id), like its link names.
+    nft_table: str | None = None
+    # MTU of tenant bridges and container interfaces: VXLAN between nodes costs 50 bytes of the
+    # underlay's MTU (1500 - 50; lower it on an underlay with a smaller MTU).
+    tenant_mtu: int = Field(1450, ge=576, le=9000)
+    # Tenant networks across nodes: tenant N's VXLAN network identifier is vxlan_vni_base + N,
+    # carried over UDP to this port on the nodes' advertised addresses.
+    vxlan_vni_base: int = Field(1 << 20, ge=1, lt=1 << 24)
+    vxlan_port: int = Field(4789, gt=0, lt=65536)
     # Destinations tenant containers may not reach, besides link-local and the node itself (always).
     blocked_egress: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_EGRESS))
     # "IPV4:PORT" of the Seabox API as tenants are told to reach it; the one listener they may reach.

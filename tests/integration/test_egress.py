@@ -19,6 +19,7 @@ from seabox.config import NetworkConfig
 from seabox.model import ipam
 from seabox.node.network import nft
 from seabox.node.network.manager import Attachment, NodeNetwork
+from seabox.node.network.names import NetNames
 from tests.integration.test_network import cid, echo_peer, free_port, outside_netns, probe
 
 pytestmark = [
@@ -85,7 +86,8 @@ def net(tmp_path: Path) -> Iterator[NodeNetwork]:
     resolv_conf.write_text(f"nameserver 127.0.0.53\nnameserver {RESOLVER}\n")
     cfg = NetworkConfig(blocked_egress=[BLOCKED_RANGE], tenant_api=f"{HOST_ADDRESS}:{API_PORT}")
     listeners = [f"{CONTROL_PLANE}:{CONTROL_PLANE_PORT}", f"0.0.0.0:{API_PORT}"]
-    node = NodeNetwork(cfg, tmp_path / "run", table=TABLE, listeners=listeners, resolv_conf=resolv_conf)
+    names = NetNames.of_node(f"test-egress-{PID}", TABLE)
+    node = NodeNetwork(cfg, tmp_path / "run", names, listeners=listeners, resolv_conf=resolv_conf)
     try:
         yield node
     finally:

@@ -8,6 +8,7 @@ import secrets
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from seabox.errors import Conflict, InvalidArgument
 from seabox.model import ipam
 from seabox.node.network import links, netns, nft
 from seabox.node.network.manager import Attachment, NodeNetwork
+from seabox.node.network.names import NetNames
 
 pytestmark = [
     pytest.mark.root,
@@ -31,6 +33,7 @@ pytestmark = [
 
 PID = os.getpid()
 TABLE = f"seabox_test_{PID}"
+NAMES = NetNames.of_node(f"test-network-{PID}", TABLE)
 # Tenant indexes of this run: 900..1099 of the default supernet, 4 per run.
 BASE = 900 + (PID % 50) * 4
 TENANT_A, TENANT_B, TENANT_C, TENANT_FOREIGN = BASE, BASE + 1, BASE + 2, BASE + 3
@@ -109,7 +112,7 @@ def probe(path: Path | None, address: IPv4Address, port: int) -> str | None:
 
 def owned_links() -> list[links.OwnedLink]:
     with IPRoute() as ipr:
-        return links.owned(ipr, TABLE)
+        return links.owned(ipr, NAMES)
 
 
 def table_chains() -> set[str]:
@@ -125,7 +128,7 @@ def run_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def net(run_dir: Path) -> Iterator[NodeNetwork]:
     forward_before = IP_FORWARD.read_text()
-    node = NodeNetwork(NetworkConfig(), run_dir, table=TABLE, gateway_services=GATEWAY_SERVICES)
+    node = NodeNetwork(NetworkConfig(), run_dir, NAMES, gateway_services=GATEWAY_SERVICES)
     try:
         yield node
     finally:
@@ -266,13 +269,13 @@ def test_ensure_tenant_and_attach_are_idempotent(net: NodeNetwork, run_dir: Path
     container = cid()
     att = net.attach(container, TENANT_A, host_ip(TENANT_A, 5))
     with IPRoute() as ipr:
-        before = links.lookup(ipr, links.veth_name(container))["index"]
+        before = links.lookup(ipr, NAMES.veth(container))["index"]
     assert net.attach(container, TENANT_A, host_ip(TENANT_A, 5)) == att
     # After an agent restart, a fresh manager adopts what is there and returns the same attachment.
-    restarted = NodeNetwork(NetworkConfig(), run_dir, table=TABLE, gateway_services=GATEWAY_SERVICES)
+    restarted = NodeNetwork(NetworkConfig(), run_dir, NAMES, gateway_services=GATEWAY_SERVICES)
     assert restarted.attach(container, TENANT_A, host_ip(TENANT_A, 5)) == att
     with IPRoute() as ipr:
-        assert links.lookup(ipr, links.veth_name(container))["index"] == before
+        assert links.lookup(ipr, NAMES.veth(container))["index"] == before
     assert {"tenant_%d" % TENANT_A, "tenant_%d_in" % TENANT_A} <= table_chains()
     with echo_peer(None, att.gateway, GATEWAY_PORT) as port:
         assert probe(att.netns_path, att.gateway, port) == str(att.ip)
@@ -282,7 +285,7 @@ def test_attach_recreates_a_lost_pair(net: NodeNetwork) -> None:
     container = cid()
     att = net.attach(container, TENANT_A, host_ip(TENANT_A, 6))
     with IPRoute() as ipr:
-        ipr.link("del", ifname=links.veth_name(container))
+        ipr.link("del", ifname=NAMES.veth(container))
     assert net.attach(container, TENANT_A, host_ip(TENANT_A, 6)) == att
     with echo_peer(None, att.gateway, GATEWAY_PORT) as port:
         assert probe(att.netns_path, att.gateway, port) == str(att.ip)
@@ -305,7 +308,7 @@ def test_reconcile_removes_orphans_and_keeps_the_desired(net: NodeNetwork, run_d
     stale = run_dir / "netns" / cid()
     stale.touch()
     # An untagged link with a Seabox veth name: a crash between creating and tagging it.
-    leftover = "sbx" + cid()[:10]
+    leftover = NAMES.veth(cid())
     with IPRoute() as ipr:
         ipr.link("add", ifname=leftover, kind="veth", peer=leftover[:-1] + "p")
     net.reconcile({TENANT_A, TENANT_C}, {keep})
@@ -322,7 +325,7 @@ def test_reconcile_removes_orphans_and_keeps_the_desired(net: NodeNetwork, run_d
 
 
 def test_links_of_another_owner_are_refused_and_left_alone(net: NodeNetwork) -> None:
-    name = links.bridge_name(TENANT_FOREIGN)
+    name = NAMES.bridge(TENANT_FOREIGN)
     with IPRoute() as ipr:
         ipr.link("add", ifname=name, kind="bridge")
         ipr.link("set", ifname=name, ifalias="seabox:someone_else")
@@ -365,7 +368,8 @@ def test_teardown_removes_everything(net: NodeNetwork, run_dir: Path) -> None:
 
 def test_a_second_table_on_the_host_neither_breaks_nor_bridges_this_one(net: NodeNetwork, run_dir: Path) -> None:
     """Two Seabox tables on one host (a second server, or a leftover): each keeps its tenants working and apart."""
-    other = NodeNetwork(NetworkConfig(), run_dir / "other", table=f"{TABLE}_b", gateway_services=GATEWAY_SERVICES)
+    names = NetNames.of_node(f"test-network-other-{PID}", f"{TABLE}_b")
+    other = NodeNetwork(NetworkConfig(), run_dir / "other", names, gateway_services=GATEWAY_SERVICES)
     tenant_c = TENANT_B + 1
     try:
         a1 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 2))
@@ -378,5 +382,36 @@ def test_a_second_table_on_the_host_neither_breaks_nor_bridges_this_one(net: Nod
         with echo_peer(c1.netns_path, "0.0.0.0") as port:
             assert probe(c2.netns_path, c1.ip, port) == str(c2.ip)
             assert probe(a1.netns_path, c1.ip, port) is None
+    finally:
+        other.teardown()
+
+
+def wait_for_no_carrier(ifname: str) -> None:
+    deadline = time.monotonic() + 5
+    with IPRoute() as ipr:
+        while ipr.link("get", ifname=ifname)[0].get("operstate") != "DOWN":
+            assert time.monotonic() < deadline, f"{ifname} still has a carrier"
+            time.sleep(0.05)
+
+
+def test_another_node_with_the_same_tenant_subnet_leaves_this_one_working(net: NodeNetwork, run_dir: Path) -> None:
+    """Two nodes of two clouds on one host (a `make up` server and a test server): the same tenant index,
+    so the same subnet and gateway, on two bridges. Each one's containers talk over their own bridge
+    (neither table masquerades what the other bridges), and an idle bridge does not take the host's route."""
+    other = NodeNetwork(NetworkConfig(), run_dir / "other", NetNames.of_node(f"test-network-same-{PID}", f"{TABLE}_s"))
+    try:
+        idle = other.ensure_tenant(TENANT_A)  # made first: its route is the first one for the subnet
+        wait_for_no_carrier(idle.bridge)  # as a leftover bridge is: the kernel notes it within a second
+        a1 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 2))
+        a2 = net.attach(cid(), TENANT_A, host_ip(TENANT_A, 3))
+        with echo_peer(a1.netns_path, "0.0.0.0") as port:
+            assert probe(a2.netns_path, a1.ip, port) == str(a2.ip)
+            assert probe(None, a1.ip, port) == str(a1.gateway)
+        o1 = other.attach(cid(), TENANT_A, host_ip(TENANT_A, 2))
+        o2 = other.attach(cid(), TENANT_A, host_ip(TENANT_A, 3))
+        with echo_peer(o1.netns_path, "0.0.0.0") as port:
+            assert probe(o2.netns_path, o1.ip, port) == str(o2.ip)
+        with echo_peer(a1.netns_path, "0.0.0.0") as port:
+            assert probe(a2.netns_path, a1.ip, port) == str(a2.ip)
     finally:
         other.teardown()

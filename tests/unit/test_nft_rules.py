@@ -237,7 +237,7 @@ def test_egress_chain_and_set_precede_the_tenant_chains_that_use_them() -> None:
     assert position[("set", "egress_blocked")] < position[("chain", "egress")] < first_user
 
 
-def test_masquerade_tenant_subnets_leaving_through_non_tenant_links() -> None:
+def test_masquerade_tenant_subnets_coming_from_own_bridges_leaving_through_other_links() -> None:
     post = rules(commands(nft.RuleSet(TABLE, (A,))), "postrouting")
     assert post == [
         [
@@ -248,6 +248,7 @@ def test_masquerade_tenant_subnets_leaving_through_non_tenant_links() -> None:
                     "right": "@tenant_subnets",
                 }
             },
+            {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "@tenant_bridges"}},
             {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "@tenant_bridges"}},
             {"masquerade": None},
         ]

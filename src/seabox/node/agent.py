@@ -15,7 +15,7 @@ from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
-from seabox.node import hostdirs
+from seabox.node import hostdirs, identity
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import NodeNetwork
@@ -60,7 +60,8 @@ class NodeAgent:
         self.images = ImageStore(cfg.data_dir / "images", cfg.registries, max_unpacked=cfg.disk.image_max_unpacked)
         self.volumes = VolumeStore(cfg.data_dir / "volumes")
         listeners = [cfg.listen, *([cfg.tls.listen] if cfg.tls.listen else [])]
-        self.network = NodeNetwork(cfg.network, self.run_dir, table=cfg.network.nft_table, listeners=listeners)
+        names = identity.net_names(cfg.data_dir, cfg.network.nft_table)
+        self.network = NodeNetwork(cfg.network, self.run_dir, names, listeners=listeners)
         log_max = cfg.disk.container_log_max
         self.runtimes: dict[str, OciRuntime] = {
             "runc": RuncRuntime(self.run_dir, log_size_max=log_max),

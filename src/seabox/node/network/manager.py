@@ -1,9 +1,9 @@
-"""NodeNetwork: converges this node's tenant bridges, container netns/veths and nftables table to a desired state."""
+"""NodeNetwork: converges this node's tenant bridges, VXLAN overlays, container netns/veths and nftables table."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -12,7 +12,8 @@ from pyroute2 import IPRoute
 
 from seabox.config import NetworkConfig
 from seabox.model import ipam
-from seabox.node.network import bridge, egress, links, netns, nft, sysctl, veth
+from seabox.node.network import bridge, egress, links, netns, nft, sysctl, veth, vxlan
+from seabox.node.network.names import NetNames, check_container_id
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,27 @@ class NodeNetwork:
     """Blocking and thread-safe; from asyncio call it through asyncio.to_thread (pyroute2's sync API
     refuses to run inside a running event loop).
 
+    names are the node's host-global names (its table, link names): see node/identity.py.
     listeners are the control plane's HOST:PORT addresses, closed to tenants unless cfg.tenant_api
-    names one; the nameservers of resolv_conf stay reachable on port 53."""
+    names one; the nameservers of resolv_conf stay reachable on port 53.
+
+    It works in the network namespace of the calling process: a node acting as a host of its own
+    (a test's, or one per namespace) is a process started inside that namespace (nsenter --net).
+    """
 
     def __init__(
         self,
         cfg: NetworkConfig,
         run_dir: Path,
-        table: str = "seabox",
+        names: NetNames,
         *,
         gateway_services: Iterable[nft.GatewayService] = (),
         listeners: Iterable[str] = (),
         resolv_conf: Path = egress.RESOLV_CONF,
     ) -> None:
-        nft.check_table_name(table)
         self.cfg = cfg
-        self.table = table
+        self.names = names
+        self.table = names.table
         self.netns_dir = run_dir / "netns"
         self.gateway_services = tuple(gateway_services)
         self.listeners = tuple(listeners)
@@ -66,10 +72,10 @@ class NodeNetwork:
     def tenant(self, tenant_index: int) -> TenantNet:
         """The tenant's addressing and bridge name (pure)."""
         subnet = ipam.tenant_subnet(self.cfg, tenant_index)
-        return TenantNet(tenant_index, subnet, ipam.gateway(subnet), links.bridge_name(tenant_index))
+        return TenantNet(tenant_index, subnet, ipam.gateway(subnet), self.names.bridge(tenant_index))
 
     def netns_path(self, container_id: str) -> Path:
-        links.check_container_id(container_id)
+        check_container_id(container_id)
         return self.netns_dir / container_id
 
     def ensure_tenant(self, tenant_index: int) -> TenantNet:
@@ -91,40 +97,68 @@ class NodeNetwork:
         tenant = self.tenant(tenant_index)
         ipam.check_host(tenant.subnet, ip)
         with self._lock, IPRoute() as ipr:
-            link = links.lookup(ipr, tenant.bridge)
-            if link is None or link.get("ifalias") != links.bridge_tag(self.table):
-                bridge_index = self._ensure_tenant(ipr, tenant)
-            else:
-                # A known tenant: converge the bridge; the table already has its chains, but the
-                # resolvers may have changed since it was applied.
-                bridge_index = bridge.ensure(ipr, self.table, tenant.index, tenant.gateway, tenant.subnet.prefixlen)
-                if self._rules(ipr) != self._applied:
-                    self._apply_rules(ipr)
+            bridge_index = self._tenant_bridge(ipr, tenant)
             if pid is None:
                 netns.create(path)
             else:
                 netns.adopt(path, pid)
             veth.ensure(
-                ipr, self.table, container_id, path, bridge_index, ip, tenant.subnet.prefixlen, tenant.gateway
+                ipr, self.names, container_id, path, bridge_index, ip, tenant.subnet.prefixlen, tenant.gateway,
+                self.cfg.tenant_mtu,
             )
         return Attachment(path, ip, tenant.gateway, ipam.mac_address(ip), tenant.subnet.prefixlen)
+
+    def ensure_tenant_overlay(
+        self, tenant_index: int, local_ip: IPv4Address, remote_ips: Iterable[IPv4Address]
+    ) -> None:
+        """Span the tenant's network to the nodes at remote_ips: its VXLAN device (VNI vxlan_vni_base +
+        index, from local_ip, this node's underlay address) on its bridge, flooding to exactly those
+        addresses; the bridge and table are made if missing. The same call again changes nothing."""
+        tenant = self.tenant(tenant_index)
+        overlay = self._overlay(tenant_index, local_ip)
+        remotes = {IPv4Address(ip) for ip in remote_ips} - {overlay.local}
+        with self._lock, IPRoute() as ipr:
+            index = vxlan.ensure(ipr, self.names, overlay, self._tenant_bridge(ipr, tenant))
+            vxlan.converge_peers(ipr, index, remotes)
+
+    def remove_tenant_overlay(self, tenant_index: int) -> None:
+        """Take the tenant's VXLAN device away (its network stays on this node alone); nothing to do if gone."""
+        name = self.names.vxlan(tenant_index)
+        with self._lock, IPRoute() as ipr:
+            link = links.lookup(ipr, name)
+            if link is None:
+                return
+            links.claim(ipr, link, self.names.link_tag)  # Conflict for another node's device
+            links.delete(ipr, link["index"])
+
+    def reconcile_overlays(self, local_ip: IPv4Address, peers: Mapping[int, Iterable[IPv4Address]]) -> None:
+        """Converge every overlay: peers maps each tenant spanning nodes to the other nodes' underlay
+        addresses; this node's VXLAN devices of any other tenant are removed."""
+        overlays = {index: self._overlay(index, local_ip) for index in peers}  # bad input: before any change
+        with self._lock, IPRoute() as ipr:
+            for link in links.owned(ipr, self.names):
+                if link.vxlan and link.tenant_index not in overlays:
+                    links.delete(ipr, link.index)
+        for index, remotes in peers.items():
+            self.ensure_tenant_overlay(index, overlays[index].local, remotes)
 
     def detach(self, container_id: str) -> None:
         """Remove the container's veth pair and netns; nothing to do if they are gone."""
         path = self.netns_path(container_id)
         with self._lock:
             with IPRoute() as ipr:
-                veth.delete(ipr, self.table, container_id)
+                veth.delete(ipr, self.names, container_id)
             netns.remove(path)
 
     def reconcile(self, tenant_indexes: set[int], container_ids: set[str]) -> None:
-        """Adopt what is desired, remove our bridges, veths and netns files that are not, re-apply the table."""
+        """Adopt what is desired, remove our bridges (with their VXLAN devices), veths and netns files that
+        are not, re-apply the table."""
         tenants = [self.tenant(index) for index in sorted(tenant_indexes)]
         for container_id in container_ids:
-            links.check_container_id(container_id)
+            check_container_id(container_id)
         with self._lock:
             with IPRoute() as ipr:
-                for link in links.owned(ipr, self.table):
+                for link in links.owned(ipr, self.names):
                     if link.tenant_index is not None:
                         if link.tenant_index not in tenant_indexes:
                             links.delete(ipr, link.index)
@@ -132,7 +166,7 @@ class NodeNetwork:
                         links.delete(ipr, link.index)
                 sysctl.enable_ip_forward()
                 for tenant in tenants:
-                    bridge.ensure(ipr, self.table, tenant.index, tenant.gateway, tenant.subnet.prefixlen)
+                    self._ensure_bridge(ipr, tenant)
                 self._apply_rules(ipr)
             for name in netns.names(self.netns_dir):
                 if name not in container_ids:
@@ -142,21 +176,42 @@ class NodeNetwork:
         """Remove everything of this table: veths, bridges, netns files and their directory, the nft table."""
         with self._lock:
             with IPRoute() as ipr:
-                for link in links.owned(ipr, self.table):
+                for link in links.owned(ipr, self.names):
                     links.delete(ipr, link.index)
             for name in netns.names(self.netns_dir):
                 netns.remove(self.netns_dir / name)
             netns.release_dir(self.netns_dir)
             nft.apply(nft.delete_batch(self.table))
 
+    def _overlay(self, tenant_index: int, local_ip: IPv4Address) -> vxlan.Overlay:
+        vni = vxlan.vni(self.cfg.vxlan_vni_base, tenant_index)
+        return vxlan.Overlay(tenant_index, vni, IPv4Address(local_ip), self.cfg.vxlan_port, self.cfg.tenant_mtu)
+
+    def _tenant_bridge(self, ipr: IPRoute, tenant: TenantNet) -> int:
+        """The tenant's bridge, converged, and the table holding its chains; returns the bridge's ifindex."""
+        link = links.lookup(ipr, tenant.bridge)
+        if link is None or link.get("ifalias") != self.names.link_tag:
+            return self._ensure_tenant(ipr, tenant)
+        # A known tenant: the table already has its chains, but the resolvers may have changed since.
+        index = self._ensure_bridge(ipr, tenant)
+        if self._rules(ipr) != self._applied:
+            self._apply_rules(ipr)
+        return index
+
+    def _ensure_bridge(self, ipr: IPRoute, tenant: TenantNet) -> int:
+        return bridge.ensure(
+            ipr, self.names, tenant.index, tenant.gateway, tenant.subnet.prefixlen, self.cfg.tenant_mtu
+        )
+
     def _ensure_tenant(self, ipr: IPRoute, tenant: TenantNet) -> int:
         sysctl.enable_ip_forward()
-        index = bridge.ensure(ipr, self.table, tenant.index, tenant.gateway, tenant.subnet.prefixlen)
+        index = self._ensure_bridge(ipr, tenant)
         self._apply_rules(ipr)
         return index
 
     def _rules(self, ipr: IPRoute) -> nft.RuleSet:
-        indexes = sorted(link.tenant_index for link in links.owned(ipr, self.table) if link.tenant_index is not None)
+        owned = links.owned(ipr, self.names)
+        indexes = sorted(link.tenant_index for link in owned if link.tenant_index is not None and not link.vxlan)
         tenants = []
         for index in indexes:
             tenant = self.tenant(index)

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Any, Literal
 
 from seabox.errors import InvalidArgument, RuntimeFailure
+from seabox.node.network.names import check_table_name
 
 Command = dict[str, Any]
 Expr = dict[str, Any]
 
 FAMILY = "inet"
 NFT_ARGV = ("nft", "-j", "-f", "-")
-TABLE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # Every tenant bridge of every Seabox table is named sbx-t<index>; nft reads a trailing * as a prefix match.
 # Named sets and verdict maps of the table.
 TENANT_SUBNETS = "tenant_subnets"
@@ -93,12 +92,6 @@ class RuleSet:
     # Nothing serves tenants on their gateway yet: no service is open there by default.
     gateway_services: tuple[GatewayService, ...] = ()
     egress: EgressPolicy = EgressPolicy()
-
-
-def check_table_name(table: str) -> None:
-    """Raise InvalidArgument unless table is a plain nft identifier."""
-    if not TABLE_NAME_RE.fullmatch(table):
-        raise InvalidArgument(f"invalid nftables table name: {table!r}", field="table")
 
 
 def build_batch(state: RuleSet) -> dict[str, Any]:
@@ -263,11 +256,14 @@ def _input_rules(table: str) -> list[Command]:
 
 
 def _postrouting_rules(state: RuleSet) -> list[Command]:
+    # Only what came in over this table's bridges: with br_netfilter, frames bridged inside another
+    # node's tenant network (same subnets, its own bridge) pass this hook too and must stay untouched.
     return [
         _rule(
             state.table,
             "postrouting",
             _match("==", _payload("ip", "saddr"), f"@{TENANT_SUBNETS}"),
+            _match("==", _meta("iifname"), OWN_BRIDGES),
             _match("!=", _meta("oifname"), OWN_BRIDGES),
             {"masquerade": None},
         )

@@ -1,4 +1,4 @@
-"""Kernel settings the node network needs (IPv4 forwarding, IPv6 off on tenant links), via /proc/sys."""
+"""Kernel settings the node network needs (IPv4 forwarding, IPv6 off and linkdown routes ignored on tenant links), via /proc/sys."""
 
 from __future__ import annotations
 
@@ -27,3 +27,8 @@ def enable_ip_forward() -> None:
 def disable_ipv6(ifname: str) -> None:
     """Give the link no IPv6 address, so tenants reach the host over IPv4 only, where the rules apply."""
     ensure(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")
+
+
+def ignore_routes_with_linkdown(ifname: str) -> None:
+    """Let the host skip the link's routes while it has no carrier (a bridge without a port up)."""
+    ensure(f"net/ipv4/conf/{ifname}/ignore_routes_with_linkdown", "1")

@@ -12,6 +12,7 @@ from pyroute2 import IPRoute
 from seabox.errors import Conflict, RuntimeFailure
 from seabox.node.network import links, netns
 from seabox.model.ipam import mac_address
+from seabox.node.network.names import NetNames
 
 CONTAINER_IFNAME = "eth0"
 DEFAULT_ROUTE = "0.0.0.0/0"
@@ -19,17 +20,18 @@ DEFAULT_ROUTE = "0.0.0.0/0"
 
 def ensure(
     ipr: IPRoute,
-    table: str,
+    names: NetNames,
     container_id: str,
     netns_path: Path,
     bridge_index: int,
     ip: IPv4Address,
     prefixlen: int,
     gateway: IPv4Address,
+    mtu: int,
 ) -> None:
     """Create or adopt the container's veth pair and converge both ends; the netns must exist."""
-    name = links.veth_name(container_id)
-    tag = links.veth_tag(table, container_id)
+    name = names.veth(container_id)
+    tag = names.veth_tag(container_id)
     mac = mac_address(ip)
     host = links.lookup(ipr, name)
     if host is not None:
@@ -46,21 +48,21 @@ def ensure(
             links.claim(ipr, host, tag)
         peer_index: int = peer["index"]
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        if peer.get("address") != mac:
-            ns.link("set", index=peer_index, address=mac)
+        if peer.get("address") != mac or peer.get("mtu") != mtu:
+            ns.link("set", index=peer_index, address=mac, mtu=mtu)
         links.ensure_address(ns, peer_index, ip, prefixlen)
         ns.link("set", index=peer_index, state="up")
         ns.route("replace", dst=DEFAULT_ROUTE, gateway=str(gateway), oif=peer_index)
-    ipr.link("set", index=host["index"], master=bridge_index, state="up")
+    ipr.link("set", index=host["index"], master=bridge_index, mtu=mtu, state="up")
 
 
-def delete(ipr: IPRoute, table: str, container_id: str) -> None:
+def delete(ipr: IPRoute, names: NetNames, container_id: str) -> None:
     """Remove the container's pair (both ends go together) unless the name belongs to someone else."""
-    host = links.lookup(ipr, links.veth_name(container_id))
+    host = links.lookup(ipr, names.veth(container_id))
     if host is None:
         return
     alias = host.get("ifalias")
-    if alias and alias != links.veth_tag(table, container_id):
+    if alias and alias != names.veth_tag(container_id):
         raise Conflict(f"link {host.get('ifname')} belongs to {alias!r}")
     links.delete(ipr, host["index"])
 
