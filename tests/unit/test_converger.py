@@ -233,3 +233,14 @@ async def test_remove_and_auto_remove(env: Any) -> None:
 def test_restart_delay_doubles_up_to_ten_seconds() -> None:
     assert [restart_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
     assert restart_delay(20) == 10.0
+
+
+async def test_a_stop_that_arrives_with_the_first_batch_after_a_crash_reports_the_exit(env: Any) -> None:
+    conv, agent, plane = env
+    agent.bundle("a").mkdir()
+    (agent.bundle("a") / "applied.json").write_text(json.dumps({"generation": 1, "restarts": 0}))
+    agent.running["a"] = True  # still running from before the agent died; nothing watches it yet
+    stopped = spec(desired="stopped", generation=2, stop=StopRequest(signal="SIGTERM", timeout=1))
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", stopped)]))
+    await settle(conv)
+    assert states(plane)[-1] == ("exited", 2, 0) and plane.reports[-1].exit_code == 143

@@ -229,6 +229,8 @@ class Converger:
     async def _stop(self, a: Assignment, state: str | None) -> None:
         stop = a.spec.stop
         assert stop is not None
+        if state in ("running", "paused"):
+            self.agent.watch(a.id)  # adopted by this agent just now, perhaps: its exit is what gets reported
         if state in ("running", "paused", "created") and stop.timeout is None:
             try:
                 await self.agent.kill(a.id, stop.signal)
