@@ -244,3 +244,22 @@ async def test_a_stop_that_arrives_with_the_first_batch_after_a_crash_reports_th
     await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", stopped)]))
     await settle(conv)
     assert states(plane)[-1] == ("exited", 2, 0) and plane.reports[-1].exit_code == 143
+
+
+async def test_a_report_the_control_plane_did_not_take_is_sent_again(env: Any) -> None:
+    conv, agent, plane = env
+    real = plane.report
+    calls = {"n": 0}
+
+    async def flaky(node: str, reports: list[ContainerReport]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("control plane away")
+        await real(node, reports)
+
+    plane.report = flaky
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())]))
+    await settle(conv)
+    assert plane.reports == []
+    await conv._resend()  # what the watch loop does once the control plane answers again
+    assert states(plane) == [("running", 1, 0)]

@@ -69,6 +69,7 @@ class Converger:
         self._tasks: set[asyncio.Task[None]] = set()  # converging work in flight
         self._restarts: dict[str, asyncio.Task[None]] = {}  # restarts waiting out their back-off
         self._reported: dict[str, ContainerReport] = {}
+        self._unsent: list[ContainerReport] = []  # reports the control plane has not taken yet, oldest first
         self._seen_first = False
         agent.on_exit = self._on_exit
 
@@ -96,6 +97,7 @@ class Converger:
                 log.exception("watching assignments failed; retrying")
                 await asyncio.sleep(RETRY_DELAY)
                 continue
+            await self._resend()
             if batch.etag != etag or not self._seen_first:
                 etag = batch.etag
                 work = await self.apply(batch)
@@ -329,9 +331,19 @@ class Converger:
     async def _report(self, report: ContainerReport) -> None:
         self._reported[report.id] = report
         try:
-            await self.plane.report(self.agent.name, [report])
-        except Exception:
-            log.exception("reporting %s failed", report.id[:12])
+            await self.plane.report(self.agent.name, [*self._unsent, report])
+            self._unsent.clear()
+        except Exception as exc:  # sent again with the next report, or once the control plane answers again
+            log.warning("reporting %s failed (kept to send again): %s", report.id[:12], exc)
+            self._unsent.append(report)
+
+    async def _resend(self) -> None:
+        if self._unsent:
+            unsent, self._unsent = self._unsent, []
+            try:
+                await self.plane.report(self.agent.name, unsent)
+            except Exception:
+                self._unsent = unsent + self._unsent
 
     async def stopped(self, cid: str) -> None:
         """Return once the container has stopped for good: not running, and no restart pending."""
