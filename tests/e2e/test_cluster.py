@@ -206,3 +206,45 @@ def test_a_node_that_stays_away_loses_its_containers_and_drops_the_moved_copies_
     until(lambda: alice.get(f"/v1/containers/{c['stays']['id']}").json()["status"]["state"] == "running",
           what="the lost container, still running on n1, to be found again")
     assert alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running"
+
+
+def _run_on(cluster: Cluster, client: httpx.Client, node: str, image: str, cmd: list[str], **extra: object) -> dict:
+    others = [n.name for n in cluster.nodes if n.name != node]
+    for other in others:
+        cluster.admin("node", "cordon", other)
+    try:
+        r = client.post("/v1/containers", params={"start": "true"}, json={"image": image, "cmd": cmd, **extra})
+        assert r.status_code == 201, r.text
+        return r.json()
+    finally:
+        for other in others:
+            cluster.admin("node", "uncordon", other)
+
+
+def _fetch_on(cluster: Cluster, client: httpx.Client, node: str, image: str, target: str) -> tuple[int, str]:
+    get = f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc {target} 8080; exit $?"
+    c = _run_on(cluster, client, node, image, ["sh", "-c", get])
+    code = wait(client, c["id"])
+    out = "".join(json.loads(x)["data"] for x in client.get(f"/v1/containers/{c['id']}/logs").text.splitlines()
+                  if json.loads(x)["stream"] == "stdout")
+    client.delete(f"/v1/containers/{c['id']}")
+    return code, out.rpartition("\r\n\r\n")[2]
+
+
+def test_a_tenant_network_spans_nodes_and_other_tenants_stay_out(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str
+) -> None:
+    bob = httpx.Client(base_url=cluster.server.url, headers={"X-Api-Key": cluster.server.tenant("bob")}, timeout=120)
+    try:
+        for client in (alice, bob):
+            pull(client, busybox_image)
+        serve = ["sh", "-c", "mkdir -p /www && echo hello-across > /www/index.html && httpd -f -p 8080 -h /www"]
+        web = _run_on(cluster, alice, "n1", busybox_image, serve, name="web")
+        assert _fetch_on(cluster, alice, "n2", busybox_image, web["status"]["ip"]) == (0, "hello-across\n")
+        assert _fetch_on(cluster, alice, "n2", busybox_image, "web") == (0, "hello-across\n")
+        code, out = _fetch_on(cluster, bob, "n2", busybox_image, web["status"]["ip"])
+        assert code != 0 and out == ""
+    finally:
+        for c in bob.get("/v1/containers", params={"all": "true"}).json():
+            bob.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
+        bob.close()

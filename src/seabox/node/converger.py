@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ class Converger:
         self._reported: dict[str, ContainerReport] = {}
         self._unsent: list[ContainerReport] = []  # reports the control plane has not taken yet, oldest first
         self._seen_first = False
+        self._overlays: tuple[str | None, dict[int, list[str]]] = (None, {})
         agent.on_exit = self._on_exit
 
     # the watch loop -----------------------------------------------------------------------
@@ -115,6 +117,11 @@ class Converger:
         self._seen_first = True
         for index, entries in batch.hosts.items():
             self.agent.write_hosts(index, entries)
+        overlays = (batch.underlay, batch.peers)
+        if batch.underlay is not None and (first or overlays != self._overlays):
+            peers = {index: [IPv4Address(ip) for ip in ips] for index, ips in batch.peers.items()}
+            await asyncio.to_thread(self.agent.network.reconcile_overlays, IPv4Address(batch.underlay), peers)
+        self._overlays = overlays
         assigned = {a.id: a for a in batch.containers}
         gone = [cid for cid in self._assigned if cid not in assigned]
         changed = [a for a in batch.containers if first or self._changed(a)]

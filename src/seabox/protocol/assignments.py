@@ -30,6 +30,10 @@ class AssignmentBatch(BaseModel):
     etag: str = ""  # names this content; the node passes it back to wait for the next change
     containers: list[Assignment] = Field(default_factory=list)
     hosts: dict[int, list[HostsEntry]] = Field(default_factory=dict)  # tenant index -> entries
+    # this node's underlay address (None: it has none, as the embedded node) and, per tenant index, the
+    # underlay addresses of the other nodes that hold containers of that tenant (its VXLAN peers)
+    underlay: str | None = None
+    peers: dict[int, list[str]] = Field(default_factory=dict)
 
 
 class ContainerReport(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from ipaddress import IPv4Address
 import time
 
 from seabox.model.node import NodeCapacity
@@ -22,6 +23,15 @@ def hosts_entries(store: Store, tenant_id: str) -> list[HostsEntry]:
 POLL_INTERVAL = 1.0
 
 
+def underlay_of(address: str) -> str | None:
+    """The IPv4 address of a node's advertised IPV4:PORT (None for the embedded node's "local")."""
+    host, _, _ = address.rpartition(":")
+    try:
+        return str(IPv4Address(host))
+    except ValueError:
+        return None
+
+
 class NodeHub(ControlPlane):
     """Builds assignments from the store and hands reports to the container service."""
 
@@ -35,7 +45,16 @@ class NodeHub(ControlPlane):
         """Everything NODE is to hold now."""
         tenants = {t.id: t for t in self.store.list_tenants()}
         mine = [c for c in self.store.list_containers(node=node) if c.tenant in tenants]
+        underlays = {n.name: underlay_of(n.address) for n in self.nodes.list()}
+        peers: dict[int, list[str]] = {}
+        for tid in sorted({c.tenant for c in mine}):
+            others = {c.status.node for c in self.store.list_containers(tid)} - {node}
+            found = sorted({ip for n in others if (ip := underlays.get(n or "")) is not None})
+            if found and underlays.get(node):
+                peers[tenants[tid].index] = found
         batch = AssignmentBatch(
+            underlay=underlays.get(node),
+            peers=peers,
             containers=[
                 Assignment(
                     id=c.id,
