@@ -255,8 +255,8 @@ class ContainerService:
         generation = await self._ask(c.id, "removed")
         try:
             await self._acted_on(c.id, generation, STOP_GRACE)
-        except NotFound:
-            return
+        except NotFound:  # gone: its image goes too if nothing else needs it, before this call returns
+            await self.images.release(c.spec.image_id)
 
     async def rename(self, tenant: Tenant, ref: str, name: str) -> Container:
         c = self.get(tenant, ref)
