@@ -278,6 +278,7 @@ class Converger:
         self._forget(cid)
 
     def _forget(self, cid: str) -> None:
+        self._assigned.pop(cid, None)  # gone from here: its absence from the next batch is no orphan
         self._reported.pop(cid, None)
         self._locks.pop(cid, None)
 

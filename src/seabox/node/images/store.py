@@ -637,11 +637,15 @@ class ImageStore:
             refs.pop(_layout_ref(image_id), None)
             self._layout.set_refs(refs)
             self._save()
-            for unpacked in self._unpacked.iterdir():
+            # every tree renamed away before the first await: once the image is out of the index, none of
+            # its trees is left under its own name (a caller that finds the image gone may look)
+            doomed = []
+            for unpacked in list(self._unpacked.iterdir()):
                 if unpacked.name.partition(_MAPPED_SEP)[0] == _layout_ref(image_id):
-                    doomed = self._unpacked / f".del-{uuid.uuid4().hex}"
-                    os.rename(unpacked, doomed)
-                    await asyncio.to_thread(shutil.rmtree, doomed, True)
+                    doomed.append(self._unpacked / f".del-{uuid.uuid4().hex}")
+                    os.rename(unpacked, doomed[-1])
+            for tree in doomed:
+                await asyncio.to_thread(shutil.rmtree, tree, True)
         await self._collect_garbage()
 
     @asynccontextmanager
