@@ -15,7 +15,7 @@ from datetime import datetime
 import httpx
 
 from tests.e2e.test_api import pull, run, wait
-from tests.fixtures.server import Server
+from tests.fixtures.server import Server, runc_root
 
 Api = Callable[[str], httpx.Client]
 
@@ -62,10 +62,8 @@ def test_restart_policy_brings_a_failing_container_back(api_each_class: Api, bus
 
 def _runtime_containers(server: Server) -> set[str]:
     """The ids runc holds under the server's runtime root."""
-    from seabox.config import load_config
-
-    root = load_config(server.data_dir).run_dir / "runc"
-    out = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True)
+    out = subprocess.run(["runc", "--root", str(runc_root(server.data_dir)), "list", "-q"], capture_output=True,
+                         text=True)
     return set(out.stdout.split())
 
 

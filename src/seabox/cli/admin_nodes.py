@@ -11,11 +11,11 @@ from rich.table import Table
 from seabox.config import DEFAULT_DATA_DIR, load_config
 from seabox.errors import SeaboxError
 from seabox.cli.client import human_bytes
+from seabox.model.container import ACTIVE
 from seabox.model.sizes import SIZES
 
 node_app = typer.Typer(help="Nodes: join tokens, list them, see what runs where, cordon, drain and uncordon.",
                        no_args_is_help=True)
-ACTIVE = ("running", "restarting")
 DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
 
 

@@ -18,6 +18,8 @@ ENV_KEY_RE = re.compile(r"^[^=\s]+$")
 
 # lost: its node is down, and nothing can say whether it still runs
 State = Literal["created", "running", "restarting", "exited", "dead", "removing", "lost"]
+# the states in which a container holds its size on its node (and `ps` lists it without --all)
+ACTIVE: tuple[State, ...] = ("running", "restarting")
 
 
 class RestartPolicy(BaseModel):

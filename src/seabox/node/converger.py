@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seabox.errors import RuntimeFailure
+from seabox.model.container import Container, ContainerStatus
 from seabox.node.agent import NodeAgent
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
 from seabox.protocol.link import ControlPlane
@@ -378,9 +379,8 @@ class Converger:
         await self.agent.close()
 
 
-def _container(a: Assignment):  # type: ignore[no-untyped-def]
-    from seabox.model.container import Container, ContainerStatus
-
+def _container(a: Assignment) -> Container:
+    """The record the agent starts from: the assignment, with the address it carries."""
     return Container(
         id=a.id,
         name=a.name,

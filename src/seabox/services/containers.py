@@ -17,7 +17,7 @@ from ipaddress import IPv4Address
 
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
-from seabox.model.container import Container, ContainerCreate, ContainerSpec, StopRequest
+from seabox.model.container import ACTIVE, Container, ContainerCreate, ContainerSpec, StopRequest
 from seabox.model.event import ContainerEvent
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
@@ -36,14 +36,9 @@ from seabox.store.repo import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
-ACTIVE = ("running", "restarting")
 # How long a request waits for the node to act on it (a start may first unpack the image for the tenant).
 START_WAIT = 300.0
 STOP_GRACE = 60.0  # beyond the stop timeout
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def parse_signal(value: str | int) -> signals.Signals:
@@ -245,10 +240,7 @@ class ContainerService:
         if c.status.state in ACTIVE and not force:
             raise Conflict(f"container {c.name} is {c.status.state}: stop it first, or remove it with force")
         if self.placer.is_down(c.status.node):  # nobody to ask: the node removes it when it is back
-            events = [ContainerEvent(action="destroy", attributes={"image": c.spec.image})]
-            self.store.delete_container(c.id, events)
-            await self.bus.notify()
-            await self.images.release(c.spec.image_id)
+            await self._gone(c, [ContainerEvent(action="destroy", attributes={"image": c.spec.image})])
             return
         c.status.state = "removing"
         self.store.save_status(c.id, c.status)
@@ -341,6 +333,12 @@ class ContainerService:
         c = self.get_running(tenant, ref)
         return await self.links.get(c.status.node).top(c.id)
 
+    async def _gone(self, c: Container, events: list[ContainerEvent]) -> None:
+        """Delete the record with the events of its end; its image goes too if nothing else needs it."""
+        self.store.delete_container(c.id, events)
+        await self.bus.notify()
+        await self.images.release(c.spec.image_id)
+
     # what nodes report -------------------------------------------------------------------------
     async def apply_report(self, node: str, r: ContainerReport) -> None:
         """Fold one node report into the record; its lifecycle events go in the same transaction."""
@@ -363,9 +361,7 @@ class ContainerService:
             if old.state in ACTIVE and not exited:
                 events.append(ContainerEvent(action="die", attributes={"exitCode": str(r.exit_code or 137)}))
             events.append(ContainerEvent(action="destroy", attributes={"image": c.spec.image}))
-            self.store.delete_container(c.id, events)
-            await self.bus.notify()
-            await self.images.release(c.spec.image_id)
+            await self._gone(c, events)
             return
         if r.state == "running":
             if r.started_at is not None and r.started_at != old.started_at:

@@ -6,6 +6,7 @@ import hashlib
 from ipaddress import IPv4Address
 import time
 
+from seabox.model.container import Container
 from seabox.model.node import NodeCapacity
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
 from seabox.protocol.link import ControlPlane
@@ -15,9 +16,9 @@ from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
 
-def hosts_entries(store: Store, tenant_id: str) -> list[HostsEntry]:
-    """The tenant's /etc/hosts lines: every container of the tenant with an address, oldest first."""
-    return [(c.status.ip, [c.name, c.id[:12]]) for c in reversed(store.list_containers(tenant_id)) if c.status.ip]
+def hosts_entries(containers: list[Container]) -> list[HostsEntry]:
+    """A tenant's /etc/hosts lines from its containers (newest first): each with an address, oldest first."""
+    return [(c.status.ip, [c.name, c.id[:12]]) for c in reversed(containers) if c.status.ip]
 
 
 POLL_INTERVAL = 1.0
@@ -47,8 +48,11 @@ class NodeHub(ControlPlane):
         mine = [c for c in self.store.list_containers(node=node) if c.tenant in tenants]
         underlays = {n.name: underlay_of(n.address) for n in self.nodes.list()}
         peers: dict[int, list[str]] = {}
+        hosts: dict[int, list[HostsEntry]] = {}
         for tid in sorted({c.tenant for c in mine}):
-            others = {c.status.node for c in self.store.list_containers(tid)} - {node}
+            everywhere = self.store.list_containers(tid)
+            hosts[tenants[tid].index] = hosts_entries(everywhere)
+            others = {c.status.node for c in everywhere} - {node}
             found = sorted({ip for n in others if (ip := underlays.get(n or "")) is not None})
             if found and underlays.get(node):
                 peers[tenants[tid].index] = found
@@ -66,7 +70,7 @@ class NodeHub(ControlPlane):
                 )
                 for c in reversed(mine)
             ],
-            hosts={tenants[tid].index: hosts_entries(self.store, tid) for tid in sorted({c.tenant for c in mine})},
+            hosts=hosts,
         )
         batch.etag = hashlib.sha256(batch.model_dump_json().encode()).hexdigest()[:32]
         return batch

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, NotFound
+from seabox.model.container import ACTIVE
 from seabox.model.node import Node, NodeCapacity
 from seabox.model.sizes import SIZES
 from seabox.scheduler.admission import refusal
@@ -15,7 +16,6 @@ from seabox.scheduler.snapshot import NodeView, PlacementRequest
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
-ACTIVE = ("running", "restarting")
 
 
 class Placer:
@@ -80,10 +80,12 @@ class Placer:
             reason = refusal(s, self._capacity(nodes[0]), self.cfg.admission.memory_overcommit)
             if reason is not None:
                 raise Conflict(reason, field="size")
-        for views in (self.views(), self.views(empty=True)):
-            chosen = place(views, request)
-            if isinstance(chosen, Placement):
-                return chosen.node
+        chosen = place(self.views(), request)
+        if isinstance(chosen, Placement):
+            return chosen.node
+        chosen = place(self.views(empty=True), request)  # where it fits once memory is freed
+        if isinstance(chosen, Placement):
+            return chosen.node
         raise Conflict(chosen.reason, field="size")
 
     def is_down(self, node_name: str | None) -> bool:
@@ -99,10 +101,11 @@ class Placer:
         node = self.nodes.get(node_name)
         if node.state(time.time(), self.cfg.nodes.down_after) == "down":
             raise Conflict(f"node {node_name}, which holds container {cid[:12]}, is down")
+        counting = set(starting)
         allocated = sum(
             SIZES[c.spec.size].memory_bytes
             for c in self.store.list_containers(node=node_name)
-            if c.id != cid and (c.status.state in ACTIVE or c.id in set(starting))
+            if c.id != cid and (c.status.state in ACTIVE or c.id in counting)
         )
         reason = refusal(SIZES[size], self._capacity(node), self.cfg.admission.memory_overcommit, allocated)
         if reason is not None:

@@ -200,14 +200,6 @@ class Store:
             )
             self._insert_events(conn, cid, events)
 
-    def save_spec(self, cid: str, spec: ContainerSpec) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(t.containers)
-                .where(t.containers.c.id == cid)
-                .values(spec=spec.model_dump(mode="json"), image_id=spec.image_id)
-            )
-
     def request_container(self, cid: str, desired: str, stop: StopRequest | None = None) -> int:
         """Set what the tenant wants of the container and bump its spec generation; returns the new one."""
         c = t.containers.c
