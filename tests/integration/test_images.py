@@ -16,6 +16,7 @@ from seabox.errors import Conflict, InvalidArgument, NotFound, UpstreamError
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.mounts import is_mounted
 from seabox.node.images.store import ImageStore
+from seabox.node.network.pull_egress import PullEgress
 from seabox.protocol.images import PullProgress
 from tests.fixtures.mounts import loops_under, mounts_under
 
@@ -30,10 +31,11 @@ DISK = 1 << 30  # each test container's rootfs disk (a sparse image: costs nothi
 
 
 @pytest.fixture
-def store(tmp_path: Path, registry: str, busybox_image: str) -> ImageStore:
+def store(tmp_path: Path, registry: str, busybox_image: str, pull_egress: PullEgress) -> ImageStore:
     return ImageStore(
         tmp_path / "images",
         RegistryConfig(insecure=[registry, DEAD_REGISTRY], allow_internal=[registry, DEAD_REGISTRY]),
+        egress=pull_egress,
     )
 
 
@@ -168,7 +170,7 @@ async def test_store_survives_restart_and_cleans_crash_leftovers(
     half_unpacked.mkdir(parents=True)
     (store.root / "tmp" / "copy-crashed").mkdir()
 
-    reopened = ImageStore(store.root, store.registries)
+    reopened = ImageStore(store.root, store.registries, egress=store.egress)
     assert [i.id for i in reopened.list()] == [info.id]
     assert reopened.get(busybox_image).repo_tags == [busybox_image]
     assert not half_unpacked.parent.exists()
@@ -212,12 +214,12 @@ async def test_import_rejects_non_archives(store: ImageStore, tmp_path: Path) ->
 
 
 async def test_mirror_serves_docker_hub_names(
-    tmp_path: Path, registry: str, busybox_image: str
+    tmp_path: Path, registry: str, busybox_image: str, pull_egress: PullEgress
 ) -> None:
     config = RegistryConfig(
         mirrors={"docker.io": [DEAD_REGISTRY, registry]}, insecure=[registry, DEAD_REGISTRY]
     )
-    store = ImageStore(tmp_path / "mirrored", config)
+    store = ImageStore(tmp_path / "mirrored", config, egress=pull_egress)
     events: list[PullProgress] = []
     info = await store.pull("busybox", events.append)
     assert [e.detail for e in events if e.status == "resolving"] == [DEAD_REGISTRY, registry]
@@ -241,7 +243,7 @@ async def test_registry_errors(store: ImageStore, tmp_path: Path, registry: str)
     assert refused.value.message == f"cannot reach registry {DEAD_REGISTRY}"
     with pytest.raises(InvalidArgument, match="invalid reference format 'BusyBox'"):
         await store.pull("BusyBox")
-    strict = ImageStore(tmp_path / "strict", RegistryConfig(allow_internal=[registry]))
+    strict = ImageStore(tmp_path / "strict", RegistryConfig(allow_internal=[registry]), egress=store.egress)
     with pytest.raises(UpstreamError, match="HTTP response to HTTPS client"):
         await strict.pull(f"{registry}/busybox")
 

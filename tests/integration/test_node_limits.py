@@ -13,6 +13,7 @@ from seabox.config import RegistryConfig
 from seabox.errors import InvalidArgument, UpstreamError
 from seabox.node.images.registry_hosts import admit
 from seabox.node.images.store import ImageStore
+from seabox.node.network.pull_egress import PullEgress
 from tests.fixtures import hostile_images
 
 pytestmark = [
@@ -44,9 +45,9 @@ def hostile(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture
-def bounded(tmp_path: Path, registry: str) -> ImageStore:
+def bounded(tmp_path: Path, registry: str, pull_egress: PullEgress) -> ImageStore:
     config = RegistryConfig(insecure=[registry], allow_internal=[registry])
-    return ImageStore(tmp_path / "images", config, max_unpacked=BOUND)
+    return ImageStore(tmp_path / "images", config, egress=pull_egress, max_unpacked=BOUND)
 
 
 def _left_behind(store: ImageStore) -> list[str]:
@@ -82,25 +83,25 @@ async def test_zstd_layers_are_refused_clearly(bounded: ImageStore, hostile: dic
 
 
 async def test_an_image_under_the_bound_unpacks(
-    tmp_path: Path, registry: str, busybox_image: str, hostile: dict[str, Path | str]
+    tmp_path: Path, registry: str, busybox_image: str, hostile: dict[str, Path | str], pull_egress: PullEgress
 ) -> None:
     config = RegistryConfig(insecure=[registry], allow_internal=[registry])
-    roomy = ImageStore(tmp_path / "roomy", config, max_unpacked=512 << 20)
+    roomy = ImageStore(tmp_path / "roomy", config, egress=pull_egress, max_unpacked=512 << 20)
     info = await roomy.pull(str(hostile["pax"]))  # 256 MiB of holes, under a 512 MiB bound
     assert info.size == 256 << 20
-    bounded = ImageStore(tmp_path / "bounded", config, max_unpacked=BOUND)
+    bounded = ImageStore(tmp_path / "bounded", config, egress=pull_egress, max_unpacked=BOUND)
     assert bounded.rootfs((await bounded.pull(busybox_image)).id).is_dir()
 
 
-def _store(tmp_path: Path, name: str, config: RegistryConfig) -> ImageStore:
-    return ImageStore(tmp_path / name, config)
+def _store(tmp_path: Path, name: str, config: RegistryConfig, egress: PullEgress) -> ImageStore:
+    return ImageStore(tmp_path / name, config, egress=egress)
 
 
 async def test_internal_registries_are_refused_unless_allowed(
-    tmp_path: Path, registry: str, busybox_image: str
+    tmp_path: Path, registry: str, busybox_image: str, pull_egress: PullEgress
 ) -> None:
     port = registry.rsplit(":", 1)[1]
-    strict = _store(tmp_path, "strict", RegistryConfig(insecure=[registry, CLOSED_PORT, f"localhost:{port}"]))
+    strict = _store(tmp_path, "strict", RegistryConfig(insecure=[registry, CLOSED_PORT, f"localhost:{port}"]), pull_egress)
     messages = []
     for host in (registry, CLOSED_PORT, f"localhost:{port}", "[::1]:5000", "169.254.169.254", "10.1.2.3:5000"):
         with pytest.raises(InvalidArgument) as refused:
@@ -112,24 +113,25 @@ async def test_internal_registries_are_refused_unless_allowed(
     }
 
     allowed = RegistryConfig(insecure=[registry, f"localhost:{port}"], allow_internal=[registry, "localhost"])
-    opened = _store(tmp_path, "allowed", allowed)
+    opened = _store(tmp_path, "allowed", allowed, pull_egress)
     assert (await opened.pull(busybox_image)).repo_tags == [busybox_image]
-    # a name is checked and pinned to what it resolved to: localhost -> 127.0.0.1 through pinned_hosts
+    # a name is checked and pinned to what it resolved to: localhost -> 127.0.0.1 through confine
     assert f"localhost:{port}/busybox:latest" in (await opened.pull(f"localhost:{port}/busybox:latest")).repo_tags
     assert [p.name for p in (opened.root / "tmp").iterdir()] == []  # pins are released
 
 
-async def test_an_allowed_host_that_cannot_be_reached_says_only_that(tmp_path: Path) -> None:
-    store = _store(tmp_path, "dead", RegistryConfig(insecure=[CLOSED_PORT], allow_internal=[CLOSED_PORT]))
+async def test_an_allowed_host_that_cannot_be_reached_says_only_that(tmp_path: Path, pull_egress: PullEgress) -> None:
+    store = _store(tmp_path, "dead", RegistryConfig(insecure=[CLOSED_PORT], allow_internal=[CLOSED_PORT]), pull_egress)
     with pytest.raises(UpstreamError) as failed:
         await store.pull(f"{CLOSED_PORT}/busybox")
     assert failed.value.message == f"cannot reach registry {CLOSED_PORT}"
 
 
-async def test_a_pin_fixes_what_a_name_resolves_to(tmp_path: Path) -> None:
+async def test_a_pin_fixes_what_a_name_resolves_to(tmp_path: Path, pull_egress: PullEgress) -> None:
     pin = await admit("localhost:5000", {"localhost"}, tmp_path / "hosts")
     (tmp_path / "hosts").write_text("127.0.0.7\tregistry.pinned.test\n")  # what the pinned command sees
-    out = subprocess.run(pin.command(["getent", "hosts", "registry.pinned.test"]), capture_output=True, text=True)
+    argv = pin.command(["getent", "hosts", "registry.pinned.test"], pull_egress.ensure())
+    out = subprocess.run(argv, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["127.0.0.7", "registry.pinned.test"]
     assert "registry.pinned.test" not in Path("/etc/hosts").read_text()  # the host's file is untouched

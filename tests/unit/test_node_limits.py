@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import random
 import tarfile
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from seabox.errors import InvalidArgument, UpstreamError
 from seabox.node.images import layer_scan
 from seabox.model.reference import parse_reference
 from seabox.node.images.registry import Source
-from seabox.node.images.registry_hosts import admit, host_name, is_internal
+from seabox.node.images.registry_hosts import admit, allowed_destinations, host_name
+from seabox.node.network.pull_egress import Destination, is_internal
 from seabox.node.images.tools import ToolResult
 
 
@@ -38,11 +40,31 @@ def test_internal_addresses(address: str, internal: bool) -> None:
     assert is_internal(ipaddress.ip_address(address)) is internal
 
 
+def test_every_address_python_calls_non_global_is_internal() -> None:
+    # the pull egress table refuses these ranges: it must cover all that admission refuses
+    rng = random.Random(7)
+    for _ in range(20000):
+        v4 = ipaddress.IPv4Address(rng.getrandbits(32))
+        assert is_internal(v4) or (v4.is_global and not v4.is_multicast), v4
+        v6 = ipaddress.IPv6Address(rng.getrandbits(16) << 112 | rng.getrandbits(112) if rng.random() < 0.5
+                                   else (0x2001 << 112) | rng.getrandbits(112))
+        assert is_internal(v6) or (v6.is_global and not v6.is_multicast), v6
+
+
+async def test_allowed_hosts_become_the_internal_destinations_pulls_may_reach() -> None:
+    allowed = {"127.0.0.1:5000", "10.1.2.3", "[::1]:5001", "localhost", "8.8.8.8:443"}
+    found = set(await allowed_destinations(allowed))
+    assert {Destination("127.0.0.1", 5000), Destination("10.1.2.3"), Destination("::1", 5001),
+            Destination("127.0.0.1")} <= found  # localhost: every port of what it resolves to
+    assert not any(d.address == "8.8.8.8" for d in found)  # a public address needs no entry
+
+
 async def test_literal_hosts_need_no_lookup_and_no_pin(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="registry 169.254.169.254 is not allowed") as refused:
         await admit("169.254.169.254", set(), tmp_path / "hosts")
     assert refused.value.status == 400
-    assert (await admit("127.0.0.1:5000", {"127.0.0.1:5000"}, tmp_path / "hosts")).command(["x"]) == ["x"]
+    exact = await admit("127.0.0.1:5000", {"127.0.0.1:5000"}, tmp_path / "hosts")
+    assert exact.hosts_file is None and exact.command(["x"], tmp_path)[-4:] == [str(tmp_path), "-", "--", "x"]
     assert (await admit("127.0.0.1:5001", {"127.0.0.1"}, tmp_path / "hosts")).hosts_file is None
     with pytest.raises(InvalidArgument):
         await admit("127.0.0.1:5001", {"127.0.0.1:5000"}, tmp_path / "hosts")

@@ -57,11 +57,14 @@ class NodeAgent:
         self.cfg = cfg
         self.isolation = cfg.isolation
         hostdirs.secure_data_dir(cfg.data_dir)
-        self.images = ImageStore(cfg.data_dir / "images", cfg.registries, max_unpacked=cfg.disk.image_max_unpacked)
-        self.volumes = VolumeStore(cfg.data_dir / "volumes")
         listeners = [cfg.listen, *([cfg.tls.listen] if cfg.tls.listen else [])]
         names = identity.net_names(cfg.data_dir, cfg.network.nft_table)
         self.network = NodeNetwork(cfg.network, self.run_dir, names, listeners=listeners)
+        self.images = ImageStore(
+            cfg.data_dir / "images", cfg.registries, egress=self.network.pulls,
+            max_unpacked=cfg.disk.image_max_unpacked,
+        )
+        self.volumes = VolumeStore(cfg.data_dir / "volumes")
         log_max = cfg.disk.container_log_max
         self.runtimes: dict[str, OciRuntime] = {
             "runc": RuncRuntime(self.run_dir, log_size_max=log_max),

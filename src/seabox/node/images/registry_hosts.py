@@ -1,5 +1,6 @@
 """Which registry hosts a pull may reach: loopback, link-local and internal addresses are refused
-unless the operator allows the host, and every host is pinned to the addresses checked here."""
+unless the operator allows the host, and every host is pinned to the addresses checked here (where
+the registry sends the pull next is checked by the node's pull egress table: node/network/pull_egress.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seabox.errors import InvalidArgument, UpstreamError
+from seabox.node.images.confine import NO_HOSTS
+from seabox.node.network.pull_egress import Destination, is_internal
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,6 @@ def host_name(host: str) -> str:
     return name if colon and port.isdecimal() else host
 
 
-def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, link-local, private (RFC 1918, ULA), shared (100.64/10), reserved or multicast."""
-    return not address.is_global or address.is_multicast
-
-
 @dataclass(frozen=True)
 class Pin:
     """The addresses a registry's name was checked to have; a command run under it resolves only those."""
@@ -54,11 +52,10 @@ class Pin:
     name: str
     hosts_file: Path | None  # None when the host is an address literal (nothing to resolve)
 
-    def command(self, argv: list[str]) -> list[str]:
-        """argv, run with /etc/hosts mapping the name to its checked addresses (see pinned_hosts)."""
-        if self.hosts_file is None:
-            return argv
-        return [sys.executable, "-m", "seabox.node.images.pinned_hosts", str(self.hosts_file), "--", *argv]
+    def command(self, argv: list[str], cgroup: Path) -> list[str]:
+        """argv, run in the pull CGROUP with /etc/hosts mapping the name to its checked addresses (see confine)."""
+        hosts = str(self.hosts_file) if self.hosts_file is not None else NO_HOSTS
+        return [sys.executable, "-m", "seabox.node.images.confine", str(cgroup), hosts, "--", *argv]
 
     def release(self) -> None:
         if self.hosts_file is not None:
@@ -93,3 +90,25 @@ async def admit(host: str, allowed: set[str], hosts_file: Path) -> Pin:
         "127.0.0.1\tlocalhost\n::1\tlocalhost\n" + "".join(f"{a}\t{name}\n" for a in addresses)
     )
     return Pin(name, hosts_file)
+
+
+async def allowed_destinations(allowed: set[str]) -> tuple[Destination, ...]:
+    """The internal addresses (and ports) of the hosts in ALLOWED, which pulls may reach (the pull
+    egress table refuses every other internal one). A name without a port allows every port of it."""
+    found: set[Destination] = set()
+    for host in sorted(allowed):
+        name = host_name(host)
+        tail = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, digits = tail.rpartition(":")
+        port = int(digits) if colon and digits.isdecimal() and name != host else None
+        try:
+            addresses = [str(ipaddress.ip_address(name))]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError) as exc:
+                log.info("allowed registry %s does not resolve: %s", host, exc)
+                continue
+            addresses = [str(info[4][0]).partition("%")[0] for info in infos]
+        found.update(Destination(a, port) for a in addresses if is_internal(ipaddress.ip_address(a)))
+    return tuple(sorted(found, key=Destination.key))

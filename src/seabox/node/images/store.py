@@ -34,7 +34,8 @@ from seabox.model.runtime import ID_RANGE
 from seabox.node.images.layout import OciLayout, write_json_atomic
 from seabox.model.reference import ImageRef, parse_reference
 from seabox.node.images.registry import Source, allowed_internal, sources
-from seabox.node.images.registry_hosts import Pin, admit
+from seabox.node.images.registry_hosts import Pin, admit, allowed_destinations
+from seabox.node.network.pull_egress import PullEgress
 from seabox.node.images.tools import ToolResult, run_tool
 from seabox.protocol.images import ImageConfig, ImageInfo, PullProgress
 
@@ -228,11 +229,14 @@ class ImageStore:
     tmp/ (per-pull scratch layouts and skopeo's temporary files).
     """
 
-    def __init__(self, root: Path, registries: RegistryConfig, *, max_unpacked: int = 8 << 30) -> None:
+    def __init__(
+        self, root: Path, registries: RegistryConfig, *, egress: PullEgress, max_unpacked: int = 8 << 30
+    ) -> None:
         if any(c in str(root) for c in ":,"):
             raise InvalidArgument(f"image store path {root} must not contain ':' or ','")
         self.root = root
         self.registries = registries
+        self.egress = egress  # checks every connection a pull makes (where a registry redirects it)
         self.max_unpacked = max_unpacked  # bytes an image's layers may unpack to, summed
         self._layout = OciLayout(root / "oci")
         self._unpacked = root / "unpacked"
@@ -413,6 +417,12 @@ class ImageStore:
         # Seabox checks no image signatures, so skopeo needs no trust policy file on the host.
         return ["skopeo", "--insecure-policy", "--tmpdir", str(self._tmp), *args]
 
+    async def _confined(self, pin: Pin, argv: builtins.list[str]) -> builtins.list[str]:
+        """argv run in the pull cgroup (whose egress the node checks), resolving only pin's addresses."""
+        allowed = await allowed_destinations(allowed_internal(self.registries))
+        cgroup = await asyncio.to_thread(self.egress.ensure, allowed)
+        return pin.command(argv, cgroup)
+
     def _skopeo_env(self) -> dict[str, str]:
         return {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(self.root / "registries.conf")}
 
@@ -435,7 +445,7 @@ class ImageStore:
                 continue
             argv = self._skopeo("inspect", "--raw", *source.flags(""), source.image(ref))
             try:
-                result = await run_tool(pin.command(argv), env=self._skopeo_env())
+                result = await run_tool(await self._confined(pin, argv), env=self._skopeo_env())
             except BaseException:
                 pin.release()
                 raise
@@ -497,7 +507,7 @@ class ImageStore:
         )
         watcher = asyncio.create_task(watch())
         try:
-            command = pin.command(argv) if pin is not None else argv
+            command = await self._confined(pin, argv) if pin is not None else argv
             result = await run_tool(command, env=self._skopeo_env(), on_line=on_line)
             if not result.ok:
                 raise error(result)

@@ -14,6 +14,7 @@ from seabox.config import NetworkConfig
 from seabox.model import ipam
 from seabox.node.network import bridge, egress, links, netns, nft, sysctl, veth, vxlan
 from seabox.node.network.names import NetNames, check_container_id
+from seabox.node.network.pull_egress import PullEgress
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class NodeNetwork:
         self.gateway_services = tuple(gateway_services)
         self.listeners = tuple(listeners)
         self.resolv_conf = resolv_conf
+        self.pulls = PullEgress(self.table, resolv_conf)  # where this node's image pulls may connect
         self._lock = threading.Lock()
         self._applied: nft.RuleSet | None = None
 
@@ -173,7 +175,8 @@ class NodeNetwork:
                     netns.remove(self.netns_dir / name)
 
     def teardown(self) -> None:
-        """Remove everything of this table: veths, bridges, netns files and their directory, the nft table."""
+        """Remove everything of this table: veths, bridges, netns files and their directory, the nft
+        table, and the pull egress table and cgroup."""
         with self._lock:
             with IPRoute() as ipr:
                 for link in links.owned(ipr, self.names):
@@ -182,6 +185,7 @@ class NodeNetwork:
                 netns.remove(self.netns_dir / name)
             netns.release_dir(self.netns_dir)
             nft.apply(nft.delete_batch(self.table))
+        self.pulls.teardown()
 
     def _overlay(self, tenant_index: int, local_ip: IPv4Address) -> vxlan.Overlay:
         vni = vxlan.vni(self.cfg.vxlan_vni_base, tenant_index)
