@@ -433,7 +433,7 @@ async def test_stats_and_top(containers: Containers) -> None:
     assert 0 < second.memory_bytes < 128 << 20 and second.memory_limit == 128 << 20
     assert second.pids == 1 and second.pids_limit == 20
     assert second.read_at > first.read_at and "rss" in second.memory_stat
-    processes = runtime.top(spec.id)
+    processes = await runtime.top(spec.id)
     assert len(processes) == 1 and processes[0][1] == "sh -c while :; do :; done"
     await runtime.kill(spec.id, "KILL")
     await containers.exit_of(spec)

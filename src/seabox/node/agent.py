@@ -309,8 +309,8 @@ class NodeAgent:
     def stats(self, cid: str) -> Stats:
         return self.runtime_of(cid).stats(cid)
 
-    def top(self, cid: str) -> list[tuple[int, str]]:
-        return self.runtime_of(cid).top(cid)
+    async def top(self, cid: str) -> list[tuple[int, str]]:
+        return await self.runtime_of(cid).top(cid)
 
     # tenant files ------------------------------------------------------------------
     def write_hosts(self, tenant_index: int, entries: list[HostsEntry]) -> None:

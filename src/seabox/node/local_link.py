@@ -83,7 +83,7 @@ class LocalLink(NodeLink):
         return self.agent.stats(cid)
 
     async def top(self, cid: str) -> list[tuple[int, str]]:
-        return self.agent.top(cid)
+        return await self.agent.top(cid)
 
     # images and volumes ---------------------------------------------------------------------
     async def pull(self, ref: str, progress: Callable[[PullProgress], None] | None) -> ImageInfo:

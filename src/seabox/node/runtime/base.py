@@ -132,6 +132,6 @@ class RuntimeClass(Protocol):
         """Read the container's resource counters."""
         ...
 
-    def top(self, cid: str) -> list[tuple[int, str]]:
-        """The host pids and command lines of the container's processes."""
+    async def top(self, cid: str) -> list[tuple[int, str]]:
+        """The pids and command lines of the container's processes, as the class can see them."""
         ...

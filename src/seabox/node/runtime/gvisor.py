@@ -40,6 +40,17 @@ class GvisorRuntime(OciRuntime):
         )
         super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
 
+    async def top(self, cid: str) -> list[tuple[int, str]]:
+        """The processes inside the sandbox, as its Sentry lists them (`runsc ps`): gVisor's own pids
+        and each process's name (the Sentry keeps no argv for ps). The host sees only the sandbox."""
+        lines = (await self._runc.ps_table(cid)).splitlines()
+        processes: list[tuple[int, str]] = []
+        for line in lines[1:]:  # UID PID PPID C TTY STIME TIME CMD
+            fields = line.split(None, 7)
+            if len(fields) == 8 and fields[1].isdecimal():
+                processes.append((int(fields[1]), fields[7]))
+        return processes
+
     def known(self, cid: str) -> bool:
         root = self._runc.root
         return root.is_dir() and any(entry.name.startswith(cid) for entry in root.iterdir())

@@ -117,6 +117,10 @@ class Runc:
             return None
         return state
 
+    async def ps_table(self, cid: str) -> str:
+        """`ps` of the container in the runtime's table form."""
+        return await self._run(cid, "ps", "--format", "table", cid)
+
     def exec_argv(
         self,
         cid: str,

@@ -268,7 +268,8 @@ class OciRuntime:
     def stats(self, cid: str) -> Stats:
         return cgroups.read_stats(cid)
 
-    def top(self, cid: str) -> list[tuple[int, str]]:
+    async def top(self, cid: str) -> list[tuple[int, str]]:
+        """The host pids and command lines of the processes in the container's cgroup."""
         return cgroups.top(cid)
 
 
