@@ -73,11 +73,11 @@ def _ipr(path: Path) -> IPRoute:
 
 
 @contextmanager
-def underlay(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
-    """A switch netns with a bridge, and two host netns each on a veth to it (192.0.2.1 and .2/24)."""
+def underlay(tmp_path: Path, count: int = 2) -> Iterator[list[Host]]:
+    """A switch netns with a bridge, and COUNT host netns each on a veth to it (192.0.2.1, .2, ... /24)."""
     switch = tmp_path / "ns" / "switch"
     hosts = [Host(name, tmp_path / "ns" / name, tmp_path / name / "run", IPv4Address(f"192.0.2.{i}"))
-             for i, name in ((1, f"hosta{os.getpid()}"), (2, f"hostb{os.getpid()}"))]  # fmt: skip
+             for i, name in ((i, f"host{'abc'[i - 1]}{os.getpid()}") for i in range(1, count + 1))]  # fmt: skip
     try:
         netns.create(switch)
         with _ipr(switch) as sw:
@@ -97,7 +97,7 @@ def underlay(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
                     ul0 = ipr.link_lookup(ifname="ul0")[0]
                     ipr.addr("add", index=ul0, address=str(host.address), prefixlen=UNDERLAY_PREFIX)
                     ipr.link("set", index=ul0, state="up")
-        yield hosts[0], hosts[1]
+        yield hosts
     finally:
         for host in hosts:
             for name in netns.names(host.run_dir / "netns"):
@@ -206,3 +206,43 @@ def test_a_tenant_network_spans_two_hosts_and_only_its_own_vni(tmp_path: Path) -
         assert b.flood_list(TENANT) is None and b.flood_list(OTHER) == {a.address}
         b.node("teardown")
         assert b.flood_list(OTHER) is None
+
+
+def _lands(stranger: Path, web: Path, address: IPv4Address) -> bool:
+    """Whether one UDP datagram sent from stranger's netns reaches a socket in web's (one way: no answer needed)."""
+    with pr_netns.create_socket(str(web), socket.AF_INET, socket.SOCK_DGRAM, flags=0) as sink_sock, \
+            pr_netns.create_socket(str(stranger), socket.AF_INET, socket.SOCK_DGRAM, flags=0) as source:
+        sink_sock.bind((str(address), 0))
+        sink_sock.settimeout(1.0)
+        source.sendto(b"injected", (str(address), sink_sock.getsockname()[1]))
+        try:
+            return sink_sock.recv(64) == b"injected"
+        except TimeoutError:
+            return False
+
+
+def test_only_an_overlays_peers_can_send_into_it(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        a, b, stranger = stack.enter_context(underlay(tmp_path, count=3))
+        web = a.container(TENANT, 2)
+        a.node("overlay", str(TENANT), str(a.address), str(b.address))
+        # A host on the underlay that is no peer of the overlay builds a VXLAN device of the tenant's VNI
+        # toward A, takes an address in the tenant's subnet and knows the web container's MAC: the frames
+        # it sends need no answer, and A drops them.
+        cfg = NetworkConfig()
+        with _ipr(web) as ns:
+            web_mac = ns.link("get", ifname="eth0")[0].get("IFLA_ADDRESS")
+        with _ipr(stranger.path) as ipr:
+            ipr.link("add", ifname="vx0", kind="vxlan", vxlan_id=cfg.vxlan_vni_base + TENANT,
+                     vxlan_local=str(stranger.address), vxlan_port=cfg.vxlan_port, vxlan_learning=0)  # fmt: skip
+            vx0 = ipr.link_lookup(ifname="vx0")[0]
+            ipr.fdb("append", ifindex=vx0, lladdr=vxlan.FLOOD_MAC, dst=str(a.address))
+            ipr.addr("add", index=vx0, address=str(host_ip(TENANT, 60)), prefixlen=24)
+            ipr.link("set", index=vx0, state="up", mtu=cfg.tenant_mtu)
+            ipr.neigh("add", dst=str(host_ip(TENANT, 2)), lladdr=web_mac, ifindex=vx0, state="permanent")
+        assert not _lands(stranger.path, web, host_ip(TENANT, 2))
+        # made a peer, the same host gets through: what stopped it was the peer check
+        a.node("overlay", str(TENANT), str(a.address), str(b.address), str(stranger.address))
+        assert _lands(stranger.path, web, host_ip(TENANT, 2))
+        a.node("overlay", str(TENANT), str(a.address), str(b.address))
+        assert not _lands(stranger.path, web, host_ip(TENANT, 2))

@@ -120,7 +120,10 @@ class NodeNetwork:
         overlay = self._overlay(tenant_index, local_ip)
         remotes = {IPv4Address(ip) for ip in remote_ips} - {overlay.local}
         with self._lock, IPRoute() as ipr:
-            index = vxlan.ensure(ipr, self.names, overlay, self._tenant_bridge(ipr, tenant))
+            bridge_index = self._tenant_bridge(ipr, tenant)
+            # the table takes the VNI's frames only from remotes before the device can receive any
+            self._apply_rules(ipr, {tenant_index: remotes}, only_if_changed=True)
+            index = vxlan.ensure(ipr, self.names, overlay, bridge_index)
             vxlan.converge_peers(ipr, index, remotes)
 
     def remove_tenant_overlay(self, tenant_index: int) -> None:
@@ -132,6 +135,7 @@ class NodeNetwork:
                 return
             links.claim(ipr, link, self.names.link_tag)  # Conflict for another node's device
             links.delete(ipr, link["index"])
+            self._apply_rules(ipr, only_if_changed=True)
 
     def reconcile_overlays(self, local_ip: IPv4Address, peers: Mapping[int, Iterable[IPv4Address]]) -> None:
         """Converge every overlay: peers maps each tenant spanning nodes to the other nodes' underlay
@@ -141,6 +145,7 @@ class NodeNetwork:
             for link in links.owned(ipr, self.names):
                 if link.vxlan and link.tenant_index not in overlays:
                     links.delete(ipr, link.index)
+            self._apply_rules(ipr, only_if_changed=True)
         for index, remotes in peers.items():
             self.ensure_tenant_overlay(index, overlays[index].local, remotes)
 
@@ -198,8 +203,7 @@ class NodeNetwork:
             return self._ensure_tenant(ipr, tenant)
         # A known tenant: the table already has its chains, but the resolvers may have changed since.
         index = self._ensure_bridge(ipr, tenant)
-        if self._rules(ipr) != self._applied:
-            self._apply_rules(ipr)
+        self._apply_rules(ipr, only_if_changed=True)
         return index
 
     def _ensure_bridge(self, ipr: IPRoute, tenant: TenantNet) -> int:
@@ -213,17 +217,32 @@ class NodeNetwork:
         self._apply_rules(ipr)
         return index
 
-    def _rules(self, ipr: IPRoute) -> nft.RuleSet:
+    def _rules(self, ipr: IPRoute, pending: Mapping[int, set[IPv4Address]]) -> nft.RuleSet:
+        """The table for what the kernel has (bridges, VXLAN devices and their flood lists), with the
+        overlays in pending (tenant index -> peers) as they are about to be."""
         owned = links.owned(ipr, self.names)
         indexes = sorted(link.tenant_index for link in owned if link.tenant_index is not None and not link.vxlan)
         tenants = []
         for index in indexes:
             tenant = self.tenant(index)
             tenants.append(nft.TenantRules(tenant.index, tenant.subnet, tenant.gateway, tenant.bridge))
+        peers = {link.tenant_index: vxlan.flood_list(ipr, link.index) for link in owned
+                 if link.vxlan and link.tenant_index is not None}  # fmt: skip
+        peers.update(pending)
+        overlays = tuple(
+            nft.OverlayRules(vxlan.vni(self.cfg.vxlan_vni_base, index), tuple(sorted(remotes)))
+            for index, remotes in sorted(peers.items())
+        )
         policy = egress.policy(self.cfg, self.listeners, self.resolv_conf)
-        return nft.RuleSet(self.table, tuple(tenants), self.gateway_services, policy)
+        return nft.RuleSet(
+            self.table, tuple(tenants), self.gateway_services, policy, overlays, vxlan_port=self.cfg.vxlan_port
+        )
 
-    def _apply_rules(self, ipr: IPRoute) -> None:
-        rules = self._rules(ipr)
+    def _apply_rules(
+        self, ipr: IPRoute, pending: Mapping[int, set[IPv4Address]] | None = None, *, only_if_changed: bool = False
+    ) -> None:
+        rules = self._rules(ipr, pending or {})
+        if only_if_changed and rules == self._applied:
+            return
         nft.apply(nft.build_batch(rules))
         self._applied = rules

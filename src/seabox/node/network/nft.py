@@ -84,6 +84,14 @@ class TenantRules:
 
 
 @dataclass(frozen=True)
+class OverlayRules:
+    """A tenant network spanning nodes: its VXLAN id and the underlay addresses that may send into it."""
+
+    vni: int
+    peers: tuple[IPv4Address, ...]
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """Desired content of the node's table; later features (floating IPs, security groups, LB) add fields."""
 
@@ -92,6 +100,8 @@ class RuleSet:
     # Nothing serves tenants on their gateway yet: no service is open there by default.
     gateway_services: tuple[GatewayService, ...] = ()
     egress: EgressPolicy = EgressPolicy()
+    overlays: tuple[OverlayRules, ...] = ()
+    vxlan_port: int = 4789
 
 
 def build_batch(state: RuleSet) -> dict[str, Any]:
@@ -109,7 +119,7 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
         commands += _tenant_chains(state, tenant)
     commands += _maps(state)  # after the chains they jump to
     commands += _forward_rules(state.table)
-    commands += _input_rules(state.table)
+    commands += _input_rules(state)
     commands += _postrouting_rules(state)
     return {"nftables": commands}
 
@@ -247,12 +257,31 @@ def _forward_rules(table: str) -> list[Command]:
     ]
 
 
-def _input_rules(table: str) -> list[Command]:
-    return [
+def _input_rules(state: RuleSet) -> list[Command]:
+    table = state.table
+    # VXLAN frames of a tenant's VNI are taken only from that overlay's peers: anyone else could
+    # otherwise inject frames into the tenant's network (the VNI is bits 32-55 of the VXLAN header).
+    overlays = [
+        _rule(
+            table,
+            "input",
+            _match("==", _payload("udp", "dport"), state.vxlan_port),
+            _match("==", {"payload": {"base": "th", "offset": 96, "len": 24}}, overlay.vni),
+            *_from_others(overlay.peers),
+            {"drop": None},
+        )
+        for overlay in state.overlays
+    ]
+    return overlays + [
         _rule(table, "input", _match("==", _meta("iifname"), OWN_BRIDGES), _ct_established(), {"accept": None}),
         _rule(table, "input", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_INPUT}"}}),
         _rule(table, "input", _match("==", _meta("iifname"), OWN_BRIDGES), {"drop": None}),
     ]
+
+
+def _from_others(peers: tuple[IPv4Address, ...]) -> list[Expr]:
+    """Matches a source address that is none of peers (every address when there are none)."""
+    return [_match("!=", _payload("ip", "saddr"), {"set": [str(p) for p in peers]})] if peers else []
 
 
 def _postrouting_rules(state: RuleSet) -> list[Command]:
