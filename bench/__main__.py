@@ -1,8 +1,9 @@
 """`make bench` / `python -m bench [FIGURE ...]`: each figure against a peer measured in the same run.
 
 Figures: `runtime` (container start latency and per-container memory, against bare runc and runsc;
-needs root), `scheduler` (placements per second on simulated nodes) and `cluster` (create+start
-through a node agent in another network namespace, against the embedded node; needs root). No
+needs root), `scheduler` (placements per second on simulated nodes), `cluster` (create+start
+through a node agent in another network namespace, against the embedded node; needs root) and
+`overlay` (TCP throughput between containers on two nodes, against one node; needs root). No
 argument runs them all.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cluster, scheduler
+from bench import cluster, overlay, scheduler
 from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -305,7 +306,8 @@ def runtime() -> None:
     ))
 
 
-FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "cluster": cluster.main}
+FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "cluster": cluster.main,
+                                     "overlay": overlay.main}
 
 
 def main(argv: list[str]) -> None:

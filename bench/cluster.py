@@ -9,7 +9,7 @@ import subprocess
 
 import httpx
 
-from bench.results import markdown_table, write_section
+from bench.results import report
 from tests.fixtures.cluster import running_cluster
 from tests.fixtures.images import built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -53,11 +53,8 @@ def main() -> None:
     lm, rm = statistics.median(local) * 1000, statistics.median(remote) * 1000
     rows = [("create+start p50 through a node agent in another netns (target <= 1.3x; peer: the embedded node)",
              f"{rm:.1f} ms", f"{lm:.1f} ms", f"{rm / lm:.2f}x")]
-    table = markdown_table(rows)
-    print(table)
-    write_section("cluster", (
-        f"`python -m bench cluster` ({2 * STARTS} starts each, interleaved), on a 2-core machine.\n\n" + table
-        + "\nOne control plane (`seabox server` with its embedded node `local`) and one node agent `n1` in a "
+    report("cluster", rows, f"`python -m bench cluster` ({2 * STARTS} starts each, interleaved), on a 2-core machine.", (
+        "One control plane (`seabox server` with its embedded node `local`) and one node agent `n1` in a "
         "network namespace of its own, joined over an underlay bridge. Each start is `POST "
         "/v1/containers?start=true` until the answer says running; the other node is cordoned, so the "
         "scheduler puts every container on the node measured. The remote path adds the long-poll of "

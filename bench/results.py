@@ -13,6 +13,13 @@ def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
     return header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
 
 
+def report(name: str, rows: list[tuple[str, str, str, str]], heading: str, notes: str) -> None:
+    """Print the figure's table and write it to its section of RESULTS.md between HEADING and NOTES."""
+    table = markdown_table(rows)
+    print(table)
+    write_section(name, heading + "\n\n" + table + "\n" + notes)
+
+
 def write_section(name: str, body: str) -> None:
     """Replace the section NAME of RESULTS.md with BODY (appended at the end the first time)."""
     start, end = f"<!-- bench {name} -->\n", f"<!-- /bench {name} -->\n"

@@ -54,7 +54,7 @@ class DockerCli:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        env.update(DOCKER_HOST=f"tcp://127.0.0.1:{self.server.port}", DOCKER_CONFIG=str(self.config),
+        env.update(DOCKER_HOST=f"tcp://{self.server.host}:{self.server.port}", DOCKER_CONFIG=str(self.config),
                    DOCKER_CLI_HINTS="false", SHELL="/bin/sh")
         return env
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.docker_fixtures import DockerCli, docker_config
 from tests.e2e.test_api import pull, wait
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.server import SEABOX
@@ -208,12 +209,13 @@ def test_a_node_that_stays_away_loses_its_containers_and_drops_the_moved_copies_
     assert alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running"
 
 
-def _run_on(cluster: Cluster, client: httpx.Client, node: str, image: str, cmd: list[str], **extra: object) -> dict:
+def _run_on(cluster: Cluster, client: httpx.Client, node: str, image: str, cmd: list[str], *, start: bool = True,
+            **extra: object) -> dict:
     others = [n.name for n in cluster.nodes if n.name != node]
     for other in others:
         cluster.admin("node", "cordon", other)
     try:
-        r = client.post("/v1/containers", params={"start": "true"}, json={"image": image, "cmd": cmd, **extra})
+        r = client.post("/v1/containers", params={"start": str(start).lower()}, json={"image": image, "cmd": cmd, **extra})
         assert r.status_code == 201, r.text
         return r.json()
     finally:
@@ -248,3 +250,31 @@ def test_a_tenant_network_spans_nodes_and_other_tenants_stay_out(
         for c in bob.get("/v1/containers", params={"all": "true"}).json():
             bob.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
         bob.close()
+
+
+def test_an_imported_image_runs_where_it_was_imported_and_attach_reaches_a_remote_node(
+    cluster: Cluster, alice: httpx.Client, busybox_docker_archive: Path, busybox_image: str, tmp_path: Path
+) -> None:
+    out = cluster.server.cli("image", "import", str(busybox_docker_archive), tenant="alice")
+    assert out.returncode == 0, out.stderr
+    # no node could pull busybox:imported: every container of it goes to the node that holds the import
+    ids = []
+    for _ in range(3):
+        r = alice.post("/v1/containers", params={"start": "true"},
+                       json={"image": "busybox:imported", "cmd": ["sleep", "300"], "restart": {"name": "always"}})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    holder = next(n.name for n in cluster.nodes if placed(cluster, n.name))
+    assert sorted(placed(cluster, holder)) == sorted(i[:12] for i in ids)
+    for cid in ids:
+        alice.delete(f"/v1/containers/{cid}", params={"force": "true"})
+
+    # docker attach to a container on the other node: stdin in, output out, over the node link
+    other = next(n.name for n in cluster.nodes if n.name != holder)
+    pull(alice, busybox_image)
+    echo = _run_on(cluster, alice, other, busybox_image, ["sh", "-c", "read line; echo got $line"],
+                   start=False, stdin_open=True)
+    docker = DockerCli(cluster.server, "alice", docker_config(cluster.server, "alice", tmp_path))
+    attached = docker("start", "-a", "-i", echo["id"], input="across\n")
+    assert (attached.returncode, attached.stdout) == (0, "got across\n"), attached.stderr
+    assert placed(cluster, other) == [echo["id"][:12]]

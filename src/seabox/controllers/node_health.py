@@ -25,7 +25,7 @@ def movable(c: Container) -> bool:
     return (
         c.spec.restart.name in ("always", "unless-stopped", "on-failure")
         and not c.spec.volumes  # a volume lives on one node
-        and c.spec.image != c.spec.image_id  # an untagged import is on its node only
+        and not c.spec.image_imported and c.spec.image != c.spec.image_id  # an import is on its node only
     )
 
 

@@ -188,6 +188,10 @@ class ContainerSpec(BaseModel):
 
     image: str  # canonical reference, e.g. docker.io/library/busybox:latest
     image_id: str
+    # imported, not pulled: only the node that holds the import can run it (no node can pull it)
+    image_imported: bool = False
+    # a reference any node can pull the image by (the repo@digest the tenant pulled; None for an import)
+    image_pull: str | None = None
     args: list[str]  # entrypoint + cmd, resolved
     cmd: list[str] | None
     entrypoint: list[str] | None

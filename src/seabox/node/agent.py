@@ -126,7 +126,7 @@ class NodeAgent:
         base = self.id_base(p)
         hostdirs.make_private_dir(bundle, base)
         (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
-        image = await self._image(c.spec.image, c.spec.image_id)
+        image = await self._image(c.spec.image_pull or c.spec.image, c.spec.image_id)
         lower = self.images.rootfs(image.id) if base is None else await self.images.mapped_rootfs(image.id, base)
         disk = get_size(c.spec.size).disk_bytes
         await asyncio.to_thread(mount_overlay, lower, bundle, disk, base or 0, self.root / "disk-templates")

@@ -91,9 +91,10 @@ class ContainerService:
 
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
-        node = self._place(tenant, req)
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
+        imported = resolved.pull is None  # the tenant never pulled it: it came in by an import
+        node = self._place(tenant, req, resolved.node if imported else None)
         name = req.name or self._generate_name(tenant, req.image)
         if self.store.container_name_taken(tenant.id, name):
             raise Conflict(f"container name {name!r} is already in use", field="name")
@@ -112,6 +113,8 @@ class ContainerService:
         spec = ContainerSpec(
             image=resolved.name,
             image_id=image.id,
+            image_imported=imported,
+            image_pull=resolved.pull,
             args=args,
             cmd=cmd,
             entrypoint=entrypoint,
@@ -196,8 +199,9 @@ class ContainerService:
             raise RuntimeFailure(st.error)
         return c
 
-    def _place(self, tenant: Tenant, req: ContainerCreate) -> str:
-        """The node for a new container: where its existing volumes are, else the scheduler's choice."""
+    def _place(self, tenant: Tenant, req: ContainerCreate, import_node: str | None) -> str:
+        """The node for a new container: where its existing volumes are, or where its image was imported
+        (IMPORT_NODE: no node can pull it); else the scheduler's choice."""
         held: dict[str, str] = {}
         for mount in req.volumes:
             try:
@@ -209,7 +213,12 @@ class ContainerService:
             raise Conflict(f"the volumes are on different nodes ({where}): one container can mount only one node's", field="volumes")
         if held:
             volume, node = next(iter(sorted(held.items())))
+            if import_node is not None and node != import_node:
+                raise Conflict(f"volume {volume} is on another node than image {req.image}, which was imported "
+                               "and is only on its node: push the image to a registry and pull it", field="image")
             return self.placer.choose(tenant.id, req.size, node, pinned_by=f"volume {volume}")
+        if import_node is not None:
+            return self.placer.choose(tenant.id, req.size, import_node, pinned_by=f"imported image {req.image}")
         return self.placer.choose(tenant.id, req.size)
 
     async def stop(self, tenant: Tenant, ref: str, timeout: float | None = None, signal: str | None = None) -> Container:

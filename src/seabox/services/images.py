@@ -43,6 +43,8 @@ class ResolvedImage:
 
     info: ImageInfo
     name: str
+    pull: str | None  # the tenant's repo@digest name for it, which any node can pull; None for an import
+    node: str  # a node that holds it
 
 
 def to_model(info: ImageInfo, img: TenantImage) -> Image:
@@ -125,20 +127,22 @@ class ImageService:
     # queries -------------------------------------------------------------------------------
     async def resolve(self, tenant: Tenant, ref: str) -> ResolvedImage:
         img, name = self._match(tenant, ref)
-        return ResolvedImage(await self.links.default.image(img.id), name or (sorted(img.tags) or [img.id])[0])
+        link, info = await self.links.image(img.id)
+        pull = sorted(img.digests)[0] if img.digests else None
+        return ResolvedImage(info, name or (sorted(img.tags) or [img.id])[0], pull, link.name)
 
     async def list(self, tenant: Tenant) -> list[Image]:
         out = []
         for img in self._images(tenant).values():
             try:
-                out.append(to_model(await self.links.default.image(img.id), img))
+                out.append(to_model((await self.links.image(img.id))[1], img))
             except NotFound:
                 continue
         return out
 
     async def inspect(self, tenant: Tenant, ref: str) -> Image:
         img, _ = self._match(tenant, ref)
-        return to_model(await self.links.default.image(img.id), img)
+        return to_model((await self.links.image(img.id))[1], img)
 
     # changes -------------------------------------------------------------------------------
     async def pull(
@@ -211,17 +215,19 @@ class ImageService:
                 await self._release(*deferred)
 
     async def _release(self, *image_ids: str | None) -> None:
-        """Delete each image from the node if no tenant names it and no container (of anyone) uses it."""
+        """Delete each image from every node that is up if no tenant names it and no container (of anyone)
+        uses it (nodes pull the images of the containers they run)."""
         if self._bringing:  # a pull in flight may be about to name it: decide once none is
             self._deferred.update(i for i in image_ids if i is not None)
             return
         for image_id in {i for i in image_ids if i is not None}:
             if self.store.image_needed(image_id):
                 continue
-            try:
-                await self.links.default.remove_image(image_id)
-            except NotFound:
-                continue
+            for link in self.links.up():
+                try:
+                    await link.remove_image(image_id)
+                except NotFound:
+                    continue
 
     async def release(self, image_id: str) -> None:
         """Called when a container that used IMAGE_ID is gone: the image goes too if nothing else needs it."""

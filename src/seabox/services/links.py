@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from seabox.errors import Conflict
+from seabox.errors import Conflict, NotFound
 from seabox.model.node import NodeCapacity
+from seabox.protocol.images import ImageInfo
 from seabox.protocol.http_link import HttpNodeLink
 from seabox.protocol.link import NodeLink
 from seabox.store.nodes import NodeStore
@@ -36,15 +37,30 @@ class NodeLinks:
 
     @property
     def default(self) -> NodeLink:
-        """The node that holds images, and volumes made before any container names them: the local one, else
-        the first ready node by name."""
+        """The node that pulls and imports images, and holds volumes made before any container names them:
+        the local one, else the first node by name that is up (cordoned and draining ones included)."""
         if self.local is not None:
             return self.local
+        up = self.up()
+        if not up:
+            raise Conflict("no node is up: join one with `seabox node --join URL --token TOKEN`")
+        return up[0]
+
+    def up(self) -> list[NodeLink]:
+        """A link to every node that is not down, by name (the local one first)."""
         now = time.time()
-        ready = [n for n in self.nodes.list() if n.state(now, self.down_after) == "ready"]
-        if not ready:
-            raise Conflict("no node is ready: join one with `seabox node --join URL --token TOKEN`")
-        return self.get(ready[0].name)
+        names = [n.name for n in self.nodes.list() if n.state(now, self.down_after) != "down"]
+        local = [self.local] if self.local is not None else []
+        return local + [self.get(name) for name in names if self.local is None or name != self.local.name]
+
+    async def image(self, image_id: str) -> tuple[NodeLink, ImageInfo]:
+        """A node that is up and holds IMAGE_ID (the default one if it does), and what it says of the image."""
+        for link in self.up():
+            try:
+                return link, await link.image(image_id)
+            except NotFound:
+                continue
+        raise NotFound(f"no such image: {image_id} (no node that is up holds it)", field="image")
 
     def __iter__(self) -> Iterator[NodeLink]:
         return iter(list(self._links.values()))
