@@ -236,11 +236,19 @@ class NodesConfig(BaseModel):
     down_after: float = Field(30.0, gt=0)
     # seconds between a node's heartbeats
     heartbeat_interval: float = Field(5.0, gt=0)
+    # a node agent (`seabox node`) that has not reached the control plane for this many seconds stops
+    # the containers that would be placed again elsewhere (0: never); keep it below down_after
+    fence_after: float = Field(0.0, ge=0)
 
     @field_validator("down_after", "heartbeat_interval", mode="before")
     @classmethod
     def _duration(cls, v: object) -> float:
         return parse_duration(v)
+
+    @field_validator("fence_after", mode="before")
+    @classmethod
+    def _duration_or_never(cls, v: object) -> float:
+        return 0.0 if v in (0, "0") else parse_duration(v)
 
 
 class ServerConfig(BaseModel):

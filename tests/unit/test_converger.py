@@ -263,3 +263,55 @@ async def test_a_report_the_control_plane_did_not_take_is_sent_again(env: Any) -
     assert plane.reports == []
     await conv._resend()  # what the watch loop does once the control plane answers again
     assert states(plane) == [("running", 1, 0)]
+
+
+class UnreachablePlane(FakePlane):
+    """A control plane that answers nothing until reachable is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reachable = False
+
+    async def report(self, node: str, reports: list[ContainerReport]) -> None:
+        if not self.reachable:
+            raise ConnectionError("partitioned")
+        await super().report(node, reports)
+
+
+async def test_a_node_cut_off_from_the_control_plane_fences_what_would_move_and_resumes_it(tmp_path: Path) -> None:
+    agent, plane = FakeAgent(tmp_path), UnreachablePlane()
+    conv = Converger(agent, plane, fence_after=0.3)  # type: ignore[arg-type]
+    moves, pinned = assign("m", spec(restart="always")), assign("p", spec(restart="no"))
+    await conv.apply(AssignmentBatch(etag="1", containers=[moves, pinned]))
+    await settle(conv)
+    fence = asyncio.create_task(conv.fence())
+    try:
+        await asyncio.sleep(1.0)
+        # "m" would be placed again elsewhere once this node is down: it is stopped, and not restarted
+        assert agent.running == {"m": False, "p": True} and ("stop", "m") in agent.calls
+        assert [c for c in agent.calls if c[0] == "start"] == [("start", "m"), ("start", "p")]
+        plane.reachable = True
+        conv._reached()  # the next batch came: "m" is still ours, so it runs again
+        await settle(conv)
+        assert agent.running == {"m": True, "p": True}
+        assert states(plane)[-1] == ("running", 1, 0) and plane.reports[-1].id == "m"
+    finally:
+        fence.cancel()
+
+
+async def test_a_fenced_container_that_was_moved_meanwhile_is_removed_not_restarted(tmp_path: Path) -> None:
+    agent, plane = FakeAgent(tmp_path), UnreachablePlane()
+    conv = Converger(agent, plane, fence_after=0.3)  # type: ignore[arg-type]
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("m", spec(restart="always"))]))
+    await settle(conv)
+    fence = asyncio.create_task(conv.fence())
+    try:
+        await asyncio.sleep(1.0)
+        assert agent.running == {"m": False}
+        plane.reachable = True
+        await conv.apply(AssignmentBatch(etag="2"))  # the control plane gave "m" to another node
+        conv._reached()
+        await settle(conv)
+        assert ("remove", "m") in agent.calls and [c for c in agent.calls if c[0] == "start"] == [("start", "m")]
+    finally:
+        fence.cancel()

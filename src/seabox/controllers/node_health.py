@@ -8,7 +8,7 @@ import time
 
 from seabox.config import ServerConfig
 from seabox.errors import Conflict
-from seabox.model.container import Container, StopRequest
+from seabox.model.container import Container, StopRequest, movable
 from seabox.model.event import ContainerEvent
 from seabox.model.node import Node
 from seabox.services.events import EventBus
@@ -18,15 +18,6 @@ from seabox.store.repo import Store
 
 log = logging.getLogger(__name__)
 HELD = ("running", "restarting", "created")  # what a node may still be doing with a container
-
-
-def movable(c: Container) -> bool:
-    """Whether the container may run on another node: its policy restarts it, and nothing pins it."""
-    return (
-        c.spec.restart.name in ("always", "unless-stopped", "on-failure")
-        and not c.spec.volumes  # a volume lives on one node
-        and not c.spec.image_imported and c.spec.image != c.spec.image_id  # an import is on its node only
-    )
 
 
 class NodeHealth:
@@ -63,7 +54,7 @@ class NodeHealth:
         for c in self.store.list_containers(node=node.name):
             if c.spec.desired != "running" or c.status.state not in HELD:
                 continue
-            if movable(c) and await self._move(c, node.name, f"node {node.name} is down"):
+            if movable(c.spec) and await self._move(c, node.name, f"node {node.name} is down"):
                 continue
             st = c.status.model_copy(update={"state": "lost", "pid": 0,
                                              "error": f"node {node.name} is down (no heartbeat for {age:.0f} s)"})
@@ -75,7 +66,7 @@ class NodeHealth:
         for c in self.store.list_containers(node=node.name):
             if c.spec.desired != "running":
                 continue
-            if movable(c) and await self._move(c, node.name, f"node {node.name} is draining"):
+            if movable(c.spec) and await self._move(c, node.name, f"node {node.name} is draining"):
                 continue
             self.store.request_container(c.id, "stopped", StopRequest(signal=c.spec.stop_signal, timeout=c.spec.stop_timeout))
             await self.bus.notify()

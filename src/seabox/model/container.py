@@ -256,3 +256,12 @@ class Container(BaseModel):
     @property
     def running(self) -> bool:
         return self.status.state in ("running", "restarting")
+
+
+def movable(spec: ContainerSpec) -> bool:
+    """Whether the container may run on another node: its policy restarts it, and nothing pins it."""
+    return (
+        spec.restart.name in ("always", "unless-stopped", "on-failure")
+        and not spec.volumes  # a volume lives on one node
+        and not spec.image_imported and spec.image != spec.image_id  # an import is on its node only
+    )

@@ -5,6 +5,11 @@ own (one at a time per container); the node restarts containers by their restart
 back-off, removes containers it holds but was not assigned, and reports every change it sees,
 tagged with the spec generation it acted on. What a container has applied is kept in its bundle,
 so an agent killed at any moment picks up where it was.
+
+Fencing (opt-in, `[nodes] fence_after`): a node that has not reached the control plane for that long
+stops the containers the control plane re-places elsewhere when a node is down (movable ones), so
+that a partitioned node and the node given its containers do not both run them. Once it reaches the
+control plane again, those still assigned to it run again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seabox.errors import RuntimeFailure
-from seabox.model.container import Container, ContainerStatus
+from seabox.model.container import Container, ContainerStatus, movable
 from seabox.node.agent import NodeAgent
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
 from seabox.protocol.link import ControlPlane
@@ -34,6 +40,7 @@ WATCH_TIMEOUT = 30.0
 RETRY_DELAY = 1.0
 STOPPED_POLL = 0.25
 ADOPTION_WAIT = 10.0  # how long the first batch may hold up readiness while running containers are adopted
+FENCE_POLL = 0.5
 _APPLIED = "applied.json"  # bundle file: the generation acted on and the restarts since the last start
 _LIVE = ("running", "paused", "created")
 
@@ -47,9 +54,9 @@ def restart_delay(restart_count: int) -> float:
     return min(0.1 * 2 ** (restart_count - 1), RESTART_BACKOFF_MAX)
 
 
-def _wants_restart(a: Assignment, status: ExitStatus, restarts: int) -> bool:
+def _wants_restart(a: Assignment, status: ExitStatus, restarts: int, fenced: bool = False) -> bool:
     policy = a.spec.restart
-    if a.spec.desired != "running":
+    if a.spec.desired != "running" or fenced:
         return False
     if policy.name in ("always", "unless-stopped"):
         return True
@@ -63,9 +70,12 @@ def _wants_restart(a: Assignment, status: ExitStatus, restarts: int) -> bool:
 class Converger:
     """One per node agent: watches assignments, converges containers, reports."""
 
-    def __init__(self, agent: NodeAgent, plane: ControlPlane) -> None:
+    def __init__(self, agent: NodeAgent, plane: ControlPlane, *, fence_after: float = 0.0) -> None:
         self.agent = agent
         self.plane = plane
+        self.fence_after = fence_after  # 0: never fence
+        self._contact = time.monotonic()  # when the control plane last answered
+        self._fenced: set[str] = set()  # containers stopped while the control plane was out of reach
         self._assigned: dict[str, Assignment] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # converging work in flight
@@ -82,6 +92,7 @@ class Converger:
         while True:
             try:
                 await self.plane.heartbeat(self.agent.name, self.agent.capacity())
+                self._contact = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -106,8 +117,39 @@ class Converger:
                 work = await self.apply(batch)
                 if ready is not None and not ready.is_set() and work:
                     await asyncio.wait(work, timeout=ADOPTION_WAIT)
+            self._reached()
             if ready is not None:
                 ready.set()
+
+    # fencing ------------------------------------------------------------------------------
+    async def fence(self) -> None:
+        """Stop the movable containers once the control plane has been out of reach for fence_after seconds."""
+        while self.fence_after:
+            await asyncio.sleep(FENCE_POLL)
+            if time.monotonic() - self._contact < self.fence_after:
+                continue
+            for a in list(self._assigned.values()):
+                if a.id not in self._fenced and a.spec.desired == "running" and movable(a.spec):
+                    log.warning("fencing %s: the control plane is out of reach since %.0f s, and it runs "
+                                "such a container elsewhere once this node is down", a.id[:12], self.fence_after)
+                    self._fenced.add(a.id)
+                    self._cancel_restart(a.id)
+                    self._schedule(a.id, self._fence_one(a.id))
+
+    async def _fence_one(self, cid: str) -> None:
+        if await self.agent.state(cid) in ("running", "paused"):
+            self.agent.watch(cid)  # its exit is reported (once the control plane answers again)
+            await self.agent.stop(cid, 0, "KILL")
+
+    def _reached(self) -> None:
+        """Assignments came and were applied: a fence is lifted, and what it stopped that is still ours
+        runs again (what the control plane moved meanwhile was gone from the batch, and is removed)."""
+        self._contact = time.monotonic()
+        fenced, self._fenced = self._fenced, set()
+        for cid in sorted(fenced):
+            a = self._assigned.get(cid)
+            if a is not None and a.spec.desired == "running":
+                self._schedule(cid, self._restart(cid, self._applied(cid)[1]))
 
     async def apply(self, batch: AssignmentBatch) -> list[asyncio.Task[None]]:
         """Converge to BATCH: hosts files, then each container whose assignment changed, then orphans.
@@ -308,7 +350,7 @@ class Converger:
         if a.spec.desired == "removed":
             return
         report = self._exit_report(a, status, restarts)
-        if _wants_restart(a, status, restarts):
+        if _wants_restart(a, status, restarts, a.id in self._fenced):
             restarts += 1
             self._record(a.id, self._applied(a.id)[0], restarts)
             await self._report(report.model_copy(update={"state": "restarting", "restart_count": restarts}))

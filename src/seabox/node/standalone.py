@@ -80,7 +80,7 @@ async def run_node(cfg: ServerConfig, url: str, token: str | None, advertise: st
     identity = await join(cfg, url, token, advertise)
     agent = NodeAgent(cfg)
     plane = HttpControlPlane(identity.url, identity.credential)
-    converger = Converger(agent, plane)
+    converger = Converger(agent, plane, fence_after=cfg.nodes.fence_after)
     runner = web.AppRunner(create_link_app(LocalLink(agent), identity.link_secret, converger.stopped),
                            handle_signals=False, access_log=None)
     await runner.setup()
@@ -90,6 +90,7 @@ async def run_node(cfg: ServerConfig, url: str, token: str | None, advertise: st
     tasks = [
         asyncio.create_task(converger.run(), name="assignments"),
         asyncio.create_task(converger.heartbeats(identity.heartbeat_interval), name="heartbeats"),
+        asyncio.create_task(converger.fence(), name="fence"),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
