@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.docker_fixtures import DockerCli, docker_config
 from tests.e2e.test_api import pull, wait
-from tests.fixtures.cluster import Cluster
+from tests.fixtures.cluster import UNDERLAY_GATEWAY, Cluster
 from tests.fixtures.server import SEABOX
 
 
@@ -278,3 +278,44 @@ def test_an_imported_image_runs_where_it_was_imported_and_attach_reaches_a_remot
     attached = docker("start", "-a", "-i", echo["id"], input="across\n")
     assert (attached.returncode, attached.stdout) == (0, "got across\n"), attached.stderr
     assert placed(cluster, other) == [echo["id"][:12]]
+
+
+def test_a_fenced_node_cut_off_stops_what_moves_so_that_one_copy_runs(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str
+) -> None:
+    n1 = cluster.nodes[0]
+    config = n1.data_dir / "config.toml"
+    plain = config.read_text()
+
+    def link(state: str) -> None:
+        subprocess.run(["ip", "-n", n1.netns, "link", "set", "eth0", state], check=True, capture_output=True)
+        if state == "up":
+            subprocess.run(["ip", "-n", n1.netns, "route", "replace", "default", "via", UNDERLAY_GATEWAY],
+                           check=True, capture_output=True)
+
+    # the servers call a node down after 3 s: n1 fences after 2 s without the control plane
+    config.write_text(plain + "\n[nodes]\nfence_after = 2\n")
+    n1.stop()
+    n1.start(cluster.server.url, None)
+    cluster.wait_ready("n1")
+    try:
+        pull(alice, busybox_image)
+        c = _on_n1(cluster, alice, busybox_image, moves="always", stays="no")
+        link("down")
+        try:
+            until(lambda: n1.runc_state(c["moves"]["id"]) != "running", what="n1 to fence its movable container")
+            assert n1.runc_state(c["stays"]["id"]) == "running"  # pinned to n1: it runs on
+            until(lambda: c["moves"]["id"][:12] in placed(cluster, "n2")
+                  and alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running",
+                  what="the control plane to run it on n2")
+            assert n1.runc_state(c["moves"]["id"]) != "running"
+        finally:
+            link("up")
+        until(lambda: n1.runc_state(c["moves"]["id"]) is None, what="n1 to remove its moved copy")
+        until(lambda: alice.get(f"/v1/containers/{c['stays']['id']}").json()["status"]["state"] == "running",
+              what="n1's pinned container to be found again (reported again once the control plane answers)")
+    finally:
+        config.write_text(plain)
+        n1.stop()
+        n1.start(cluster.server.url, None)
+        cluster.wait_ready("n1")
