@@ -23,8 +23,8 @@ from seabox.store.notify import Notifier
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL = 20.0  # seconds a running session stays this server's without a renewal
-RENEW_EVERY = 5.0
+LEASE_TTL = 10.0  # seconds a running session stays this server's without a renewal
+RENEW_EVERY = 3.0
 RESIZE_CHANNEL = "seabox_exec_resize"
 
 
