@@ -118,10 +118,18 @@ class FakeProcess:
         self.sizes: list[tuple[int, int]] = []
         self.resized = asyncio.Event()
         self.ended = asyncio.Event()
+        self.killed: int | None = None
 
     def resize(self, height: int, width: int) -> None:
         self.sizes.append((height, width))
         self.resized.set()
+
+    def close(self) -> None:
+        pass
+
+    async def kill(self, sig: int = 9) -> None:
+        self.killed = sig
+        self.ended.set()
 
     async def wait(self) -> int:
         await self.ended.wait()
@@ -187,8 +195,23 @@ async def test_a_resize_through_another_server_reaches_the_process_at_once_and_t
     assert process.sizes == [(24, 80), (50, 132)]
     a.detach(session.id, proc)
     process.ended.set()
+    assert await _exited(b, tenant, s.id) == 7
+
+
+async def _exited(service: ExecService, tenant: Tenant, sid: str) -> int | None:
     for _ in range(50):
-        if b.get(tenant, s.id).state == "exited":
-            break
+        if (got := service.get(tenant, sid)).state == "exited":
+            return got.exit_code
         await asyncio.sleep(0.05)
-    assert (b.get(tenant, s.id).state, b.get(tenant, s.id).exit_code) == ("exited", 7)
+    raise AssertionError("the session did not end")
+
+
+async def test_a_session_whose_client_left_has_its_process_killed_and_its_end_recorded(
+    servers: tuple[ExecService, ExecService, Store, Tenant],
+) -> None:
+    a, b, _, tenant = servers
+    s = a.create(tenant, "web", CONFIG)
+    session, proc = await a.start(tenant, s.id, tty=True, stdin=False, size=None)
+    a.abandon(session.id, proc)
+    assert await _exited(b, tenant, s.id) == 7
+    assert a.containers.process.killed == 9  # type: ignore[attr-defined]

@@ -13,6 +13,8 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from seabox.model.exec import ExecConfig, ExecSession
 from seabox.model.tenant import Tenant
@@ -51,7 +53,7 @@ class ExecService:
         self.notifier = notifier
         self.server = server
         self._relays: dict[str, _Relay] = {}
-        self._drains: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # detached and abandoned processes
 
     def create(self, tenant: Tenant, ref: str, config: ExecConfig) -> ExecSession:
         c = self.containers.get_running(tenant, ref)
@@ -89,15 +91,26 @@ class ExecService:
 
     def detach(self, sid: str, proc: ExecStream) -> None:
         """Let the process run without a client: its output is dropped, its exit code recorded."""
+        self._background(self._drain(sid, proc))
 
-        async def drain() -> None:
-            async for _ in proc:
-                pass
-            await self.finish(sid, proc)
+    def abandon(self, sid: str, proc: ExecStream) -> None:
+        """The client left before the end: stop the process and record how it ended."""
+        self._background(self._stop(sid, proc))
 
-        task = asyncio.ensure_future(drain())
-        self._drains.add(task)
-        task.add_done_callback(self._drains.discard)
+    async def _drain(self, sid: str, proc: ExecStream) -> None:
+        async for _ in proc:
+            pass
+        await self.finish(sid, proc)
+
+    async def _stop(self, sid: str, proc: ExecStream) -> None:
+        proc.close()
+        await proc.kill()
+        await self.finish(sid, proc)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def resize(self, tenant: Tenant, sid: str, height: int, width: int) -> None:
         """Resize the session's terminal, whichever server relays it (at its start if it has not started)."""

@@ -59,7 +59,11 @@ async def start(request: web.Request) -> web.StreamResponse:
     if detach:
         svc.detach(session.id, proc)
         return web.json_response({}, status=200)
-    out = await Stream(request, multiplexed=not tty).open()
+    try:
+        out = await Stream(request, multiplexed=not tty).open()
+    except BaseException:
+        svc.abandon(session.id, proc)
+        raise
     streams = {s for s, on in (("stdout", cfg.stdout), ("stderr", cfg.stderr)) if on}
 
     async def feed_stdin() -> None:
@@ -70,19 +74,22 @@ async def start(request: web.Request) -> web.StreamResponse:
             proc.close_stdin()
 
     feeder = asyncio.ensure_future(feed_stdin())
+    ended = False
     try:
         async for stream, data in proc:
             if stream in streams or tty:
                 await out.send("stdout" if tty else stream, data)
-        await svc.finish(session.id, proc)
-    except ConnectionResetError:  # the client left: stop the process and stop holding its output
-        proc.close()
-        await proc.kill()
-        await svc.finish(session.id, proc)
+        ended = True
+    except ConnectionResetError:  # the client left: its process is stopped just below
+        pass
     finally:
         feeder.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await feeder
+        if not ended:  # the client left (or the server stops): stop the process, stop holding its output
+            svc.abandon(session.id, proc)
+    if ended:
+        await svc.finish(session.id, proc)  # recorded before the client sees the stream end
     return await out.close()
 
 
