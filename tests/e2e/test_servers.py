@@ -10,8 +10,9 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,12 +76,31 @@ def _node_poll(two: Cluster, server: int, etag: str) -> tuple[float, str]:
     return time.monotonic(), r.json()["etag"]
 
 
-def _in_background(target, *args):  # type: ignore[no-untyped-def]
-    """Run TARGET(*ARGS) in a thread; join() the returned thread, then read .result."""
-    thread = threading.Thread(target=lambda: setattr(thread, "result", target(*args)), daemon=True)
-    thread.start()
-    time.sleep(0.3)  # the request is in and waiting
-    return thread
+class Background(threading.Thread):
+    """TARGET(*ARGS) in a thread, started and given time to send its request; result() waits for its value."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
+        super().__init__(daemon=True)
+        self._call = (target, args)
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+        time.sleep(0.3)  # the request is in and waiting
+
+    def run(self) -> None:
+        target, args = self._call
+        try:
+            self._value = target(*args)
+        except BaseException as exc:  # handed to the test by result()
+            self._error = exc
+
+    def result(self, timeout: float) -> Any:
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"still waiting after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def test_each_step_of_a_containers_life_may_go_to_either_server(
@@ -141,20 +161,18 @@ def test_each_step_of_a_containers_life_may_go_to_either_server(
                     return time.monotonic()
         raise AssertionError("the events stream ended")
 
-    following = _in_background(first_rename_event)
+    following = Background(first_rename_event)
     renamed_at = time.monotonic()
     assert b.post(f"/v1/containers/{cid}/rename", params={"name": "renamed"}).status_code == 200
-    following.join(10)
-    assert following.result - renamed_at < 1.0
+    assert following.result(10) - renamed_at < 1.0
 
     # a node's long-poll on one server wakes at once on a change made through the other (its poll: 1 s)
     for poller, changer in ((0, b), (1, a)):
         _, etag = _node_poll(two, poller, "")
-        polling = _in_background(_node_poll, two, poller, etag)
+        polling = Background(_node_poll, two, poller, etag)
         changed_at = time.monotonic()
         assert changer.post(f"/v1/containers/{cid}/rename", params={"name": f"via-{poller}"}).status_code == 200
-        polling.join(30)
-        returned_at, new_etag = polling.result
+        returned_at, new_etag = polling.result(30)
         assert new_etag != etag
         assert returned_at - changed_at < 0.5, f"the long-poll on server {poller} woke late"
 
