@@ -57,6 +57,15 @@ async def test_every_waiter_on_the_channel_wakes(servers: tuple[Notifier, Notifi
     assert await asyncio.gather(*waiters) == [True, True, True]
 
 
+async def test_others_only_wakes_the_other_servers_and_not_the_sender(servers: tuple[Notifier, Notifier]) -> None:
+    one, two = servers
+    await asyncio.gather(one.wait("changes", 0), two.wait("changes", 0))
+    waiters = [asyncio.create_task(n.wait("changes", 1.0)) for n in (one, two)]
+    await asyncio.sleep(0.1)
+    await asyncio.to_thread(lambda: one.notify("changes", others_only=True))
+    assert await asyncio.gather(*waiters) == [False, True]
+
+
 async def test_bad_channels_and_timeouts_are_refused(servers: tuple[Notifier, Notifier]) -> None:
     for bad in ("", "Containers", "1x", "a" * 64, "x;drop"):
         with pytest.raises(InvalidArgument):

@@ -37,7 +37,6 @@ def create_app(cloud: Cloud) -> web.Application:
     app[REDACTED] = {str(cloud.cfg.data_dir): "DATA_DIR", str(cloud.cfg.data_dir.resolve()): "DATA_DIR",
                      str(cloud.cfg.run_dir): "RUN_DIR"}
     app[TENANT] = cloud.store
-    app[docker_exec.SESSIONS] = {}
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     for module in (containers, images, volumes, system, node_plane):

@@ -1,4 +1,4 @@
-"""The event retention loop: prunes events past the operator's retention or count bound, at start and periodically."""
+"""Event retention: a pass that prunes events past the operator's retention or count bound (one server at a time)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import time
 
 from seabox.config import EventsConfig
+from seabox.store.leases import Lease
 from seabox.store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,8 @@ class EventRetention:
         now = time.time() if now is None else now
         return self.store.prune_events(before=now - self.cfg.retention, keep=self.cfg.max_count)
 
-    async def run(self) -> None:
-        """Prune now, then every prune_interval seconds, until cancelled."""
-        while True:
-            try:
-                gone = await asyncio.to_thread(self.prune_once)
-                if gone:
-                    log.info("pruned %d events", gone)
-            except Exception:
-                log.exception("event pruning failed; retrying in %gs", self.cfg.prune_interval)
-            await asyncio.sleep(self.cfg.prune_interval)
+    async def prune(self, _lease: Lease) -> None:
+        """One pass off the event loop (run by LeasedPass on the server holding the lease; pruning twice is harmless)."""
+        gone = await asyncio.to_thread(self.prune_once)
+        if gone:
+            log.info("pruned %d events", gone)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
 from seabox.controllers.event_retention import EventRetention
+from seabox.controllers.leased import LeasedPass
 from seabox.controllers.node_health import NodeHealth
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
+from seabox.services.exec import ExecService
 from seabox.services.images import ImageService
 from seabox.protocol.link import NodeLink
 from seabox.services.links import NodeLinks
@@ -18,8 +23,18 @@ from seabox.services.nodes import NodeHub
 from seabox.services.placement import Placer
 from seabox.services.volumes import VolumeService
 from seabox.store.db import open_engine
+from seabox.store.exec_sessions import ExecSessions
+from seabox.store.leases import Leases
 from seabox.store.nodes import NodeStore
+from seabox.store.notify import Notifier
 from seabox.store.repo import Store
+
+RETENTION_LEASE_TTL = 60.0  # seconds another server waits to prune events after their pruner died
+
+
+def server_name() -> str:
+    """This server process's name in leases and exec sessions: host, process and a random part."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -35,6 +50,9 @@ class Cloud:
     volumes: VolumeService
     containers: ContainerService
     hub: NodeHub
+    exec: ExecService
+    notifier: Notifier
+    server: str  # this process's name among the servers on the database
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -43,19 +61,32 @@ class Cloud:
         store = Store(open_engine(cfg.db_url))
         nodes = NodeStore(store.engine)
         links = NodeLinks(nodes, cfg.nodes.down_after, local)
-        bus = EventBus(store)
+        notifier = Notifier(store.engine)
+        bus = EventBus(store, notifier)
         images = ImageService(store, links, bus)
         volumes = VolumeService(store, links, bus)
         placer = Placer(cfg, store, nodes)
         containers = ContainerService(cfg, store, links, placer, bus, images, volumes)
         hub = NodeHub(store, nodes, bus, containers)
-        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub)
+        server = server_name()
+        exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
+        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server)
 
     async def start(self) -> None:
-        """Start the controller loops."""
-        self._loops.append(asyncio.create_task(EventRetention(self.store, self.cfg.events).run()))
+        """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
+        leases = Leases(self.store.engine)
         health = NodeHealth(self.cfg, self.store, self.nodes, self.containers.placer, self.bus)
-        self._loops.append(asyncio.create_task(health.run(), name="node-health"))
+        beat = self.cfg.nodes.heartbeat_interval
+        retention = EventRetention(self.store, self.cfg.events)
+        passes = {
+            "node-health": (LeasedPass(leases, "node-health", self.server, beat, 3 * beat), health.check),
+            "event-retention": (LeasedPass(leases, "event-retention", self.server, self.cfg.events.prune_interval,
+                                           RETENTION_LEASE_TTL), retention.prune),
+        }
+        for name, (leased, once) in passes.items():
+            self._loops.append(asyncio.create_task(leased.run(once), name=name))
+        self._loops.append(asyncio.create_task(self.bus.relay(), name="change-relay"))
+        self._loops.append(asyncio.create_task(self.exec.run(), name="exec-sessions"))
 
     async def close(self) -> None:
         for task in self._loops:
@@ -63,5 +94,6 @@ class Cloud:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops.clear()
+        await self.notifier.close()
         for link in self.links:
             await link.close()

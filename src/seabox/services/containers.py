@@ -72,7 +72,6 @@ class ContainerService:
         self.bus = bus
         self.images = images
         self.volumes = volumes
-        self._starting: set[str] = set()  # admitted, not yet running: their memory counts as allocated
 
     # queries ---------------------------------------------------------------------------
     def list(self, tenant: Tenant, all_: bool = False) -> list[Container]:
@@ -185,13 +184,10 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state == "running":
             return c
-        self.placer.admit_start(c.status.node or "", c.id, c.spec.size, self._starting)
-        self._starting.add(c.id)
-        try:
-            generation = await self._ask(c.id, "running")
-            c = await self._acted_on(c.id, generation, START_WAIT)
-        finally:
-            self._starting.discard(c.id)
+        node = c.status.node or ""
+        generation = self.store.request_start(c.id, node, lambda placed: self.placer.admit_start(node, c.id, c.spec.size, placed))
+        await self.bus.notify()
+        c = await self._acted_on(c.id, generation, START_WAIT)
         st = c.status
         if st.error and st.generation == generation and st.state not in ACTIVE:
             if st.exit_code == 127:
@@ -388,7 +384,7 @@ class ContainerService:
         st.restart_count = r.restart_count if r.state != "created" or r.failure else old.restart_count
         if st != old or events:
             self.store.save_status(c.id, st, events)
-        await self.bus.notify()
+            await self.bus.notify()
 
 def _merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
     merged: dict[str, str] = {}

@@ -82,7 +82,7 @@ class NodeHub(ControlPlane):
             remaining = deadline - time.monotonic()
             if batch.etag != etag or remaining <= 0:
                 return batch
-            # woken by this server's changes at once; another server's (or the admin CLI's) are polled
+            # woken at once by any server's changes (EventBus.relay); the admin CLI's are polled
             await self.bus.wait(min(remaining, POLL_INTERVAL))
 
     async def heartbeat(self, node: str, capacity: NodeCapacity) -> None:

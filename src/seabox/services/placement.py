@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, NotFound
-from seabox.model.container import ACTIVE
+from seabox.model.container import ACTIVE, Container
 from seabox.model.node import Node, NodeCapacity
 from seabox.model.sizes import SIZES
 from seabox.scheduler.admission import refusal
@@ -16,6 +14,13 @@ from seabox.scheduler.snapshot import NodeView, PlacementRequest
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
+
+def holds_memory(c: Container) -> bool:
+    """Whether the container's size counts as allocated on its node: it runs, or a start was asked and not yet acted on.
+
+    Both are in the store, so every server counts the starts every other server admitted.
+    """
+    return c.status.state in ACTIVE or (c.spec.desired == "running" and c.status.generation < c.spec.generation)
 
 
 class Placer:
@@ -32,18 +37,15 @@ class Placer:
     def _allocatable(self, node: Node) -> int:
         return int(node.memory_bytes * self.cfg.admission.memory_overcommit)
 
-    def views(self, counted: Iterable[str] = (), *, empty: bool = False) -> list[NodeView]:
-        """Every node with what is allocated on it: active containers and the COUNTED ids (starting now).
+    def views(self, *, empty: bool = False) -> list[NodeView]:
+        """Every node with what is allocated on it (see holds_memory).
 
         With EMPTY, as if nothing ran anywhere (to ask whether a size can fit at all).
         """
-        counting = set(counted)
         now, down_after = time.time(), self.cfg.nodes.down_after
         views = []
         for node in self.nodes.list():
-            placed = [] if empty else [
-                c for c in self.store.list_containers(node=node.name) if c.status.state in ACTIVE or c.id in counting
-            ]
+            placed = [] if empty else [c for c in self.store.list_containers(node=node.name) if holds_memory(c)]
             tenants: dict[str, int] = {}
             for c in placed:
                 tenants[c.tenant] = tenants.get(c.tenant, 0) + 1
@@ -96,17 +98,12 @@ class Placer:
             return True
         return node.state(time.time(), self.cfg.nodes.down_after) == "down"
 
-    def admit_start(self, node_name: str, cid: str, size: str, starting: Iterable[str]) -> None:
-        """A 409 unless node NODE_NAME is up and has SIZE's memory free now, besides what runs and STARTING."""
+    def admit_start(self, node_name: str, cid: str, size: str, placed: list[Container]) -> None:
+        """A 409 unless node NODE_NAME is up and has SIZE's memory free now, besides what the PLACED containers hold."""
         node = self.nodes.get(node_name)
         if node.state(time.time(), self.cfg.nodes.down_after) == "down":
             raise Conflict(f"node {node_name}, which holds container {cid[:12]}, is down")
-        counting = set(starting)
-        allocated = sum(
-            SIZES[c.spec.size].memory_bytes
-            for c in self.store.list_containers(node=node_name)
-            if c.id != cid and (c.status.state in ACTIVE or c.id in counting)
-        )
+        allocated = sum(SIZES[c.spec.size].memory_bytes for c in placed if c.id != cid and holds_memory(c))
         reason = refusal(SIZES[size], self._capacity(node), self.cfg.admission.memory_overcommit, allocated)
         if reason is not None:
             raise Conflict(reason, field="size")

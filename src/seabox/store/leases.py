@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Connection, Engine, case, select, update
 
-from seabox.errors import InvalidArgument
+from seabox.errors import Conflict, InvalidArgument
 from seabox.store import tables as t
 from seabox.store.dialect import now, upsert
 
@@ -29,6 +29,28 @@ class Lease:
     owner: str
     expires_at: float
     generation: int
+
+
+class LeaseLost(Conflict):
+    """A write fenced by a lease its server no longer holds: another server runs that pass now."""
+
+
+def check_fence(conn: Connection, lease: Lease | None) -> None:
+    """Raise LeaseLost (rolling back CONN's transaction) unless LEASE is still held, at its generation.
+
+    Call it after the transaction's writes: they hold SQLite's one write lock, and on PostgreSQL the
+    lease row is locked for share until the commit, so the lease cannot change hands in between.
+    """
+    if lease is None:
+        return
+    c = t.leases.c
+    held = (
+        select(c.name)
+        .where(c.name == lease.name, c.owner == lease.owner, c.generation == lease.generation, c.expires_at > now(conn))
+        .with_for_update(read=True)
+    )
+    if conn.execute(held).first() is None:
+        raise LeaseLost(f"lease {lease.name} (generation {lease.generation}) is no longer held by {lease.owner}")
 
 
 def _check(name: str, owner: str, ttl: float | None = None) -> None:

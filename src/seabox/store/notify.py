@@ -51,21 +51,26 @@ class Notifier:
         self._listened: set[str] = set()  # PostgreSQL: channels the listening connection LISTENs to
         self._ready = asyncio.Event()  # PostgreSQL: set whenever _listened caught up with _events
         self._control = "seabox_notifier_" + secrets.token_hex(6)  # interrupts our own listener
+        self._origin = secrets.token_hex(8)  # the payload of notifications this one does not wake itself with
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         if not self._postgres:
             self._key = str(Path(engine.url.database or "").resolve())
             _LOCAL.setdefault(self._key, weakref.WeakSet()).add(self)
 
-    def notify(self, channel: str) -> None:
-        """Wake every wait(CHANNEL) of every server on this database (callable from any thread)."""
+    def notify(self, channel: str, *, others_only: bool = False) -> None:
+        """Wake every wait(CHANNEL) of every server on this database (callable from any thread).
+
+        OTHERS_ONLY, this Notifier's own waits are not woken (its server has woken its waiters itself).
+        """
         _check_channel(channel)
         if self._postgres:
             with self.engine.begin() as conn:
-                conn.execute(select(func.pg_notify(channel, "")))
+                conn.execute(select(func.pg_notify(channel, self._origin if others_only else "")))
             return
         for notifier in list(_LOCAL.get(self._key, ())):
-            notifier._wake_threadsafe(channel)
+            if not (others_only and notifier is self):
+                notifier._wake_threadsafe(channel)
 
     async def wait(self, channel: str, timeout: float) -> bool:
         """Wait up to TIMEOUT seconds for a notification on CHANNEL: True if one came, False on timeout.
@@ -152,7 +157,8 @@ class Notifier:
                             async for note in notifies:
                                 if note.channel == self._control:
                                     break
-                                self._wake(note.channel)
+                                if note.payload != self._origin:
+                                    self._wake(note.channel)
                         await conn.execute("SELECT 1")  # a dead connection raises here, not silently
             except psycopg.Error as exc:
                 lost = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume
 from seabox.store import tables as t
 from seabox.store.dialect import one_writer_at_a_time, upsert
+from seabox.store.leases import Lease, check_fence
 
 KEY_PREFIX = "sbx_"
 TENANT_INDEX_TRIES = 20
@@ -32,6 +33,11 @@ def _ts(value: float) -> datetime:
 def _violates(exc: IntegrityError, constraint: str, sqlite_columns: str) -> bool:
     """Whether EXC broke CONSTRAINT: PostgreSQL names it, SQLite lists its columns."""
     return constraint in str(exc.orig) or f"failed: {sqlite_columns}" in str(exc.orig)
+
+
+def _node_lock(node: str) -> int:
+    """The advisory lock key of admissions to NODE (a positive 63-bit number)."""
+    return int.from_bytes(hashlib.sha256(b"admit:" + node.encode()).digest()[:8], "big") >> 1
 
 
 def hash_key(key: str) -> str:
@@ -192,30 +198,54 @@ class Store:
         with self.engine.connect() as conn:
             return [self._container(r) for r in conn.execute(q).mappings()]
 
-    def save_status(self, cid: str, status: ContainerStatus, events: Iterable[ContainerEvent] = ()) -> None:
-        """The container's new status and the lifecycle events of the change, in one transaction."""
+    def save_status(self, cid: str, status: ContainerStatus, events: Iterable[ContainerEvent] = (),
+                    fence: Lease | None = None) -> None:
+        """The container's new status and the lifecycle events of the change, in one transaction.
+
+        With FENCE, only while that lease is still held (LeaseLost, nothing written, otherwise).
+        """
         with self.engine.begin() as conn:
             conn.execute(
                 update(t.containers).where(t.containers.c.id == cid).values(status=status.model_dump(mode="json"))
             )
             self._insert_events(conn, cid, events)
+            check_fence(conn, fence)
 
-    def request_container(self, cid: str, desired: str, stop: StopRequest | None = None) -> int:
+    def request_container(self, cid: str, desired: str, stop: StopRequest | None = None,
+                          fence: Lease | None = None) -> int:
         """Set what the tenant wants of the container and bump its spec generation; returns the new one."""
-        c = t.containers.c
         with self.engine.begin() as conn:
-            row = conn.execute(select(c.spec).where(c.id == cid).with_for_update()).first()
-            if row is None:
-                raise NotFound(f"no such container: {cid}")
-            spec = ContainerSpec.model_validate(row[0])
-            spec.desired = desired  # type: ignore[assignment]
-            spec.generation += 1
-            spec.stop = stop
-            conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
+            generation = self._request(conn, cid, desired, stop)
+            check_fence(conn, fence)
+        return generation
+
+    def request_start(self, cid: str, node: str, admit: Callable[[list[Container]], None]) -> int:
+        """Ask for the container to run if ADMIT(the containers on NODE) does not refuse it; the new generation.
+
+        Servers starting containers on one node at once take turns (PostgreSQL), so each admission
+        sees the starts admitted before it.
+        """
+        with self.engine.begin() as conn:
+            one_writer_at_a_time(conn, _node_lock(node))
+            rows = conn.execute(select(t.containers).where(t.containers.c.node == node)).mappings()
+            admit([self._container(r) for r in rows])
+            return self._request(conn, cid, "running", None)
+
+    @staticmethod
+    def _request(conn: Connection, cid: str, desired: str, stop: StopRequest | None) -> int:
+        c = t.containers.c
+        row = conn.execute(select(c.spec).where(c.id == cid).with_for_update()).first()
+        if row is None:
+            raise NotFound(f"no such container: {cid}")
+        spec = ContainerSpec.model_validate(row[0])
+        spec.desired = desired  # type: ignore[assignment]
+        spec.generation += 1
+        spec.stop = stop
+        conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
         return spec.generation
 
     def move_container(self, cid: str, from_node: str, to_node: str, status: ContainerStatus,
-                       events: Iterable[ContainerEvent] = ()) -> bool:
+                       events: Iterable[ContainerEvent] = (), fence: Lease | None = None) -> bool:
         """Place the container on TO_NODE if it is still on FROM_NODE (False if another server moved it first)."""
         c = t.containers.c
         status = status.model_copy(update={"node": to_node})
@@ -226,6 +256,7 @@ class Store:
             ).rowcount
             if moved:
                 self._insert_events(conn, cid, events)
+            check_fence(conn, fence)
         return bool(moved)
 
     def rename_container(self, cid: str, tenant_id: str, name: str) -> None:

@@ -121,3 +121,19 @@ leases = Table(
     Column("expires_at", Float, nullable=False),  # epoch seconds by the database's clock
     Column("generation", BigInt, nullable=False),  # grows each time the lease changes hands (a fencing token)
 )
+
+exec_sessions = Table(
+    "exec_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("container_id", String(64), ForeignKey("containers.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("config", JSON, nullable=False),  # model.exec.ExecConfig
+    Column("state", String(16), nullable=False),  # created | running | exited
+    Column("exit_code", Integer, nullable=True),
+    Column("server", String(128), nullable=True),  # the server relaying the process while it runs
+    Column("lease_until", Float, nullable=True),  # database clock; past it, that server is taken to be gone
+    Column("height", Integer, nullable=True),  # the terminal size last asked for
+    Column("width", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
