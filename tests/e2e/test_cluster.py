@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from tests.e2e.docker_fixtures import DockerCli, docker_config
 from tests.e2e.test_api import pull, wait
-from tests.fixtures.cluster import UNDERLAY_GATEWAY, Cluster
+from tests.fixtures.cluster import NODE_LINK_PORT, UNDERLAY_GATEWAY, Cluster
 from tests.fixtures.server import SEABOX
 
 
@@ -293,11 +294,15 @@ def test_a_fenced_node_cut_off_stops_what_moves_so_that_one_copy_runs(
             subprocess.run(["ip", "-n", n1.netns, "route", "replace", "default", "via", UNDERLAY_GATEWAY],
                            check=True, capture_output=True)
 
+    def restart() -> None:
+        n1.stop()
+        n1.start(cluster.server.url, None)
+        cluster.wait_ready("n1")  # (its last heartbeat may be the old agent's: wait for its link listener too)
+        until(lambda: _listens(n1.address, NODE_LINK_PORT), what="n1's link listener")
+
     # the servers call a node down after 3 s: n1 fences after 2 s without the control plane
     config.write_text(plain + "\n[nodes]\nfence_after = 2\n")
-    n1.stop()
-    n1.start(cluster.server.url, None)
-    cluster.wait_ready("n1")
+    restart()
     try:
         pull(alice, busybox_image)
         c = _on_n1(cluster, alice, busybox_image, moves="always", stays="no")
@@ -316,6 +321,10 @@ def test_a_fenced_node_cut_off_stops_what_moves_so_that_one_copy_runs(
               what="n1's pinned container to be found again (reported again once the control plane answers)")
     finally:
         config.write_text(plain)
-        n1.stop()
-        n1.start(cluster.server.url, None)
-        cluster.wait_ready("n1")
+        restart()
+
+
+def _listens(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((address, port)) == 0

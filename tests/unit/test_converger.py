@@ -315,3 +315,15 @@ async def test_a_fenced_container_that_was_moved_meanwhile_is_removed_not_restar
         assert ("remove", "m") in agent.calls and [c for c in agent.calls if c[0] == "start"] == [("start", "m")]
     finally:
         fence.cancel()
+
+
+async def test_a_container_the_control_plane_calls_lost_is_reported_again(env: Any) -> None:
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())]))
+    await settle(conv)
+    assert states(plane) == [("running", 1, 0)]
+    lost = assign("a", spec()).model_copy(update={"lost": True})
+    await conv.apply(AssignmentBatch(etag="2", containers=[lost]))
+    await settle(conv)
+    assert states(plane) == [("running", 1, 0), ("running", 1, 0)]  # still running here: it says so again
+    assert [c for c in agent.calls if c[0] == "start"] == [("start", "a")]

@@ -76,8 +76,6 @@ class Converger:
         self.fence_after = fence_after  # 0: never fence
         self._contact = time.monotonic()  # when the control plane last answered
         self._fenced: set[str] = set()  # containers stopped while the control plane was out of reach
-        self._cut_off = False  # a call to the control plane failed since the last batch
-        self._silence = 2 * WATCH_TIMEOUT  # no answer for this long (2 heartbeats, once they run) is a cut-off
         self._assigned: dict[str, Assignment] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # converging work in flight
@@ -91,7 +89,6 @@ class Converger:
     # the watch loop -----------------------------------------------------------------------
     async def heartbeats(self, interval: float) -> None:
         """Tell the control plane every INTERVAL seconds that this node is alive, and what it has."""
-        self._silence = 2 * interval
         while True:
             try:
                 await self.plane.heartbeat(self.agent.name, self.agent.capacity())
@@ -99,7 +96,6 @@ class Converger:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._cut_off = True
                 log.exception("heartbeat failed")
             await asyncio.sleep(interval)
 
@@ -112,7 +108,6 @@ class Converger:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._cut_off = True
                 log.exception("watching assignments failed; retrying")
                 await asyncio.sleep(RETRY_DELAY)
                 continue
@@ -122,15 +117,6 @@ class Converger:
                 work = await self.apply(batch)
                 if ready is not None and not ready.is_set() and work:
                     await asyncio.wait(work, timeout=ADOPTION_WAIT)
-            if self._cut_off or time.monotonic() - self._contact > self._silence:
-                # the control plane may have called this node down meanwhile: say again what runs here
-                self._cut_off = False
-                with contextlib.suppress(Exception):  # up first, or the reports find it still down
-                    await self.plane.heartbeat(self.agent.name, self.agent.capacity())
-                again = [r for cid, r in self._reported.items() if cid in self._assigned]
-                log.info("the control plane answers again: reporting %d containers again", len(again))
-                self._unsent += again
-                await self._resend()
             self._reached()
             if ready is not None:
                 ready.set()
@@ -192,6 +178,9 @@ class Converger:
             work.append(self._schedule(cid, self._remove_orphan(cid)))
         for a in changed:
             work.append(self._schedule(a.id, self._converge(a.id, adopting=first)))
+        for a in batch.containers:  # called lost while this node was out of reach: say what is true
+            if a.lost and a not in changed:
+                work.append(self._schedule(a.id, self._converge(a.id, adopting=True)))
         return work
 
     def _changed(self, a: Assignment) -> bool:

@@ -22,6 +22,8 @@ class Assignment(BaseModel):
     tenant_index: int
     ip: str | None
     spec: ContainerSpec
+    # the control plane holds it lost (it called this node down): the node says again what it knows of it
+    lost: bool = False
 
 
 class AssignmentBatch(BaseModel):

@@ -67,6 +67,7 @@ class NodeHub(ControlPlane):
                     tenant_index=tenants[c.tenant].index,
                     ip=c.status.ip,
                     spec=c.spec,
+                    lost=c.status.state == "lost",
                 )
                 for c in reversed(mine)
             ],
