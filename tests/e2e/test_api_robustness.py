@@ -292,10 +292,12 @@ def test_a_tenant_over_its_rate_gets_429_with_retry_after(tight: Server) -> None
 def test_an_address_over_its_rate_gets_429(tight: Server) -> None:
     transport = httpx.HTTPTransport(local_address="127.0.0.99")
     with httpx.Client(transport=transport, base_url=tight.url) as client:
-        codes = [client.get("/_ping").status_code for _ in range(80)]
-        limited = client.get("/_ping")
+        answers = [client.get("/_ping") for _ in range(80)]
+    codes = [r.status_code for r in answers]
     assert codes[:60] == [200] * 60 and 429 in codes
-    assert limited.status_code == 429 and "rate_per_address" in limited.json()["message"]
+    # (the first refusal: later ones may find a token refilled meanwhile on a loaded machine)
+    limited = answers[codes.index(429)]
+    assert "rate_per_address" in limited.json()["message"]
     assert "Retry-After" in limited.headers
     assert httpx.get(tight.url + "/_ping").status_code == 200  # other addresses are not affected
 
