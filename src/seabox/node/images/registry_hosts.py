@@ -79,17 +79,22 @@ async def admit(host: str, allowed: set[str], hosts_file: Path) -> Pin:
             raise refused(host)
         return Pin(name, None)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        addresses = await _resolve(name)
     except (OSError, UnicodeError) as exc:
         log.info("registry %s does not resolve: %s", host, exc)
         raise unreachable(host) from None
-    addresses = list(dict.fromkeys(str(info[4][0]).partition("%")[0] for info in infos))
     if not may_be_internal and any(is_internal(ipaddress.ip_address(a)) for a in addresses):
         raise refused(host)
     hosts_file.write_text(
         "127.0.0.1\tlocalhost\n::1\tlocalhost\n" + "".join(f"{a}\t{name}\n" for a in addresses)
     )
     return Pin(name, hosts_file)
+
+
+async def _resolve(name: str) -> list[str]:
+    """The addresses NAME resolves to, each once, without a zone (OSError or UnicodeError if none)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]).partition("%")[0] for info in infos))
 
 
 async def allowed_destinations(allowed: set[str]) -> tuple[Destination, ...]:
@@ -105,10 +110,9 @@ async def allowed_destinations(allowed: set[str]) -> tuple[Destination, ...]:
             addresses = [str(ipaddress.ip_address(name))]
         except ValueError:
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+                addresses = await _resolve(name)
             except (OSError, UnicodeError) as exc:
                 log.info("allowed registry %s does not resolve: %s", host, exc)
                 continue
-            addresses = [str(info[4][0]).partition("%")[0] for info in infos]
         found.update(Destination(a, port) for a in addresses if is_internal(ipaddress.ip_address(a)))
     return tuple(sorted(found, key=Destination.key))
