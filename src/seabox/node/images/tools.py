@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from seabox.errors import RuntimeFailure
+from seabox.node.child_signal import signal_child
 
 # skopeo (logrus) ends with `time="..." level=fatal msg="reason"`; umoci prints `   ⨯ reason`.
 _LOGRUS_MSG_RE = re.compile(r'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
@@ -72,7 +74,7 @@ async def run_tool(
         returncode = await proc.wait()
     finally:
         if proc.returncode is None:
-            proc.kill()
+            signal_child(proc, signal.SIGKILL)
             await proc.wait()
         stderr_task.cancel()
     return ToolResult(argv, returncode, b"".join(lines), stderr.decode(errors="replace"))

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from seabox.errors import Conflict, InvalidArgument, RuntimeFailure
+from seabox.node.child_signal import signal_child
 
 _CHUNK = 65536
 _BUFFERED_CHUNKS = 64  # output held for a slow reader before the process is made to wait
@@ -259,8 +260,7 @@ class ExecProcess:
                 break
             await asyncio.sleep(_PID_FILE_POLL)
         self._winch_later = None
-        if self._proc.returncode is None:
-            self._proc.send_signal(signal.SIGWINCH)
+        signal_child(self._proc, signal.SIGWINCH)
 
     async def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the process itself: the runtime cannot forward SIGKILL, and killing it orphans the process.
@@ -273,7 +273,7 @@ class ExecProcess:
                 pid = int(self._pid_file.read_text().strip())
             except (FileNotFoundError, ValueError):
                 if asyncio.get_running_loop().time() > deadline:
-                    self._proc.send_signal(sig)
+                    signal_child(self._proc, sig)
                     return
                 await asyncio.sleep(_PID_FILE_POLL)
                 continue
