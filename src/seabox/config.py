@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 
 from seabox.errors import InvalidArgument
 from seabox.model.runtime import ID_RANGE, RUNTIME_CLASSES, RuntimeName
@@ -82,8 +82,9 @@ class NetworkConfig(BaseModel):
     # Each tenant gets one subnet of this size carved out of the supernet, on every node.
     tenant_supernet: str = "10.208.0.0/12"
     tenant_prefixlen: int = 24
-    # Reserved for floating IPs (a later feature): the benchmarking range, never routed on the internet.
-    public_range: str = "198.18.0.0/15"
+    # Floating IPs are allocated from here (its network and broadcast addresses excepted); the default
+    # is the benchmarking range, never routed on the internet. `public_range` is its older name.
+    fip_range: str = Field("198.18.0.0/15", validation_alias=AliasChoices("fip_range", "public_range"))
     # The node's nftables table (inet family); one per node, a chain per tenant inside it.
     # Unset: derived from the node's id (DATA_DIR/node-id), like its link names.
     nft_table: str | None = None
@@ -99,7 +100,7 @@ class NetworkConfig(BaseModel):
     # "IPV4:PORT" of the Seabox API as tenants are told to reach it; the one listener they may reach.
     tenant_api: str | None = None
 
-    @field_validator("tenant_supernet", "public_range")
+    @field_validator("tenant_supernet", "fip_range")
     @classmethod
     def _is_network(cls, v: str) -> str:
         return _ipv4_network(v)
@@ -251,6 +252,12 @@ class NodesConfig(BaseModel):
         return 0.0 if v in (0, "0") else parse_duration(v)
 
 
+class QuotasConfig(BaseModel):
+    """What each tenant may hold at most; past it a request is refused with a 403 naming the quota."""
+
+    fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -267,6 +274,7 @@ class ServerConfig(BaseModel):
     events: EventsConfig = Field(default_factory=EventsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     nodes: NodesConfig = Field(default_factory=NodesConfig)
+    quotas: QuotasConfig = Field(default_factory=QuotasConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -11,6 +11,7 @@ from seabox import __version__
 from seabox.api.v1.containers import ExecRequest
 from seabox.model.container import Container, ContainerCreate
 from seabox.model.event import Event
+from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
 from seabox.model.image import Image, PullRequest, TagRequest
 from seabox.model.volume import Volume, VolumeCreate
 
@@ -40,6 +41,14 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("post", "/v1/volumes", "Create a volume", VolumeCreate, Volume, False),
     ("get", "/v1/volumes/{name}", "Inspect a volume", None, Volume, False),
     ("delete", "/v1/volumes/{name}", "Remove a volume (refused while in use)", None, None, False),
+    ("get", "/v1/fips", "List floating IPs (dangling=true: only unattached ones)", None, Fip, True),
+    ("post", "/v1/fips", "Allocate floating IPs (count; pick: dangling ones first); 403 past the quota",
+     FipAllocate, Fip, True),
+    ("get", "/v1/fips/{ref}", "Inspect a floating IP by address or name", None, Fip, False),
+    ("post", "/v1/fips/{ref}/attach", "Attach to a container (force: move it from another)", FipAttach, Fip, False),
+    ("post", "/v1/fips/detach", "Detach the floating IP of a container", FipDetach, Fip, False),
+    ("post", "/v1/fips/{ref}/name", "Name a floating IP", FipName, Fip, False),
+    ("delete", "/v1/fips/{ref}", "Release a floating IP (refused while attached)", None, None, False),
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),

@@ -93,6 +93,25 @@ UlimitOpt = Annotated[
 PidsLimitOpt = Annotated[
     int | None, typer.Option("--pids-limit", min=1, help="At most this many processes (at most the size's own cap).")
 ]
+PublishOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-p", "--publish",
+        help="Publish a port on the container's floating IP: [FIP_PORT:]CONTAINER_PORT[/tcp|udp], ranges as "
+        "8000-8010:8000-8010; up to 32 ports; repeatable. Without a floating IP it is shown but unreachable.",
+    ),
+]
+PublishAllOpt = Annotated[
+    bool, typer.Option("-P", "--publish-all", help="Publish every port the image exposes, on the same port number.")
+]
+FipOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fip",
+        help="Attach a floating IP: its address or name, or 'auto' (one of yours that is not attached, "
+        "else a newly allocated one).",
+    ),
+]
 
 
 # request bodies ------------------------------------------------------------------------------
@@ -174,6 +193,27 @@ def isolation_body(
     return {k: v for k, v in body.items() if v is not None}
 
 
+def network_body(fip: str | None, publish: list[str] | None, publish_all: bool) -> dict[str, Any]:
+    """The floating IP and published ports of a ContainerCreate body (the server parses the port specs)."""
+    body: dict[str, Any] = {}
+    if fip is not None:
+        body["fip"] = fip
+    if publish:
+        body["ports"] = list(publish)
+    if publish_all:
+        body["publish_all"] = True
+    return body
+
+
+def ports_text(container: dict[str, Any]) -> str:
+    """The PORTS column: FIP:FIP_PORT->PORT/PROTO with a floating IP attached, else PORT/PROTO (published nowhere yet)."""
+    fip = container.get("fip")
+    ports = container["spec"].get("ports") or []
+    if fip:
+        return ", ".join(f"{fip}:{p['fip_port']}->{p['container_port']}/{p['protocol']}" for p in ports)
+    return ", ".join(dict.fromkeys(f"{p['container_port']}/{p['protocol']}" for p in ports))
+
+
 def create_container(api: Client, body: dict[str, Any]) -> dict[str, Any]:
     """Create the container, pulling its image first (once) if the server does not have it."""
     try:
@@ -242,11 +282,12 @@ def ps(
             status_text(c, now),
             c["spec"]["size"],
             c["status"].get("ip") or "",
+            ports_text(c),
             c["name"],
         ]
         for c in containers
     ]
-    print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "SIZE", "IP", "NAMES"], rows)
+    print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "SIZE", "IP", "PORTS", "NAMES"], rows)
 
 
 # create / run --------------------------------------------------------------------------------
@@ -268,10 +309,14 @@ def create(
     read_only: ReadOnlyOpt = False,
     ulimit: UlimitOpt = None,
     pids_limit: PidsLimitOpt = None,
+    publish: PublishOpt = None,
+    publish_all: PublishAllOpt = False,
+    fip: FipOpt = None,
 ) -> None:
     """Create a container without starting it; prints its id."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
     body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
+    body.update(network_body(fip, publish, publish_all))
     print(create_container(connect(), body)["id"])
 
 
@@ -295,10 +340,14 @@ def run(
     read_only: ReadOnlyOpt = False,
     ulimit: UlimitOpt = None,
     pids_limit: PidsLimitOpt = None,
+    publish: PublishOpt = None,
+    publish_all: PublishAllOpt = False,
+    fip: FipOpt = None,
 ) -> None:
     """Create and start a container; without -d, follow its output and exit with its exit code."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
     body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
+    body.update(network_body(fip, publish, publish_all))
     if detach and rm:
         body["auto_remove"] = True  # nobody waits here: the server removes it when it exits
     api = connect()

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
 from seabox.model.sizes import DEFAULT_SIZE, SIZES
@@ -116,6 +117,22 @@ class ContainerCreate(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list, max_length=32)
     pids_limit: int | None = Field(None, ge=1, le=1 << 22)
+    # published ports: mappings, or "[FIP_PORT:]CONTAINER_PORT[/tcp|udp]" strings (ranges expand)
+    ports: list[PortMapping] = Field(default_factory=list)
+    # also publish every port the image exposes, on the same port number (Docker's -P)
+    publish_all: bool = False
+    # a floating IP to attach: its address or name, or "auto" (a dangling one the tenant holds, else a new one)
+    fip: str | None = Field(None, min_length=1, max_length=63)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _port_specs(cls, v: object) -> object:
+        return expand(v)
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[PortMapping]) -> list[PortMapping]:
+        return check_ports(v)
 
     @field_validator("cap_drop")
     @classmethod
@@ -213,6 +230,7 @@ class ContainerSpec(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list)
     pids_limit: int | None = None
+    ports: list[PortMapping] = Field(default_factory=list)  # published on the container's floating IP
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
     desired: Literal["created", "running", "stopped", "removed"] = "created"
     generation: int = 0  # bumped by every start, stop, kill and remove
@@ -252,6 +270,7 @@ class Container(BaseModel):
     created_at: datetime
     spec: ContainerSpec
     status: ContainerStatus
+    fip: str | None = None  # the floating IP attached to it (its published ports are reachable there)
 
     @property
     def running(self) -> bool:

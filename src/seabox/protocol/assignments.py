@@ -24,6 +24,8 @@ class Assignment(BaseModel):
     spec: ContainerSpec
     # the control plane holds it lost (it called this node down): the node says again what it knows of it
     lost: bool = False
+    # its floating IP (None: none): DNAT of spec.ports to it, and SNAT of its egress, on this node
+    fip: str | None = None
 
 
 class AssignmentBatch(BaseModel):

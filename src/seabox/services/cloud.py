@@ -16,6 +16,7 @@ from seabox.controllers.node_health import NodeHealth
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
 from seabox.services.exec import ExecService
+from seabox.services.fips import FipService
 from seabox.services.images import ImageService
 from seabox.protocol.link import NodeLink
 from seabox.services.links import NodeLinks
@@ -24,6 +25,7 @@ from seabox.services.placement import Placer
 from seabox.services.volumes import VolumeService
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
+from seabox.store.fips import FipStore
 from seabox.store.leases import Leases
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
@@ -53,6 +55,7 @@ class Cloud:
     exec: ExecService
     notifier: Notifier
     server: str  # this process's name among the servers on the database
+    fips: FipService
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -66,11 +69,12 @@ class Cloud:
         images = ImageService(store, links, bus)
         volumes = VolumeService(store, links, bus)
         placer = Placer(cfg, store, nodes)
-        containers = ContainerService(cfg, store, links, placer, bus, images, volumes)
+        fips = FipService(cfg, store, FipStore(store.engine), bus)
+        containers = ContainerService(cfg, store, links, placer, bus, images, volumes, fips)
         hub = NodeHub(store, nodes, bus, containers)
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
-        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server)
+        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server, fips)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""

@@ -21,12 +21,14 @@ from seabox.model.container import ACTIVE, Container, ContainerCreate, Container
 from seabox.model.event import ContainerEvent
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
+from seabox.model.ports import PortMapping, check_ports, with_exposed
 from seabox.model.reference import parse_reference
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.assignments import ContainerReport
 from seabox.protocol.runtime import Stats
 from seabox.protocol.streams import AttachStdio, ExecStream
 from seabox.services.events import EventBus
+from seabox.services.fips import FipService
 from seabox.services.images import ImageService
 from seabox.services.links import NodeLinks
 from seabox.services.placement import Placer
@@ -64,6 +66,7 @@ class ContainerService:
         bus: EventBus,
         images: ImageService,
         volumes: VolumeService,
+        fips: FipService,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -72,6 +75,7 @@ class ContainerService:
         self.bus = bus
         self.images = images
         self.volumes = volumes
+        self.fips = fips
 
     # queries ---------------------------------------------------------------------------
     def list(self, tenant: Tenant, all_: bool = False) -> list[Container]:
@@ -104,6 +108,8 @@ class ContainerService:
             raise InvalidArgument("no command given and the image has none", field="cmd")
         env = _merge_env(cfg.env, req.env)
         runtime_class = self.runtime_class(tenant, req.runtime_class)
+        ports = _published(req, cfg.exposed_ports)
+        fip = self.fips.plan(tenant, req.fip) if req.fip is not None else None
         for mount in req.volumes:
             await self.volumes.ensure(tenant, mount.volume, node)
         cid = secrets.token_hex(32)
@@ -135,9 +141,17 @@ class ContainerService:
             read_only=req.read_only,
             ulimits=req.ulimits,
             pids_limit=req.pids_limit,
+            ports=ports,
         )
         parse_signal(spec.stop_signal)
         container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec)
+        if req.fip is not None:
+            try:
+                await self.fips.give(tenant, container, fip)
+            except BaseException:  # taken meanwhile, or the quota reached by another request: no container either
+                self.store.delete_container(cid)
+                raise
+            container = self.store.get_container(cid)
         await self.bus.emit(tenant.id, "container", "create", cid, name, {"image": spec.image, "size": spec.size})
         return container
 
@@ -385,6 +399,16 @@ class ContainerService:
         if st != old or events:
             self.store.save_status(c.id, st, events)
             await self.bus.notify()
+
+def _published(req: ContainerCreate, exposed: list[str]) -> list[PortMapping]:
+    """The ports REQ publishes: its own, and with publish_all every port the image EXPOSEd (400 naming ports)."""
+    if not req.publish_all:
+        return req.ports
+    try:
+        return check_ports(with_exposed(req.ports, exposed))
+    except ValueError as exc:
+        raise InvalidArgument(f"ports: {exc}", field="ports") from None
+
 
 def _merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
     merged: dict[str, str] = {}

@@ -68,6 +68,7 @@ class NodeHub(ControlPlane):
                     ip=c.status.ip,
                     spec=c.spec,
                     lost=c.status.state == "lost",
+                    fip=c.fip,
                 )
                 for c in reversed(mine)
             ],

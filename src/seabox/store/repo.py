@@ -24,6 +24,10 @@ from seabox.store.leases import Lease, check_fence
 KEY_PREFIX = "sbx_"
 TENANT_INDEX_TRIES = 20
 EVENT_ORDER_LOCK = 0x5EAB0E  # advisory lock key that orders event inserts on PostgreSQL
+# container rows with the address of the floating IP attached to each (None: none)
+CONTAINERS = select(t.containers, t.fips.c.address.label("fip")).select_from(
+    t.containers.outerjoin(t.fips, t.fips.c.container_id == t.containers.c.id)
+)
 
 
 def _ts(value: float) -> datetime:
@@ -170,7 +174,7 @@ class Store:
         """By exact name, full id, or unique id prefix, within one tenant."""
         c = t.containers.c
         with self.engine.connect() as conn:
-            base = select(t.containers).where(c.tenant_id == tenant_id)
+            base = CONTAINERS.where(c.tenant_id == tenant_id)
             row = conn.execute(base.where((c.name == ref) | (c.id == ref))).mappings().first()
             if row:
                 return self._container(row)
@@ -184,13 +188,13 @@ class Store:
 
     def get_container(self, cid: str) -> Container:
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.containers).where(t.containers.c.id == cid)).mappings().first()
+            row = conn.execute(CONTAINERS.where(t.containers.c.id == cid)).mappings().first()
         if not row:
             raise NotFound(f"no such container: {cid}")
         return self._container(row)
 
     def list_containers(self, tenant_id: str | None = None, node: str | None = None) -> list[Container]:
-        q = select(t.containers).order_by(t.containers.c.created_at.desc())
+        q = CONTAINERS.order_by(t.containers.c.created_at.desc())
         if tenant_id is not None:
             q = q.where(t.containers.c.tenant_id == tenant_id)
         if node is not None:
@@ -315,6 +319,7 @@ class Store:
             created_at=_ts(row["created_at"]),
             spec=ContainerSpec.model_validate(row["spec"]),
             status=ContainerStatus.model_validate({**row["status"], "node": row["node"]}),
+            fip=row.get("fip"),
         )
 
     # images (a tenant's references to node images) ---------------------------

@@ -137,3 +137,16 @@ exec_sessions = Table(
     Column("width", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
 )
+
+fips = Table(
+    "fips",
+    metadata,
+    Column("address", String(15), primary_key=True),  # dotted IPv4, unique across every tenant
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(63), nullable=True),  # unique within the tenant; works wherever the address does
+    # the container it is attached to (one floating IP per container); removing the container detaches it
+    Column("container_id", String(64), ForeignKey("containers.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_fip_name"),
+    UniqueConstraint("container_id", name="uq_fip_container"),
+)

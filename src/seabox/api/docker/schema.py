@@ -41,10 +41,15 @@ class MountBody(DockerBody):
     ReadOnly: bool | None = None
 
 
+class PortBindingBody(DockerBody):
+    HostIp: str | None = None
+    HostPort: str | None = None
+
+
 class HostConfigBody(DockerBody):
     Binds: list[str] | None = None
     Mounts: list[MountBody] | None = None
-    PortBindings: dict[str, Any] | None = None
+    PortBindings: dict[str, list[PortBindingBody] | None] | None = None
     PublishAllPorts: bool | None = None
     Privileged: bool | None = None
     NetworkMode: str | None = None
@@ -82,6 +87,7 @@ class ContainerCreateBody(DockerBody):
     OpenStdin: bool | None = None
     StopSignal: str | None = None
     StopTimeout: int | None = Field(None, ge=-1, le=1 << 31)
+    ExposedPorts: dict[str, Any] | None = None
     HostConfig: HostConfigBody | None = None
 
 

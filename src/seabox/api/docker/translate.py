@@ -15,13 +15,15 @@ from seabox.model.container import (
     VolumeMount,
 )
 from seabox.model.humanize import status_words
+from seabox.model.ports import PortMapping, parse_ports
 from seabox.model.sizes import DEFAULT_SIZE, SIZES, get_size, smallest_fitting
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
 
 SIZE_LABEL = "sh_hyper_instancetype"  # the label Hyper.sh used for sizes; also accepted on create
 ZERO_TIME = "0001-01-01T00:00:00Z"
-FIP_HINT = "attach a floating IP and open the port with a security group instead"
+PORTS_FIELD = "HostConfig.PortBindings"
+ANY_HOST = ("", "0.0.0.0", "::")  # a HostIp that names no host address: the container's floating IP
 
 
 def rfc3339(value: datetime | None) -> str:
@@ -34,8 +36,6 @@ def _refuse(option: str, instead: str, field: str) -> InvalidArgument:
 
 def _check_host_config(hc: dict[str, Any]) -> None:
     """Refuse every HostConfig option that would reach the host or that Seabox cannot honour."""
-    if hc.get("PortBindings") and any(hc["PortBindings"].values()) or hc.get("PublishAllPorts"):
-        raise _refuse("publishing ports (-p/-P)", FIP_HINT, "HostConfig.PortBindings")
     if hc.get("Privileged"):
         raise _refuse("--privileged", "containers run with the default capability set", "HostConfig.Privileged")
     mode = hc.get("NetworkMode") or "default"
@@ -119,6 +119,44 @@ def _volumes(hc: dict[str, Any]) -> list[VolumeMount]:
     return mounts
 
 
+def _port_key(key: str, field: str) -> PortMapping:
+    """Docker's "80/tcp" (or "80") as a mapping of that port to itself (400 naming FIELD if it is not one)."""
+    try:
+        mappings = parse_ports(key) if ":" not in key else []
+    except ValueError as exc:
+        raise InvalidArgument(f"{field} {key!r}: {exc}", field=field) from None
+    if len(mappings) != 1:
+        raise InvalidArgument(f"{field} {key!r}: name one container port, as 80/tcp", field=field)
+    return mappings[0]
+
+
+def _ports(body: dict[str, Any], hc: dict[str, Any]) -> tuple[list[PortMapping], bool]:
+    """-p (PortBindings: HostPort is the floating IP port, empty for the same) and -P (every exposed port)."""
+    mappings: list[PortMapping] = []
+    for key, bindings in (hc.get("PortBindings") or {}).items():
+        port = _port_key(key, PORTS_FIELD)
+        for binding in bindings or []:
+            host_ip = binding.get("HostIp") or ""
+            if host_ip not in ANY_HOST:
+                raise _refuse(f"publishing on a host address ({host_ip})",
+                              "ports are published on the container's floating IP: use -p FIP_PORT:CONTAINER_PORT",
+                              PORTS_FIELD)
+            host_port = binding.get("HostPort") or str(port.container_port)
+            if not host_port.isdigit() or not 1 <= int(host_port) <= 65535:
+                raise InvalidArgument(f"HostPort must be one floating IP port from 1 to 65535, got {host_port!r}",
+                                      field=PORTS_FIELD)
+            mappings.append(port.model_copy(update={"fip_port": int(host_port)}))
+    publish_all = bool(hc.get("PublishAllPorts"))
+    if publish_all:
+        published = {(m.container_port, m.protocol) for m in mappings}
+        for key in body.get("ExposedPorts") or {}:
+            port = _port_key(key, "ExposedPorts")
+            if (port.container_port, port.protocol) not in published:
+                published.add((port.container_port, port.protocol))
+                mappings.append(port)
+    return mappings, publish_all
+
+
 def _size(body: dict[str, Any], hc: dict[str, Any]) -> str:
     labels = body.get("Labels") or {}
     if labels.get(SIZE_LABEL):
@@ -148,6 +186,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
     policy = hc.get("RestartPolicy") or {}
     labels = {k: v for k, v in (body.get("Labels") or {}).items() if k != SIZE_LABEL}
     entrypoint = _as_list(body.get("Entrypoint"))
+    ports, publish_all = _ports(body, hc)
     return ContainerCreate.model_validate(
         {
             "image": body["Image"],
@@ -174,6 +213,8 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "read_only": bool(hc.get("ReadonlyRootfs")),
             "ulimits": _ulimits(hc),
             "pids_limit": _pids_limit(hc),
+            "ports": ports,
+            "publish_all": publish_all,
         }
     )
 
@@ -203,6 +244,20 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
 
 def _labels(c: Container) -> dict[str, str]:
     return {**c.spec.labels, SIZE_LABEL: c.spec.size}
+
+
+def _port_name(p: PortMapping) -> str:
+    return f"{p.container_port}/{p.protocol}"
+
+
+def _bindings(c: Container, host_ip: str | None) -> dict[str, list[dict[str, str]] | None]:
+    """Each published container port with its bindings on HOST_IP (None: published nowhere, shown without)."""
+    ports: dict[str, list[dict[str, str]] | None] = {}
+    for p in c.spec.ports:
+        bound = ports.setdefault(_port_name(p), None if host_ip is None else [])
+        if bound is not None:
+            bound.append({"HostIp": host_ip or "", "HostPort": str(p.fip_port)})
+    return ports
 
 
 def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
@@ -245,7 +300,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "Binds": [str(v) for v in spec.volumes],
             "LogConfig": {"Type": "json-file", "Config": {}},
             "NetworkMode": "bridge",
-            "PortBindings": {},
+            "PortBindings": _bindings(c, ""),
             "RestartPolicy": {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries},
             "AutoRemove": spec.auto_remove,
             "Privileged": False,
@@ -269,7 +324,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "AttachStdin": False,
             "AttachStdout": False,
             "AttachStderr": False,
-            "ExposedPorts": None,
+            "ExposedPorts": {_port_name(p): {} for p in spec.ports} or None,
             "Tty": spec.tty,
             "OpenStdin": spec.stdin_open,
             "StdinOnce": False,
@@ -287,7 +342,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "NetworkSettings": {
             "Bridge": "",
             "SandboxID": c.id,
-            "Ports": {},
+            "Ports": _bindings(c, c.fip),
             "SandboxKey": "",
             "IPAddress": network.get("IPAddress", ""),
             "IPPrefixLen": network.get("IPPrefixLen", 0),
@@ -309,7 +364,7 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "ImageID": c.spec.image_id,
         "Command": " ".join(c.spec.args),
         "Created": int(c.created_at.timestamp()),
-        "Ports": [],
+        "Ports": _summary_ports(c),
         "Labels": _labels(c),
         "State": c.status.state,
         "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
@@ -317,3 +372,12 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "NetworkSettings": {"Networks": {"bridge": network} if network else {}},
         "Mounts": _mounts(c),
     }
+
+
+def _summary_ports(c: Container) -> list[dict[str, Any]]:
+    """`docker ps` PORTS: FIP:FIP_PORT->PORT/PROTO with a floating IP attached, else each port alone (inert)."""
+    if c.fip is None:
+        seen = {(p.container_port, p.protocol) for p in c.spec.ports}
+        return [{"PrivatePort": port, "Type": proto} for port, proto in sorted(seen)]
+    return [{"IP": c.fip, "PrivatePort": p.container_port, "PublicPort": p.fip_port, "Type": p.protocol}
+            for p in c.spec.ports]
