@@ -326,8 +326,7 @@ def test_tenants_do_not_see_each_others_containers(dcli: DockerCli, other: Docke
 @pytest.mark.parametrize(
     ("options", "says"),
     [
-        (["-p", "8080:80"], "floating IP"),
-        (["-P"], "floating IP"),
+        (["-p", "127.0.0.1:8080:80"], "publishing on a host address"),
         (["--privileged"], "--privileged"),
         (["--net=host"], "--network=host"),
         (["--pid=host"], "--pid=host"),

@@ -182,9 +182,14 @@ def test_a_missing_container_is_not_found(sdk: docker.DockerClient) -> None:
     assert err.value.status_code == 404 and "no such container" in str(err.value.explanation).lower()
 
 
-def test_published_ports_are_refused_with_400_and_create_nothing(sdk: docker.DockerClient, image: str) -> None:
+def test_published_ports_are_shown_and_a_host_address_is_refused_with_400(sdk: docker.DockerClient,
+                                                                           image: str) -> None:
+    c = sdk.containers.create(image, "true", ports={"80/tcp": 8080})
+    assert c.attrs["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+    assert c.ports == {"80/tcp": None}  # no floating IP attached: published nowhere yet
+    c.remove()
     with pytest.raises(docker.errors.APIError) as err:
-        sdk.containers.run(image, "true", ports={"80/tcp": 8080})
+        sdk.containers.run(image, "true", ports={"80/tcp": ("127.0.0.1", 8080)})
     assert err.value.status_code == 400 and "floating IP" in str(err.value.explanation)
     assert sdk.containers.list(all=True) == []
 
