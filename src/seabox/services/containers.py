@@ -400,6 +400,7 @@ class ContainerService:
             self.store.save_status(c.id, st, events)
             await self.bus.notify()
 
+
 def _published(req: ContainerCreate, exposed: list[str]) -> list[PortMapping]:
     """The ports REQ publishes: its own, and with publish_all every port the image EXPOSEd (400 naming ports)."""
     if not req.publish_all:
