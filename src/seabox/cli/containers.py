@@ -93,6 +93,9 @@ UlimitOpt = Annotated[
 PidsLimitOpt = Annotated[
     int | None, typer.Option("--pids-limit", min=1, help="At most this many processes (at most the size's own cap).")
 ]
+SgOpt = Annotated[
+    list[str] | None, typer.Option("--sg", help="Put it in this security group (see `seabox sg`); repeatable."),
+]
 
 
 # request bodies ------------------------------------------------------------------------------
@@ -268,10 +271,13 @@ def create(
     read_only: ReadOnlyOpt = False,
     ulimit: UlimitOpt = None,
     pids_limit: PidsLimitOpt = None,
+    sg: SgOpt = None,
 ) -> None:
     """Create a container without starting it; prints its id."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
     body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
+    if sg:
+        body["security_groups"] = list(sg)
     print(create_container(connect(), body)["id"])
 
 
@@ -295,10 +301,13 @@ def run(
     read_only: ReadOnlyOpt = False,
     ulimit: UlimitOpt = None,
     pids_limit: PidsLimitOpt = None,
+    sg: SgOpt = None,
 ) -> None:
     """Create and start a container; without -d, follow its output and exit with its exit code."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
     body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
+    if sg:
+        body["security_groups"] = list(sg)
     if detach and rm:
         body["auto_remove"] = True  # nobody waits here: the server removes it when it exits
     api = connect()

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from seabox.model.container import ContainerSpec
+from seabox.model.firewall import Firewall
 
 HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
 ReportedState = Literal["created", "running", "restarting", "exited", "removed"]
@@ -24,6 +25,8 @@ class Assignment(BaseModel):
     spec: ContainerSpec
     # the control plane holds it lost (it called this node down): the node says again what it knows of it
     lost: bool = False
+    # None: the container is in no security group (the default policy); else all it may send and receive
+    firewall: Firewall | None = None
 
 
 class AssignmentBatch(BaseModel):

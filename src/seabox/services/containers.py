@@ -90,6 +90,7 @@ class ContainerService:
 
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
+        self.store.check_security_groups(tenant.id, req.security_groups)  # a 404 before anything is made
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
         imported = resolved.pull is None  # the tenant never pulled it: it came in by an import
@@ -135,6 +136,7 @@ class ContainerService:
             read_only=req.read_only,
             ulimits=req.ulimits,
             pids_limit=req.pids_limit,
+            security_groups=req.security_groups,
         )
         parse_signal(spec.stop_signal)
         container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec)

@@ -20,6 +20,7 @@ from seabox.model.tenant import Tenant
 from seabox.model import ipam
 
 SIZE_LABEL = "sh_hyper_instancetype"  # the label Hyper.sh used for sizes; also accepted on create
+SG_LABEL = "sh_hyper_sg_"  # sh_hyper_sg_NAME=yes: the container is in security group NAME (as on Hyper.sh)
 ZERO_TIME = "0001-01-01T00:00:00Z"
 FIP_HINT = "attach a floating IP and open the port with a security group instead"
 
@@ -130,6 +131,19 @@ def _size(body: dict[str, Any], hc: dict[str, Any]) -> str:
     return DEFAULT_SIZE
 
 
+def _security_groups(labels: dict[str, Any]) -> list[str]:
+    """The groups that sh_hyper_sg_NAME=yes labels put the container in."""
+    groups = []
+    for key, value in labels.items():
+        if key.startswith(SG_LABEL):
+            if value != "yes":
+                raise InvalidArgument(f"label {key}={value}: a security group label takes the value yes "
+                                      f"({key}=yes puts the container in group {key.removeprefix(SG_LABEL)})",
+                                      field="Labels")
+            groups.append(key.removeprefix(SG_LABEL))
+    return groups
+
+
 def _as_list(value: Any) -> list[str] | None:
     if value is None:
         return None
@@ -146,7 +160,10 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
     _check_host_config(hc)
     _security_opts(hc)
     policy = hc.get("RestartPolicy") or {}
-    labels = {k: v for k, v in (body.get("Labels") or {}).items() if k != SIZE_LABEL}
+    given = body.get("Labels") or {}
+    if not isinstance(given, dict):
+        raise InvalidArgument("Labels must be an object of strings", field="Labels")
+    labels = {k: v for k, v in given.items() if k != SIZE_LABEL and not k.startswith(SG_LABEL)}
     entrypoint = _as_list(body.get("Entrypoint"))
     return ContainerCreate.model_validate(
         {
@@ -174,6 +191,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "read_only": bool(hc.get("ReadonlyRootfs")),
             "ulimits": _ulimits(hc),
             "pids_limit": _pids_limit(hc),
+            "security_groups": _security_groups(given),
         }
     )
 
@@ -202,7 +220,7 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
 
 
 def _labels(c: Container) -> dict[str, str]:
-    return {**c.spec.labels, SIZE_LABEL: c.spec.size}
+    return {**c.spec.labels, SIZE_LABEL: c.spec.size, **{SG_LABEL + g: "yes" for g in c.spec.security_groups}}
 
 
 def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
