@@ -8,6 +8,7 @@ every address (remote_ip_prefix 0.0.0.0/0, which the stored rule then shows).
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime
 from ipaddress import IPv6Network, ip_network
 from typing import Any, Literal
@@ -189,9 +190,9 @@ def _bad_yaml(message: str, node: Node | None = None) -> InvalidArgument:
 def _check_tree(root: Node) -> None:
     """Refuse aliases (one node reached twice), merge keys, duplicate keys and deep nesting."""
     seen: set[int] = set()
-    stack: list[tuple[Node, int]] = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
+    queue: deque[tuple[Node, int]] = deque([(root, 1)])  # breadth first: an alias shows before the depth it builds
+    while queue:
+        node, depth = queue.popleft()
         if id(node) in seen:
             raise _bad_yaml("anchors and aliases (&name, *name) are not allowed", node)
         seen.add(id(node))
@@ -206,9 +207,9 @@ def _check_tree(root: Node) -> None:
                     if (key.tag, key.value) in keys:
                         raise _bad_yaml(f"key {key.value!r} is given twice", key)
                     keys.add((key.tag, key.value))
-                stack += [(key, depth + 1), (value, depth + 1)]
+                queue += [(key, depth + 1), (value, depth + 1)]
         elif isinstance(node, SequenceNode):
-            stack += [(item, depth + 1) for item in node.value]
+            queue += [(item, depth + 1) for item in node.value]
 
 
 def parse_yaml(raw: bytes | str) -> Any:

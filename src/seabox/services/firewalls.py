@@ -2,14 +2,14 @@
 
 A container in no group gets None (the default policy). A container in groups gets the union of
 their rules; a rule's remote_group_name becomes the /32 addresses of the tenant's containers in that
-group, wherever they run, so membership changes show in the next batch every node is built.
+group, wherever they run (adjacent addresses collapsed into CIDRs), so membership changes show in the next batch every node is built.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, collapse_addresses
 from typing import Any
 
 from seabox.model.container import Container
@@ -28,8 +28,10 @@ class TenantFirewalls:
             if c.status.ip:
                 for name in c.spec.security_groups:
                     members[name].add(IPv4Address(c.status.ip))
-        self.members = {name: [f"{ip}/32" for ip in sorted(ips)] for name, ips in members.items()}
+        # the members' /32s, adjacent ones collapsed into the CIDRs they fill (the same addresses, fewer entries)
+        self.members = {name: [str(n) for n in collapse_addresses(ips)] for name, ips in members.items()}
         self._resolved: dict[str, list[FirewallRule]] = {}
+        self._unions: dict[tuple[str, ...], Firewall] = {}
 
     def rules(self, group: str) -> list[FirewallRule]:
         """GROUP's rules with remote groups resolved (a group that is gone has none: its members allow nothing)."""
@@ -49,9 +51,18 @@ class TenantFirewalls:
         )
 
     def of(self, groups: list[str]) -> Firewall | None:
-        """The Firewall of a container in GROUPS: the union of their rules (each distinct rule once), or None."""
+        """The Firewall of a container in GROUPS: the union of their rules (each distinct rule once), or None.
+
+        Containers in the same groups share one Firewall object.
+        """
         if not groups:
             return None
+        key = tuple(groups)
+        if key not in self._unions:
+            self._unions[key] = self._union(groups)
+        return self._unions[key]
+
+    def _union(self, groups: list[str]) -> Firewall:
         seen: set[RuleKey] = set()
         union: list[FirewallRule] = []
         for group in groups:
