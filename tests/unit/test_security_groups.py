@@ -3,6 +3,7 @@ each node's batch carries (remote groups resolved, unions, membership changes ch
 
 from __future__ import annotations
 
+import asyncio
 import time
 from ipaddress import IPv4Network
 from typing import Any
@@ -12,11 +13,14 @@ import pytest
 from seabox.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, SeaboxError
 from seabox.model.node import NodeCapacity
 from seabox.model.security_group import MAX_DOCUMENT_BYTES, MAX_RULES, parse_yaml, validate_group
+from seabox.services.events import EventBus
 from seabox.services.nodes import NodeHub
+from seabox.services.security_groups import SecurityGroupService
 from seabox.store.db import open_engine
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
+from tests.unit.test_cross_server import buses  # noqa: F401 - the two-server fixture
 from tests.unit.test_store import spec
 
 MiB = 1 << 20
@@ -339,3 +343,29 @@ def test_a_batch_with_a_thousand_rules_and_fifty_members_is_built_quickly(
     assert covered == {f"10.208.1.{10 + i}" for i in range(50)}  # every member, wherever it runs, and no other
     assert len(remotes) < 10  # adjacent members collapse into a few CIDRs
     assert took < 2.0, took
+
+
+async def test_a_rule_change_through_one_server_wakes_a_nodes_long_poll_on_the_other(
+    buses: tuple[EventBus, EventBus],
+) -> None:
+    a, b = buses
+    tenant = a.store.create_tenant("t")
+    NodeStore(a.store.engine).ensure_local("n1", "local", NodeCapacity("n1", 1024 * MiB, 2))
+    service = SecurityGroupService(a.store, SecurityGroupStore(a.store.engine), a)
+    await service.create(tenant, parse_yaml("name: web\nrules: [{direction: ingress, protocol: tcp, port_range_min: 80}]"))
+    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", member_spec("web"))
+    hub = NodeHub(b.store, NodeStore(b.store.engine), b, containers=None)  # type: ignore[arg-type]
+    for change in (
+        service.update(tenant, "web", parse_yaml("rules: [{direction: ingress, protocol: tcp, port_range_min: 81}]")),
+        service.update_container(tenant, c.id, [], ["web"]),
+    ):
+        etag = hub.batch("n1").etag
+        polling = asyncio.create_task(hub.assignments("n1", etag, 20.0))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await change
+        batch = await asyncio.wait_for(polling, 5)
+        assert time.monotonic() - started < 0.5  # woken, not the 1 s poll
+        assert batch.etag != etag
+    firewalls = [hub.batch("n1").containers[0].firewall]
+    assert firewalls == [None]  # out of every group: the default policy again
