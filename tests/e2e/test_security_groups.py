@@ -233,8 +233,39 @@ def test_the_docker_cli_attaches_groups_with_the_hyper_label(sg: Server, tmp_pat
     ok(sg, "update", "--sg-add", "db", "--sg-rm", "web", name)
     labels = docker.inspect(name)[0]["Config"]["Labels"]
     assert labels.get("sh_hyper_sg_db") == "yes" and "sh_hyper_sg_web" not in labels
+    member = docker.inspect(name)[0]["Id"][:12]
+    assert docker.lines("ps", "-q", "--filter", "label=sh_hyper_sg_db=yes") == [member]
+    assert docker.lines("ps", "-q", "--filter", "label=sh_hyper_sg_web") == []
     r = docker("create", "--label", "sh_hyper_sg_nope=yes", busybox_image, "true")
     assert r.returncode != 0 and "no such security group: nope" in r.stderr, r.stderr
     r = docker("create", "--label", "sh_hyper_sg_web=no", busybox_image, "true")
     assert r.returncode != 0 and "takes the value yes" in r.stderr, r.stderr
-    assert docker.lines("ps", "-a", "-q") == [docker.inspect(name)[0]["Id"][:12]]
+    assert docker.lines("ps", "-a", "-q") == [member]
+
+
+def test_a_quick_fuzz_of_the_group_routes_never_gets_a_500(sg: Server, api: Callable[[str], httpx.Client]) -> None:
+    client = api(TENANT)
+    assert client.post("/v1/security-groups", json={"name": "f"}).status_code == 201
+    junk = [b"", b"null", b"[]", b"1", b'"x"', b"{}", b'{"name": null}', b'{"name": "f", "rules": {}}',
+            b'{"name": "f", "rules": [null]}', b'{"name": "f", "rules": [{"direction": []}]}',
+            b'{"name": "f", "description": 5}', b'{"name": "f", "rules": [{"remote_ip_prefix": 5}]}',
+            b"\x00\xff", b"? [a]\n: b\n", b"name: !!binary aGk=\n", b"name: f\nrules: [!!set {a: null}]\n",
+            b"name: 2001-13-45\n", b"name: f\nrules: [{direction: ingress, protocol: tcp, port_range_min: 1e400}]\n",
+            b"%YAML 9.9\n---\nname: f\n", b"name: f\r\n\tbad"]
+    failures = []
+    for method, path in (("POST", "/v1/security-groups"), ("PUT", "/v1/security-groups/f"),
+                         ("PUT", "/v1/security-groups/%ff"), ("POST", "/v1/containers/nosuch/update"),
+                         ("POST", "/containers/create")):
+        for body in junk:
+            for kind in ("application/json", "application/yaml"):
+                r = client.request(method, path, content=body, headers={"Content-Type": kind})
+                if r.status_code >= 500 or not r.headers.get("content-type", "").startswith("application/json"):
+                    failures.append((method, path, body, kind, r.status_code, r.text[:200]))
+    for labels in ({"sh_hyper_sg_x": 5}, {"sh_hyper_sg_": "yes"}, {"sh_hyper_sg_a b": "yes"}, []):
+        r = client.post("/containers/create", json={"Image": "busybox", "Labels": labels})
+        if r.status_code != 400:
+            failures.append(("docker labels", labels, r.status_code, r.text[:200]))
+    assert not failures, failures
+    assert [g["name"] for g in client.get("/v1/security-groups").json()] == ["f"]
+    # only {} (JSON or YAML) was a valid update: the name comes from the path, and no rules
+    assert client.get("/v1/security-groups/f").json()["generation"] == 3

@@ -219,7 +219,8 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     ]
 
 
-def _labels(c: Container) -> dict[str, str]:
+def labels_of(c: Container) -> dict[str, str]:
+    """The labels docker clients see: the tenant's, the size label and one sh_hyper_sg_NAME=yes per security group."""
     return {**c.spec.labels, SIZE_LABEL: c.spec.size, **{SG_LABEL + g: "yes" for g in c.spec.security_groups}}
 
 
@@ -298,7 +299,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "WorkingDir": spec.workdir,
             "Entrypoint": spec.entrypoint,
             "OnBuild": None,
-            "Labels": _labels(c),
+            "Labels": labels_of(c),
             "StopSignal": spec.stop_signal,
             "StopTimeout": spec.stop_timeout,
         },
@@ -328,7 +329,7 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Command": " ".join(c.spec.args),
         "Created": int(c.created_at.timestamp()),
         "Ports": [],
-        "Labels": _labels(c),
+        "Labels": labels_of(c),
         "State": c.status.state,
         "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
         "HostConfig": {"NetworkMode": "bridge"},

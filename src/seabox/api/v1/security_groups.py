@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from seabox.api.auth import tenant_of
 from seabox.api.body import OFF_LOOP_BYTES, json_body, read_body
 from seabox.api.common import body, cloud, dump
+from seabox.errors import InvalidArgument
 from seabox.model.container import check_group_names
 from seabox.model.security_group import group_document, parse_yaml
 
@@ -35,6 +36,9 @@ class ContainerUpdate(BaseModel):
 async def _document(request: web.Request) -> Any:
     """The group document of the request: a YAML body (Content-Type application/yaml) or a JSON one;
     ?name=NAME replaces the name it gives."""
+    if not request.body_exists:
+        raise InvalidArgument("the request has no body: give the group as JSON, or as YAML with "
+                              "Content-Type: application/yaml", field="body")
     if request.content_type in YAML_TYPES:
         raw = await read_body(request)
         data = await asyncio.to_thread(parse_yaml, raw) if len(raw) > OFF_LOOP_BYTES else parse_yaml(raw)
