@@ -369,3 +369,23 @@ async def test_a_rule_change_through_one_server_wakes_a_nodes_long_poll_on_the_o
         assert batch.etag != etag
     firewalls = [hub.batch("n1").containers[0].firewall]
     assert firewalls == [None]  # out of every group: the default policy again
+
+
+def test_a_group_removed_between_the_check_and_the_insert_is_a_404_and_nothing_is_made(
+    stores: tuple[Store, SecurityGroupStore], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, groups = stores
+    a = store.create_tenant("a")
+    groups.create(a.id, group("name: g\n"))
+    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", spec())
+    # as if another server removed group gone right after this one checked it: the database refuses
+    monkeypatch.setattr("seabox.store.repo.check_security_groups", lambda *args, **kw: None)
+    monkeypatch.setattr("seabox.store.security_groups.check_security_groups", lambda *args, **kw: None)
+    with pytest.raises(NotFound) as info:
+        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.3", member_spec("g", "gone"))
+    assert info.value.field == "security_groups"
+    assert [x.name for x in store.list_containers(a.id)] == ["app"]
+    with pytest.raises(NotFound) as info:
+        groups.set_container_groups(a.id, c.id, ["gone"], [])
+    assert info.value.field == "security_groups_add"
+    assert store.get_container(c.id).spec.security_groups == [] and groups.get(a.id, "g").in_use_by == []

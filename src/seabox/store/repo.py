@@ -52,10 +52,17 @@ def check_security_groups(conn: Connection, tenant_id: str, names: Iterable[str]
             raise NotFound(f"no such security group: {name}", field=field)
 
 
-def add_members(conn: Connection, tenant_id: str, cid: str, names: Iterable[str]) -> None:
+def add_members(conn: Connection, tenant_id: str, cid: str, names: Iterable[str], field: str = "security_groups") -> None:
+    """Make the container a member of groups NAMES (NotFound if one went since it was checked)."""
     rows = [{"container_id": cid, "group_name": n, "tenant_id": tenant_id} for n in names]
-    if rows:
+    if not rows:
+        return
+    try:
         conn.execute(insert(t.security_group_members), rows)
+    except IntegrityError as exc:  # PostgreSQL names the constraint; SQLite says only which kind failed
+        if "fk_security_group_members_group" in str(exc.orig) or "FOREIGN KEY constraint failed" in str(exc.orig):
+            raise NotFound("a security group was removed meanwhile: try again", field=field) from None
+        raise
 
 
 def hash_key(key: str) -> str:
@@ -171,9 +178,6 @@ class Store:
                 conn.execute(insert(t.containers).values(**row))
                 add_members(conn, tenant_id, cid, spec.security_groups)
         except IntegrityError as exc:
-            if _violates(exc, "fk_security_group_members_group", "FOREIGN KEY"):
-                raise NotFound("a security group of the container was removed meanwhile: try again",
-                               field="security_groups") from None
             if _violates(exc, "uq_container_ip", "containers.tenant_id, containers.ip"):
                 raise Conflict(f"address {ip} is already in use on this tenant network") from None
             raise Conflict(f"container name {name!r} is already in use", field="name") from None

@@ -14,7 +14,7 @@ from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.container import ContainerSpec, check_group_names
 from seabox.model.security_group import SecurityGroup, SecurityGroupRule, SecurityGroupSpec
 from seabox.store import tables as t
-from seabox.store.repo import _ts, _violates, add_members, check_security_groups
+from seabox.store.repo import _ts, add_members, check_security_groups
 
 sg = t.security_groups.c
 members = t.security_group_members.c
@@ -136,12 +136,7 @@ class SecurityGroupStore:
             if remove:
                 conn.execute(delete(t.security_group_members).where(members.container_id == cid,
                                                                     members.group_name.in_(remove)))
-            try:
-                add_members(conn, tenant_id, cid, add)
-            except IntegrityError as exc:
-                if _violates(exc, "fk_security_group_members_group", "FOREIGN KEY"):
-                    raise NotFound("a security group was removed meanwhile: try again", field="security_groups_add") from None
-                raise
+            add_members(conn, tenant_id, cid, add, field="security_groups_add")
         return groups
 
     @staticmethod
