@@ -9,10 +9,12 @@ from pydantic.json_schema import models_json_schema
 
 from seabox import __version__
 from seabox.api.v1.containers import ExecRequest
+from seabox.api.v1.security_groups import ContainerUpdate
 from seabox.model.container import Container, ContainerCreate
 from seabox.model.event import Event
 from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
 from seabox.model.image import Image, PullRequest, TagRequest
+from seabox.model.security_group import SecurityGroup, SecurityGroupSpec
 from seabox.model.volume import Volume, VolumeCreate
 
 # (method, path, summary, request model, response model, response is a list)
@@ -49,6 +51,14 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("post", "/v1/fips/detach", "Detach the floating IP of a container", FipDetach, Fip, False),
     ("post", "/v1/fips/{ref}/name", "Name a floating IP", FipName, Fip, False),
     ("delete", "/v1/fips/{ref}", "Release a floating IP (refused while attached)", None, None, False),
+    ("post", "/v1/containers/{ref}/update", "Join and leave security groups, live", ContainerUpdate, Container, False),
+    ("get", "/v1/security-groups", "List security groups", None, SecurityGroup, True),
+    ("post", "/v1/security-groups", "Create a security group (JSON, or YAML with Content-Type application/yaml)",
+     SecurityGroupSpec, SecurityGroup, False),
+    ("get", "/v1/security-groups/{name}", "Inspect a security group", None, SecurityGroup, False),
+    ("put", "/v1/security-groups/{name}", "Replace a security group's description and rules", SecurityGroupSpec,
+     SecurityGroup, False),
+    ("delete", "/v1/security-groups/{name}", "Remove a security group (refused while in use)", None, None, False),
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),

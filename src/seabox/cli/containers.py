@@ -111,6 +111,8 @@ FipOpt = Annotated[
         help="Attach a floating IP: its address or name, or 'auto' (one of yours that is not attached, "
         "else a newly allocated one).",
     ),
+SgOpt = Annotated[
+    list[str] | None, typer.Option("--sg", help="Put it in this security group (see `seabox sg`); repeatable."),
 ]
 
 
@@ -312,11 +314,14 @@ def create(
     publish: PublishOpt = None,
     publish_all: PublishAllOpt = False,
     fip: FipOpt = None,
+    sg: SgOpt = None,
 ) -> None:
     """Create a container without starting it; prints its id."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
     body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
     body.update(network_body(fip, publish, publish_all))
+    if sg:
+        body["security_groups"] = list(sg)
     print(create_container(connect(), body)["id"])
 
 
@@ -343,11 +348,14 @@ def run(
     publish: PublishOpt = None,
     publish_all: PublishAllOpt = False,
     fip: FipOpt = None,
+    sg: SgOpt = None,
 ) -> None:
     """Create and start a container; without -d, follow its output and exit with its exit code."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
     body.update(isolation_body(runtime, cap_drop, read_only, ulimit, pids_limit))
     body.update(network_body(fip, publish, publish_all))
+    if sg:
+        body["security_groups"] = list(sg)
     if detach and rm:
         body["auto_remove"] = True  # nobody waits here: the server removes it when it exits
     api = connect()

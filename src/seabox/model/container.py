@@ -23,6 +23,27 @@ State = Literal["created", "running", "restarting", "exited", "dead", "removing"
 ACTIVE: tuple[State, ...] = ("running", "restarting")
 
 
+MAX_GROUPS_PER_CONTAINER = 16
+
+
+def check_group_name(name: str) -> str:
+    """NAME if it is a valid security group name (as container names: 1-63 of [a-zA-Z0-9_.-])."""
+    if not NAME_RE.match(name):
+        raise ValueError(f"invalid security group name {name!r}: 1-63 of [a-zA-Z0-9_.-], starting with a letter or digit")
+    return name
+
+
+def check_group_names(names: list[str]) -> list[str]:
+    """Security group names as a container lists them: valid, each once, at most MAX_GROUPS_PER_CONTAINER."""
+    if len(names) > MAX_GROUPS_PER_CONTAINER:
+        raise ValueError(f"a container is in at most {MAX_GROUPS_PER_CONTAINER} security groups, got {len(names)}")
+    for name in names:
+        check_group_name(name)
+    if len(set(names)) != len(names):
+        raise ValueError("each security group may be given once")
+    return names
+
+
 class RestartPolicy(BaseModel):
     """When the cloud restarts a container that exited: no, on-failure[:max], always, unless-stopped."""
 
@@ -133,6 +154,13 @@ class ContainerCreate(BaseModel):
     @classmethod
     def _ports(cls, v: list[PortMapping]) -> list[PortMapping]:
         return check_ports(v)
+    # the tenant's security groups the container is in (none: the default policy; see docs/security-groups.md)
+    security_groups: list[str] = Field(default_factory=list)
+
+    @field_validator("security_groups")
+    @classmethod
+    def _security_groups(cls, v: list[str]) -> list[str]:
+        return check_group_names(v)
 
     @field_validator("cap_drop")
     @classmethod
@@ -231,6 +259,7 @@ class ContainerSpec(BaseModel):
     ulimits: list[UlimitSpec] = Field(default_factory=list)
     pids_limit: int | None = None
     ports: list[PortMapping] = Field(default_factory=list)  # published on the container's floating IP
+    security_groups: list[str] = Field(default_factory=list)  # group names, in the order given
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
     desired: Literal["created", "running", "stopped", "removed"] = "created"
     generation: int = 0  # bumped by every start, stop, kill and remove

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from seabox.model.container import ContainerSpec
+from seabox.model.firewall import Firewall
 
 HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
 ReportedState = Literal["created", "running", "restarting", "exited", "removed"]
@@ -26,6 +27,8 @@ class Assignment(BaseModel):
     lost: bool = False
     # its floating IP (None: none): DNAT of spec.ports to it, and SNAT of its egress, on this node
     fip: str | None = None
+    # None: the container is in no security group (the default policy); else all it may send and receive
+    firewall: Firewall | None = None
 
 
 class AssignmentBatch(BaseModel):

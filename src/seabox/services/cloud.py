@@ -22,6 +22,7 @@ from seabox.protocol.link import NodeLink
 from seabox.services.links import NodeLinks
 from seabox.services.nodes import NodeHub
 from seabox.services.placement import Placer
+from seabox.services.security_groups import SecurityGroupService
 from seabox.services.volumes import VolumeService
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
@@ -30,6 +31,7 @@ from seabox.store.leases import Leases
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
 from seabox.store.repo import Store
+from seabox.store.security_groups import SecurityGroupStore
 
 RETENTION_LEASE_TTL = 60.0  # seconds another server waits to prune events after their pruner died
 
@@ -56,6 +58,7 @@ class Cloud:
     notifier: Notifier
     server: str  # this process's name among the servers on the database
     fips: FipService
+    security_groups: SecurityGroupService
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -74,7 +77,9 @@ class Cloud:
         hub = NodeHub(store, nodes, bus, containers)
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
-        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server, fips)
+        security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
+        return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
+                   fips=fips, security_groups=security_groups)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""

@@ -94,6 +94,7 @@ class ContainerService:
 
     # create ----------------------------------------------------------------------------
     async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
+        self.store.check_security_groups(tenant.id, req.security_groups)  # a 404 before anything is made
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
         imported = resolved.pull is None  # the tenant never pulled it: it came in by an import
@@ -142,6 +143,7 @@ class ContainerService:
             ulimits=req.ulimits,
             pids_limit=req.pids_limit,
             ports=ports,
+            security_groups=req.security_groups,
         )
         parse_signal(spec.stop_signal)
         container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec)

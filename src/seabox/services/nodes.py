@@ -7,13 +7,16 @@ from ipaddress import IPv4Address
 import time
 
 from seabox.model.container import Container
+from seabox.model.firewall import Firewall
 from seabox.model.node import NodeCapacity
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
 from seabox.protocol.link import ControlPlane
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
+from seabox.services.firewalls import TenantFirewalls
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
+from seabox.store.security_groups import SecurityGroupStore
 
 
 def hosts_entries(containers: list[Container]) -> list[HostsEntry]:
@@ -41,6 +44,7 @@ class NodeHub(ControlPlane):
         self.nodes = nodes
         self.bus = bus
         self.containers = containers
+        self.security_groups = SecurityGroupStore(store.engine)
 
     def batch(self, node: str) -> AssignmentBatch:
         """Everything NODE is to hold now."""
@@ -49,9 +53,15 @@ class NodeHub(ControlPlane):
         underlays = {n.name: underlay_of(n.address) for n in self.nodes.list()}
         peers: dict[int, list[str]] = {}
         hosts: dict[int, list[HostsEntry]] = {}
+        firewalls: dict[str, Firewall | None] = {}
+        grouped = {c.tenant for c in mine if c.spec.security_groups}
+        group_rules = self.security_groups.rules_of(grouped)  # one query for every tenant here
         for tid in sorted({c.tenant for c in mine}):
             everywhere = self.store.list_containers(tid)
             hosts[tenants[tid].index] = hosts_entries(everywhere)
+            if tid in grouped:
+                tenant_firewalls = TenantFirewalls(everywhere, group_rules.get(tid, {}))
+                firewalls.update((c.id, tenant_firewalls.of(c.spec.security_groups)) for c in mine if c.tenant == tid)
             others = {c.status.node for c in everywhere} - {node}
             found = sorted({ip for n in others if (ip := underlays.get(n or "")) is not None})
             if found and underlays.get(node):
@@ -69,6 +79,7 @@ class NodeHub(ControlPlane):
                     spec=c.spec,
                     lost=c.status.state == "lost",
                     fip=c.fip,
+                    firewall=firewalls.get(c.id),
                 )
                 for c in reversed(mine)
             ],

@@ -44,6 +44,31 @@ def _node_lock(node: str) -> int:
     return int.from_bytes(hashlib.sha256(b"admit:" + node.encode()).digest()[:8], "big") >> 1
 
 
+def check_security_groups(conn: Connection, tenant_id: str, names: Iterable[str], field: str = "security_groups") -> None:
+    """NotFound naming the first of NAMES that is not one of the tenant's security groups."""
+    wanted = list(names)
+    if not wanted:
+        return
+    sg = t.security_groups.c
+    found = {r[0] for r in conn.execute(select(sg.name).where(sg.tenant_id == tenant_id, sg.name.in_(wanted)))}
+    for name in wanted:
+        if name not in found:
+            raise NotFound(f"no such security group: {name}", field=field)
+
+
+def add_members(conn: Connection, tenant_id: str, cid: str, names: Iterable[str], field: str = "security_groups") -> None:
+    """Make the container a member of groups NAMES (NotFound if one went since it was checked)."""
+    rows = [{"container_id": cid, "group_name": n, "tenant_id": tenant_id} for n in names]
+    if not rows:
+        return
+    try:
+        conn.execute(insert(t.security_group_members), rows)
+    except IntegrityError as exc:  # PostgreSQL names the constraint; SQLite says only which kind failed
+        if "fk_security_group_members_group" in str(exc.orig) or "FOREIGN KEY constraint failed" in str(exc.orig):
+            raise NotFound("a security group was removed meanwhile: try again", field=field) from None
+        raise
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -153,12 +178,19 @@ class Store:
         }
         try:
             with self.engine.begin() as conn:
+                check_security_groups(conn, tenant_id, spec.security_groups)
                 conn.execute(insert(t.containers).values(**row))
+                add_members(conn, tenant_id, cid, spec.security_groups)
         except IntegrityError as exc:
             if _violates(exc, "uq_container_ip", "containers.tenant_id, containers.ip"):
                 raise Conflict(f"address {ip} is already in use on this tenant network") from None
             raise Conflict(f"container name {name!r} is already in use", field="name") from None
         return self._container(row)
+
+    def check_security_groups(self, tenant_id: str, names: list[str]) -> None:
+        """NotFound unless every name in NAMES is one of the tenant's security groups."""
+        with self.engine.connect() as conn:
+            check_security_groups(conn, tenant_id, names)
 
     def container_name_taken(self, tenant_id: str, name: str) -> bool:
         with self.engine.connect() as conn:

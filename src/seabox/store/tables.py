@@ -8,6 +8,8 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -149,4 +151,29 @@ fips = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("tenant_id", "name", name="uq_fip_name"),
     UniqueConstraint("container_id", name="uq_fip_container"),
+)
+
+security_groups = Table(
+    "security_groups",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("rules", JSON, nullable=False),  # [model.security_group.SecurityGroupRule]
+    Column("generation", BigInt, nullable=False),  # grows with every update
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# which containers are in which groups (also in each container's spec.security_groups, written together):
+# the database refuses a member of a group that does not exist and a group removed while it has members
+security_group_members = Table(
+    "security_group_members",
+    metadata,
+    Column("container_id", String(64), ForeignKey("containers.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_name", String(63), primary_key=True),
+    Column("tenant_id", String(32), nullable=False),
+    ForeignKeyConstraint(["tenant_id", "group_name"], ["security_groups.tenant_id", "security_groups.name"],
+                         name="fk_security_group_members_group"),
+    Index("ix_security_group_members_group", "tenant_id", "group_name"),
 )

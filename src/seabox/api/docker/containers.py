@@ -45,9 +45,10 @@ def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
                                          or c.spec.image.endswith("/" + v + ":latest") for v in values):
             return False
         if key == "label":
+            labels = translate.labels_of(c)  # as docker shows them: sizes and security groups too
             for v in values:
                 k, sep, want = v.partition("=")
-                if k not in c.spec.labels or (sep and c.spec.labels[k] != want):
+                if k not in labels or (sep and labels[k] != want):
                     return False
     return True
 

@@ -21,6 +21,7 @@ from seabox.model.tenant import Tenant
 from seabox.model import ipam
 
 SIZE_LABEL = "sh_hyper_instancetype"  # the label Hyper.sh used for sizes; also accepted on create
+SG_LABEL = "sh_hyper_sg_"  # sh_hyper_sg_NAME=yes: the container is in security group NAME (as on Hyper.sh)
 ZERO_TIME = "0001-01-01T00:00:00Z"
 PORTS_FIELD = "HostConfig.PortBindings"
 ANY_HOST = ("", "0.0.0.0", "::")  # a HostIp that names no host address: the container's floating IP
@@ -168,6 +169,19 @@ def _size(body: dict[str, Any], hc: dict[str, Any]) -> str:
     return DEFAULT_SIZE
 
 
+def _security_groups(labels: dict[str, Any]) -> list[str]:
+    """The groups that sh_hyper_sg_NAME=yes labels put the container in."""
+    groups = []
+    for key, value in labels.items():
+        if key.startswith(SG_LABEL):
+            if value != "yes":
+                raise InvalidArgument(f"label {key}={value}: a security group label takes the value yes "
+                                      f"({key}=yes puts the container in group {key.removeprefix(SG_LABEL)})",
+                                      field="Labels")
+            groups.append(key.removeprefix(SG_LABEL))
+    return groups
+
+
 def _as_list(value: Any) -> list[str] | None:
     if value is None:
         return None
@@ -184,7 +198,10 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
     _check_host_config(hc)
     _security_opts(hc)
     policy = hc.get("RestartPolicy") or {}
-    labels = {k: v for k, v in (body.get("Labels") or {}).items() if k != SIZE_LABEL}
+    given = body.get("Labels") or {}
+    if not isinstance(given, dict):
+        raise InvalidArgument("Labels must be an object of strings", field="Labels")
+    labels = {k: v for k, v in given.items() if k != SIZE_LABEL and not k.startswith(SG_LABEL)}
     entrypoint = _as_list(body.get("Entrypoint"))
     ports, publish_all = _ports(body, hc)
     return ContainerCreate.model_validate(
@@ -215,6 +232,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "pids_limit": _pids_limit(hc),
             "ports": ports,
             "publish_all": publish_all,
+            "security_groups": _security_groups(given),
         }
     )
 
@@ -242,8 +260,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     ]
 
 
-def _labels(c: Container) -> dict[str, str]:
-    return {**c.spec.labels, SIZE_LABEL: c.spec.size}
+def labels_of(c: Container) -> dict[str, str]:
+    """The labels docker clients see: the tenant's, the size label and one sh_hyper_sg_NAME=yes per security group."""
+    return {**c.spec.labels, SIZE_LABEL: c.spec.size, **{SG_LABEL + g: "yes" for g in c.spec.security_groups}}
 
 
 def _port_name(p: PortMapping) -> str:
@@ -335,7 +354,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "WorkingDir": spec.workdir,
             "Entrypoint": spec.entrypoint,
             "OnBuild": None,
-            "Labels": _labels(c),
+            "Labels": labels_of(c),
             "StopSignal": spec.stop_signal,
             "StopTimeout": spec.stop_timeout,
         },
@@ -365,7 +384,7 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Command": " ".join(c.spec.args),
         "Created": int(c.created_at.timestamp()),
         "Ports": _summary_ports(c),
-        "Labels": _labels(c),
+        "Labels": labels_of(c),
         "State": c.status.state,
         "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
         "HostConfig": {"NetworkMode": "bridge"},
