@@ -111,6 +111,7 @@ FipOpt = Annotated[
         help="Attach a floating IP: its address or name, or 'auto' (one of yours that is not attached, "
         "else a newly allocated one).",
     ),
+]
 SgOpt = Annotated[
     list[str] | None, typer.Option("--sg", help="Put it in this security group (see `seabox sg`); repeatable."),
 ]
