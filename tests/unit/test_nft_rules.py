@@ -107,14 +107,18 @@ def test_chains_precede_maps_and_maps_precede_their_users() -> None:
     assert uses and position[("map", "tenant_forward")] < min(uses)
 
 
-def test_forward_order_established_dispatch_then_no_way_in() -> None:
+def test_forward_order_firewalls_established_dispatch_published_then_no_way_in() -> None:
     forward = rules(commands(nft.RuleSet(TABLE, (A,))), "forward")
-    assert forward[0] == [
+    assert forward[0] == [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@fw_to"}}]
+    assert forward[1] == [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@fw_from"}}]
+    assert forward[2] == [
         {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
         {"accept": None},
     ]
-    assert forward[1] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_forward"}}]
-    assert forward[2] == [
+    assert forward[3] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_forward"}}]
+    assert forward[4][0] == {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": ["dnat"]}}
+    assert forward[4][-1] == {"accept": None}
+    assert forward[5] == [
         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "@tenant_bridges"}},
         {"drop": None},
     ]
@@ -157,7 +161,7 @@ def test_tenant_input_chain_allows_only_own_gateway_services() -> None:
         JUMP_EGRESS,
         [{"drop": None}],
     ]  # fmt: skip
-    inputs = rules(cmds, "input")
+    inputs = rules(cmds, "input")[1:]  # after the FIPs' drop
     assert inputs[1] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_input"}}]
     # A tenant bridge outside this table's map still reaches nothing on the host.
     assert inputs[2] == [
@@ -257,7 +261,7 @@ def test_masquerade_tenant_subnets_coming_from_own_bridges_leaving_through_other
 
 def test_empty_state_is_a_valid_skeleton() -> None:
     cmds = commands(nft.RuleSet(TABLE))
-    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "egress"]
+    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "prerouting", "egress"]
     for item in added(cmds, "set") + added(cmds, "map"):
         assert "elem" not in item or item["name"] == "egress_blocked"
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from seabox.model.ports import PortMapping
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
 from seabox.model.sizes import DEFAULT_SIZE, SIZES
@@ -213,6 +214,8 @@ class ContainerSpec(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list)
     pids_limit: int | None = None
+    ports: list[PortMapping] = Field(default_factory=list)  # published on the container's floating IP
+    security_groups: list[str] = Field(default_factory=list)  # group names; none: the default policy
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
     desired: Literal["created", "running", "stopped", "removed"] = "created"
     generation: int = 0  # bumped by every start, stop, kill and remove

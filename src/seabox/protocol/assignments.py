@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from seabox.model.container import ContainerSpec
+from seabox.model.firewall import Firewall
 
 HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
 ReportedState = Literal["created", "running", "restarting", "exited", "removed"]
@@ -24,6 +25,8 @@ class Assignment(BaseModel):
     spec: ContainerSpec
     # the control plane holds it lost (it called this node down): the node says again what it knows of it
     lost: bool = False
+    fip: str | None = None  # the container's floating IP address
+    firewall: Firewall | None = None  # its security groups' rules (None: none, the default policy)
 
 
 class AssignmentBatch(BaseModel):

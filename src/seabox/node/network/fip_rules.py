@@ -1,0 +1,85 @@
+"""Floating IPs in the node's table: DNAT of published ports, SNAT of the container's egress to its FIP,
+and nothing else addressed to a FIP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+from seabox.node.network.nft_expr import FAMILY, Command, Expr, concat, ct, match, meta, payload, rule
+
+FIPS = "fips"  # every FIP this node serves
+FIP_DNAT = "fip_dnat"  # fip . protocol . fip port -> container address . container port
+FIP_SNAT = "fip_snat"  # container address -> its fip
+PUBLISHED = "published"  # container address . protocol . container port, for DNAT'd traffic
+# dstnat as nft names it: before routing, so a DNAT'd packet is forwarded, not delivered to the host
+PRIORITY_DSTNAT = -100
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One published port: fip:fip_port/protocol reaches the container's container_port."""
+
+    protocol: Literal["tcp", "udp"]
+    fip_port: int
+    container_port: int
+
+
+@dataclass(frozen=True)
+class FloatingIP:
+    """A FIP this node serves, the container (by private address) holding it, and its published ports."""
+
+    fip: IPv4Address
+    ip: IPv4Address
+    ports: tuple[Forward, ...] = ()
+
+
+def sets(table: str, fips: tuple[FloatingIP, ...]) -> list[Command]:
+    common = {"family": FAMILY, "table": table}
+    addresses: dict[str, Any] = {**common, "name": FIPS, "type": "ipv4_addr"}
+    dnat: dict[str, Any] = {
+        **common, "name": FIP_DNAT, "type": ["ipv4_addr", "inet_proto", "inet_service"],
+        "map": ["ipv4_addr", "inet_service"],
+    }  # fmt: skip
+    snat: dict[str, Any] = {**common, "name": FIP_SNAT, "type": "ipv4_addr", "map": "ipv4_addr"}
+    published: dict[str, Any] = {**common, "name": PUBLISHED, "type": ["ipv4_addr", "inet_proto", "inet_service"]}
+    forwards = [(f, port) for f in fips for port in f.ports]
+    if fips:
+        addresses["elem"] = [str(f.fip) for f in fips]
+        snat["elem"] = [[str(f.ip), str(f.fip)] for f in fips]
+    if forwards:
+        dnat["elem"] = [
+            [concat(str(f.fip), p.protocol, p.fip_port), concat(str(f.ip), p.container_port)] for f, p in forwards
+        ]
+        published["elem"] = [concat(str(f.ip), p.protocol, p.container_port) for f, p in forwards]
+    return [{"add": {"set": addresses}}, {"add": {"map": dnat}}, {"add": {"map": snat}}, {"add": {"set": published}}]
+
+
+def prerouting_rules(table: str) -> list[Command]:
+    """A new connection to fip:port of a published port goes to the container (later packets follow conntrack)."""
+    key = concat(payload("ip", "daddr"), meta("l4proto"), payload("th", "dport"))
+    return [rule(table, "prerouting", {"dnat": {"family": "ip", "addr": {"map": {"key": key, "data": f"@{FIP_DNAT}"}}}})]
+
+
+def published() -> tuple[Expr, Expr]:
+    """Matches a connection DNAT'd to one of the published ports (the only way in from outside)."""
+    key = concat(payload("ip", "daddr"), meta("l4proto"), payload("th", "dport"))
+    return match("in", ct("status"), ["dnat"]), match("==", key, f"@{PUBLISHED}")
+
+
+def input_rules(table: str) -> list[Command]:
+    """What is still addressed to a FIP on the input hook was not DNAT'd: no host listener answers on a FIP."""
+    return [rule(table, "input", match("==", payload("ip", "daddr"), f"@{FIPS}"), {"drop": None})]
+
+
+def snat_rule(table: str, public_interface: str, own_bridges: str, tenant_subnets: str) -> Command:
+    """A container holding a FIP leaves through the public interface with the FIP as its source."""
+    return rule(
+        table,
+        "postrouting",
+        match("==", payload("ip", "saddr"), tenant_subnets),
+        match("==", meta("iifname"), own_bridges),
+        match("==", meta("oifname"), public_interface),
+        {"snat": {"family": "ip", "addr": {"map": {"key": payload("ip", "saddr"), "data": f"@{FIP_SNAT}"}}}},
+    )
