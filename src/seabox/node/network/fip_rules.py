@@ -10,7 +10,6 @@ from typing import Any, Literal
 from seabox.node.network.nft_expr import FAMILY, Command, Expr, concat, ct, match, meta, payload, rule
 
 FIPS = "fips"  # every FIP this node serves
-FIP_DNAT = "fip_dnat"  # fip . protocol . fip port -> container address . container port
 FIP_SNAT = "fip_snat"  # container address -> its fip
 PUBLISHED = "published"  # container address . protocol . container port, for DNAT'd traffic
 # dstnat as nft names it: before routing, so a DNAT'd packet is forwarded, not delivered to the host
@@ -38,10 +37,6 @@ class FloatingIP:
 def sets(table: str, fips: tuple[FloatingIP, ...]) -> list[Command]:
     common = {"family": FAMILY, "table": table}
     addresses: dict[str, Any] = {**common, "name": FIPS, "type": "ipv4_addr"}
-    dnat: dict[str, Any] = {
-        **common, "name": FIP_DNAT, "type": ["ipv4_addr", "inet_proto", "inet_service"],
-        "map": ["ipv4_addr", "inet_service"],
-    }  # fmt: skip
     snat: dict[str, Any] = {**common, "name": FIP_SNAT, "type": "ipv4_addr", "map": "ipv4_addr"}
     published: dict[str, Any] = {**common, "name": PUBLISHED, "type": ["ipv4_addr", "inet_proto", "inet_service"]}
     forwards = [(f, port) for f in fips for port in f.ports]
@@ -49,17 +44,25 @@ def sets(table: str, fips: tuple[FloatingIP, ...]) -> list[Command]:
         addresses["elem"] = [str(f.fip) for f in fips]
         snat["elem"] = [[str(f.ip), str(f.fip)] for f in fips]
     if forwards:
-        dnat["elem"] = [
-            [concat(str(f.fip), p.protocol, p.fip_port), concat(str(f.ip), p.container_port)] for f, p in forwards
-        ]
         published["elem"] = [concat(str(f.ip), p.protocol, p.container_port) for f, p in forwards]
-    return [{"add": {"set": addresses}}, {"add": {"map": dnat}}, {"add": {"map": snat}}, {"add": {"set": published}}]
+    return [{"add": {"set": addresses}}, {"add": {"map": snat}}, {"add": {"set": published}}]
 
 
-def prerouting_rules(table: str) -> list[Command]:
-    """A new connection to fip:port of a published port goes to the container (later packets follow conntrack)."""
-    key = concat(payload("ip", "daddr"), meta("l4proto"), payload("th", "dport"))
-    return [rule(table, "prerouting", {"dnat": {"family": "ip", "addr": {"map": {"key": key, "data": f"@{FIP_DNAT}"}}}})]
+def prerouting_rules(table: str, fips: tuple[FloatingIP, ...]) -> list[Command]:
+    """A new connection to fip:port of a published port goes to the container (later packets follow
+    conntrack). One rule per port (nft 1.0.6 cannot read a DNAT map of address . port from JSON); the nat
+    chain sees only each connection's first packet."""
+    return [
+        rule(
+            table,
+            "prerouting",
+            match("==", payload("ip", "daddr"), str(f.fip)),
+            match("==", payload(p.protocol, "dport"), p.fip_port),
+            {"dnat": {"family": "ip", "addr": str(f.ip), "port": p.container_port}},
+        )
+        for f in fips
+        for p in f.ports
+    ]
 
 
 def published() -> tuple[Expr, Expr]:

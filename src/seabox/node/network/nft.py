@@ -124,7 +124,7 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
         commands += _tenant_chains(state, tenant)
     commands += _maps(state)  # after the chains they jump to
     commands += fw_rules.maps(state.table, state.guards)
-    commands += fip_rules.prerouting_rules(state.table)
+    commands += fip_rules.prerouting_rules(state.table, state.fips)
     commands += _forward_rules(state.table)
     commands += _input_rules(state)
     commands += _postrouting_rules(state)
