@@ -259,3 +259,43 @@ def test_a_removed_rule_cuts_an_established_connection_within_a_second(node: Nod
         assert probe(a2.netns_path, a1.ip, 81) is None
         node.net.expose({a1.netns_path.name: Exposure(a1.ip)})
         assert probe(a2.netns_path, a1.ip, 81) == f"a1 {a2.ip}"
+
+
+def test_a_container_cannot_send_from_a_siblings_address(node: Node) -> None:
+    a1, a2, a3 = node.container(TENANT_A, 2), node.container(TENANT_A, 3), node.container(TENANT_A, 4)
+    # a1 lets only a2 send it UDP: a3 taking a2's address would get through, were sources not checked
+    node.net.expose({a1.netns_path.name: Exposure(a1.ip, firewall=fw(rule("ingress", "udp", [f"{a2.ip}/32"]))),
+                     a2.netns_path.name: Exposure(a2.ip), a3.netns_path.name: Exposure(a3.ip)})  # fmt: skip
+    with IPRoute(netns=str(a3.netns_path), flags=0) as ns:
+        ns.addr("add", index=ns.link_lookup(ifname="eth0")[0], address=str(a2.ip), prefixlen=32)
+    with serve(a1.netns_path, 5000, "a1", udp=True):
+        assert probe(a2.netns_path, a1.ip, 5000, udp=True) == f"a1 {a2.ip}"
+        with ns_socket(a3.netns_path, socket.SOCK_DGRAM) as spoofer, ns_socket(a1.netns_path, socket.SOCK_DGRAM) as seen:
+            seen.bind((str(a1.ip), 5001))
+            seen.settimeout(0.5)
+            spoofer.bind((str(a2.ip), 0))
+            spoofer.sendto(b"spoofed", (str(a1.ip), 5001))
+            with pytest.raises(TimeoutError):
+                seen.recv(64)
+            # control: from its own address, a3's datagram to an open port lands
+            node.net.expose({a1.netns_path.name: Exposure(a1.ip), a2.netns_path.name: Exposure(a2.ip),
+                             a3.netns_path.name: Exposure(a3.ip)})  # fmt: skip
+            with ns_socket(a3.netns_path, socket.SOCK_DGRAM) as honest:
+                honest.bind((str(a3.ip), 0))
+                honest.sendto(b"honest", (str(a1.ip), 5001))
+                assert seen.recv(64) == b"honest"
+
+
+def test_containers_on_the_node_reach_its_fips_as_the_outside_does(node: Node) -> None:
+    a1, a2 = node.container(TENANT_A, 2), node.container(TENANT_A, 3)
+    b1, b2 = node.container(TENANT_B, 2), node.container(TENANT_B, 3)
+    published = (PortMapping(container_port=80, fip_port=8080),)
+    node.net.expose({a1.netns_path.name: Exposure(a1.ip, FIP1, published), b2.netns_path.name: Exposure(b2.ip, FIP2),
+                     a2.netns_path.name: Exposure(a2.ip), b1.netns_path.name: Exposure(b1.ip)})  # fmt: skip
+    with serve(a1.netns_path, 80, "a1"), serve(a1.netns_path, 81, "a1"):
+        # another tenant: from its FIP if it has one, else from the node (never its private address)
+        assert probe(b2.netns_path, FIP1, 8080) == f"a1 {FIP2}"
+        assert probe(b1.netns_path, FIP1, 8080) == f"a1 {a1.gateway}"
+        assert probe(a2.netns_path, FIP1, 8080) == f"a1 {a1.gateway}"  # its own tenant too (hairpin)
+        assert probe(b1.netns_path, FIP1, 81) is None and probe(b1.netns_path, FIP1, 80) is None
+        assert probe(b1.netns_path, a1.ip, 80) is None  # the private address stays closed

@@ -53,12 +53,17 @@ def test_batch_replaces_the_table_in_one_transaction() -> None:
     assert cmds[0] == {"metainfo": {"json_schema_version": 1}}
     table = {"family": "inet", "name": TABLE}
     assert cmds[1:4] == [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
-    # Nothing after the re-creation deletes or touches another table.
-    for cmd in cmds[4:]:
+    # Nothing after the re-creation deletes or touches another table; the bridge table of the same name
+    # (source checks) is replaced the same way, last.
+    bridge = {"family": "bridge", "name": TABLE}
+    start = cmds.index({"add": {"table": bridge}})
+    assert cmds[start : start + 3] == [{"add": {"table": bridge}}, {"delete": {"table": bridge}},
+                                       {"add": {"table": bridge}}]  # fmt: skip
+    for cmd in cmds[4:start] + cmds[start + 3 :]:
         (verb, body) = next(iter(cmd.items()))
         assert verb == "add"
         (obj,) = body.values()
-        assert obj["family"] == "inet" and obj["table"] == TABLE
+        assert obj["family"] == ("inet" if cmds.index(cmd) < start else "bridge") and obj["table"] == TABLE
     json.dumps(cmds)
 
 
@@ -127,6 +132,9 @@ def test_forward_order_firewalls_established_dispatch_published_then_no_way_in()
 def test_tenant_forward_chain_isolates_and_stops_spoofing() -> None:
     chain = rules(commands(nft.RuleSet(TABLE, (A, B))), "tenant_3")
     oifname = {"meta": {"key": "oifname"}}
+    published = chain.pop(1)  # a FIP's published port on this node (hairpin), from the tenant's own addresses
+    assert published[0]["match"]["right"] == {"prefix": {"addr": "10.208.3.0", "len": 24}}
+    assert published[1]["match"]["right"] == ["dnat"] and published[-1] == {"accept": None}
     assert chain == [
         [{"match": {"op": "==", "left": oifname, "right": "sbx-t3"}}, {"accept": None}],
         [{"match": {"op": "==", "left": oifname, "right": "@tenant_bridges"}}, {"drop": None}],
@@ -261,7 +269,8 @@ def test_masquerade_tenant_subnets_coming_from_own_bridges_leaving_through_other
 
 def test_empty_state_is_a_valid_skeleton() -> None:
     cmds = commands(nft.RuleSet(TABLE))
-    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "prerouting", "egress"]
+    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "prerouting", "egress",
+                                                         "prerouting"]
     for item in added(cmds, "set") + added(cmds, "map"):
         assert "elem" not in item or item["name"] == "egress_blocked"
 

@@ -84,5 +84,23 @@ def snat_rule(table: str, public_interface: str, own_bridges: str, tenant_subnet
         match("==", payload("ip", "saddr"), tenant_subnets),
         match("==", meta("iifname"), own_bridges),
         match("==", meta("oifname"), public_interface),
-        {"snat": {"family": "ip", "addr": {"map": {"key": payload("ip", "saddr"), "data": f"@{FIP_SNAT}"}}}},
+        _to_fip(),
     )
+
+
+def hairpin_rules(table: str, own_bridges: str, tenant_subnets: str) -> list[Command]:
+    """A container reaching a FIP on this node (DNAT'd from one tenant bridge to one): it comes from its
+    own FIP if it has one, else from the target bridge's gateway, so that replies come back through the
+    node (and conntrack) and a tenant's private address never reaches another tenant."""
+    hairpin = (
+        match("in", ct("status"), ["dnat"]),
+        match("==", payload("ip", "saddr"), tenant_subnets),
+        match("==", meta("iifname"), own_bridges),
+        match("==", meta("oifname"), own_bridges),
+    )
+    return [rule(table, "postrouting", *hairpin, _to_fip()), rule(table, "postrouting", *hairpin, {"masquerade": None})]
+
+
+def _to_fip() -> Expr:
+    """SNAT to the FIP of the packet's source container (no match for a container without one)."""
+    return {"snat": {"family": "ip", "addr": {"map": {"key": payload("ip", "saddr"), "data": f"@{FIP_SNAT}"}}}}

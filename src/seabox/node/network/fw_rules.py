@@ -15,7 +15,7 @@ whatever the number of rules.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Any
@@ -36,10 +36,12 @@ Element = tuple[IPv4Network, tuple[int, int], tuple[int, int]]
 
 @dataclass(frozen=True)
 class Allowed:
-    """What one firewall lets through, as disjoint set elements per direction."""
+    """What one firewall lets through, as disjoint set elements per direction; compared and hashed by
+    key (the firewall's canonical JSON), which stands for them."""
 
-    ingress: tuple[Element, ...]
-    egress: tuple[Element, ...]
+    key: str
+    ingress: tuple[Element, ...] = field(compare=False)
+    egress: tuple[Element, ...] = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,10 @@ class Guard:
     allowed: Allowed
 
 
-def compile_firewall(firewall: Firewall) -> Allowed:
-    """The firewall's rules as disjoint elements (pure; equal firewalls compile to equal results)."""
-    return Allowed(_elements(firewall.rules, "ingress"), _elements(firewall.rules, "egress"))
+def compile_firewall(firewall: Firewall, key: str | None = None) -> Allowed:
+    """The firewall's rules as disjoint elements (pure); key is its model_dump_json() when known."""
+    key = firewall.model_dump_json() if key is None else key
+    return Allowed(key, _elements(firewall.rules, "ingress"), _elements(firewall.rules, "egress"))
 
 
 def _ports(r: FirewallRule) -> tuple[int, int]:

@@ -17,7 +17,9 @@ from seabox.errors import NotFound
 from seabox.model import ipam
 from seabox.model.firewall import Firewall
 from seabox.model.ports import PortMapping
-from seabox.node.network import bridge, egress, fip_rules, fw_rules, links, netns, nft, public, sysctl, veth, vxlan
+from seabox.node.network import (
+    bridge, egress, fip_rules, fw_rules, links, netns, nft, public, spoof_rules, sysctl, veth, vxlan,
+)
 from seabox.node.network.names import NetNames, check_container_id
 from seabox.node.network.pull_egress import PullEgress
 
@@ -90,8 +92,11 @@ class NodeNetwork:
         self._exposures: dict[str, Exposure] | None = None
         self._fips: tuple[fip_rules.FloatingIP, ...] = ()
         self._guards: tuple[fw_rules.Guard, ...] = ()
+        self._ports: tuple[spoof_rules.Port, ...] = ()
         self._holders: dict[IPv4Address, IPv4Address] | None = None  # fip -> container address, as applied
         self.fip_range = IPv4Network(cfg.fip_range)
+        if cfg.public_interface is None:
+            log.info("[network] public_interface is unset: this node serves no floating IPs or published ports")
 
     def tenant(self, tenant_index: int) -> TenantNet:
         """The tenant's addressing and bridge name (pure)."""
@@ -211,20 +216,25 @@ class NodeNetwork:
         fips, guards = self._compile(desired)
         with self._lock, IPRoute() as ipr:
             self._fips, self._guards = fips, guards
+            self._ports = tuple(spoof_rules.Port(self.names.veth(cid), e.ip) for cid, e in sorted(desired.items()))
             self._apply_rules(ipr, only_if_changed=True)
             self._exposures = desired
             interface = self.cfg.public_interface
             if interface is None:
                 return
             holders = {f.fip: f.ip for f in fips}
+            removed: set[IPv4Address] = set()
             try:
-                public.converge_addresses(ipr, interface, self.fip_range, set(holders))
+                removed = public.converge_addresses(ipr, interface, self.fip_range, set(holders))
             except NotFound as exc:
                 log.error("floating IPs are not announced: %s", exc.message)
                 self._exposures = None  # tried again with the next batch
-            if holders != self._holders:
-                public.forget_stale_flows(self.fip_range, holders)
-                self._holders = holders
+            # after a restart every FIP is checked; then those whose holder changed
+            before = self._holders if self._holders is not None else {}
+            changed = {fip for fip in {*before, *holders} if before.get(fip) != holders.get(fip) or self._holders is None}
+            if changed | removed:
+                public.forget_stale_flows(sorted(changed | removed), holders)
+            self._holders = holders
 
     def _compile(
         self, exposures: Mapping[str, Exposure]
@@ -238,7 +248,7 @@ class NodeNetwork:
             if e.firewall is not None and e.ip not in guards:
                 key = e.firewall.model_dump_json()
                 if key not in compiled:
-                    compiled[key] = fw_rules.compile_firewall(e.firewall)
+                    compiled[key] = fw_rules.compile_firewall(e.firewall, key)
                 guards[e.ip] = fw_rules.Guard(e.ip, compiled[key])
             if e.fip is None:
                 continue
@@ -267,7 +277,7 @@ class NodeNetwork:
             for name in netns.names(self.netns_dir):
                 netns.remove(self.netns_dir / name)
             netns.release_dir(self.netns_dir)
-            nft.apply(nft.delete_batch(self.table))
+            nft.apply(nft.delete_node_batch(self.table))
         self.pulls.teardown()
 
     def _overlay(self, tenant_index: int, local_ip: IPv4Address) -> vxlan.Overlay:
@@ -314,7 +324,7 @@ class NodeNetwork:
         policy = egress.policy(self.cfg, self.listeners, self.resolv_conf)
         return nft.RuleSet(
             self.table, tuple(tenants), self.gateway_services, policy, overlays, vxlan_port=self.cfg.vxlan_port,
-            public_interface=self.cfg.public_interface, fips=self._fips, guards=self._guards,
+            public_interface=self.cfg.public_interface, fips=self._fips, guards=self._guards, ports=self._ports,
         )
 
     def _apply_rules(

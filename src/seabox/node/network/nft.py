@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Any, Literal
 
 from seabox.errors import InvalidArgument, RuntimeFailure
-from seabox.node.network import fip_rules, fw_rules
+from seabox.node.network import fip_rules, fw_rules, spoof_rules
 from seabox.node.network.names import check_table_name
 from seabox.node.network.nft_expr import FAMILY, Command, Expr, chain, match, meta, payload, prefix, rule
 
@@ -105,6 +105,8 @@ class RuleSet:
     fips: tuple[fip_rules.FloatingIP, ...] = ()
     # Firewalled containers (those with security groups); the others have the default policy.
     guards: tuple[fw_rules.Guard, ...] = ()
+    # Container veths and their addresses: the bridge table drops frames from any other source address.
+    ports: tuple[spoof_rules.Port, ...] = ()
 
 
 def build_batch(state: RuleSet) -> dict[str, Any]:
@@ -128,6 +130,7 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
     commands += _forward_rules(state.table)
     commands += _input_rules(state)
     commands += _postrouting_rules(state)
+    commands += spoof_rules.commands(state.table, state.ports)
     return {"nftables": commands}
 
 
@@ -136,6 +139,13 @@ def delete_batch(table: str) -> dict[str, Any]:
     check_table_name(table)
     commands = [{"metainfo": {"json_schema_version": 1}}, *_table_cmd("add", table), *_table_cmd("delete", table)]
     return {"nftables": commands}
+
+
+def delete_node_batch(table: str) -> dict[str, Any]:
+    """A batch removing the node's tables (inet, and the bridge one of the same name) if they exist."""
+    batch = delete_batch(table)
+    batch["nftables"] += spoof_rules.delete(table)
+    return batch
 
 
 def apply(batch: dict[str, Any]) -> None:
@@ -228,10 +238,13 @@ def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
     inp = tenant.input_chain
     commands = [chain(table, out), chain(table, inp)]
     # Forward, from this tenant's bridge: its own bridge (bridged frames, seen through br_netfilter)
-    # is fine; any other tenant bridge is not; only the tenant's own IPv4 addresses may leave, and
-    # only to where the egress chain lets them.
+    # is fine; any other tenant bridge is not, except a published port of a FIP on this node (as from
+    # outside); only the tenant's own IPv4 addresses may leave, and only to where the egress chain
+    # lets them.
     commands += [
         rule(table, out, match("==", meta("oifname"), tenant.bridge), {"accept": None}),
+        rule(table, out, match("==", payload("ip", "saddr"), prefix(tenant.subnet)), *fip_rules.published(),
+             {"accept": None}),
         rule(table, out, match("==", meta("oifname"), OWN_BRIDGES), {"drop": None}),
         rule(table, out, match("!=", meta("nfproto"), "ipv4"), {"drop": None}),
         rule(table, out, match("!=", payload("ip", "saddr"), prefix(tenant.subnet)), {"drop": None}),
@@ -293,6 +306,7 @@ def _postrouting_rules(state: RuleSet) -> list[Command]:
     fips = []
     if state.public_interface is not None and state.fips:  # before the masquerade, which it replaces
         fips.append(fip_rules.snat_rule(state.table, state.public_interface, OWN_BRIDGES, f"@{TENANT_SUBNETS}"))
+        fips += fip_rules.hairpin_rules(state.table, OWN_BRIDGES, f"@{TENANT_SUBNETS}")
     return fips + [
         rule(
             state.table,

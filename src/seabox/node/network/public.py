@@ -7,11 +7,12 @@ import logging
 import socket
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from pyroute2 import Conntrack, IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from seabox.errors import NotFound
 from seabox.node.network import links
@@ -24,14 +25,17 @@ IPS_SRC_NAT = 1 << 4
 IPS_DST_NAT = 1 << 5
 
 
-def converge_addresses(ipr: IPRoute, interface: str, fip_range: IPv4Network, fips: set[IPv4Address]) -> None:
+def converge_addresses(
+    ipr: IPRoute, interface: str, fip_range: IPv4Network, fips: set[IPv4Address]
+) -> set[IPv4Address]:
     """Leave exactly fips as the interface's addresses inside fip_range (its other addresses stay);
-    each address added is announced, so neighbours' ARP caches point here at once."""
+    each address added is announced, so neighbours' ARP caches point here at once. Returns the
+    addresses removed."""
     link = links.lookup(ipr, interface)
     if link is None:
         raise NotFound(f"public_interface {interface!r} does not exist on this node")
     index = link["index"]
-    present = set()
+    present, removed = set(), set()
     for addr in ipr.addr("dump", index=index, family=socket.AF_INET):
         address = IPv4Address(addr.get("address"))
         if address not in fip_range:
@@ -40,9 +44,11 @@ def converge_addresses(ipr: IPRoute, interface: str, fip_range: IPv4Network, fip
             present.add(address)
         else:
             ipr.addr("del", index=index, address=str(address), prefixlen=addr["prefixlen"])
+            removed.add(address)
     for fip in sorted(fips - present):
         ipr.addr("add", index=index, address=str(fip), prefixlen=FIP_PREFIXLEN)
         _announce(interface, fip)
+    return removed
 
 
 def _announce(interface: str, fip: IPv4Address) -> None:
@@ -59,21 +65,21 @@ def _announce(interface: str, fip: IPv4Address) -> None:
     threading.Thread(target=proc.wait, name=f"arping-{fip}", daemon=True).start()
 
 
-def forget_stale_flows(fip_range: IPv4Network, holders: Mapping[IPv4Address, IPv4Address]) -> int:
-    """Delete the NAT'd conntrack entries of FIPs in fip_range that no longer lead where holders
-    (fip -> container address) says: DNAT'd flows to the old container, and the old container's flows
-    SNAT'd to the FIP. Their next packet is then a new connection, which the rules send to the new
-    holder. Returns how many entries were deleted."""
+def forget_stale_flows(fips: Iterable[IPv4Address], holders: Mapping[IPv4Address, IPv4Address]) -> int:
+    """Delete the NAT'd conntrack entries of fips that no longer lead where holders (fip -> container
+    address) says: DNAT'd flows to another container, and other containers' flows SNAT'd to the FIP.
+    Their next packet is then a new connection, which the rules send to the new holder. The kernel
+    filters the dump by FIP. Returns how many entries were deleted."""
     deleted = 0
     with Conntrack() as ct:
         stale = []
-        for entry in ct.dump_entries():
-            orig, reply = entry.tuple_orig, entry.tuple_reply
-            if entry.status & IPS_DST_NAT and _in(orig.daddr, fip_range):
-                if holders.get(IPv4Address(orig.daddr)) != IPv4Address(reply.saddr):
+        for fip in fips:
+            holder = holders.get(fip)
+            for entry in ct.dump_entries(tuple_orig=NFCTAttrTuple(daddr=str(fip))):
+                if entry.status & IPS_DST_NAT and _address(entry.tuple_reply.saddr) != holder:
                     stale.append(entry)
-            elif entry.status & IPS_SRC_NAT and _in(reply.daddr, fip_range):
-                if holders.get(IPv4Address(reply.daddr)) != IPv4Address(orig.saddr):
+            for entry in ct.dump_entries(tuple_reply=NFCTAttrTuple(daddr=str(fip))):
+                if entry.status & IPS_SRC_NAT and _address(entry.tuple_orig.saddr) != holder:
                     stale.append(entry)
         for entry in stale:
             try:
@@ -84,5 +90,5 @@ def forget_stale_flows(fip_range: IPv4Network, holders: Mapping[IPv4Address, IPv
     return deleted
 
 
-def _in(address: str | None, network: IPv4Network) -> bool:
-    return address is not None and ":" not in address and IPv4Address(address) in network
+def _address(address: str | None) -> IPv4Address | None:
+    return IPv4Address(address) if address else None
