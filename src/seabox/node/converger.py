@@ -171,10 +171,12 @@ class Converger:
         gone = [cid for cid in self._assigned if cid not in assigned]
         changed = [a for a in batch.containers if first or self._changed(a)]
         self._assigned = assigned
+        # before the first reconcile re-applies the table: a restarted agent's table never lacks the
+        # firewalls and FIPs the previous one had in place
+        await self._expose(batch)
         if first:
             await self.agent.reconcile_network({a.tenant_index for a in assigned.values()}, set(assigned))
             gone = [cid for cid in self.agent.local_containers() if cid not in assigned]
-        await self._expose(batch)
         work = []
         for cid in gone:
             self._cancel_restart(cid)

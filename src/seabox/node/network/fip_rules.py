@@ -89,13 +89,14 @@ def snat_rule(table: str, public_interface: str, own_bridges: str, tenant_subnet
 
 
 def hairpin_rules(table: str, own_bridges: str, tenant_subnets: str) -> list[Command]:
-    """A container reaching a FIP on this node (DNAT'd from one tenant bridge to one): it comes from its
-    own FIP if it has one, else from the target bridge's gateway, so that replies come back through the
-    node (and conntrack) and a tenant's private address never reaches another tenant."""
+    """A container reaching a FIP on this node (DNAT'd from a tenant address to a tenant bridge): it comes
+    from its own FIP if it has one, else from the target bridge's gateway, so that replies come back
+    through the node (and conntrack) and a tenant's private address never reaches another tenant. No
+    iifname: when client and target share a bridge, br_netfilter bridges the DNAT'd frame, and a bridged
+    frame's postrouting hook has no input interface."""
     hairpin = (
         match("in", ct("status"), ["dnat"]),
         match("==", payload("ip", "saddr"), tenant_subnets),
-        match("==", meta("iifname"), own_bridges),
         match("==", meta("oifname"), own_bridges),
     )
     return [rule(table, "postrouting", *hairpin, _to_fip()), rule(table, "postrouting", *hairpin, {"masquerade": None})]
