@@ -2,9 +2,10 @@
 
 Figures: `runtime` (container start latency and per-container memory, against bare runc and runsc;
 needs root), `scheduler` (placements per second on simulated nodes), `cluster` (create+start
-through a node agent in another network namespace, against the embedded node; needs root) and
-`overlay` (TCP throughput between containers on two nodes, against one node; needs root). No
-argument runs them all.
+through a node agent in another network namespace, against the embedded node; needs root),
+`overlay` (TCP throughput between containers on two nodes, against one node; needs root) and `fip`
+(a container through its floating IP against its private address, security group and FIP move
+times; needs root). No argument runs them all.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cluster, overlay, scheduler
+from bench import cluster, fip, overlay, scheduler
 from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -307,7 +308,7 @@ def runtime() -> None:
 
 
 FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "cluster": cluster.main,
-                                     "overlay": overlay.main}
+                                     "overlay": overlay.main, "fip": fip.main}
 
 
 def main(argv: list[str]) -> None:

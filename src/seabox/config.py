@@ -99,6 +99,9 @@ class NetworkConfig(BaseModel):
     blocked_egress: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_EGRESS))
     # "IPV4:PORT" of the Seabox API as tenants are told to reach it; the one listener they may reach.
     tenant_api: str | None = None
+    # The host interface this node serves floating IPs on (each as a /32, so it answers ARP for them).
+    # Unset: this node serves no floating IPs (its containers' FIPs and published ports stay inert here).
+    public_interface: str | None = None
 
     @field_validator("tenant_supernet", "fip_range")
     @classmethod

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from seabox.model.container import ContainerSpec, RestartPolicy, StopRequest
+from seabox.model.firewall import Firewall, FirewallRule
+from seabox.model.ports import PortMapping
 from seabox.node import converger as converger_module
 from seabox.node.converger import Converger, restart_delay
+from seabox.node.network.manager import Exposure
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
 from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus
@@ -31,6 +36,7 @@ class FakeAgent:
         self.watched: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.hosts: dict[int, list[Any]] = {}
+        self.exposed: list[dict[str, Exposure]] = []
 
     def bundle(self, cid: str) -> Path:
         return self.root / cid
@@ -84,6 +90,9 @@ class FakeAgent:
 
     async def reconcile_network(self, tenants: set[int], containers: set[str]) -> None:
         self.calls.append(("reconcile", ",".join(sorted(containers))))
+
+    async def expose(self, exposures: Mapping[str, Exposure]) -> None:
+        self.exposed.append(dict(exposures))
 
     def local_containers(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir())
@@ -327,3 +336,21 @@ async def test_a_container_the_control_plane_calls_lost_is_reported_again(env: A
     await settle(conv)
     assert states(plane) == [("running", 1, 0), ("running", 1, 0)]  # still running here: it says so again
     assert [c for c in agent.calls if c[0] == "start"] == [("start", "a")]
+
+
+async def test_fips_ports_and_firewalls_reach_the_network_with_each_change_only(env: Any) -> None:
+    conv, agent, plane = env
+    ports = [PortMapping(container_port=80, fip_port=8080)]
+    wall = Firewall(rules=[FirewallRule(direction="ingress", protocol="tcp", port_min=80, port_max=80,
+                                        remotes=["203.0.113.0/24"])])  # fmt: skip
+    first = assign("a", spec(ports=ports)).model_copy(update={"fip": "198.18.0.7", "firewall": wall})
+    await conv.apply(AssignmentBatch(etag="1", containers=[first, assign("b", spec())]))
+    await conv.apply(AssignmentBatch(etag="2", containers=[first, assign("b", spec())]))
+    moved = assign("b", spec()).model_copy(update={"fip": "198.18.0.7"})
+    await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", spec(desired="removed", generation=2)), moved]))
+    await settle(conv)
+    ip = IPv4Address("10.0.0.2")
+    assert agent.exposed == [
+        {"a": Exposure(ip, IPv4Address("198.18.0.7"), tuple(ports), wall), "b": Exposure(ip)},
+        {"b": Exposure(ip, IPv4Address("198.18.0.7"))},
+    ]

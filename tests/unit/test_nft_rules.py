@@ -53,12 +53,17 @@ def test_batch_replaces_the_table_in_one_transaction() -> None:
     assert cmds[0] == {"metainfo": {"json_schema_version": 1}}
     table = {"family": "inet", "name": TABLE}
     assert cmds[1:4] == [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
-    # Nothing after the re-creation deletes or touches another table.
-    for cmd in cmds[4:]:
+    # Nothing after the re-creation deletes or touches another table; the bridge table of the same name
+    # (source checks) is replaced the same way, last.
+    bridge = {"family": "bridge", "name": TABLE}
+    start = cmds.index({"add": {"table": bridge}})
+    assert cmds[start : start + 3] == [{"add": {"table": bridge}}, {"delete": {"table": bridge}},
+                                       {"add": {"table": bridge}}]  # fmt: skip
+    for cmd in cmds[4:start] + cmds[start + 3 :]:
         (verb, body) = next(iter(cmd.items()))
         assert verb == "add"
         (obj,) = body.values()
-        assert obj["family"] == "inet" and obj["table"] == TABLE
+        assert obj["family"] == ("inet" if cmds.index(cmd) < start else "bridge") and obj["table"] == TABLE
     json.dumps(cmds)
 
 
@@ -107,14 +112,18 @@ def test_chains_precede_maps_and_maps_precede_their_users() -> None:
     assert uses and position[("map", "tenant_forward")] < min(uses)
 
 
-def test_forward_order_established_dispatch_then_no_way_in() -> None:
+def test_forward_order_firewalls_established_dispatch_published_then_no_way_in() -> None:
     forward = rules(commands(nft.RuleSet(TABLE, (A,))), "forward")
-    assert forward[0] == [
+    assert forward[0] == [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@fw_to"}}]
+    assert forward[1] == [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@fw_from"}}]
+    assert forward[2] == [
         {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
         {"accept": None},
     ]
-    assert forward[1] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_forward"}}]
-    assert forward[2] == [
+    assert forward[3] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_forward"}}]
+    assert forward[4][0] == {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": ["dnat"]}}
+    assert forward[4][-1] == {"accept": None}
+    assert forward[5] == [
         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "@tenant_bridges"}},
         {"drop": None},
     ]
@@ -123,6 +132,9 @@ def test_forward_order_established_dispatch_then_no_way_in() -> None:
 def test_tenant_forward_chain_isolates_and_stops_spoofing() -> None:
     chain = rules(commands(nft.RuleSet(TABLE, (A, B))), "tenant_3")
     oifname = {"meta": {"key": "oifname"}}
+    published = chain.pop(1)  # a FIP's published port on this node (hairpin), from the tenant's own addresses
+    assert published[0]["match"]["right"] == {"prefix": {"addr": "10.208.3.0", "len": 24}}
+    assert published[1]["match"]["right"] == ["dnat"] and published[-1] == {"accept": None}
     assert chain == [
         [{"match": {"op": "==", "left": oifname, "right": "sbx-t3"}}, {"accept": None}],
         [{"match": {"op": "==", "left": oifname, "right": "@tenant_bridges"}}, {"drop": None}],
@@ -157,7 +169,7 @@ def test_tenant_input_chain_allows_only_own_gateway_services() -> None:
         JUMP_EGRESS,
         [{"drop": None}],
     ]  # fmt: skip
-    inputs = rules(cmds, "input")
+    inputs = rules(cmds, "input")[1:]  # after the FIPs' drop
     assert inputs[1] == [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@tenant_input"}}]
     # A tenant bridge outside this table's map still reaches nothing on the host.
     assert inputs[2] == [
@@ -257,7 +269,8 @@ def test_masquerade_tenant_subnets_coming_from_own_bridges_leaving_through_other
 
 def test_empty_state_is_a_valid_skeleton() -> None:
     cmds = commands(nft.RuleSet(TABLE))
-    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "egress"]
+    assert [c["name"] for c in added(cmds, "chain")] == ["forward", "input", "postrouting", "prerouting", "egress",
+                                                         "prerouting"]
     for item in added(cmds, "set") + added(cmds, "map"):
         assert "elem" not in item or item["name"] == "egress_blocked"
 

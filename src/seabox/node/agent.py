@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from seabox.model.sizes import get_size
 from seabox.node import hostdirs, identity
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
-from seabox.node.network.manager import NodeNetwork
+from seabox.node.network.manager import Exposure, NodeNetwork
 from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
 from seabox.protocol.assignments import HostsEntry
 from seabox.protocol.images import ImageInfo
@@ -329,6 +329,10 @@ class NodeAgent:
     # adoption ----------------------------------------------------------------------
     async def reconcile_network(self, tenant_indexes: set[int], container_ids: set[str]) -> None:
         await asyncio.to_thread(self.network.reconcile, tenant_indexes, container_ids)
+
+    async def expose(self, exposures: Mapping[str, Exposure]) -> None:
+        """Floating IPs, published ports and security groups of this node's containers (container id -> Exposure)."""
+        await asyncio.to_thread(self.network.expose, exposures)
 
     async def close(self) -> None:
         for task in self._watchers.values():

@@ -28,6 +28,7 @@ from typing import Any
 from seabox.errors import RuntimeFailure
 from seabox.model.container import Container, ContainerStatus, movable
 from seabox.node.agent import NodeAgent
+from seabox.node.network.manager import Exposure
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
 from seabox.protocol.link import ControlPlane
 from seabox.protocol.placement import Placement
@@ -84,6 +85,7 @@ class Converger:
         self._unsent: list[ContainerReport] = []  # reports the control plane has not taken yet, oldest first
         self._seen_first = False
         self._overlays: tuple[str | None, dict[int, list[str]]] = (None, {})
+        self._exposures: dict[str, Exposure] | None = None
         agent.on_exit = self._on_exit
 
     # the watch loop -----------------------------------------------------------------------
@@ -169,6 +171,9 @@ class Converger:
         gone = [cid for cid in self._assigned if cid not in assigned]
         changed = [a for a in batch.containers if first or self._changed(a)]
         self._assigned = assigned
+        # before the first reconcile re-applies the table: a restarted agent's table never lacks the
+        # firewalls and FIPs the previous one had in place
+        await self._expose(batch)
         if first:
             await self.agent.reconcile_network({a.tenant_index for a in assigned.values()}, set(assigned))
             gone = [cid for cid in self.agent.local_containers() if cid not in assigned]
@@ -182,6 +187,17 @@ class Converger:
             if a.lost and a not in changed:
                 work.append(self._schedule(a.id, self._converge(a.id, adopting=True)))
         return work
+
+    async def _expose(self, batch: AssignmentBatch) -> None:
+        """FIPs, published ports and firewalls as the batch has them, before any container is touched."""
+        exposures = {
+            a.id: Exposure(IPv4Address(a.ip), IPv4Address(a.fip) if a.fip else None, tuple(a.spec.ports), a.firewall)
+            for a in batch.containers
+            if a.ip is not None and a.spec.desired != "removed"
+        }
+        if exposures != self._exposures:
+            await self.agent.expose(exposures)
+            self._exposures = exposures
 
     def _changed(self, a: Assignment) -> bool:
         old = self._assigned.get(a.id)

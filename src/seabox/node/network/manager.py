@@ -1,7 +1,9 @@
-"""NodeNetwork: converges this node's tenant bridges, VXLAN overlays, container netns/veths and nftables table."""
+"""NodeNetwork: converges this node's tenant bridges, VXLAN overlays, container netns/veths, nftables table
+and the floating IPs on its public interface."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -11,10 +13,17 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from seabox.config import NetworkConfig
+from seabox.errors import NotFound
 from seabox.model import ipam
-from seabox.node.network import bridge, egress, links, netns, nft, sysctl, veth, vxlan
+from seabox.model.firewall import Firewall
+from seabox.model.ports import PortMapping
+from seabox.node.network import (
+    bridge, egress, fip_rules, fw_rules, links, netns, nft, public, spoof_rules, sysctl, veth, vxlan,
+)
 from seabox.node.network.names import NetNames, check_container_id
 from seabox.node.network.pull_egress import PullEgress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,16 @@ class Attachment:
     gateway: IPv4Address
     mac: str
     prefixlen: int
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """What one container on this node shows the network: its floating IP and published ports, its firewall."""
+
+    ip: IPv4Address
+    fip: IPv4Address | None = None
+    ports: tuple[PortMapping, ...] = ()
+    firewall: Firewall | None = None  # None: the default policy
 
 
 class NodeNetwork:
@@ -70,6 +89,14 @@ class NodeNetwork:
         self.pulls = PullEgress(self.table, resolv_conf)  # where this node's image pulls may connect
         self._lock = threading.Lock()
         self._applied: nft.RuleSet | None = None
+        self._exposures: dict[str, Exposure] | None = None
+        self._fips: tuple[fip_rules.FloatingIP, ...] = ()
+        self._guards: tuple[fw_rules.Guard, ...] = ()
+        self._ports: tuple[spoof_rules.Port, ...] = ()
+        self._holders: dict[IPv4Address, IPv4Address] | None = None  # fip -> container address, as applied
+        self.fip_range = IPv4Network(cfg.fip_range)
+        if cfg.public_interface is None:
+            log.info("[network] public_interface is unset: this node serves no floating IPs or published ports")
 
     def tenant(self, tenant_index: int) -> TenantNet:
         """The tenant's addressing and bridge name (pure)."""
@@ -179,17 +206,78 @@ class NodeNetwork:
                 if name not in container_ids:
                     netns.remove(self.netns_dir / name)
 
+    def expose(self, exposures: Mapping[str, Exposure]) -> None:
+        """Converge floating IPs, published ports and security groups to exposures (container id -> what it
+        shows; containers absent show nothing): the table in one transaction, then the FIP addresses on
+        the public interface, then conntrack entries of FIPs that moved. The same call again changes nothing."""
+        desired = dict(exposures)
+        if desired == self._exposures:
+            return
+        fips, guards = self._compile(desired)
+        with self._lock, IPRoute() as ipr:
+            self._fips, self._guards = fips, guards
+            self._ports = tuple(spoof_rules.Port(self.names.veth(cid), e.ip) for cid, e in sorted(desired.items()))
+            self._apply_rules(ipr, only_if_changed=True)
+            self._exposures = desired
+            interface = self.cfg.public_interface
+            if interface is None:
+                return
+            holders = {f.fip: f.ip for f in fips}
+            removed: set[IPv4Address] = set()
+            try:
+                removed = public.converge_addresses(ipr, interface, self.fip_range, set(holders))
+            except NotFound as exc:
+                log.error("floating IPs are not announced: %s", exc.message)
+                self._exposures = None  # tried again with the next batch
+            # after a restart every FIP is checked; then those whose holder changed
+            before = self._holders if self._holders is not None else {}
+            changed = {fip for fip in {*before, *holders} if before.get(fip) != holders.get(fip) or self._holders is None}
+            if changed | removed:
+                public.forget_stale_flows(sorted(changed | removed), holders)
+            self._holders = holders
+
+    def _compile(
+        self, exposures: Mapping[str, Exposure]
+    ) -> tuple[tuple[fip_rules.FloatingIP, ...], tuple[fw_rules.Guard, ...]]:
+        """The FIPs this node serves and its firewalled containers; each firewall compiled once."""
+        fips: dict[IPv4Address, fip_rules.FloatingIP] = {}
+        guards: dict[IPv4Address, fw_rules.Guard] = {}
+        compiled: dict[str, fw_rules.Allowed] = {}
+        wanted = 0
+        for cid, e in sorted(exposures.items()):
+            if e.firewall is not None and e.ip not in guards:
+                key = e.firewall.model_dump_json()
+                if key not in compiled:
+                    compiled[key] = fw_rules.compile_firewall(e.firewall, key)
+                guards[e.ip] = fw_rules.Guard(e.ip, compiled[key])
+            if e.fip is None:
+                continue
+            wanted += 1
+            if e.fip not in self.fip_range:
+                log.error("container %s: FIP %s is outside fip_range %s: not served", cid[:12], e.fip, self.fip_range)
+            elif e.fip in fips:
+                log.error("FIP %s is assigned to two containers here: served for the first only", e.fip)
+            elif self.cfg.public_interface is not None:
+                forwards = tuple(fip_rules.Forward(p.protocol, p.fip_port, p.container_port) for p in e.ports)
+                fips[e.fip] = fip_rules.FloatingIP(e.fip, e.ip, forwards)
+        if wanted and self.cfg.public_interface is None:
+            log.warning("%d container(s) here hold a floating IP, but [network] public_interface is unset: "
+                        "this node serves no floating IPs or published ports", wanted)  # fmt: skip
+        return tuple(fips.values()), tuple(guards.values())
+
     def teardown(self) -> None:
         """Remove everything of this table: veths, bridges, netns files and their directory, the nft
-        table, and the pull egress table and cgroup."""
+        table, the FIP addresses on the public interface, and the pull egress table and cgroup."""
         with self._lock:
             with IPRoute() as ipr:
                 for link in links.owned(ipr, self.names):
                     links.delete(ipr, link.index)
+                if self.cfg.public_interface is not None and links.lookup(ipr, self.cfg.public_interface):
+                    public.converge_addresses(ipr, self.cfg.public_interface, self.fip_range, set())
             for name in netns.names(self.netns_dir):
                 netns.remove(self.netns_dir / name)
             netns.release_dir(self.netns_dir)
-            nft.apply(nft.delete_batch(self.table))
+            nft.apply(nft.delete_node_batch(self.table))
         self.pulls.teardown()
 
     def _overlay(self, tenant_index: int, local_ip: IPv4Address) -> vxlan.Overlay:
@@ -235,7 +323,8 @@ class NodeNetwork:
         )
         policy = egress.policy(self.cfg, self.listeners, self.resolv_conf)
         return nft.RuleSet(
-            self.table, tuple(tenants), self.gateway_services, policy, overlays, vxlan_port=self.cfg.vxlan_port
+            self.table, tuple(tenants), self.gateway_services, policy, overlays, vxlan_port=self.cfg.vxlan_port,
+            public_interface=self.cfg.public_interface, fips=self._fips, guards=self._guards, ports=self._ports,
         )
 
     def _apply_rules(

@@ -9,12 +9,10 @@ from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Any, Literal
 
 from seabox.errors import InvalidArgument, RuntimeFailure
+from seabox.node.network import fip_rules, fw_rules, spoof_rules
 from seabox.node.network.names import check_table_name
+from seabox.node.network.nft_expr import FAMILY, Command, Expr, chain, match, meta, payload, prefix, rule
 
-Command = dict[str, Any]
-Expr = dict[str, Any]
-
-FAMILY = "inet"
 NFT_ARGV = ("nft", "-j", "-f", "-")
 # Every tenant bridge of every Seabox table is named sbx-t<index>; nft reads a trailing * as a prefix match.
 # Named sets and verdict maps of the table.
@@ -102,6 +100,13 @@ class RuleSet:
     egress: EgressPolicy = EgressPolicy()
     overlays: tuple[OverlayRules, ...] = ()
     vxlan_port: int = 4789
+    # Floating IPs: served only through a public interface (none: no FIP rules at all).
+    public_interface: str | None = None
+    fips: tuple[fip_rules.FloatingIP, ...] = ()
+    # Firewalled containers (those with security groups); the others have the default policy.
+    guards: tuple[fw_rules.Guard, ...] = ()
+    # Container veths and their addresses: the bridge table drops frames from any other source address.
+    ports: tuple[spoof_rules.Port, ...] = ()
 
 
 def build_batch(state: RuleSet) -> dict[str, Any]:
@@ -114,13 +119,18 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
     commands += _reset_table(state.table)
     commands += _base_chains(state.table)
     commands += _sets(state)  # before the rules that name them
+    commands += fip_rules.sets(state.table, state.fips)
+    commands += fw_rules.sets_and_chains(state.table, state.guards)  # before the maps that jump to them
     commands += _egress_chain(state)  # before the tenant chains that jump to it
     for tenant in state.tenants:
         commands += _tenant_chains(state, tenant)
     commands += _maps(state)  # after the chains they jump to
+    commands += fw_rules.maps(state.table, state.guards)
+    commands += fip_rules.prerouting_rules(state.table, state.fips)
     commands += _forward_rules(state.table)
     commands += _input_rules(state)
     commands += _postrouting_rules(state)
+    commands += spoof_rules.commands(state.table, state.ports)
     return {"nftables": commands}
 
 
@@ -129,6 +139,13 @@ def delete_batch(table: str) -> dict[str, Any]:
     check_table_name(table)
     commands = [{"metainfo": {"json_schema_version": 1}}, *_table_cmd("add", table), *_table_cmd("delete", table)]
     return {"nftables": commands}
+
+
+def delete_node_batch(table: str) -> dict[str, Any]:
+    """A batch removing the node's tables (inet, and the bridge one of the same name) if they exist."""
+    batch = delete_batch(table)
+    batch["nftables"] += spoof_rules.delete(table)
+    return batch
 
 
 def apply(batch: dict[str, Any]) -> None:
@@ -169,20 +186,13 @@ def _reset_table(table: str) -> list[Command]:
     return _table_cmd("add", table) + _table_cmd("delete", table) + _table_cmd("add", table)
 
 
-def _chain(table: str, name: str, **base: object) -> Command:
-    return {"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}}
-
-
-def _rule(table: str, chain: str, *expr: Expr) -> Command:
-    return {"add": {"rule": {"family": FAMILY, "table": table, "chain": chain, "expr": list(expr)}}}
-
-
 def _base_chains(table: str) -> list[Command]:
     filter_chain = {"type": "filter", "prio": PRIORITY_FILTER, "policy": "accept"}
     return [
-        _chain(table, "forward", hook="forward", **filter_chain),
-        _chain(table, "input", hook="input", **filter_chain),
-        _chain(table, "postrouting", type="nat", hook="postrouting", prio=PRIORITY_SRCNAT, policy="accept"),
+        chain(table, "forward", hook="forward", **filter_chain),
+        chain(table, "input", hook="input", **filter_chain),
+        chain(table, "postrouting", type="nat", hook="postrouting", prio=PRIORITY_SRCNAT, policy="accept"),
+        chain(table, "prerouting", type="nat", hook="prerouting", prio=fip_rules.PRIORITY_DSTNAT, policy="accept"),
     ]
 
 
@@ -191,11 +201,11 @@ def _sets(state: RuleSet) -> list[Command]:
     subnets: dict[str, Any] = {**common, "name": TENANT_SUBNETS, "type": "ipv4_addr", "flags": ["interval"]}
     bridges: dict[str, Any] = {**common, "name": TENANT_BRIDGES, "type": "ifname"}
     if state.tenants:
-        subnets["elem"] = [_prefix(t.subnet) for t in state.tenants]
+        subnets["elem"] = [prefix(t.subnet) for t in state.tenants]
         bridges["elem"] = [t.bridge for t in state.tenants]
     blocked = collapse_addresses((LINK_LOCAL, *state.egress.blocked))
     egress = {**common, "name": EGRESS_BLOCKED, "type": "ipv4_addr", "flags": ["interval"]}
-    egress["elem"] = [_prefix(net) for net in blocked]
+    egress["elem"] = [prefix(net) for net in blocked]
     return [{"add": {"set": subnets}}, {"add": {"set": bridges}}, {"add": {"set": egress}}]
 
 
@@ -203,12 +213,12 @@ def _egress_chain(state: RuleSet) -> list[Command]:
     table = state.table
     policy = state.egress
     commands = [
-        _chain(table, EGRESS),
-        _rule(table, EGRESS, _match("==", _payload("ip", "daddr"), _prefix(LOOPBACK)), {"drop": None}),
+        chain(table, EGRESS),
+        rule(table, EGRESS, match("==", payload("ip", "daddr"), prefix(LOOPBACK)), {"drop": None}),
     ]
-    commands += [_rule(table, EGRESS, *_to(e), {"accept": None}) for e in policy.allowed]
-    commands += [_rule(table, EGRESS, *_to(e), {"drop": None}) for e in policy.listeners if e not in policy.allowed]
-    commands.append(_rule(table, EGRESS, _match("==", _payload("ip", "daddr"), f"@{EGRESS_BLOCKED}"), {"drop": None}))
+    commands += [rule(table, EGRESS, *_to(e), {"accept": None}) for e in policy.allowed]
+    commands += [rule(table, EGRESS, *_to(e), {"drop": None}) for e in policy.listeners if e not in policy.allowed]
+    commands.append(rule(table, EGRESS, match("==", payload("ip", "daddr"), f"@{EGRESS_BLOCKED}"), {"drop": None}))
     return commands
 
 
@@ -226,34 +236,40 @@ def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
     table = state.table
     out = tenant.forward_chain
     inp = tenant.input_chain
-    commands = [_chain(table, out), _chain(table, inp)]
+    commands = [chain(table, out), chain(table, inp)]
     # Forward, from this tenant's bridge: its own bridge (bridged frames, seen through br_netfilter)
-    # is fine; any other tenant bridge is not; only the tenant's own IPv4 addresses may leave, and
-    # only to where the egress chain lets them.
+    # is fine; any other tenant bridge is not, except a published port of a FIP on this node (as from
+    # outside); only the tenant's own IPv4 addresses may leave, and only to where the egress chain
+    # lets them.
     commands += [
-        _rule(table, out, _match("==", _meta("oifname"), tenant.bridge), {"accept": None}),
-        _rule(table, out, _match("==", _meta("oifname"), OWN_BRIDGES), {"drop": None}),
-        _rule(table, out, _match("!=", _meta("nfproto"), "ipv4"), {"drop": None}),
-        _rule(table, out, _match("!=", _payload("ip", "saddr"), _prefix(tenant.subnet)), {"drop": None}),
-        _rule(table, out, {"jump": {"target": EGRESS}}),
-        _rule(table, out, {"accept": None}),
+        rule(table, out, match("==", meta("oifname"), tenant.bridge), {"accept": None}),
+        rule(table, out, match("==", payload("ip", "saddr"), prefix(tenant.subnet)), *fip_rules.published(),
+             {"accept": None}),
+        rule(table, out, match("==", meta("oifname"), OWN_BRIDGES), {"drop": None}),
+        rule(table, out, match("!=", meta("nfproto"), "ipv4"), {"drop": None}),
+        rule(table, out, match("!=", payload("ip", "saddr"), prefix(tenant.subnet)), {"drop": None}),
+        rule(table, out, {"jump": {"target": EGRESS}}),
+        rule(table, out, {"accept": None}),
     ]
     # Input, from this tenant's bridge to the host: the listed services on its own gateway, and
     # what the egress chain accepts (the tenant API, resolvers); nothing else.
     for service in state.gateway_services:
         on_gateway = Endpoint(tenant.gateway, service.protocol, service.port)
-        commands.append(_rule(table, inp, *_to(on_gateway), {"accept": None}))
-    commands.append(_rule(table, inp, {"jump": {"target": EGRESS}}))
-    commands.append(_rule(table, inp, {"drop": None}))
+        commands.append(rule(table, inp, *_to(on_gateway), {"accept": None}))
+    commands.append(rule(table, inp, {"jump": {"target": EGRESS}}))
+    commands.append(rule(table, inp, {"drop": None}))
     return commands
 
 
 def _forward_rules(table: str) -> list[Command]:
-    return [
-        _rule(table, "forward", _ct_established(), {"accept": None}),
-        _rule(table, "forward", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_FORWARD}"}}),
-        # Nothing opens a connection into a tenant network from outside it.
-        _rule(table, "forward", _match("==", _meta("oifname"), OWN_BRIDGES), {"drop": None}),
+    # Security groups first, on every packet (established ones too): a removed rule cuts its flows.
+    return fw_rules.forward_rules(table) + [
+        rule(table, "forward", _ct_established(), {"accept": None}),
+        rule(table, "forward", {"vmap": {"key": meta("iifname"), "data": f"@{TENANT_FORWARD}"}}),
+        # From outside, only a published port on a FIP (DNAT'd by prerouting) opens a connection into a
+        # tenant network; nothing else does.
+        rule(table, "forward", *fip_rules.published(), {"accept": None}),
+        rule(table, "forward", match("==", meta("oifname"), OWN_BRIDGES), {"drop": None}),
     ]
 
 
@@ -262,38 +278,42 @@ def _input_rules(state: RuleSet) -> list[Command]:
     # VXLAN frames of a tenant's VNI are taken only from that overlay's peers: anyone else could
     # otherwise inject frames into the tenant's network (the VNI is bits 32-55 of the VXLAN header).
     overlays = [
-        _rule(
+        rule(
             table,
             "input",
-            _match("==", _payload("udp", "dport"), state.vxlan_port),
-            _match("==", {"payload": {"base": "th", "offset": 96, "len": 24}}, overlay.vni),
+            match("==", payload("udp", "dport"), state.vxlan_port),
+            match("==", {"payload": {"base": "th", "offset": 96, "len": 24}}, overlay.vni),
             *_from_others(overlay.peers),
             {"drop": None},
         )
         for overlay in state.overlays
     ]
-    return overlays + [
-        _rule(table, "input", _match("==", _meta("iifname"), OWN_BRIDGES), _ct_established(), {"accept": None}),
-        _rule(table, "input", {"vmap": {"key": _meta("iifname"), "data": f"@{TENANT_INPUT}"}}),
-        _rule(table, "input", _match("==", _meta("iifname"), OWN_BRIDGES), {"drop": None}),
+    return fip_rules.input_rules(table) + overlays + [
+        rule(table, "input", match("==", meta("iifname"), OWN_BRIDGES), _ct_established(), {"accept": None}),
+        rule(table, "input", {"vmap": {"key": meta("iifname"), "data": f"@{TENANT_INPUT}"}}),
+        rule(table, "input", match("==", meta("iifname"), OWN_BRIDGES), {"drop": None}),
     ]
 
 
 def _from_others(peers: tuple[IPv4Address, ...]) -> list[Expr]:
     """Matches a source address that is none of peers (every address when there are none)."""
-    return [_match("!=", _payload("ip", "saddr"), {"set": [str(p) for p in peers]})] if peers else []
+    return [match("!=", payload("ip", "saddr"), {"set": [str(p) for p in peers]})] if peers else []
 
 
 def _postrouting_rules(state: RuleSet) -> list[Command]:
     # Only what came in over this table's bridges: with br_netfilter, frames bridged inside another
     # node's tenant network (same subnets, its own bridge) pass this hook too and must stay untouched.
-    return [
-        _rule(
+    fips = []
+    if state.public_interface is not None and state.fips:  # before the masquerade, which it replaces
+        fips.append(fip_rules.snat_rule(state.table, state.public_interface, OWN_BRIDGES, f"@{TENANT_SUBNETS}"))
+        fips += fip_rules.hairpin_rules(state.table, OWN_BRIDGES, f"@{TENANT_SUBNETS}")
+    return fips + [
+        rule(
             state.table,
             "postrouting",
-            _match("==", _payload("ip", "saddr"), f"@{TENANT_SUBNETS}"),
-            _match("==", _meta("iifname"), OWN_BRIDGES),
-            _match("!=", _meta("oifname"), OWN_BRIDGES),
+            match("==", payload("ip", "saddr"), f"@{TENANT_SUBNETS}"),
+            match("==", meta("iifname"), OWN_BRIDGES),
+            match("!=", meta("oifname"), OWN_BRIDGES),
             {"masquerade": None},
         )
     ]
@@ -302,28 +322,12 @@ def _postrouting_rules(state: RuleSet) -> list[Command]:
 # --- expressions ----------------------------------------------------------------------------
 
 
-def _match(op: str, left: Expr, right: object) -> Expr:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _meta(key: str) -> Expr:
-    return {"meta": {"key": key}}
-
-
-def _payload(protocol: str, fieldname: str) -> Expr:
-    return {"payload": {"protocol": protocol, "field": fieldname}}
-
-
-def _prefix(subnet: IPv4Network) -> Expr:
-    return {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}}
-
-
 def _to(endpoint: Endpoint) -> tuple[Expr, Expr]:
     return (
-        _match("==", _payload("ip", "daddr"), str(endpoint.address)),
-        _match("==", _payload(endpoint.protocol, "dport"), endpoint.port),
+        match("==", payload("ip", "daddr"), str(endpoint.address)),
+        match("==", payload(endpoint.protocol, "dport"), endpoint.port),
     )
 
 
 def _ct_established() -> Expr:
-    return _match("in", {"ct": {"key": "state"}}, ["established", "related"])
+    return match("in", {"ct": {"key": "state"}}, ["established", "related"])
