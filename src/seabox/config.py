@@ -98,6 +98,9 @@ class NetworkConfig(BaseModel):
     blocked_egress: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_EGRESS))
     # "IPV4:PORT" of the Seabox API as tenants are told to reach it; the one listener they may reach.
     tenant_api: str | None = None
+    # The node's resolv.conf: its IPv4 nameservers (not loopback) are the upstreams of the tenant
+    # resolvers, and stay reachable from containers on port 53.
+    resolv_conf: Path = Path("/etc/resolv.conf")
 
     @field_validator("tenant_supernet", "public_range")
     @classmethod

@@ -31,6 +31,7 @@ class FakeAgent:
         self.watched: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.hosts: dict[int, list[Any]] = {}
+        self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
 
     def bundle(self, cid: str) -> Path:
         return self.root / cid
@@ -84,6 +85,10 @@ class FakeAgent:
 
     async def reconcile_network(self, tenants: set[int], containers: set[str]) -> None:
         self.calls.append(("reconcile", ",".join(sorted(containers))))
+
+    async def serve_dns(self, hosts: dict[int, list[Any]]) -> None:
+        self.calls.append(("dns", ",".join(str(i) for i in sorted(hosts))))
+        self.dns.append(dict(hosts))
 
     def local_containers(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir())
@@ -327,3 +332,15 @@ async def test_a_container_the_control_plane_calls_lost_is_reported_again(env: A
     await settle(conv)
     assert states(plane) == [("running", 1, 0), ("running", 1, 0)]  # still running here: it says so again
     assert [c for c in agent.calls if c[0] == "start"] == [("start", "a")]
+
+
+async def test_every_batch_feeds_the_tenant_resolvers_its_hosts_after_the_first_reconcile(env: Any) -> None:
+    conv, agent, plane = env
+    web = [("10.0.0.2", ["web", "aaaaaaaaaaaa", "web.t.seabox.internal"])]
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())], hosts={1: web}))
+    assert agent.calls[:2] == [("reconcile", "a"), ("dns", "1")]
+    renamed = [("10.0.0.2", ["shop", "aaaaaaaaaaaa", "shop.t.seabox.internal"])]
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", spec())], hosts={1: renamed}))
+    await conv.apply(AssignmentBatch(etag="3"))  # the tenant's last container here is gone
+    await settle(conv)
+    assert agent.dns == [{1: web}, {1: renamed}, {}]

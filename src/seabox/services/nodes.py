@@ -7,6 +7,7 @@ from ipaddress import IPv4Address
 import time
 
 from seabox.model.container import Container
+from seabox.model.dns import container_names
 from seabox.model.node import NodeCapacity
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
 from seabox.protocol.link import ControlPlane
@@ -16,9 +17,10 @@ from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
 
-def hosts_entries(containers: list[Container]) -> list[HostsEntry]:
-    """A tenant's /etc/hosts lines from its containers (newest first): each with an address, oldest first."""
-    return [(c.status.ip, [c.name, c.id[:12]]) for c in reversed(containers) if c.status.ip]
+def hosts_entries(containers: list[Container], tenant_name: str) -> list[HostsEntry]:
+    """A tenant's /etc/hosts lines and DNS records from its containers (newest first): each with an
+    address, oldest first."""
+    return [(c.status.ip, container_names(c.name, c.id, tenant_name)) for c in reversed(containers) if c.status.ip]
 
 
 POLL_INTERVAL = 1.0
@@ -51,7 +53,7 @@ class NodeHub(ControlPlane):
         hosts: dict[int, list[HostsEntry]] = {}
         for tid in sorted({c.tenant for c in mine}):
             everywhere = self.store.list_containers(tid)
-            hosts[tenants[tid].index] = hosts_entries(everywhere)
+            hosts[tenants[tid].index] = hosts_entries(everywhere, tenants[tid].name)
             others = {c.status.node for c in everywhere} - {node}
             found = sorted({ip for n in others if (ip := underlays.get(n or "")) is not None})
             if found and underlays.get(node):
