@@ -76,10 +76,6 @@ class Resolvers:
             return
         self._servers[index] = server
 
-    def serving(self) -> dict[int, TenantResolver]:
-        """The resolvers running now, by tenant index."""
-        return dict(self._servers)
-
     async def close(self) -> None:
         """Stop every resolver."""
         for index in sorted(self._servers):
