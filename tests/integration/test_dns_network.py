@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import dns.exception
 import dns.message
-import dns.query
 import dns.rcode
 import pytest
-from pyroute2 import netns as pr_netns
 
 from seabox.config import NetworkConfig
 from seabox.model.dns import container_names
@@ -23,7 +19,7 @@ from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers
 from seabox.node.network import nft
 from seabox.node.network.manager import Attachment, NodeNetwork
 from seabox.node.network.names import NetNames
-from tests.fixtures.dns import FakeUpstream, upstream_on_host
+from tests.fixtures.dns import FakeUpstream, NetnsClient, upstream_on_host
 from tests.integration.test_network import cid, host_ip
 
 pytestmark = [
@@ -74,29 +70,16 @@ async def resolvers(net: NodeNetwork, upstream: FakeUpstream) -> AsyncIterator[R
 async def ask(netns_path: Path, server: IPv4Address, name: str, tcp: bool = False) -> dns.message.Message | None:
     """The answer to an A query for name sent from the netns, or None if none came (in a thread: the
     resolvers answer on this event loop)."""
-    return await asyncio.to_thread(_ask, netns_path, server, name, tcp)
+
+    def blocking() -> dns.message.Message | None:
+        with NetnsClient(netns_path, str(server)) as client:
+            return client.ask(name, tcp=tcp)
+
+    return await asyncio.to_thread(blocking)
 
 
 async def attach(net: NodeNetwork, tenant_index: int, n: int) -> Attachment:
     return await asyncio.to_thread(net.attach, cid(), tenant_index, host_ip(tenant_index, n))
-
-
-def _ask(netns_path: Path, server: IPv4Address, name: str, tcp: bool) -> dns.message.Message | None:
-    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
-    sock = pr_netns.create_socket(str(netns_path), socket.AF_INET, kind, flags=0)
-    query = dns.message.make_query(name, "A")
-    try:
-        if tcp:
-            sock.settimeout(1)
-            sock.connect((str(server), 53))
-        sock.setblocking(False)  # dnspython waits with its own timeout on a non-blocking socket
-        if tcp:
-            return dns.query.tcp(query, str(server), timeout=1, sock=sock)
-        return dns.query.udp(query, str(server), timeout=1, sock=sock)
-    except (dns.exception.Timeout, OSError):
-        return None
-    finally:
-        sock.close()
 
 
 def addresses(response: dns.message.Message | None) -> list[str]:
