@@ -102,6 +102,9 @@ class NetworkConfig(BaseModel):
     # The host interface this node serves floating IPs on (each as a /32, so it answers ARP for them).
     # Unset: this node serves no floating IPs (its containers' FIPs and published ports stay inert here).
     public_interface: str | None = None
+    # The node's resolv.conf: its IPv4 nameservers (not loopback) are the upstreams of the tenant
+    # resolvers, and stay reachable from containers on port 53.
+    resolv_conf: Path = Path("/etc/resolv.conf")
 
     @field_validator("tenant_supernet", "fip_range")
     @classmethod

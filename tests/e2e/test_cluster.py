@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.docker_fixtures import DockerCli, docker_config
 from tests.e2e.test_api import pull, wait
+from tests.e2e.test_dns import execute, netns_client
 from tests.fixtures.cluster import NODE_LINK_PORT, UNDERLAY_GATEWAY, Cluster
 from tests.fixtures.server import SEABOX
 
@@ -67,6 +68,38 @@ def test_a_tenants_containers_spread_over_the_nodes_and_work_on_each(
         assert wait(alice, cid) in (137, 143)
         assert alice.delete(f"/v1/containers/{cid}").status_code == 204
     assert all(placed(cluster, n.name) == [] for n in cluster.nodes)
+
+
+def _named_on(cluster: Cluster, alice: httpx.Client, image: str, node: str, name: str | None = None) -> dict:
+    """A container (sleep 300, named NAME) placed on NODE: the other nodes are cordoned meanwhile."""
+    others = [n.name for n in cluster.nodes if n.name != node]
+    for other in others:
+        cluster.admin("node", "cordon", other)
+    try:
+        r = alice.post("/v1/containers", params={"start": "true"},
+                       json={"image": image, "cmd": ["sleep", "300"], **({"name": name} if name else {})})
+        assert r.status_code == 201, r.text
+    finally:
+        for other in others:
+            cluster.admin("node", "uncordon", other)
+    assert r.json()["id"][:12] in placed(cluster, node)
+    return r.json()
+
+
+def test_a_container_resolves_its_tenants_names_on_another_node_within_a_second(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str
+) -> None:
+    pull(alice, busybox_image)
+    web = _named_on(cluster, alice, busybox_image, "n1", "web")
+    client = _named_on(cluster, alice, busybox_image, "n2")
+    for name in ("web", "web.alice.seabox.internal", web["id"][:12]):
+        code, out = execute(alice, client["id"], "nslookup", name)
+        assert code == 0 and f"Address: {web['status']['ip']}" in out, (name, out)
+    with netns_client(cluster.nodes[1].data_dir, client) as resolver:
+        assert alice.delete(f"/v1/containers/{web['id']}", params={"force": "true"}).status_code == 204
+        assert resolver.until("web", []) < 1.0
+        again = _named_on(cluster, alice, busybox_image, "n1", "web")
+        assert resolver.until("web", [again["status"]["ip"]]) < 1.0
 
 
 def test_a_killed_node_agent_leaves_its_containers_running_and_adopts_them_again(

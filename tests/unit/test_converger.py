@@ -37,6 +37,7 @@ class FakeAgent:
         self.calls: list[tuple[str, str]] = []
         self.hosts: dict[int, list[Any]] = {}
         self.exposed: list[dict[str, Exposure]] = []
+        self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
 
     def bundle(self, cid: str) -> Path:
         return self.root / cid
@@ -93,6 +94,10 @@ class FakeAgent:
 
     async def expose(self, exposures: Mapping[str, Exposure]) -> None:
         self.exposed.append(dict(exposures))
+
+    async def serve_dns(self, hosts: dict[int, list[Any]]) -> None:
+        self.calls.append(("dns", ",".join(str(i) for i in sorted(hosts))))
+        self.dns.append(dict(hosts))
 
     def local_containers(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir())
@@ -354,3 +359,15 @@ async def test_fips_ports_and_firewalls_reach_the_network_with_each_change_only(
         {"a": Exposure(ip, IPv4Address("198.18.0.7"), tuple(ports), wall), "b": Exposure(ip)},
         {"b": Exposure(ip, IPv4Address("198.18.0.7"))},
     ]
+
+
+async def test_every_batch_feeds_the_tenant_resolvers_its_hosts_after_the_first_reconcile(env: Any) -> None:
+    conv, agent, plane = env
+    web = [("10.0.0.2", ["web", "aaaaaaaaaaaa", "web.t.seabox.internal"])]
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())], hosts={1: web}))
+    assert agent.calls[:2] == [("reconcile", "a"), ("dns", "1")]
+    renamed = [("10.0.0.2", ["shop", "aaaaaaaaaaaa", "shop.t.seabox.internal"])]
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", spec())], hosts={1: renamed}))
+    await conv.apply(AssignmentBatch(etag="3"))  # the tenant's last container here is gone
+    await settle(conv)
+    assert agent.dns == [{1: web}, {1: renamed}, {}]

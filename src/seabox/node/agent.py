@@ -16,6 +16,7 @@ from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
 from seabox.node import hostdirs, identity
+from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers, resolv_conf_text
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import Exposure, NodeNetwork
@@ -59,7 +60,11 @@ class NodeAgent:
         hostdirs.secure_data_dir(cfg.data_dir)
         listeners = [cfg.listen, *([cfg.tls.listen] if cfg.tls.listen else [])]
         names = identity.net_names(cfg.data_dir, cfg.network.nft_table)
-        self.network = NodeNetwork(cfg.network, self.run_dir, names, listeners=listeners)
+        self.network = NodeNetwork(
+            cfg.network, self.run_dir, names, listeners=listeners, gateway_services=GATEWAY_SERVICES,
+            resolv_conf=cfg.network.resolv_conf,
+        )
+        self.resolvers = Resolvers(self.network, cfg.network.resolv_conf)
         self.images = ImageStore(
             cfg.data_dir / "images", cfg.registries, egress=self.network.pulls,
             max_unpacked=cfg.disk.image_max_unpacked,
@@ -137,8 +142,7 @@ class NodeAgent:
             hostdirs.make_private_dir(hosts.parent, base)
             hosts.write_text(HOSTS_HEADER)
         (bundle / "hostname").write_text(c.spec.hostname + "\n")
-        resolv = Path("/etc/resolv.conf")
-        (bundle / "resolv.conf").write_text(resolv.read_text() if resolv.exists() else "")
+        (bundle / "resolv.conf").write_text(resolv_conf_text(self.network, p.tenant_index))
 
     async def _image(self, name: str, image_id: str) -> ImageInfo:
         """The container's image, pulled by its name if this node does not hold it yet."""
@@ -326,6 +330,10 @@ class NodeAgent:
             f.truncate()
             f.write(body)
 
+    async def serve_dns(self, hosts: dict[int, list[HostsEntry]]) -> None:
+        """Run a resolver on the gateway of each tenant in hosts (and no other), answering its entries' names."""
+        await self.resolvers.converge(hosts)
+
     # adoption ----------------------------------------------------------------------
     async def reconcile_network(self, tenant_indexes: set[int], container_ids: set[str]) -> None:
         await asyncio.to_thread(self.network.reconcile, tenant_indexes, container_ids)
@@ -338,3 +346,4 @@ class NodeAgent:
         for task in self._watchers.values():
             task.cancel()
         self._watchers.clear()
+        await self.resolvers.close()

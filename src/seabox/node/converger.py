@@ -154,7 +154,8 @@ class Converger:
                 self._schedule(cid, self._restart(cid, self._applied(cid)[1]))
 
     async def apply(self, batch: AssignmentBatch) -> list[asyncio.Task[None]]:
-        """Converge to BATCH: hosts files, then each container whose assignment changed, then orphans.
+        """Converge to BATCH: hosts files, overlays, tenant resolvers, then each container whose assignment
+        changed, then orphans.
 
         Returns the work started (it runs on; each container's in order).
         """
@@ -177,6 +178,7 @@ class Converger:
         if first:
             await self.agent.reconcile_network({a.tenant_index for a in assigned.values()}, set(assigned))
             gone = [cid for cid in self.agent.local_containers() if cid not in assigned]
+        await self.agent.serve_dns(batch.hosts)  # after the first reconcile: it keeps these tenants' bridges
         work = []
         for cid in gone:
             self._cancel_restart(cid)

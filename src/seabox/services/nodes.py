@@ -8,6 +8,7 @@ import time
 
 from seabox.model.container import Container
 from seabox.model.firewall import Firewall
+from seabox.model.dns import container_names
 from seabox.model.node import NodeCapacity
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
 from seabox.protocol.link import ControlPlane
@@ -19,9 +20,10 @@ from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
 
 
-def hosts_entries(containers: list[Container]) -> list[HostsEntry]:
-    """A tenant's /etc/hosts lines from its containers (newest first): each with an address, oldest first."""
-    return [(c.status.ip, [c.name, c.id[:12]]) for c in reversed(containers) if c.status.ip]
+def hosts_entries(containers: list[Container], tenant_name: str) -> list[HostsEntry]:
+    """A tenant's /etc/hosts lines and DNS records from its containers (newest first): each with an
+    address, oldest first."""
+    return [(c.status.ip, container_names(c.name, c.id, tenant_name)) for c in reversed(containers) if c.status.ip]
 
 
 POLL_INTERVAL = 1.0
@@ -58,7 +60,7 @@ class NodeHub(ControlPlane):
         group_rules = self.security_groups.rules_of(grouped)  # one query for every tenant here
         for tid in sorted({c.tenant for c in mine}):
             everywhere = self.store.list_containers(tid)
-            hosts[tenants[tid].index] = hosts_entries(everywhere)
+            hosts[tenants[tid].index] = hosts_entries(everywhere, tenants[tid].name)
             if tid in grouped:
                 tenant_firewalls = TenantFirewalls(everywhere, group_rules.get(tid, {}))
                 firewalls.update((c.id, tenant_firewalls.of(c.spec.security_groups)) for c in mine if c.tenant == tid)

@@ -9,7 +9,7 @@ from pathlib import Path
 from seabox.config import NetworkConfig, ipv4_endpoint
 from seabox.node.network.nft import EgressPolicy, Endpoint
 
-# Copied into every container as its /etc/resolv.conf; its nameservers stay reachable on port 53.
+# The node's resolvers (network.resolv_conf): they stay reachable on port 53, and the tenant resolvers forward to them.
 RESOLV_CONF = Path("/etc/resolv.conf")
 DNS_PORT = 53
 

@@ -1,0 +1,1 @@
+"""The tenant resolvers a node agent serves on its tenants' gateways."""
