@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 import warnings
@@ -25,7 +26,11 @@ async def test_signalling_an_exited_child_keeps_its_exit_code() -> None:
         previous = asyncio.get_child_watcher()
         asyncio.set_child_watcher(watcher)
     try:
-        proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 6")
+        # the child exits once its stdin is closed: only after asyncio has looked at it once
+        read_end, write_end = os.pipe()
+        proc = await asyncio.create_subprocess_exec("sh", "-c", "read _; exit 6", stdin=read_end)
+        os.close(read_end)
+        os.close(write_end)
         deadline = time.monotonic() + 10
         while not _zombie(proc.pid):
             assert time.monotonic() < deadline, "the child never exited"
