@@ -3,7 +3,8 @@
 Figures: `runtime` (container start latency and per-container memory, against bare runc and runsc;
 needs root), `scheduler` (placements per second on simulated nodes), `cluster` (create+start
 through a node agent in another network namespace, against the embedded node; needs root) and
-`overlay` (TCP throughput between containers on two nodes, against one node; needs root). No
+`overlay` (TCP throughput between containers on two nodes, against one node; needs root) and `dns`
+(query latency through a tenant resolver, against its upstream asked directly; needs root). No
 argument runs them all.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cluster, overlay, scheduler
+from bench import cluster, overlay, resolver, scheduler
 from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -307,7 +308,7 @@ def runtime() -> None:
 
 
 FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "cluster": cluster.main,
-                                     "overlay": overlay.main}
+                                     "overlay": overlay.main, "dns": resolver.main}
 
 
 def main(argv: list[str]) -> None:
