@@ -36,7 +36,8 @@ class AssignmentBatch(BaseModel):
 
     etag: str = ""  # names this content; the node passes it back to wait for the next change
     containers: list[Assignment] = Field(default_factory=list)
-    hosts: dict[int, list[HostsEntry]] = Field(default_factory=dict)  # tenant index -> entries
+    # tenant index -> entries: the tenant's /etc/hosts and the records of its resolver on the node
+    hosts: dict[int, list[HostsEntry]] = Field(default_factory=dict)
     # this node's underlay address (None: it has none, as the embedded node) and, per tenant index, the
     # underlay addresses of the other nodes that hold containers of that tenant (its VXLAN peers)
     underlay: str | None = None
