@@ -70,14 +70,16 @@ def test_a_tenants_containers_spread_over_the_nodes_and_work_on_each(
     assert all(placed(cluster, n.name) == [] for n in cluster.nodes)
 
 
-def _named_on(cluster: Cluster, alice: httpx.Client, image: str, node: str, name: str | None = None) -> dict:
-    """A container (sleep 300, named NAME) placed on NODE: the other nodes are cordoned meanwhile."""
+def _named_on(cluster: Cluster, alice: httpx.Client, image: str, node: str, name: str | None = None,
+              **spec: object) -> dict:
+    """A container (sleep 300, named NAME, SPEC: more of its create body) placed on NODE: the other nodes
+    are cordoned meanwhile."""
     others = [n.name for n in cluster.nodes if n.name != node]
     for other in others:
         cluster.admin("node", "cordon", other)
     try:
         r = alice.post("/v1/containers", params={"start": "true"},
-                       json={"image": image, "cmd": ["sleep", "300"], **({"name": name} if name else {})})
+                       json={"image": image, "cmd": ["sleep", "300"], **({"name": name} if name else {}), **spec})
         assert r.status_code == 201, r.text
     finally:
         for other in others:
