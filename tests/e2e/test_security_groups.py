@@ -13,24 +13,9 @@ import yaml
 
 from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, pull, unique
 from tests.fixtures.server import Server
+from tests.unit.test_security_groups import WEB
 
 TENANT, OTHER = "sgcp", "sgcp2"
-WEB = """\
-name: web
-description: web servers
-rules:
-  - direction: ingress
-    protocol: tcp
-    port_range_min: 80
-    port_range_max: 81
-    remote_ip_prefix: 203.0.113.0/24
-  - direction: ingress
-    protocol: tcp
-    port_range_min: 5432
-    remote_group_name: web
-  - direction: egress
-    protocol: any
-"""
 DB = "name: db\nrules:\n  - {direction: ingress, protocol: udp, port_range_min: 53}\n"
 
 
