@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 
 from seabox.model.container import ContainerSpec
 from seabox.model.firewall import Firewall
+from seabox.model.health import HealthCheck
+from seabox.protocol.balancing import BalancedService
 
 HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
 ReportedState = Literal["created", "running", "restarting", "exited", "removed"]
@@ -29,6 +31,8 @@ class Assignment(BaseModel):
     fip: str | None = None
     # None: the container is in no security group (the default policy); else all it may send and receive
     firewall: Firewall | None = None
+    # None: not probed; else the node probes it and reports `healthy` in its container reports
+    health: HealthCheck | None = None
 
 
 class AssignmentBatch(BaseModel):
@@ -42,6 +46,8 @@ class AssignmentBatch(BaseModel):
     # underlay addresses of the other nodes that hold containers of that tenant (its VXLAN peers)
     underlay: str | None = None
     peers: dict[int, list[str]] = Field(default_factory=dict)
+    # the load-balanced services of the tenants that have containers on this node
+    services: list[BalancedService] = Field(default_factory=list)
 
 
 class ContainerReport(BaseModel):
@@ -59,3 +65,5 @@ class ContainerReport(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     restart_count: int = 0
+    # the outcome of its health check (None: it has none, or it is not running or not yet decided)
+    healthy: bool | None = None

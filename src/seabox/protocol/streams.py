@@ -39,3 +39,15 @@ class AttachStdio(Protocol):
     def close_stdin(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class TcpStream(Protocol):
+    """A TCP connection a node opened to a port of one of its running containers (as the node's bridge reaches it)."""
+
+    async def read(self, n: int = 65536) -> bytes: ...  # b"" once the container closed its side
+
+    async def write(self, data: bytes) -> None: ...
+
+    def close_write(self) -> None: ...  # half-close: the container reads EOF
+
+    def close(self) -> None: ...
