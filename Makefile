@@ -33,7 +33,7 @@ down:
 
 # Root-level suites (runc, netns, nftables) are serialised by one lock.
 test: deps
-	@flock /tmp/seabox-root.lock $(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@flock /tmp/seabox-root.lock $(BIN)/pytest -q --durations=30 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: deps
