@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from seabox.cli.client import CliError, Client, connect, each, err, inspect_all, print_table, quoted
-from seabox.cli.containers import VERBATIM, Cmd, EnvOpt, Image, SgOpt, SizeOpt, VolumeOpt, env_list
+from seabox.cli.containers import Cmd, EnvOpt, Image, SgOpt, SizeOpt, VolumeOpt, env_list
 from seabox.cli.images import pull_image
 
 service_app = typer.Typer(
@@ -19,6 +20,26 @@ service_app = typer.Typer(
     no_args_is_help=True,
 )
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Service name.")]
+
+
+class CreateCommand(TyperCommand):
+    """`service create NAME [OPTIONS] IMAGE [CMD...]`: options may come before or after NAME; everything after
+    IMAGE is the command, passed verbatim (its own options included). Every create option takes a value."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        positional, i = 0, 0
+        while i < len(args) and positional < 2:
+            arg = args[i]
+            if arg == "--":
+                break
+            if arg.startswith("-") and arg != "-":
+                i += 1 if "=" in arg or arg in ("--help", "-h") else 2
+                continue
+            positional += 1
+            i += 1
+        if positional == 2 and i < len(args) and args[i] != "--":
+            args = [*args[:i], "--", *args[i:]]
+        return super().parse_args(ctx, args)
 
 
 def service_path(name: str, action: str = "") -> str:
@@ -157,10 +178,11 @@ def rm(
 
 
 def register(app: typer.Typer) -> None:
-    for command, name, settings in (
-        (create, "create", VERBATIM), (ls, "ls", {}), (inspect, "inspect", {}), (scale, "scale", {}),
-        (update, "update", {}), (attach_fip, "attach-fip", {}), (detach_fip, "detach-fip", {}), (rm, "rm", {}),
+    service_app.command("create", cls=CreateCommand)(create)
+    for command, name in (
+        (ls, "ls"), (inspect, "inspect"), (scale, "scale"), (update, "update"), (attach_fip, "attach-fip"),
+        (detach_fip, "detach-fip"), (rm, "rm"),
     ):
-        service_app.command(name, context_settings=settings)(command)
+        service_app.command(name)(command)
     app.add_typer(service_app, name="service", rich_help_panel="Services")
 
