@@ -3,12 +3,16 @@ bridge (and a FIP on the node's public interface), clients in other container ne
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -19,6 +23,9 @@ from pyroute2 import IPRoute
 from seabox.config import NetworkConfig
 from seabox.model import ipam
 from seabox.model.firewall import Firewall, FirewallRule
+from seabox.model.health import HealthCheck
+from seabox.node.health import Prober
+from seabox.node.health import Target as HealthTarget
 from seabox.node.network import links, nft
 from seabox.node.network.lb_rules import Algorithm, Target
 from seabox.node.network.manager import Attachment, Exposure, NodeNetwork, Service
@@ -216,3 +223,79 @@ def test_a_service_fip_reaches_the_backends_from_outside(node: Node) -> None:
         assert refused(out, FIP, PORT) is not None
         node.net.balance([])
     assert public_addresses() == set()
+
+
+@contextmanager
+def http_server(path: Path, port: int, status: list[int]) -> Iterator[None]:
+    """An HTTP server in netns path answering every request with status[0] (the test changes it)."""
+    server = ns_socket(path)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(16)
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.5)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)
+                    conn.sendall(f"HTTP/1.0 {status[0]} X\r\nContent-Length: 0\r\n\r\n".encode())
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+async def wait_for(changes: list[bool], expected: list[bool], budget: float) -> float:
+    """Seconds until changes == expected (fails after budget)."""
+    start = time.monotonic()
+    while changes != expected and time.monotonic() - start < budget:
+        await asyncio.sleep(0.02)
+    assert changes == expected, f"after {time.monotonic() - start:.2f} s"
+    return time.monotonic() - start
+
+
+async def test_the_prober_follows_a_real_server_through_rise_and_fall(node: Node) -> None:
+    c = await asyncio.to_thread(node.container, 2)  # pyroute2's sync calls refuse a running event loop
+    neighbour = await asyncio.to_thread(node.container, 3)
+    # a security group that lets nothing in: the node's probes still reach the container
+    await asyncio.to_thread(node.net.expose, {c.netns_path.name: Exposure(c.ip, firewall=Firewall(rules=[]))})
+    changes: list[bool] = []
+
+    async def changed(cid: str, healthy: bool) -> None:
+        changes.append(healthy)
+
+    prober = Prober(changed)
+    check = HealthCheck(port=PORT, interval=0.2, rise=2, fall=3)
+    try:
+        with serve(c.netns_path, PORT, "c"):
+            prober.watch("c", HealthTarget(c.ip, check))
+            assert await wait_for(changes, [True], 1.0) >= 0.2  # two passes: the second one interval later
+            assert prober.healthy("c") is True
+            assert await asyncio.to_thread(probe, neighbour.netns_path, c.ip, PORT) is None  # the group holds
+        assert await wait_for(changes, [True, False], 1.5) >= 0.4  # three failures in a row
+        with serve(c.netns_path, PORT, "c"):
+            await wait_for(changes, [True, False, True], 1.0)
+        status = [200]
+        with http_server(c.netns_path, PORT + 1, status):
+            prober.watch("c", HealthTarget(c.ip, HealthCheck(protocol="http", port=PORT + 1, path="/healthz",
+                                                             interval=0.2, rise=1, fall=1)))  # fmt: skip
+            assert prober.healthy("c") is None  # another check: undecided again
+            await wait_for(changes, [True, False, True, True], 1.0)
+            status[0] = 503
+            await wait_for(changes, [True, False, True, True, False], 1.0)
+            status[0] = 301
+            await wait_for(changes, [True, False, True, True, False, True], 1.0)
+    finally:
+        await prober.close()
