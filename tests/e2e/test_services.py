@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.docker_fixtures import native
+from tests.fixtures.server import SEABOX as SEABOX_CLI
 from tests.fixtures.server import Server
 
 Sb = Callable[..., subprocess.CompletedProcess[str]]
@@ -200,3 +201,73 @@ def test_a_floating_ip_attaches_to_a_service(sb: Sb, api: httpx.Client, busybox_
     ok(sb("service", "attach-fip", fip, "pub"))
     ok(sb("service", "rm", "pub"))
     assert [f["address"] for f in api.get("/v1/fips", params={"dangling": "true"}).json()] == sorted([fip, other], key=lambda a: tuple(map(int, a.split("."))))
+
+
+# real traffic through the virtual IP (the node programs it: node/network/lb_rules.py) -------------------------
+FAST = ["--health-check-interval", "0.3", "--health-check-rise", "1", "--health-check-fall", "1"]
+# busybox `timeout` leaves its watchdog child to PID 1: a shell there reaps it (sleep would not)
+CLIENT = ["sh", "-c", "while true; do sleep 1; done"]
+
+
+def ready(api: httpx.Client, name: str, count: int, generation: int = 1) -> list[dict[str, Any]]:
+    """The replicas of NAME once COUNT of GENERATION are healthy (and none other is left), else []."""
+    svc = api.get(f"/v1/services/{name}").json()
+    up = [r for r in svc["replicas"] if r["healthy"] and not r["draining"] and r["generation"] == generation]
+    return up if len(up) == count and len(svc["replicas"]) == count else []
+
+
+def hits(sb: Sb, url: str, count: int, client: str = "client") -> list[str]:
+    """What COUNT requests to URL from container CLIENT answered, in order ("FAIL" for a failed one)."""
+    loop = f"for i in $(seq {count}); do timeout 2 wget -q -O - {url} || echo FAIL; done"
+    return ok(sb("exec", client, "sh", "-c", loop)).split()
+
+
+def test_traffic_to_the_service_name_spreads_over_healthy_replicas_and_heals(
+    sb: Sb, api: httpx.Client, busybox_image: str, tenant: str,
+) -> None:
+    ok(sb("service", "create", "web", "--replicas", "3", "--port", "80", "--container-port", "8080", *FAST,
+          busybox_image, *SERVE))
+    replicas = until(lambda: ready(api, "web", 3), what="3 healthy replicas")
+    [svc] = [r for r in rows(sb) if r[0] == "web"]
+    assert svc[2:] == ["3/3", "ready", "3/3 ready"]
+    hostnames = {api.get(f"/v1/containers/{r['id']}").json()["spec"]["hostname"] for r in replicas}
+    ok(sb("run", "-d", "--name", "client", busybox_image, *CLIENT))
+    answers = hits(sb, "http://web/", 30)
+    assert "FAIL" not in answers
+    assert set(answers) == hostnames  # round robin: every replica answers
+    assert max(answers.count(h) for h in hostnames) <= 12
+    assert set(hits(sb, f"http://web.{tenant}.seabox.internal/", 3)) <= hostnames
+
+    killed = replicas[0]
+    ok(sb("kill", killed["name"]))
+    started = time.monotonic()
+    until(lambda: "FAIL" not in hits(sb, "http://web/", 6), what="no failure right after the kill")
+    healed = until(lambda: ready(api, "web", 3), what="a healthy replacement")
+    assert killed["id"] not in {r["id"] for r in healed}
+    assert time.monotonic() - started < 10
+    assert "FAIL" not in hits(sb, "http://web/", 9)
+
+
+def test_a_rolling_update_and_a_scale_down_drop_no_request(
+    sb: Sb, api: httpx.Client, busybox_image: str, server: Server, tenant: str,
+) -> None:
+    ok(sb("service", "create", "roll", "--replicas", "2", "--port", "80", "--container-port", "8080", *FAST,
+          busybox_image, *SERVE))
+    until(lambda: ready(api, "roll", 2), what="2 healthy replicas")
+    ok(sb("run", "-d", "--name", "client", busybox_image, *CLIENT))
+    loop = ("while [ ! -e /tmp/stop ]; do timeout 2 wget -q -O - http://roll/ >/dev/null && echo OK || echo FAIL; "
+            "done")
+    with subprocess.Popen([*SEABOX_CLI, "exec", "client", "sh", "-c", loop], env=server.env(tenant),
+                          stdout=subprocess.PIPE, text=True) as requests:
+        try:
+            time.sleep(0.5)
+            ok(sb("service", "update", "--image", busybox_image, "roll"))
+            assert api.get("/v1/services/roll").json()["status"]["state"] in ("updating", "ready")
+            until(lambda: ready(api, "roll", 2, generation=2), budget=30, what="both replicas replaced")
+            ok(sb("service", "scale", "roll=1"))
+            until(lambda: ready(api, "roll", 1, generation=2), what="scaled down to 1")
+        finally:
+            ok(sb("exec", "client", "touch", "/tmp/stop"))
+            out, _ = requests.communicate(timeout=10)
+    results = out.split()
+    assert len(results) > 20 and results.count("FAIL") == 0, results.count("FAIL")
