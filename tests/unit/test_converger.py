@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -14,11 +14,14 @@ import pytest
 
 from seabox.model.container import ContainerSpec, RestartPolicy, StopRequest
 from seabox.model.firewall import Firewall, FirewallRule
+from seabox.model.health import HealthCheck
 from seabox.model.ports import PortMapping
 from seabox.node import converger as converger_module
 from seabox.node.converger import Converger, restart_delay
-from seabox.node.network.manager import Exposure
+from seabox.node.network.lb_rules import Target
+from seabox.node.network.manager import Exposure, Service
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
+from seabox.protocol.balancing import Backend, BalancedService
 from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus
 
@@ -37,6 +40,7 @@ class FakeAgent:
         self.calls: list[tuple[str, str]] = []
         self.hosts: dict[int, list[Any]] = {}
         self.exposed: list[dict[str, Exposure]] = []
+        self.balanced: list[tuple[Service, ...]] = []
         self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
 
     def bundle(self, cid: str) -> Path:
@@ -94,6 +98,9 @@ class FakeAgent:
 
     async def expose(self, exposures: Mapping[str, Exposure]) -> None:
         self.exposed.append(dict(exposures))
+
+    async def balance(self, services: Sequence[Service]) -> None:
+        self.balanced.append(tuple(services))
 
     async def serve_dns(self, hosts: dict[int, list[Any]]) -> None:
         self.calls.append(("dns", ",".join(str(i) for i in sorted(hosts))))
@@ -371,3 +378,41 @@ async def test_every_batch_feeds_the_tenant_resolvers_its_hosts_after_the_first_
     await conv.apply(AssignmentBatch(etag="3"))  # the tenant's last container here is gone
     await settle(conv)
     assert agent.dns == [{1: web}, {1: renamed}, {}]
+
+
+async def test_services_reach_the_network_with_each_change_only_the_local_backends_marked(env: Any) -> None:
+    conv, agent, plane = env
+    backends = [Backend(container_id="a", ip="10.0.0.2", port=80), Backend(container_id="far", ip="10.0.0.9", port=80)]
+    svc = BalancedService(id="s1", name="web", tenant_id="t", tenant_index=1, vip="10.0.0.200", port=80,
+                          backends=backends, fip="198.18.0.9")  # fmt: skip
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())], services=[svc]))
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", spec())], services=[svc]))
+    await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", spec())]))
+    await settle(conv)
+    a, far = Target(IPv4Address("10.0.0.2"), 80), Target(IPv4Address("10.0.0.9"), 80)
+    assert agent.balanced == [
+        (Service("s1", 1, IPv4Address("10.0.0.200"), 80, "roundrobin", (a, far), IPv4Address("198.18.0.9"), (a,)),),
+        (),
+    ]
+
+
+async def test_health_changes_are_reported_with_the_same_generation_and_state(env: Any) -> None:
+    conv, agent, plane = env
+    results = iter([True, True, False, False, True, True] + [True] * 1000)
+
+    async def fake_probe(ip: IPv4Address, check: HealthCheck) -> bool:
+        return next(results)
+
+    conv.prober._probe = fake_probe
+    check = HealthCheck(port=80, interval=0.2, rise=2, fall=2)
+    a = assign("a", spec()).model_copy(update={"health": check})
+    await conv.apply(AssignmentBatch(etag="1", containers=[a]))
+    await settle(conv)
+    await asyncio.sleep(1.3)
+    assert [(r.state, r.generation, r.healthy) for r in plane.reports] == [
+        ("running", 1, None), ("running", 1, True), ("running", 1, False), ("running", 1, True),
+    ]
+    await agent.finish("a", 1)
+    await settle(conv)
+    assert (plane.reports[-1].state, plane.reports[-1].healthy) == ("exited", None)
+    assert conv.prober.watched() == set()

@@ -19,7 +19,7 @@ from seabox.node import hostdirs, identity
 from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers, resolv_conf_text
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
-from seabox.node.network.manager import Exposure, NodeNetwork
+from seabox.node.network.manager import Exposure, NodeNetwork, Service
 from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
 from seabox.protocol.assignments import HostsEntry
 from seabox.protocol.images import ImageInfo
@@ -341,6 +341,10 @@ class NodeAgent:
     async def expose(self, exposures: Mapping[str, Exposure]) -> None:
         """Floating IPs, published ports and security groups of this node's containers (container id -> Exposure)."""
         await asyncio.to_thread(self.network.expose, exposures)
+
+    async def balance(self, services: Sequence[Service]) -> None:
+        """The load-balanced services of this node's tenants (VIPs, DNAT maps, service FIPs held here)."""
+        await asyncio.to_thread(self.network.balance, services)
 
     async def close(self) -> None:
         for task in self._watchers.values():

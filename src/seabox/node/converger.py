@@ -27,9 +27,12 @@ from typing import Any
 
 from seabox.errors import RuntimeFailure
 from seabox.model.container import Container, ContainerStatus, movable
+from seabox.node import health
 from seabox.node.agent import NodeAgent
-from seabox.node.network.manager import Exposure
+from seabox.node.network.lb_rules import Target
+from seabox.node.network.manager import Exposure, Service
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport
+from seabox.protocol.balancing import BalancedService
 from seabox.protocol.link import ControlPlane
 from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus
@@ -42,6 +45,7 @@ RETRY_DELAY = 1.0
 STOPPED_POLL = 0.25
 ADOPTION_WAIT = 10.0  # how long the first batch may hold up readiness while running containers are adopted
 FENCE_POLL = 0.5
+LEASTCONN_PERIOD = 0.5  # how often leastconn services re-read their backends' open connections
 _APPLIED = "applied.json"  # bundle file: the generation acted on and the restarts since the last start
 _LIVE = ("running", "paused", "created")
 
@@ -86,6 +90,9 @@ class Converger:
         self._seen_first = False
         self._overlays: tuple[str | None, dict[int, list[str]]] = (None, {})
         self._exposures: dict[str, Exposure] | None = None
+        self._services: tuple[Service, ...] | None = None
+        self._rebalancer: asyncio.Task[None] | None = None  # while a leastconn service is here
+        self.prober = health.Prober(self._health_changed)
         agent.on_exit = self._on_exit
 
     # the watch loop -----------------------------------------------------------------------
@@ -175,6 +182,7 @@ class Converger:
         # before the first reconcile re-applies the table: a restarted agent's table never lacks the
         # firewalls and FIPs the previous one had in place
         await self._expose(batch)
+        await self._balance(batch)
         if first:
             await self.agent.reconcile_network({a.tenant_index for a in assigned.values()}, set(assigned))
             gone = [cid for cid in self.agent.local_containers() if cid not in assigned]
@@ -188,6 +196,8 @@ class Converger:
         for a in batch.containers:  # called lost while this node was out of reach: say what is true
             if a.lost and a not in changed:
                 work.append(self._schedule(a.id, self._converge(a.id, adopting=True)))
+        for a in batch.containers:
+            await self._sync_health(a)
         return work
 
     async def _expose(self, batch: AssignmentBatch) -> None:
@@ -200,6 +210,65 @@ class Converger:
         if exposures != self._exposures:
             await self.agent.expose(exposures)
             self._exposures = exposures
+
+    async def _balance(self, batch: AssignmentBatch) -> None:
+        """The load-balanced services as the batch has them (before any container is touched, as _expose)."""
+        services = []
+        for s in batch.services:
+            try:
+                services.append(_service(s, self._assigned))
+            except ValueError as exc:
+                log.error("service %s is not served: %s", s.id, exc)
+        desired = tuple(services)
+        if desired != self._services:
+            await self.agent.balance(desired)
+            self._services = desired
+        leastconn = any(s.algorithm == "leastconn" and len(s.backends) > 1 for s in desired)
+        if leastconn and self._rebalancer is None:
+            self._rebalancer = asyncio.create_task(self._rebalance(), name="leastconn")
+        elif not leastconn and self._rebalancer is not None:
+            self._rebalancer.cancel()
+            self._rebalancer = None
+
+    async def _rebalance(self) -> None:
+        """Leastconn: every LEASTCONN_PERIOD, the maps keep only each service's least-loaded backends."""
+        while True:
+            try:
+                await asyncio.to_thread(self.agent.network.rebalance)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("leastconn rebalancing failed")
+            await asyncio.sleep(LEASTCONN_PERIOD)
+
+    # health checks ---------------------------------------------------------------------------
+    def _health_target(self, cid: str) -> health.Target | None:
+        a = self._assigned.get(cid)
+        if a is None or a.health is None or a.ip is None:
+            return None
+        return health.Target(IPv4Address(a.ip), a.health)
+
+    def _healthy(self, report: ContainerReport) -> ContainerReport:
+        """The report with the container's current health: probed while it runs, None otherwise."""
+        target = self._health_target(report.id) if report.state == "running" else None
+        if target is None:
+            self.prober.forget(report.id)
+        else:
+            self.prober.watch(report.id, target)
+        return report.model_copy(update={"healthy": self.prober.healthy(report.id)})
+
+    async def _sync_health(self, a: Assignment) -> None:
+        """A running container whose health check came, went or changed: probed as it says now."""
+        last = self._reported.get(a.id)
+        if last is None or last.state != "running":
+            return
+        if self._healthy(last).healthy != last.healthy:
+            await self._report(last)
+
+    async def _health_changed(self, cid: str, healthy: bool) -> None:
+        last = self._reported.get(cid)
+        if last is not None and last.state == "running" and last.healthy != healthy:
+            await self._report(last)  # with the health the prober has now
 
     def _changed(self, a: Assignment) -> bool:
         old = self._assigned.get(a.id)
@@ -345,6 +414,7 @@ class Converger:
         self._assigned.pop(cid, None)  # gone from here: its absence from the next batch is no orphan
         self._reported.pop(cid, None)
         self._locks.pop(cid, None)
+        self.prober.forget(cid)
 
     # exits and restarts ---------------------------------------------------------------------
     async def _on_exit(self, cid: str, status: ExitStatus) -> None:
@@ -401,6 +471,7 @@ class Converger:
             task.cancel()
 
     async def _report(self, report: ContainerReport) -> None:
+        report = self._healthy(report)
         self._reported[report.id] = report
         try:
             await self.plane.report(self.agent.name, [*self._unsent, report])
@@ -433,13 +504,22 @@ class Converger:
         return lock is not None and lock.locked()
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *self._restarts.values()]
+        await self.prober.close()
+        tasks = [*self._tasks, *self._restarts.values(), *([self._rebalancer] if self._rebalancer else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.agent.close()
+
+
+def _service(s: BalancedService, assigned: dict[str, Assignment]) -> Service:
+    """A service as the node network serves it; local are the backends on this node (which its FIP reaches)."""
+    backends = tuple(Target(IPv4Address(b.ip), b.port) for b in s.backends)
+    local = tuple(t for t, b in zip(backends, s.backends, strict=True) if b.container_id in assigned)
+    fip = IPv4Address(s.fip) if s.fip else None
+    return Service(s.id, s.tenant_index, IPv4Address(s.vip), s.port, s.algorithm, backends, fip, local)
 
 
 def _container(a: Assignment) -> Container:

@@ -1,8 +1,11 @@
-"""Tenant bridges on this node: one per tenant (named by the node's NetNames), up, holding the tenant's gateway address."""
+"""Tenant bridges on this node: one per tenant (named by the node's NetNames), up, holding the tenant's gateway
+address and its services' VIPs."""
 
 from __future__ import annotations
 
 import errno
+import socket
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 
 from pyroute2 import IPRoute
@@ -13,9 +16,12 @@ from seabox.node.network import links, sysctl
 from seabox.model.ipam import mac_address
 from seabox.node.network.names import NetNames
 
+VIP_PREFIXLEN = 32
+
 
 def ensure(
-    ipr: IPRoute, names: NetNames, tenant_index: int, gateway: IPv4Address, prefixlen: int, mtu: int
+    ipr: IPRoute, names: NetNames, tenant_index: int, gateway: IPv4Address, prefixlen: int, mtu: int,
+    vips: Iterable[IPv4Address] = (),
 ) -> int:
     """Create or adopt the tenant's bridge and converge it; returns its ifindex."""
     name = names.bridge(tenant_index)
@@ -41,6 +47,24 @@ def ensure(
     sysctl.ignore_routes_with_linkdown(name)
     # A fixed MAC keeps the gateway's neighbour entries valid as container ports come and go.
     ipr.link("set", index=index, address=mac_address(gateway), mtu=mtu)
-    links.ensure_address(ipr, index, gateway, prefixlen)
+    converge_addresses(ipr, index, gateway, prefixlen, vips)
     ipr.link("set", index=index, state="up")
     return index
+
+
+
+def converge_addresses(
+    ipr: IPRoute, index: int, gateway: IPv4Address, prefixlen: int, vips: Iterable[IPv4Address] = ()
+) -> None:
+    """Leave exactly the gateway (gateway/prefixlen) and vips (each a /32) as the bridge's IPv4 addresses: the
+    node answers ARP for each VIP on the bridge, so the tenant's containers reach its services on-link."""
+    wanted = {(str(gateway), prefixlen), *((str(vip), VIP_PREFIXLEN) for vip in vips)}
+    present = set()
+    for addr in ipr.addr("dump", index=index, family=socket.AF_INET):
+        key = (addr.get("address"), addr["prefixlen"])
+        if key in wanted:
+            present.add(key)
+        else:
+            ipr.addr("del", index=index, address=key[0], prefixlen=key[1])
+    for address, length in sorted(wanted - present, key=lambda k: k[1]):  # the gateway, the subnet's route, first
+        ipr.addr("add", index=index, address=address, prefixlen=length)

@@ -34,17 +34,27 @@ class FloatingIP:
     ports: tuple[Forward, ...] = ()
 
 
-def sets(table: str, fips: tuple[FloatingIP, ...]) -> list[Command]:
+def sets(
+    table: str,
+    fips: tuple[FloatingIP, ...],
+    service_fips: tuple[IPv4Address, ...] = (),
+    service_targets: list[tuple[str, str, int]] | None = None,
+) -> list[Command]:
+    """The FIP set (containers' and services' FIPs), the SNAT map, and the published set (published ports,
+    and the backends services' FIPs reach, as address . protocol . port)."""
     common = {"family": FAMILY, "table": table}
     addresses: dict[str, Any] = {**common, "name": FIPS, "type": "ipv4_addr"}
     snat: dict[str, Any] = {**common, "name": FIP_SNAT, "type": "ipv4_addr", "map": "ipv4_addr"}
     published: dict[str, Any] = {**common, "name": PUBLISHED, "type": ["ipv4_addr", "inet_proto", "inet_service"]}
-    forwards = [(f, port) for f in fips for port in f.ports]
+    forwards = {(str(f.ip), p.protocol, p.container_port) for f in fips for p in f.ports}
+    forwards.update(service_targets or ())
+    every_fip = sorted({*(f.fip for f in fips), *service_fips})
+    if every_fip:
+        addresses["elem"] = [str(fip) for fip in every_fip]
     if fips:
-        addresses["elem"] = [str(f.fip) for f in fips]
         snat["elem"] = [[str(f.ip), str(f.fip)] for f in fips]
     if forwards:
-        published["elem"] = [concat(str(f.ip), p.protocol, p.container_port) for f, p in forwards]
+        published["elem"] = [concat(*element) for element in sorted(forwards)]
     return [{"add": {"set": addresses}}, {"add": {"map": snat}}, {"add": {"set": published}}]
 
 
@@ -96,6 +106,7 @@ def hairpin_rules(table: str, own_bridges: str, tenant_subnets: str) -> list[Com
     frame's postrouting hook has no input interface."""
     hairpin = (
         match("in", ct("status"), ["dnat"]),
+        match("==", {"ct": {"key": "ip daddr", "dir": "original"}}, f"@{FIPS}"),  # not a service VIP's
         match("==", payload("ip", "saddr"), tenant_subnets),
         match("==", meta("oifname"), own_bridges),
     )

@@ -1,12 +1,12 @@
 """NodeNetwork: converges this node's tenant bridges, VXLAN overlays, container netns/veths, nftables table
-and the floating IPs on its public interface."""
+(security groups, FIP NAT, load-balanced services) and the floating IPs on its public interface."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from seabox.model import ipam
 from seabox.model.firewall import Firewall
 from seabox.model.ports import PortMapping
 from seabox.node.network import (
-    bridge, egress, fip_rules, fw_rules, links, netns, nft, public, spoof_rules, sysctl, veth, vxlan,
+    bridge, egress, fip_rules, fw_rules, lb_load, lb_rules, links, netns, nft, public, spoof_rules, sysctl, veth,
+    vxlan,
 )
 from seabox.node.network.names import NetNames, check_container_id
 from seabox.node.network.pull_egress import PullEgress
@@ -55,6 +56,21 @@ class Exposure:
     fip: IPv4Address | None = None
     ports: tuple[PortMapping, ...] = ()
     firewall: Firewall | None = None  # None: the default policy
+
+
+@dataclass(frozen=True)
+class Service:
+    """A load-balanced service of a tenant on this node: VIP:port to its backends (anywhere in the cluster);
+    fip only on the node that holds it, which reaches the backends on this node (local)."""
+
+    id: str
+    tenant_index: int
+    vip: IPv4Address
+    port: int
+    algorithm: lb_rules.Algorithm = "roundrobin"
+    backends: tuple[lb_rules.Target, ...] = ()
+    fip: IPv4Address | None = None
+    local: tuple[lb_rules.Target, ...] = ()
 
 
 class NodeNetwork:
@@ -94,6 +110,8 @@ class NodeNetwork:
         self._guards: tuple[fw_rules.Guard, ...] = ()
         self._ports: tuple[spoof_rules.Port, ...] = ()
         self._holders: dict[IPv4Address, IPv4Address] | None = None  # fip -> container address, as applied
+        self._services: dict[str, Service] = {}
+        self._least: dict[str, tuple[lb_rules.Target, ...]] = {}  # leastconn: the backends in the map now
         self.fip_range = IPv4Network(cfg.fip_range)
         if cfg.public_interface is None:
             log.info("[network] public_interface is unset: this node serves no floating IPs or published ports")
@@ -225,9 +243,8 @@ class NodeNetwork:
             holders = {f.fip: f.ip for f in fips}
             removed: set[IPv4Address] = set()
             try:
-                removed = public.converge_addresses(ipr, interface, self.fip_range, set(holders))
-            except NotFound as exc:
-                log.error("floating IPs are not announced: %s", exc.message)
+                removed = self._announce(ipr, set(holders))
+            except NotFound:
                 self._exposures = None  # tried again with the next batch
             # after a restart every FIP is checked; then those whose holder changed
             before = self._holders if self._holders is not None else {}
@@ -235,6 +252,95 @@ class NodeNetwork:
             if changed | removed:
                 public.forget_stale_flows(sorted(changed | removed), holders)
             self._holders = holders
+
+    def balance(self, services: Sequence[Service]) -> None:
+        """Converge the load-balanced services to services (those absent are removed): the table in one
+        transaction, then the VIPs on the tenants' bridges and the services' FIPs on the public interface.
+        Connections already made stay with their backend (conntrack). The same call again changes nothing."""
+        desired: dict[str, Service] = {}
+        for s in services:
+            tenant = self.tenant(s.tenant_index)
+            if s.vip not in tenant.subnet or s.vip in (tenant.gateway, tenant.subnet.network_address,
+                                                       tenant.subnet.broadcast_address):  # fmt: skip
+                log.error("service %s: VIP %s is not a host address of its tenant subnet %s: not served",
+                          s.id, s.vip, tenant.subnet)  # fmt: skip
+                continue
+            if s.fip is not None and (self.cfg.public_interface is None or s.fip not in self.fip_range):
+                log.error("service %s: FIP %s is outside fip_range %s, or this node has no public_interface: "
+                          "not served", s.id, s.fip, self.fip_range)  # fmt: skip
+                s = replace(s, fip=None)
+            desired[s.id] = s
+        with self._lock, IPRoute() as ipr:
+            self._services = desired
+            self._least = {sid: chosen for sid, chosen in self._least.items()
+                           if sid in desired and set(chosen) <= set(desired[sid].backends)}  # fmt: skip
+            self._apply_rules(ipr, only_if_changed=True)
+            for link in links.owned(ipr, self.names):
+                if link.tenant_index is not None and not link.vxlan:
+                    tenant = self.tenant(link.tenant_index)
+                    bridge.converge_addresses(ipr, link.index, tenant.gateway, tenant.subnet.prefixlen,
+                                              self._vips(tenant.index))  # fmt: skip
+            if self.cfg.public_interface is not None:
+                try:
+                    self._announce(ipr, set(self._holders or {}))
+                except NotFound:
+                    pass  # logged; tried again with the next call
+
+    def rebalance(self) -> bool:
+        """Leastconn: keep in each such service's map only its backends with the fewest open connections (as
+        conntrack counts them now); one transaction if that changed. Returns whether it did."""
+        with self._lock:
+            services = [s for s in self._services.values() if s.algorithm == "leastconn" and len(s.backends) > 1]
+        if not services:
+            return False
+        addresses = [(s.vip, s.port) for s in services] + [(s.fip, s.port) for s in services if s.fip is not None]
+        counts = lb_load.open_connections(addresses)
+        with self._lock, IPRoute() as ipr:
+            changed = False
+            for s in services:
+                current = self._services.get(s.id)
+                if current != s:  # changed meanwhile: the next pass reads it again
+                    continue
+                chosen = lb_load.least_loaded(s.backends, counts)
+                if self._least.get(s.id, s.backends) != chosen:
+                    self._least[s.id] = chosen
+                    changed = True
+            if changed:
+                self._apply_rules(ipr, only_if_changed=True)
+            return changed
+
+    def _vips(self, tenant_index: int) -> set[IPv4Address]:
+        return {s.vip for s in self._services.values() if s.tenant_index == tenant_index}
+
+    def _announce(self, ipr: IPRoute, container_fips: set[IPv4Address]) -> set[IPv4Address]:
+        """Exactly the containers' and services' FIPs on the public interface; returns the addresses removed."""
+        interface = self.cfg.public_interface
+        assert interface is not None
+        try:
+            service_fips = {b.fip for b in self._balancers(self._bridges(ipr)) if b.fip is not None}
+            return public.converge_addresses(ipr, interface, self.fip_range, container_fips | service_fips)
+        except NotFound as exc:
+            log.error("floating IPs are not announced: %s", exc.message)
+            raise
+
+    def _bridges(self, ipr: IPRoute) -> set[int]:
+        """The tenant indexes whose bridges are on this node."""
+        return {link.tenant_index for link in links.owned(ipr, self.names)
+                if link.tenant_index is not None and not link.vxlan}  # fmt: skip
+
+    def _balancers(self, present: set[int]) -> tuple[lb_rules.Balancer, ...]:
+        """The services of the tenants whose bridges are on this node, as the table serves them."""
+        container_fips = {f.fip for f in self._fips}
+        result = []
+        for s in sorted(self._services.values(), key=lambda s: s.id):
+            if s.tenant_index not in present:
+                continue
+            fip = None if s.fip in container_fips else s.fip  # a container's FIP here wins (logged by _compile)
+            targets = self._least.get(s.id, s.backends) if s.algorithm == "leastconn" else s.backends
+            local = tuple(t for t in targets if t in s.local) or s.local
+            result.append(lb_rules.Balancer(s.id, self.names.bridge(s.tenant_index), s.vip, s.port, s.algorithm,
+                                            targets, fip, local if fip is not None else ()))  # fmt: skip
+        return tuple(result)
 
     def _compile(
         self, exposures: Mapping[str, Exposure]
@@ -296,7 +402,8 @@ class NodeNetwork:
 
     def _ensure_bridge(self, ipr: IPRoute, tenant: TenantNet) -> int:
         return bridge.ensure(
-            ipr, self.names, tenant.index, tenant.gateway, tenant.subnet.prefixlen, self.cfg.tenant_mtu
+            ipr, self.names, tenant.index, tenant.gateway, tenant.subnet.prefixlen, self.cfg.tenant_mtu,
+            self._vips(tenant.index),
         )
 
     def _ensure_tenant(self, ipr: IPRoute, tenant: TenantNet) -> int:
@@ -325,6 +432,7 @@ class NodeNetwork:
         return nft.RuleSet(
             self.table, tuple(tenants), self.gateway_services, policy, overlays, vxlan_port=self.cfg.vxlan_port,
             public_interface=self.cfg.public_interface, fips=self._fips, guards=self._guards, ports=self._ports,
+            balancers=self._balancers(set(indexes)),
         )
 
     def _apply_rules(

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Any, Literal
 
 from seabox.errors import InvalidArgument, RuntimeFailure
-from seabox.node.network import fip_rules, fw_rules, spoof_rules
+from seabox.node.network import fip_rules, fw_rules, lb_rules, spoof_rules
 from seabox.node.network.names import check_table_name
 from seabox.node.network.nft_expr import FAMILY, Command, Expr, chain, match, meta, payload, prefix, rule
 
@@ -107,6 +107,15 @@ class RuleSet:
     guards: tuple[fw_rules.Guard, ...] = ()
     # Container veths and their addresses: the bridge table drops frames from any other source address.
     ports: tuple[spoof_rules.Port, ...] = ()
+    # Load-balanced services of the tenants on this node.
+    balancers: tuple[lb_rules.Balancer, ...] = ()
+
+    @property
+    def service_fips(self) -> tuple[IPv4Address, ...]:
+        """The services' FIPs this node serves (none without a public interface)."""
+        if self.public_interface is None:
+            return ()
+        return tuple(b.fip for b in self.balancers if b.fip is not None)
 
 
 def build_batch(state: RuleSet) -> dict[str, Any]:
@@ -119,14 +128,20 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
     commands += _reset_table(state.table)
     commands += _base_chains(state.table)
     commands += _sets(state)  # before the rules that name them
-    commands += fip_rules.sets(state.table, state.fips)
+    lb_public = lb_rules.published(state.balancers, state.public_interface)
+    commands += fip_rules.sets(state.table, state.fips, state.service_fips, lb_public)
+    commands += lb_rules.sets(state.table, state.balancers, state.public_interface)
     commands += fw_rules.sets_and_chains(state.table, state.guards)  # before the maps that jump to them
     commands += _egress_chain(state)  # before the tenant chains that jump to it
     for tenant in state.tenants:
         commands += _tenant_chains(state, tenant)
+    commands += lb_rules.chains(state.table, state.balancers, state.public_interface)
     commands += _maps(state)  # after the chains they jump to
+    commands += lb_rules.service_map(state.table, state.balancers, state.public_interface)
     commands += fw_rules.maps(state.table, state.guards)
     commands += fip_rules.prerouting_rules(state.table, state.fips)
+    if state.balancers:
+        commands += lb_rules.prerouting_rules(state.table)
     commands += _forward_rules(state.table)
     commands += _input_rules(state)
     commands += _postrouting_rules(state)
@@ -288,7 +303,8 @@ def _input_rules(state: RuleSet) -> list[Command]:
         )
         for overlay in state.overlays
     ]
-    return fip_rules.input_rules(table) + overlays + [
+    services = lb_rules.input_rules(table) if state.balancers else []
+    return services + fip_rules.input_rules(table) + overlays + [
         rule(table, "input", match("==", meta("iifname"), OWN_BRIDGES), _ct_established(), {"accept": None}),
         rule(table, "input", {"vmap": {"key": meta("iifname"), "data": f"@{TENANT_INPUT}"}}),
         rule(table, "input", match("==", meta("iifname"), OWN_BRIDGES), {"drop": None}),
@@ -303,9 +319,10 @@ def _from_others(peers: tuple[IPv4Address, ...]) -> list[Expr]:
 def _postrouting_rules(state: RuleSet) -> list[Command]:
     # Only what came in over this table's bridges: with br_netfilter, frames bridged inside another
     # node's tenant network (same subnets, its own bridge) pass this hook too and must stay untouched.
-    fips = []
+    fips = [lb_rules.hairpin_rule(state.table)] if state.balancers else []
     if state.public_interface is not None and state.fips:  # before the masquerade, which it replaces
         fips.append(fip_rules.snat_rule(state.table, state.public_interface, OWN_BRIDGES, f"@{TENANT_SUBNETS}"))
+    if state.public_interface is not None and (state.fips or state.service_fips):
         fips += fip_rules.hairpin_rules(state.table, OWN_BRIDGES, f"@{TENANT_SUBNETS}")
     return fips + [
         rule(

@@ -54,6 +54,9 @@ def ensure(
         ns.link("set", index=peer_index, state="up")
         ns.route("replace", dst=DEFAULT_ROUTE, gateway=str(gateway), oif=peer_index)
     ipr.link("set", index=host["index"], master=bridge_index, mtu=mtu, state="up")
+    # Hairpin: a frame may leave by the port it came in on, as when a replica reaches its own service's VIP
+    # and is DNAT'd back to itself (node/network/lb_rules.py).
+    ipr.brport("set", index=host["index"], mode=1)
 
 
 def delete(ipr: IPRoute, names: NetNames, container_id: str) -> None:
