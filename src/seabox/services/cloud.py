@@ -10,10 +10,12 @@ import socket
 from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
+from seabox.controllers import crons as cron_controller
 from seabox.controllers.event_retention import EventRetention
 from seabox.controllers.leased import LeasedPass
 from seabox.controllers.node_health import NodeHealth
 from seabox.services.containers import ContainerService
+from seabox.services.crons import CronService
 from seabox.services.events import EventBus
 from seabox.services.exec import ExecService
 from seabox.services.fips import FipService
@@ -24,6 +26,7 @@ from seabox.services.nodes import NodeHub
 from seabox.services.placement import Placer
 from seabox.services.security_groups import SecurityGroupService
 from seabox.services.volumes import VolumeService
+from seabox.store.crons import CronStore
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.fips import FipStore
@@ -59,6 +62,7 @@ class Cloud:
     server: str  # this process's name among the servers on the database
     fips: FipService
     security_groups: SecurityGroupService
+    crons: CronService
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -78,8 +82,9 @@ class Cloud:
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
         security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
+        crons = CronService(cfg, store, CronStore(store.engine), containers, images, bus)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups)
+                   fips=fips, security_groups=security_groups, crons=crons)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -91,6 +96,8 @@ class Cloud:
             "node-health": (LeasedPass(leases, "node-health", self.server, beat, 3 * beat), health.check),
             "event-retention": (LeasedPass(leases, "event-retention", self.server, self.cfg.events.prune_interval,
                                            RETENTION_LEASE_TTL), retention.prune),
+            "crons": (LeasedPass(leases, "crons", self.server, cron_controller.EVERY, cron_controller.LEASE_TTL),
+                      cron_controller.CronController(self.crons).tick),
         }
         for name, (leased, once) in passes.items():
             self._loops.append(asyncio.create_task(leased.run(once), name=name))
