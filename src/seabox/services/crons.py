@@ -7,6 +7,7 @@ container is removed. Which firings run is the crons controller's (controllers/c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -28,6 +29,7 @@ LOG_TAIL_LINES = 200
 LAUNCH_GRACE = START_WAIT + 30  # a run whose start nobody recorded by then was lost with its server
 NAME_TRIES = 5  # NAME-<time>, NAME-<time>-2, ...: a manual run in the same second as another gets a suffix
 CRON_LABEL = "seabox.cron"
+KILL_WAIT = 60.0  # seconds for the node to report a killed run's end
 
 
 class CronService:
@@ -173,10 +175,12 @@ class CronService:
             return 0.0
 
     async def _kill(self, tenant: Tenant, c: Container) -> Container:
+        """C killed, once its node has reported its end (and exit code)."""
         try:
-            return await self.containers.kill(tenant, c.id, "KILL")
+            await self.containers.kill(tenant, c.id, "KILL")
         except Conflict:  # it ended meanwhile
-            return self.store.get_container(c.id)
+            pass
+        return await asyncio.wait_for(self.containers.wait(tenant, c.id), KILL_WAIT)
 
     async def _log_tail(self, tenant: Tenant, c: Container) -> str:
         data = b""
