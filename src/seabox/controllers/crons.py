@@ -16,7 +16,7 @@ from seabox.controllers.cron_plan import plan
 from seabox.errors import NotFound
 from seabox.services.crons import CronService
 from seabox.store.crons import CronRecord
-from seabox.store.leases import Lease
+from seabox.store.leases import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,13 @@ class CronController:
         due = store.due(now)
         firing = {(c.tenant_id, c.name) for c in due}
         others = [r for r in store.open_runs() if (r.tenant_id, r.run.cron) not in firing]
-        await asyncio.gather(*(self._fire(c, now, lease) for c in due), *(self.crons.wind_up(r, now) for r in others))
+        results = await asyncio.gather(*(self._fire(c, now, lease) for c in due),
+                                       *(self.crons.wind_up(r, now) for r in others), return_exceptions=True)
+        for result in results:  # one cron's trouble stops neither the others nor the next pass
+            if isinstance(result, LeaseLost):
+                raise result
+            if isinstance(result, BaseException):
+                log.error("cron pass: %s", result, exc_info=result)
 
     async def _fire(self, cron: CronRecord, now: float, lease: Lease | None) -> None:
         store = self.crons.crons

@@ -144,10 +144,15 @@ class CronService:
             return
         if run.id in self.launching and not failure:
             return
-        if run.container_id is None or (run.started_at is None and not failure):
-            if now - open_run.created_at > LAUNCH_GRACE:
-                self.crons.finish_run(run.id, "failed", None, "", "its container never started (its server stopped?)")
+        lost = now - open_run.created_at > LAUNCH_GRACE  # whoever was starting it is gone
+        if run.container_id is None:  # being made, here or by another server
+            if lost:
+                self.crons.finish_run(run.id, "failed", None, "", "its container was never made (its server stopped?)")
             return
+        if run.started_at is None and not failure:
+            if not lost:
+                return
+            failure = "its start was never recorded (its server stopped?)"
         try:
             c = self.store.get_container(run.container_id)
         except NotFound:
@@ -158,7 +163,7 @@ class CronService:
             status = "timed-out"
             self.crons.update_run(run.id, status=status)
         if c.status.state in ACTIVE:
-            if status == "running":
+            if status == "running" and not failure:
                 return
             c = await self._kill(tenant, c)
         tail = await self._log_tail(tenant, c)
