@@ -193,6 +193,34 @@ def test_bad_requests_name_the_field_and_create_nothing(server: Server, tenant: 
     assert result.returncode == 1 and "schedule" in result.stderr, result.stderr
 
 
+def test_another_tenants_cron_is_not_found_and_junk_never_gets_a_500(
+    server: Server, tenant: str, busybox_image: str
+) -> None:
+    with native(server, tenant) as alice, native(server, unique("cron-eve")) as eve:
+        r = alice.post("/v1/crons", json={"name": "mine", "image": busybox_image, "schedule": "0 0 1 1 *"})
+        assert r.status_code == 201, r.text
+        for method, path in (("GET", "/v1/crons/mine"), ("GET", "/v1/crons/mine/history"),
+                             ("POST", "/v1/crons/mine/run"), ("POST", "/v1/crons/mine/suspend"),
+                             ("POST", "/v1/crons/mine/resume"), ("DELETE", "/v1/crons/mine")):
+            assert eve.request(method, path).status_code == 404, (method, path)
+        assert eve.get("/v1/crons").json() == [] and alice.get("/v1/crons/mine").status_code == 200
+        failures = []
+        for body in (b"", b"null", b"[]", b"1", b"{}", b'{"name": null}', b'{"schedule": 5}',
+                     b'{"name": "j", "image": "busybox", "schedule": "* * * * *", "cmd": "x"}',
+                     b'{"name": "j", "image": "busybox", "schedule": "* * * * *", "tz": ""}',
+                     b'{"name": "j", "image": "busybox", "schedule": "' + b"*" * 5000 + b'"}',
+                     b'{"name": "j", "image": "busybox", "schedule": "* * * * *", "env": {"A": 1}}'):
+            r = alice.post("/v1/crons", content=body)
+            if r.status_code >= 500 or r.status_code < 400:
+                failures.append((body[:80], r.status_code, r.text[:200]))
+        for tail in ("", "x", "-1", "1e999", "nan", "101", "9" * 30):
+            r = alice.get("/v1/crons/mine/history", params={"tail": tail})
+            if r.status_code >= 500:
+                failures.append((tail, r.status_code, r.text[:200]))
+        assert not failures, failures
+        assert [c["name"] for c in alice.get("/v1/crons").json()] == ["mine"]
+
+
 def test_firings_missed_while_the_server_was_down_are_recorded_and_caught_up_once(
     registry: str, busybox_image: str
 ) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-from tests.unit.test_cli import FakeServer, cli, server  # noqa: F401  (fixture)
+from tests.unit import test_cli
+from tests.unit.test_cli import FakeServer, cli
+
+server = test_cli.server  # the fake server fixture
 
 RUN = {"id": 7, "cron": "tick", "scheduled_at": "2026-12-02T06:00:02+00:00", "trigger": "schedule",
        "status": "failed", "container": "tick-1796191202", "container_id": "c" * 64,
@@ -16,7 +19,7 @@ CRON = {"name": "tick", "tenant": "t1", "suspended": False, "next_run": "2026-12
                  "size": "s4", "env": [], "image": "busybox", "cmd": None}}
 
 
-def test_create_takes_options_around_name_and_passes_the_command_verbatim(server: FakeServer) -> None:  # noqa: F811
+def test_create_takes_options_around_name_and_passes_the_command_verbatim(server: FakeServer) -> None:
     server.on("POST", "/v1/crons", CRON, status=201)
     result = cli("cron", "create", "tick", "--schedule", "*/2 * * * * *", "--tz", "Europe/Paris",
                  "--concurrency", "forbid", "--timeout", "60", "-e", "A=1", "busybox", "sh", "-c", "exit 3", "-e", "x")
@@ -29,7 +32,7 @@ def test_create_takes_options_around_name_and_passes_the_command_verbatim(server
     assert len(server.calls) == 1
 
 
-def test_ls_and_history_show_their_columns(server: FakeServer) -> None:  # noqa: F811
+def test_ls_and_history_show_their_columns(server: FakeServer) -> None:
     server.on("GET", "/v1/crons", [CRON, {**CRON, "name": "nap", "suspended": True, "next_run": None,
                                           "last_result": None}])
     header, first, second = cli("cron", "ls").stdout.splitlines()
@@ -46,13 +49,17 @@ def test_ls_and_history_show_their_columns(server: FakeServer) -> None:  # noqa:
     assert server.called("GET", "/v1/crons/tick/history")[0].query == {"tail": "5"}
 
 
-def test_run_suspend_resume_and_rm_requests(server: FakeServer) -> None:  # noqa: F811
+def test_run_suspend_resume_and_rm_requests(server: FakeServer) -> None:
     server.on("POST", "/v1/crons/tick/run", {**RUN, "status": "running", "trigger": "manual"}, status=201)
     server.on("POST", "/v1/crons/tick/suspend", CRON)
     server.on("POST", "/v1/crons/tick/resume", CRON)
     server.on("DELETE", "/v1/crons/tick", status=204)
     server.on("DELETE", "/v1/crons/gone", {"message": "no such cron: gone", "field": "cron"}, status=404)
     assert cli("cron", "run", "tick").stdout == "tick-1796191202\n"
+    server.on("POST", "/v1/crons/gone/run", {**RUN, "status": "failed", "message": "could not create its container: "
+                                             "no such image: busybox"}, status=201)
+    result = cli("cron", "run", "gone")
+    assert result.exit_code == 1 and "no such image: busybox" in result.stderr
     assert cli("cron", "suspend", "tick").stdout == "tick\n"
     assert cli("cron", "resume", "tick").stdout == "tick\n"
     result = cli("cron", "rm", "tick", "gone")

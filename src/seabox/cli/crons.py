@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from seabox.cli.client import connect, each, inspect_all, parse_datetime, print_table, quoted
+from seabox.cli.client import CliError, connect, each, inspect_all, parse_datetime, print_table, quoted
 from seabox.cli.containers import Cmd, EnvOpt, SizeOpt, env_list
 
 cron_app = typer.Typer(
@@ -137,8 +137,14 @@ def history(
 
 
 def run(name: Name) -> None:
-    """Fire a cron now, outside its schedule (its concurrency policy does not apply); prints the run's container."""
-    print(connect().post(cron_path(name, "run")).get("container") or "")
+    """Fire a cron now, outside its schedule (its concurrency policy does not apply); prints the run's container.
+
+    A run that cannot start (its image removed, the tenant's capacity used up) is an error, recorded in the history.
+    """
+    started = connect().post(cron_path(name, "run"))
+    if started["status"] == "failed":
+        raise CliError(f"cron {name}: {started['message'] or 'the run failed'}")
+    print(started.get("container") or "")
 
 
 def _act(action: str) -> Any:

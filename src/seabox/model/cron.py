@@ -19,6 +19,7 @@ MAX_TIMEOUT = 86400  # seconds a run may take at most
 DEFAULT_TIMEOUT = 3600
 MAX_SCHEDULE = 256  # characters
 MAX_ENV = 128
+COUNT_CAP = 10_000  # firings counted one by one (past it, a downtime's count is given as "more than")
 
 Concurrency = Literal["allow", "forbid", "replace"]
 # running: its container runs (or is being made); the rest are final
@@ -79,8 +80,6 @@ class Schedule:
         last = [float(back.get_prev(float)) for _ in range(limit)]
         return sorted(t for t in last if t > after), COUNT_CAP
 
-
-COUNT_CAP = 10_000  # firings counted one by one (past it, a downtime's count is given as "more than")
 
 
 def zone(tz: str) -> ZoneInfo:
