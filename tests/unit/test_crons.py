@@ -178,8 +178,10 @@ def test_only_the_last_runs_are_kept_and_open_ones_stay(crons: tuple[CronStore, 
     runs = store.history(tenant, "job")
     assert len(runs) == KEEP_RUNS and runs[-1].scheduled_at.timestamp() == T0 + KEEP_RUNS + 20
     assert [r.run.id for r in store.open_runs()] == [first]  # still running: kept until it ends
+    assert store.get(tenant, "job").last_result.status == "missed"  # type: ignore[union-attr]
     store.finish_run(first, "succeeded", 0, "done\n")
     assert store.get_run(first).log_tail == "done\n" and store.open_runs() == []
+    assert store.get(tenant, "job").last_result.id == first  # type: ignore[union-attr]
 
 
 def test_the_crons_quota_and_suspension(crons: tuple[CronStore, CronStore, str]) -> None:

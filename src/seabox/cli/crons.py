@@ -51,7 +51,7 @@ def when(value: str | None) -> str:
 
 
 def result_text(run: dict[str, Any] | None) -> str:
-    """The LAST RESULT column: the status, with the exit code once there is one."""
+    """The LAST RESULT column: the latest ended run's status, with its exit code if it has one."""
     if run is None:
         return ""
     code = run.get("exit_code")
@@ -97,7 +97,7 @@ def create(
 
 
 def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print cron names.")] = False) -> None:
-    """List your crons: schedule, next run (UTC) and the result of the latest run."""
+    """List your crons: schedule, next run (UTC) and the result of the latest run that has ended."""
     crons = connect().get("/v1/crons")
     if quiet:
         for c in crons:

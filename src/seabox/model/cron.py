@@ -179,5 +179,5 @@ class Cron(BaseModel):
     spec: CronSpec
     suspended: bool
     next_run: datetime | None  # None while suspended
-    last_result: CronRun | None  # the latest run
+    last_result: CronRun | None  # the latest run that has ended
     created_at: datetime

@@ -102,12 +102,20 @@ class CronService:
             c = await self._create(tenant, cron, spec, run_id)
             if c is None:
                 return
+            failure = ""
             try:
                 await self.containers.start(tenant, c.id)
             except SeaboxError as exc:
-                await self.wind_up(OpenRun(tenant.id, self.crons.get_run(run_id), time.time()), failure=exc.message)
+                failure = exc.message
+            else:
+                self.crons.update_run(run_id, started_at=time.time())
+            try:
+                run = self.crons.get_run(run_id)
+            except NotFound:  # the cron was removed while this run started: its container goes too
+                await self._remove_container(tenant, c.id)
                 return
-            self.crons.update_run(run_id, started_at=time.time())
+            if failure:
+                await self.wind_up(OpenRun(tenant.id, run, time.time()), failure=failure)
         finally:
             self.launching.discard(run_id)
 
@@ -120,12 +128,9 @@ class CronService:
                                   labels={CRON_LABEL: cron})
             try:
                 c = await self.containers.create(tenant, req)
-            except Conflict as exc:
-                if exc.field == "name":
-                    continue
-                self.crons.finish_run(run_id, "failed", None, "", f"could not create its container: {exc.message}")
-                return None
             except SeaboxError as exc:
+                if isinstance(exc, Conflict) and exc.field == "name":
+                    continue
                 self.crons.finish_run(run_id, "failed", None, "", f"could not create its container: {exc.message}")
                 return None
             self.crons.update_run(run_id, container_id=c.id)

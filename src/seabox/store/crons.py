@@ -105,7 +105,7 @@ class CronStore:
     def _cron(self, row: Any) -> Cron:
         return Cron(name=row["name"], tenant=row["tenant_id"], spec=CronSpec.model_validate(row["spec"]),
                     suspended=row["suspended"], next_run=_ts(row["next_at"]),
-                    last_result=self.last_run(row["tenant_id"], row["name"]),
+                    last_result=self.last_result(row["tenant_id"], row["name"]),
                     created_at=datetime.fromtimestamp(row["created_at"], UTC))
 
     def list(self, tenant_id: str) -> list[Cron]:
@@ -240,6 +240,10 @@ class CronStore:
         with self.engine.connect() as conn:
             return [_run(r) for r in reversed(conn.execute(q).mappings().all())]
 
-    def last_run(self, tenant_id: str, name: str) -> CronRun | None:
-        runs = self.history(tenant_id, name, 1)
-        return runs[0] if runs else None
+    def last_result(self, tenant_id: str, name: str) -> CronRun | None:
+        """The cron's latest run that has ended (skipped and missed firings count)."""
+        q = (select(t.cron_runs).where(_r.tenant_id == tenant_id, _r.cron_name == name, _r.finished_at.is_not(None))
+             .order_by(_r.finished_at.desc(), _r.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        return None if row is None else _run(row)
