@@ -262,6 +262,7 @@ class QuotasConfig(BaseModel):
     """What each tenant may hold at most; past it a request is refused with a 403 naming the quota."""
 
     fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
+    crons: int = Field(20, ge=0)  # scheduled jobs (each may fire once a second at most)
 
 
 class ServicesConfig(BaseModel):

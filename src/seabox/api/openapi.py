@@ -11,6 +11,7 @@ from seabox import __version__
 from seabox.api.v1.containers import ExecRequest
 from seabox.api.v1.security_groups import ContainerUpdate
 from seabox.model.container import Container, ContainerCreate
+from seabox.model.cron import Cron, CronCreate, CronRun
 from seabox.model.event import Event
 from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
 from seabox.model.image import Image, PullRequest, TagRequest
@@ -71,6 +72,15 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("delete", "/v1/services/{name}/fip", "Detach the service's floating IP", None, Service, False),
     ("delete", "/v1/services/{name}", "Remove a service and its replicas (keep=true keeps them as containers)", None,
      None, False),
+    ("get", "/v1/crons", "List crons", None, Cron, True),
+    ("post", "/v1/crons", "Create a cron (schedule: 5 cron fields, or 6 with seconds first; tz: an IANA zone)",
+     CronCreate, Cron, False),
+    ("get", "/v1/crons/{name}", "Inspect a cron (next run, last result)", None, Cron, False),
+    ("delete", "/v1/crons/{name}", "Remove a cron, its history and its running containers", None, None, False),
+    ("get", "/v1/crons/{name}/history", "The cron's last runs, oldest first (tail=N, at most 100)", None, CronRun, True),
+    ("post", "/v1/crons/{name}/run", "Fire the cron now (a run of its own, outside the schedule)", None, CronRun, False),
+    ("post", "/v1/crons/{name}/suspend", "Stop firing the cron until resumed", None, Cron, False),
+    ("post", "/v1/crons/{name}/resume", "Fire again from now on (no catch-up of the suspended time)", None, Cron, False),
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),

@@ -10,12 +10,14 @@ import socket
 from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
+from seabox.controllers import crons as cron_controller
 from seabox.controllers.event_retention import EventRetention
 from seabox.controllers.leased import LeasedPass
 from seabox.controllers.node_health import NodeHealth
 from seabox.controllers.services import LEASE as SERVICES_LEASE
 from seabox.controllers.services import ServiceController
 from seabox.services.containers import ContainerService
+from seabox.services.crons import CronService
 from seabox.services.events import EventBus
 from seabox.services.exec import ExecService
 from seabox.services.fips import FipService
@@ -27,6 +29,7 @@ from seabox.services.placement import Placer
 from seabox.services.security_groups import SecurityGroupService
 from seabox.services.services import ServiceService
 from seabox.services.volumes import VolumeService
+from seabox.store.crons import CronStore
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.fips import FipStore
@@ -66,6 +69,7 @@ class Cloud:
     fips: FipService
     security_groups: SecurityGroupService
     services: ServiceService
+    crons: CronService
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -86,8 +90,9 @@ class Cloud:
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
         security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
         services = ServiceService(cfg, ServiceStore(store.engine), fips.fips, containers, bus)
+        crons = CronService(cfg, store, CronStore(store.engine), containers, images, bus)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups, services=services)
+                   fips=fips, security_groups=security_groups, services=services, crons=crons)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -101,6 +106,8 @@ class Cloud:
                                            RETENTION_LEASE_TTL), retention.prune),
             SERVICES_LEASE: (LeasedPass(leases, SERVICES_LEASE, self.server, SERVICES_EVERY, SERVICES_LEASE_TTL),
                              ServiceController(self.cfg, self.services, self.bus, leases).run),
+            "crons": (LeasedPass(leases, "crons", self.server, cron_controller.EVERY, cron_controller.LEASE_TTL),
+                      cron_controller.CronController(self.crons).tick),
         }
         for name, (leased, once) in passes.items():
             self._loops.append(asyncio.create_task(leased.run(once), name=name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -205,4 +206,42 @@ service_replicas = Table(
     Column("service_id", String(32), ForeignKey("services.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("generation", BigInt, nullable=False),  # the service spec generation it runs
     Column("draining_since", Float, nullable=True),  # out of the backends since (epoch seconds); then removed
+)
+
+# crons ------------------------------------------------------------------------------------------
+crons = Table(
+    "crons",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("spec", JSON, nullable=False),  # model.cron.CronSpec
+    Column("suspended", Boolean, nullable=False),
+    # firings up to here are recorded (run, skipped or missed); the controller moves it forward, compare-and-set
+    Column("last_fired", Float, nullable=False),
+    Column("next_at", Float, nullable=True, index=True),  # the next firing (None while suspended)
+    Column("created_at", Float, nullable=False),
+)
+
+# each firing of a cron, once: (cron, scheduled_at) is unique, so two servers never record one twice
+cron_runs = Table(
+    "cron_runs",
+    metadata,
+    Column("id", BigInt, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(32), nullable=False),
+    Column("cron_name", String(63), nullable=False),
+    Column("scheduled_at", Float, nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | catch-up | manual
+    Column("status", String(16), nullable=False),  # model.cron.RunStatus
+    Column("container_name", String(63), nullable=True),
+    Column("container_id", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),  # None: its container is still to be wound up
+    Column("exit_code", Integer, nullable=True),
+    Column("log_tail", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "cron_name"], ["crons.tenant_id", "crons.name"], ondelete="CASCADE",
+                         name="fk_cron_runs_cron"),
+    UniqueConstraint("tenant_id", "cron_name", "scheduled_at", name="uq_cron_run_time"),
+    Index("ix_cron_runs_open", "finished_at"),
 )

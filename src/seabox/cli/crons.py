@@ -1,0 +1,179 @@
+"""Scheduled job commands, the `seabox cron` group: create, ls, inspect, history, run, suspend, resume, rm."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand, TyperOption
+
+from seabox.cli.client import CliError, connect, each, inspect_all, parse_datetime, print_table, quoted
+from seabox.cli.containers import Cmd, EnvOpt, SizeOpt, env_list
+
+cron_app = typer.Typer(
+    help="Manage scheduled jobs: a container started on a cron schedule (one per firing, NAME-<unix time>), "
+    "removed when it ends; its exit code and last output stay in the history (the last 100 runs).",
+    no_args_is_help=True,
+)
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Cron name.")]
+Names = Annotated[list[str], typer.Argument(metavar="NAME", help="Cron names.")]
+Image = Annotated[str, typer.Argument(metavar="IMAGE", help="Image reference, one you have pulled (`seabox pull`).")]
+LOG_COLUMN = 60  # characters of the last output line in the history table
+
+
+class CommandAfterImage(TyperCommand):
+    """Options may come before and between NAME and IMAGE; everything after IMAGE is the command, dashes and all."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        valued = {o for p in self.params if isinstance(p, TyperOption) and not p.is_flag for o in p.opts + p.secondary_opts}
+        positional, i = 0, 0
+        while i < len(args) and args[i] != "--":
+            arg = args[i]
+            if arg.startswith("-") and len(arg) > 1:
+                i += 2 if arg in valued else 1
+                continue
+            positional += 1
+            i += 1
+            if positional == 2:  # IMAGE
+                args = [*args[:i], "--", *args[i:]]
+                break
+        return super().parse_args(ctx, args)
+
+
+def cron_path(name: str, action: str = "") -> str:
+    return f"/v1/crons/{quoted(name)}" + (f"/{action}" if action else "")
+
+
+def when(value: str | None) -> str:
+    """An API time as 'YYYY-MM-DD HH:MM:SS' in UTC ('' for none)."""
+    return parse_datetime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def result_text(run: dict[str, Any] | None) -> str:
+    """The LAST RESULT column: the latest ended run's status, with its exit code if it has one."""
+    if run is None:
+        return ""
+    code = run.get("exit_code")
+    return run["status"] + (f" ({code})" if code is not None else "")
+
+
+def log_line(run: dict[str, Any]) -> str:
+    """The last line of a run's output, cut to LOG_COLUMN characters (else its message)."""
+    lines = [line for line in (run.get("log_tail") or "").splitlines() if line.strip()]
+    text = lines[-1] if lines else run.get("message") or ""
+    return text if len(text) <= LOG_COLUMN else text[: LOG_COLUMN - 3] + "..."
+
+
+def create(
+    name: Name,
+    image: Image,
+    schedule: Annotated[
+        str,
+        typer.Option("--schedule", help="When to fire: 5 cron fields (minute hour day month weekday, e.g. '*/5 * * * *') "
+                     "or 6 with seconds first ('*/2 * * * * *': every 2 s), or @hourly, @daily, ..."),
+    ],
+    cmd: Cmd = None,
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone the schedule is read in, e.g. Europe/Paris.")] = "UTC",
+    concurrency: Annotated[
+        str,
+        typer.Option("--concurrency", help="While a run still runs at the next firing: allow (run both), forbid "
+                     "(skip the new one) or replace (stop the running one, start the new)."),
+    ] = "allow",
+    timeout: Annotated[
+        int, typer.Option("--timeout", min=1, help="Seconds a run may take before it is killed (timed-out).")
+    ] = 3600,
+    size: SizeOpt = None,
+    env: EnvOpt = None,
+) -> None:
+    """Create a cron: run IMAGE [CMD...] on a schedule; prints its name. The image must be pulled first."""
+    body: dict[str, Any] = {"name": name, "image": image, "schedule": schedule, "tz": tz,
+                            "concurrency": concurrency, "timeout": timeout, "env": env_list(env)}
+    if cmd:
+        body["cmd"] = list(cmd)
+    if size is not None:
+        body["size"] = size
+    print(connect().post("/v1/crons", body)["name"])
+
+
+def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print cron names.")] = False) -> None:
+    """List your crons: schedule, next run (UTC) and the result of the latest run that has ended."""
+    crons = connect().get("/v1/crons")
+    if quiet:
+        for c in crons:
+            print(c["name"])
+        return
+    rows = []
+    for c in crons:
+        spec = c["spec"]
+        schedule = spec["schedule"] + (f" ({spec['tz']})" if spec["tz"] != "UTC" else "")
+        rows.append([c["name"], schedule, "suspended" if c["suspended"] else when(c["next_run"]),
+                     result_text(c.get("last_result")), spec["image"]])
+    print_table(["NAME", "SCHEDULE", "NEXT RUN", "LAST RESULT", "IMAGE"], rows)
+
+
+def inspect(names: Names) -> None:
+    """Show crons' details as a JSON array."""
+    api = connect()
+    inspect_all(names, lambda n: api.get(cron_path(n)))
+
+
+def history(
+    name: Name,
+    tail: Annotated[int, typer.Option("--tail", min=1, max=100, help="How many of the latest runs to show.")] = 100,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, or json (every field, the whole log tail).")] = "table",
+) -> None:
+    """Show a cron's last runs, oldest first: container, start, end (UTC), exit code, status and last output line."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter(f"must be table or json, got {output!r}", param_hint="'-o'")
+    runs = connect().get(cron_path(name, "history"), tail=tail)
+    if output == "json":
+        print(json.dumps(runs, indent=4))
+        return
+    rows = [[r.get("container") or "", when(r["scheduled_at"]), when(r.get("started_at")), when(r.get("finished_at")),
+             "" if r.get("exit_code") is None else str(r["exit_code"]), r["status"], r["trigger"], log_line(r)]
+            for r in runs]
+    print_table(["CONTAINER", "SCHEDULED", "START", "END", "EXIT CODE", "STATUS", "TRIGGER", "LOG TAIL"], rows)
+
+
+def run(name: Name) -> None:
+    """Fire a cron now, outside its schedule (its concurrency policy does not apply); prints the run's container.
+
+    A run that cannot start (its image removed, the tenant's capacity used up) is an error, recorded in the history.
+    """
+    started = connect().post(cron_path(name, "run"))
+    if started["status"] == "failed":
+        raise CliError(f"cron {name}: {started['message'] or 'the run failed'}")
+    print(started.get("container") or "")
+
+
+def _act(action: str) -> Any:
+    def act(names: Names) -> None:
+        api = connect()
+        each(names, lambda n: api.post(cron_path(n, action))["name"])
+    return act
+
+
+def rm(names: Names) -> None:
+    """Remove crons with their history; containers of runs still going are removed too."""
+    api = connect()
+
+    def remove(name: str) -> str:
+        api.delete(cron_path(name))
+        return name
+
+    each(names, remove)
+
+
+suspend = _act("suspend")
+suspend.__doc__ = "Stop firing crons until resumed (a run going on goes on)."
+resume = _act("resume")
+resume.__doc__ = "Fire crons again from now on (what fell while they were suspended is not caught up)."
+
+
+def register(app: typer.Typer) -> None:
+    cron_app.command("create", cls=CommandAfterImage)(create)
+    for command, name in ((ls, "ls"), (inspect, "inspect"), (history, "history"), (run, "run"),
+                          (suspend, "suspend"), (resume, "resume"), (rm, "rm")):
+        cron_app.command(name)(command)
+    app.add_typer(cron_app, name="cron", rich_help_panel="Services")
