@@ -22,6 +22,7 @@ from seabox.model.tenant import Tenant
 from seabox.services.call_slots import CallSlots, Ticket
 from seabox.services.function_exec import Call, Executor, Reply
 from seabox.store.functions import CallRecord, FunctionStore
+from seabox.store.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class CallGateway:
             self.store.renew(self.server, time.time() + self.cfg.call_lease)
             await asyncio.sleep(self.cfg.call_lease / 3)
 
-    async def prune(self) -> None:
+    async def prune(self, _lease: Lease) -> None:
         """One pass: fail the calls of servers that stopped, drop expired records."""
         failed, dropped = self.store.prune(time.time())
         if failed:
