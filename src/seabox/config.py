@@ -264,6 +264,26 @@ class QuotasConfig(BaseModel):
     fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
 
 
+class FunctionsConfig(BaseModel):
+    """Limits of function calls: how many of a tenant's calls run at once, how many wait, how long results stay."""
+
+    # calls of one tenant running at once (each function's own --concurrency applies within it)
+    tenant_concurrency: int = Field(10, ge=1, le=10000)
+    # calls of one tenant waiting for a slot, first in first out; past it a call is refused with a 429
+    queue_size: int = Field(100, ge=0, le=100000)
+    # an async call's result is kept this long, or until it is read once
+    result_ttl: float = 24 * 3600  # seconds, or "1h", "1d", ...
+    # seconds between the passes that drop expired results and fail calls whose server is gone
+    prune_interval: float = 10.0
+    # a call queued or running on a server that stopped renewing it for this long is marked failed
+    call_lease: float = 15.0
+
+    @field_validator("result_ttl", "prune_interval", "call_lease", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float:
+        return parse_duration(v)
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -281,6 +301,7 @@ class ServerConfig(BaseModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     nodes: NodesConfig = Field(default_factory=NodesConfig)
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
+    functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
 
     @property
     def run_dir(self) -> Path:
