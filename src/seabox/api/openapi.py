@@ -13,6 +13,7 @@ from seabox.api.v1.security_groups import ContainerUpdate
 from seabox.model.container import Container, ContainerCreate
 from seabox.model.event import Event
 from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
+from seabox.model.function import Function, FunctionSpec, FunctionStatus, FunctionUpdate
 from seabox.model.image import Image, PullRequest, TagRequest
 from seabox.model.security_group import SecurityGroup, SecurityGroupSpec
 from seabox.model.volume import Volume, VolumeCreate
@@ -59,6 +60,19 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("put", "/v1/security-groups/{name}", "Replace a security group's description and rules", SecurityGroupSpec,
      SecurityGroup, False),
     ("delete", "/v1/security-groups/{name}", "Remove a security group (refused while in use)", None, None, False),
+    ("get", "/v1/funcs", "List functions (each with its call_path)", None, Function, True),
+    ("post", "/v1/funcs", "Create a function (its image must be pulled or imported first)", FunctionSpec, Function,
+     False),
+    ("get", "/v1/funcs/{name}", "Inspect a function (call_path: its public call URL)", None, Function, False),
+    ("patch", "/v1/funcs/{name}", "Update a function (refresh: a new call secret)", FunctionUpdate, Function, False),
+    ("delete", "/v1/funcs/{name}", "Remove a function (409 while a call runs)", None, None, False),
+    ("post", "/v1/funcs/{name}/call", "Call (raw body up to 1 MiB); sync=1: the reply, else 202 {CallId}", None, None,
+     False),
+    ("get", "/v1/funcs/calls/{call_id}", "An async call's result, answered once (wait=1: until it ends)", None, None,
+     False),
+    ("get", "/v1/funcs/{name}/logs", "Output of the latest calls as NDJSON (call=ID: one call; follow)", None, None,
+     False),
+    ("get", "/v1/funcs/{name}/status", "Calls queued and running, warm replicas", None, FunctionStatus, False),
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),

@@ -17,6 +17,10 @@ from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
 from seabox.services.exec import ExecService
 from seabox.services.fips import FipService
+from seabox.services.function_calls import CallGateway
+from seabox.services.function_exec import Executor
+from seabox.services.function_stdio import StdioExecutor
+from seabox.services.functions import FunctionService
 from seabox.services.images import ImageService
 from seabox.protocol.link import NodeLink
 from seabox.services.links import NodeLinks
@@ -27,6 +31,7 @@ from seabox.services.volumes import VolumeService
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.fips import FipStore
+from seabox.store.functions import FunctionStore
 from seabox.store.leases import Leases
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
@@ -59,6 +64,8 @@ class Cloud:
     server: str  # this process's name among the servers on the database
     fips: FipService
     security_groups: SecurityGroupService
+    functions: FunctionService
+    calls: CallGateway
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -78,8 +85,12 @@ class Cloud:
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
         security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
+        function_store = FunctionStore(store.engine)
+        executors: dict[str, Executor] = {"stdio": StdioExecutor(containers)}
+        functions = FunctionService(function_store, images, bus, executors)
+        calls = CallGateway(cfg.functions, function_store, executors, server)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups)
+                   fips=fips, security_groups=security_groups, functions=functions, calls=calls)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -91,13 +102,17 @@ class Cloud:
             "node-health": (LeasedPass(leases, "node-health", self.server, beat, 3 * beat), health.check),
             "event-retention": (LeasedPass(leases, "event-retention", self.server, self.cfg.events.prune_interval,
                                            RETENTION_LEASE_TTL), retention.prune),
+            "function-calls": (LeasedPass(leases, "function-calls", self.server, self.cfg.functions.prune_interval,
+                                          3 * self.cfg.functions.prune_interval), self.calls.prune),
         }
         for name, (leased, once) in passes.items():
             self._loops.append(asyncio.create_task(leased.run(once), name=name))
         self._loops.append(asyncio.create_task(self.bus.relay(), name="change-relay"))
         self._loops.append(asyncio.create_task(self.exec.run(), name="exec-sessions"))
+        self._loops.append(asyncio.create_task(self.calls.renew(), name="function-call-leases"))
 
     async def close(self) -> None:
+        await self.calls.close()
         for task in self._loops:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

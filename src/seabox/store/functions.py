@@ -165,11 +165,14 @@ class FunctionStore:
                          .values(status="running", started_at=time.time()))
 
     def call_ended(self, call_id: str, status: str, *, result_status: int, body: bytes | None,
-                   headers: dict[str, str], error: str | None, container: str | None, log_tail: str | None) -> None:
+                   headers: dict[str, str], error: str | None, container: str | None, log_tail: str | None,
+                   read: bool) -> None:
+        """Record how the call ended; READ: its caller has the result already (a sync call), none may read it again."""
+        now = time.time()
         with self.engine.begin() as conn:
             conn.execute(update(t.function_calls).where(_k.id == call_id, _k.status.in_(ACTIVE_CALLS)).values(
                 status=status, result_status=result_status, result_body=body, result_headers=headers, error=error,
-                container=container, log_tail=log_tail, finished_at=time.time()))
+                container=container, log_tail=log_tail, finished_at=now, read_at=now if read else None))
 
     def get_call(self, tenant_id: str, call_id: str) -> CallRecord:
         with self.engine.connect() as conn:
