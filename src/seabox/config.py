@@ -277,8 +277,16 @@ class FunctionsConfig(BaseModel):
     prune_interval: float = 10.0
     # a call queued or running on a server that stopped renewing it for this long is marked failed
     call_lease: float = 15.0
+    # http mode: a warm replica beyond the function's --min-warm is removed after this long without a call
+    idle_seconds: float = 300.0
+    # http mode: calls one replica serves at once; another replica starts when every one is this busy
+    replica_calls: int = Field(4, ge=1, le=1000)
+    # http mode: replicas of one function at most (also at most its --concurrency / replica_calls)
+    max_replicas: int = Field(10, ge=1, le=100)
+    # http mode: seconds between the passes that keep --min-warm replicas up and remove idle ones
+    pool_interval: float = 5.0
 
-    @field_validator("result_ttl", "prune_interval", "call_lease", mode="before")
+    @field_validator("result_ttl", "prune_interval", "call_lease", "idle_seconds", "pool_interval", mode="before")
     @classmethod
     def _duration(cls, v: object) -> float:
         return parse_duration(v)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from seabox.config import ServerConfig
 from seabox.controllers.event_retention import EventRetention
+from seabox.controllers.function_pool import POOL_LEASE_TTL_FACTOR, FunctionPool
 from seabox.controllers.leased import LeasedPass
 from seabox.controllers.node_health import NodeHealth
 from seabox.services.containers import ContainerService
@@ -19,6 +20,7 @@ from seabox.services.exec import ExecService
 from seabox.services.fips import FipService
 from seabox.services.function_calls import CallGateway
 from seabox.services.function_exec import Executor
+from seabox.services.function_http import HttpExecutor
 from seabox.services.function_stdio import StdioExecutor
 from seabox.services.functions import FunctionService
 from seabox.services.images import ImageService
@@ -66,6 +68,7 @@ class Cloud:
     security_groups: SecurityGroupService
     functions: FunctionService
     calls: CallGateway
+    function_pool: FunctionPool
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -86,11 +89,13 @@ class Cloud:
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
         security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
         function_store = FunctionStore(store.engine)
-        executors: dict[str, Executor] = {"stdio": StdioExecutor(containers)}
+        http = HttpExecutor(cfg.functions, containers)
+        executors: dict[str, Executor] = {"stdio": StdioExecutor(containers), "http": http}
         functions = FunctionService(function_store, images, bus, executors)
         calls = CallGateway(cfg.functions, function_store, executors, server)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups, functions=functions, calls=calls)
+                   fips=fips, security_groups=security_groups, functions=functions, calls=calls,
+                   function_pool=FunctionPool(store, function_store, http))
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -104,6 +109,9 @@ class Cloud:
                                            RETENTION_LEASE_TTL), retention.prune),
             "function-calls": (LeasedPass(leases, "function-calls", self.server, self.cfg.functions.prune_interval,
                                           3 * self.cfg.functions.prune_interval), self.calls.prune),
+            "function-pool": (LeasedPass(leases, "function-pool", self.server, self.cfg.functions.pool_interval,
+                                         POOL_LEASE_TTL_FACTOR * self.cfg.functions.pool_interval),
+                              self.function_pool.reconcile),
         }
         for name, (leased, once) in passes.items():
             self._loops.append(asyncio.create_task(leased.run(once), name=name))
@@ -113,6 +121,7 @@ class Cloud:
 
     async def close(self) -> None:
         await self.calls.close()
+        await self.function_pool.executor.close()
         for task in self._loops:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
