@@ -85,6 +85,15 @@ def test_sync_and_async_calls_through_the_cli(sb: Cli, busybox_image: str) -> No
     assert [row.split()[0] for row in ok(sb("func", "ls")).splitlines()[1:]] == ["echo"]
     [shown] = json.loads(ok(sb("func", "inspect", "echo")))
     assert shown["call_url"] == url
+    status = ok(sb("func", "status", "echo")).splitlines()
+    assert status[0].split() == ["NAME", "MODE", "GENERATION", "RUNNING", "QUEUED", "WARM"]
+    assert status[1].split() == ["echo", "stdio", "1", "0", "0", "0"]
+    new_url = ok(sb("func", "update", "--refresh", "--timeout", "60", "echo")).strip()
+    assert new_url != url and "/call/echo/" in new_url
+    [shown] = json.loads(ok(sb("func", "inspect", "echo")))
+    assert (shown["generation"], shown["spec"]["timeout"]) == (2, 60)
+    failing = sb("func", "call", "--sync", "nothing-here")
+    assert failing.returncode == 1 and "no such function" in failing.stderr
 
 
 def test_headers_become_environment_and_a_non_zero_exit_is_the_functions_500(

@@ -164,3 +164,16 @@ async def test_calls_of_a_server_that_stopped_are_failed_and_expired_ones_droppe
     assert store.prune(time.time() + 2) == (1, 1)
     record = store.get_call(tenant.id, gone)
     assert record.status == "failed" and "stopped" in (record.error or "")
+
+
+def test_a_public_url_needs_the_right_secret_and_name(store: FunctionStore) -> None:
+    from seabox.errors import NotFound
+    from seabox.services.functions import FunctionService
+
+    tenant = _tenant_of(store)
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    service = FunctionService(store, None, None, {})  # type: ignore[arg-type]
+    assert service.public("f", fn.secret) == fn
+    for name, secret in (("g", fn.secret), ("f", fn.secret[:-1]), ("f", "")):
+        with pytest.raises(NotFound, match="no such function"):
+            service.public(name, secret)
