@@ -16,11 +16,11 @@ import logging
 import time
 
 from seabox.config import FunctionsConfig
-from seabox.errors import CallTimeout, InvalidArgument, PayloadTooLarge, ReplyTooLarge, SeaboxError
+from seabox.errors import CallTimeout, InvalidArgument, PayloadTooLarge, ReplyTooLarge, SeaboxError, TooManyRequests
 from seabox.model.function import MAX_BODY, Function
 from seabox.model.tenant import Tenant
 from seabox.services.call_slots import CallSlots, Ticket
-from seabox.services.function_exec import Call, Executor, Reply
+from seabox.services.function_exec import Call, Executor, Reply, SweepsCalls
 from seabox.store.functions import CallRecord, FunctionStore
 from seabox.store.leases import Lease
 
@@ -83,6 +83,9 @@ class CallGateway:
         executor = self.executors.get(fn.spec.mode)
         if executor is None:
             raise InvalidArgument(f"mode {fn.spec.mode} is not served by this server", field="mode")
+        if not sync and self.store.unread(tenant.id) >= self.cfg.max_results:
+            raise TooManyRequests(f"{self.cfg.max_results} async results are kept unread for this tenant "
+                                  "([functions] max_results): read them (func get) or let them expire", retry_after=60)
         arrived = time.monotonic()
         ticket = self.slots.enter(tenant.id, fn.id, fn.spec.concurrency)
         try:
@@ -168,8 +171,11 @@ class CallGateway:
             await asyncio.sleep(self.cfg.call_lease / 3)
 
     async def prune(self, _lease: Lease) -> None:
-        """One pass: fail the calls of servers that stopped, drop expired records."""
+        """One pass: fail the calls of servers that stopped, drop expired records, remove what their calls left."""
         failed, dropped = self.store.prune(time.time())
+        for executor in self.executors.values():
+            if isinstance(executor, SweepsCalls):
+                await executor.sweep(self.store.active)
         if failed:
             log.warning("%d function call(s) were queued or running on a server that stopped: marked failed", failed)
         if dropped:
