@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import queue
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.docker_fixtures import pull
-from tests.fixtures.server import Server, own_server
+from tests.fixtures.server import SEABOX, Server, own_server
 
 MIB = 1 << 20
 # small limits, so that tests reach them: 2 calls of a tenant at once, 1 waiting
@@ -211,3 +213,22 @@ def test_a_call_running_when_the_server_stopped_is_marked_failed(registry: str, 
             while api.get("/v1/containers", params={"all": "true"}).json() and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert api.get("/v1/containers", params={"all": "true"}).json() == []
+
+
+def test_logs_follow_prints_calls_as_they_end(fserver: Server, tenant: str, api: httpx.Client,
+                                              busybox_image: str) -> None:
+    make(api, "tick", busybox_image, ["sh", "-c", "cat; echo"])
+    first = api.post("/v1/funcs/tick/call", params={"sync": "1"}, content=b"one").headers["X-Seabox-Call-Id"]
+    proc = subprocess.Popen([*SEABOX, "func", "logs", "-f", "tick"], env=fserver.env(tenant), stdout=subprocess.PIPE,
+                            text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    try:
+        assert lines.get(timeout=30) == f"==> call {first} (done, HTTP 200) <==\n"
+        assert lines.get(timeout=5) == "one\n"
+        second = api.post("/v1/funcs/tick/call", params={"sync": "1"}, content=b"two").headers["X-Seabox-Call-Id"]
+        assert lines.get(timeout=10) == f"==> call {second} (done, HTTP 200) <==\n"
+        assert lines.get(timeout=5) == "two\n"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -177,3 +177,18 @@ def test_a_public_url_needs_the_right_secret_and_name(store: FunctionStore) -> N
     for name, secret in (("g", fn.secret), ("f", fn.secret[:-1]), ("f", "")):
         with pytest.raises(NotFound, match="no such function"):
             service.public(name, secret)
+
+
+async def test_unread_async_results_are_bounded(store: FunctionStore) -> None:
+    tenant = _tenant_of(store)
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    gateway = _gateway(store, FakeExecutor(Reply(200, b"ok")), max_results=2)
+    first = await gateway.call(tenant, fn, b"", {}, sync=False)
+    await gateway.call(tenant, fn, b"", {}, sync=False)
+    with pytest.raises(TooManyRequests, match="max_results"):
+        await gateway.call(tenant, fn, b"", {}, sync=False)
+    assert isinstance(await gateway.call(tenant, fn, b"", {}, sync=True), Reply)  # sync results are not kept
+    assert isinstance(first, str)
+    await gateway.result(tenant, first, wait=5)  # read once: room for another
+    assert isinstance(await gateway.call(tenant, fn, b"", {}, sync=False), str)
+    await gateway.close()
