@@ -192,3 +192,10 @@ async def test_unread_async_results_are_bounded(store: FunctionStore) -> None:
     await gateway.result(tenant, first, wait=5)  # read once: room for another
     assert isinstance(await gateway.call(tenant, fn, b"", {}, sync=False), str)
     await gateway.close()
+
+
+def test_only_call_urls_are_served_without_a_key() -> None:
+    from seabox.api.auth import is_public
+
+    assert is_public("/call/f/secret") and is_public("/call/f/secret/sync")
+    assert not is_public("/v1/funcs/f/call") and not is_public("/callx/f") and not is_public("/v1.47/call/f/s")

@@ -73,7 +73,7 @@ class CallGateway:
         self.server = server
         self.slots = CallSlots(cfg.tenant_concurrency, cfg.queue_size)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set (and replaced) whenever a call of this server ends
 
     async def call(self, tenant: Tenant, fn: Function, body: bytes, headers: dict[str, str], *, sync: bool,
                    method: str = "POST", query: str = "") -> Reply | str:
@@ -143,11 +143,8 @@ class CallGateway:
                               headers=reply.headers if reply else {}, error=error,
                               container=reply.container if reply else None,
                               log_tail=reply.log_tail if reply else None, read=sync)
-        asyncio.get_running_loop().create_task(self._wake())
-
-    async def _wake(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     # results ------------------------------------------------------------------------------------
     async def result(self, tenant: Tenant, call_id: str, wait: float) -> CallRecord:
@@ -156,8 +153,7 @@ class CallGateway:
         deadline = time.monotonic() + wait
         while not record.ended and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
-                async with self._changed:
-                    await asyncio.wait_for(self._changed.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
+                await asyncio.wait_for(self._changed.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
             record = self.store.get_call(tenant.id, call_id)  # it may run on another server: look again
         if record.ended and not self.store.take_result(tenant.id, call_id):
             self.store.get_call(tenant.id, call_id)  # another reader was first: 404
