@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 
@@ -82,8 +81,9 @@ def test_headers_become_openfaas_style_environment() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FunctionStore:
-    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def store(db_url: str) -> FunctionStore:
+    """A function store on a new database, once per engine (SQLite and PostgreSQL)."""
+    engine = open_engine(db_url)
     Store(engine).create_tenant("t")
     return FunctionStore(engine)
 
