@@ -128,8 +128,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
             for record in c.functions.ended_calls(fn, LOG_CALLS, after):
                 await out.send(_log_line(record))
                 after = max(after, record.finished_at or after)
-            if not flag(request, "follow"):
-                break
+            if not flag(request, "follow") or request.transport is None or request.transport.is_closing():
+                break  # not following, or the follower went away
             await asyncio.sleep(FOLLOW_POLL)
     except ConnectionResetError:
         pass
