@@ -263,6 +263,7 @@ class QuotasConfig(BaseModel):
 
     fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
     crons: int = Field(20, ge=0)  # scheduled jobs (each may fire once a second at most)
+    functions: int = Field(100, ge=0)  # functions
 
 
 class ServicesConfig(BaseModel):
@@ -271,6 +272,36 @@ class ServicesConfig(BaseModel):
     # seconds a leaving replica (rolling update, scale-down) stays out of the backends, its open
     # connections finishing, before it is stopped; also covers every node applying the new backends
     drain_seconds: float = Field(2.0, ge=0, le=3600)
+
+
+class FunctionsConfig(BaseModel):
+    """Limits of function calls: how many of a tenant's calls run at once, how many wait, how long results stay."""
+
+    # calls of one tenant running at once (each function's own --concurrency applies within it)
+    tenant_concurrency: int = Field(10, ge=1, le=10000)
+    # calls of one tenant waiting for a slot, first in first out; past it a call is refused with a 429
+    queue_size: int = Field(100, ge=0, le=100000)
+    # an async call's result is kept this long, or until it is read once
+    result_ttl: float = 24 * 3600  # seconds, or "1h", "1d", ...
+    # seconds between the passes that drop expired results and fail calls whose server is gone
+    prune_interval: float = 10.0
+    # a call queued or running on a server that stopped renewing it for this long is marked failed
+    call_lease: float = 15.0
+    # async results of one tenant kept unread at most; past it an async call is refused with a 429
+    max_results: int = Field(1000, ge=1, le=1_000_000)
+    # http mode: a warm replica beyond the function's --min-warm is removed after this long without a call
+    idle_seconds: float = 300.0
+    # http mode: calls one replica serves at once; another replica starts when every one is this busy
+    replica_calls: int = Field(4, ge=1, le=1000)
+    # http mode: replicas of one function at most (also at most its --concurrency / replica_calls)
+    max_replicas: int = Field(10, ge=1, le=100)
+    # http mode: seconds between the passes that keep --min-warm replicas up and remove idle ones
+    pool_interval: float = 5.0
+
+    @field_validator("result_ttl", "prune_interval", "call_lease", "idle_seconds", "pool_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float:
+        return parse_duration(v)
 
 
 class ServerConfig(BaseModel):
@@ -291,6 +322,7 @@ class ServerConfig(BaseModel):
     nodes: NodesConfig = Field(default_factory=NodesConfig)
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
     services: ServicesConfig = Field(default_factory=ServicesConfig)
+    functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
 
     @property
     def run_dir(self) -> Path:

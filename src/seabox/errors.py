@@ -113,6 +113,18 @@ class UpstreamError(SeaboxError):
     status = 502
 
 
+class CallTimeout(SeaboxError):
+    """A function call did not answer within the function's timeout (504)."""
+
+    status = 504
+
+
+class ReplyTooLarge(SeaboxError):
+    """A function's reply is over the 1 MiB a call may answer (509, as Hyper.sh answered)."""
+
+    status = 509
+
+
 def validation_error(exc: ValidationError) -> InvalidArgument:
     """The first problem pydantic found, as one readable sentence naming the field."""
     err = exc.errors()[0]

@@ -17,6 +17,7 @@ from seabox.tls import peer_common_name
 TENANT = web.AppKey("tenant_lookup", Store)
 # nothing tenant-specific; /metrics checks the operator's own token (api/metrics.py)
 PUBLIC_PATHS = ("/_ping", "/version", "/v1/openapi.json", "/metrics")
+CALL_PREFIX = "/call/"  # a function's public call URL: the secret in its path is the credential (api/v1/functions.py)
 _KEY = re.compile(r"[!-~]+")  # printable ASCII, no spaces
 
 
@@ -42,8 +43,10 @@ _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 
 
 def is_public(path: str) -> bool:
-    """Paths served without a tenant credential, bare or under a Docker /vN.NN prefix (node routes check their own)."""
-    return _VERSION_PREFIX.sub("", path) in PUBLIC_PATHS or path.startswith(PLANE_PREFIX + "/")
+    """Paths served without a tenant credential, bare or under a Docker /vN.NN prefix (node routes and function
+    call URLs check their own)."""
+    return (_VERSION_PREFIX.sub("", path) in PUBLIC_PATHS or path.startswith(PLANE_PREFIX + "/")
+            or path.startswith(CALL_PREFIX))
 
 
 def _tenant_of_certificate(request: web.Request) -> Tenant | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,23 @@ def _stalled(cfg: ApiConfig, what: str) -> RequestTimeout:
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body of an ordinary request: at most max_body_bytes, all of it within body_timeout."""
+    cap = limits(request).max_body_bytes
+    return await read_capped(request, cap, lambda: _too_large(cap, "max_body_bytes"))
+
+
+async def read_capped(request: web.Request, cap: int, too_large: Callable[[], PayloadTooLarge]) -> bytes:
+    """The whole body, at most CAP bytes (TOO_LARGE() beyond, read no further), all of it within body_timeout."""
     cfg = limits(request)
-    _check_length(request, cfg.max_body_bytes, "max_body_bytes")
+    if request.content_length is not None and request.content_length > cap:
+        raise too_large()
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(cfg.body_timeout):
             while chunk := await request.content.readany():
                 size += len(chunk)
-                if size > cfg.max_body_bytes:
-                    raise _too_large(cfg.max_body_bytes, "max_body_bytes")
+                if size > cap:
+                    raise too_large()
                 chunks.append(chunk)
     except TimeoutError:
         raise _stalled(cfg, "not received") from None

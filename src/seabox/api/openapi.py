@@ -14,6 +14,7 @@ from seabox.model.container import Container, ContainerCreate
 from seabox.model.cron import Cron, CronCreate, CronRun
 from seabox.model.event import Event
 from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
+from seabox.model.function import Function, FunctionSpec, FunctionStatus, FunctionUpdate
 from seabox.model.image import Image, PullRequest, TagRequest
 from seabox.model.security_group import SecurityGroup, SecurityGroupSpec
 from seabox.model.service import Service, ServiceCreate, ServiceFip, ServiceScale, ServiceUpdate
@@ -81,6 +82,19 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("post", "/v1/crons/{name}/run", "Fire the cron now (a run of its own, outside the schedule)", None, CronRun, False),
     ("post", "/v1/crons/{name}/suspend", "Stop firing the cron until resumed", None, Cron, False),
     ("post", "/v1/crons/{name}/resume", "Fire again from now on (no catch-up of the suspended time)", None, Cron, False),
+    ("get", "/v1/funcs", "List functions (each with its call_path)", None, Function, True),
+    ("post", "/v1/funcs", "Create a function (its image must be pulled or imported first)", FunctionSpec, Function,
+     False),
+    ("get", "/v1/funcs/{name}", "Inspect a function (call_path: its public call URL)", None, Function, False),
+    ("patch", "/v1/funcs/{name}", "Update a function (refresh: a new call secret)", FunctionUpdate, Function, False),
+    ("delete", "/v1/funcs/{name}", "Remove a function (409 while a call runs)", None, None, False),
+    ("post", "/v1/funcs/{name}/call", "Call (raw body up to 1 MiB); sync=1: the reply, else 202 {CallId}", None, None,
+     False),
+    ("get", "/v1/funcs/calls/{call_id}", "An async call's result, answered once (wait=1: until it ends)", None, None,
+     False),
+    ("get", "/v1/funcs/{name}/logs", "Output of the latest calls as NDJSON (call=ID: one call; follow)", None, None,
+     False),
+    ("get", "/v1/funcs/{name}/status", "Calls queued and running, warm replicas", None, FunctionStatus, False),
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),

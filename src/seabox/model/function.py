@@ -39,3 +39,30 @@ class Function(BaseModel):
     secret: str
     generation: int = 1  # bumped by each update; warm replicas of an older generation are replaced
     created_at: float
+
+
+class FunctionUpdate(BaseModel):
+    """A change to a function: the fields given replace the spec's; REFRESH gives it a new call secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = Field(None, min_length=1, max_length=512)
+    cmd: list[str] | None = Field(None, max_length=256)
+    env: list[str] | None = Field(None, max_length=256)
+    size: str | None = None
+    timeout: int | None = Field(None, ge=1, le=3600)
+    concurrency: int | None = Field(None, ge=1, le=1000)
+    min_warm: int | None = Field(None, ge=0, le=100)
+    port: int | None = Field(None, ge=1, le=65535)
+    refresh: bool = False
+
+
+class FunctionStatus(BaseModel):
+    """What a function is doing now: its calls queued and running (on every server), its warm replicas."""
+
+    name: str
+    mode: FunctionMode
+    generation: int
+    queued: int
+    running: int
+    warm_replicas: int

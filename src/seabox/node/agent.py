@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from seabox.config import ServerConfig
-from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
+from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure, UpstreamError
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
@@ -20,6 +20,7 @@ from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers, resolv_conf_t
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import Exposure, NodeNetwork, Service
+from seabox.node.network.names import check_container_id
 from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
 from seabox.protocol.assignments import HostsEntry
 from seabox.protocol.images import ImageInfo
@@ -27,6 +28,7 @@ from seabox.protocol.link import ExitCallback
 from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.exec import ExecProcess
+from seabox.node.tcp_dial import LocalTcp, open_tcp
 from seabox.node.runtime.gvisor import GvisorRuntime
 from seabox.node.runtime.runc_runtime import OciRuntime, RuncRuntime
 from seabox.node.volumes.store import VolumeStore
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HOSTS_HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _RUNTIME_MARKER = "runtime"  # bundle file naming the container's runtime class
+_ADDRESS_MARKER = "address"  # bundle file holding the container's tenant IP (empty: no network)
 GVISOR_PIDS_FACTOR = 4
 GVISOR_PIDS_OVERHEAD = 256
 
@@ -131,6 +134,7 @@ class NodeAgent:
         base = self.id_base(p)
         hostdirs.make_private_dir(bundle, base)
         (bundle / _RUNTIME_MARKER).write_text(c.spec.runtime_class)
+        (bundle / _ADDRESS_MARKER).write_text(c.status.ip or "")
         image = await self._image(c.spec.image_pull or c.spec.image, c.spec.image_id)
         lower = self.images.rootfs(image.id) if base is None else await self.images.mapped_rootfs(image.id, base)
         disk = get_size(c.spec.size).disk_bytes
@@ -312,6 +316,28 @@ class NodeAgent:
 
     def stats(self, cid: str) -> Stats:
         return self.runtime_of(cid).stats(cid)
+
+    async def dial(self, cid: str, port: int) -> LocalTcp:
+        """A TCP connection from this node to PORT at the container's tenant address, across its bridge.
+
+        NotFound for a container this node does not hold, Conflict if it is not running or has no
+        network, UpstreamError if nothing accepts on the port."""
+        check_container_id(cid)
+        bundle = self.bundle(cid)
+        if not bundle.is_dir():
+            raise NotFound(f"no such container on node {self.name}: {cid[:12]}")
+        try:
+            ip = (bundle / _ADDRESS_MARKER).read_text().strip()
+        except FileNotFoundError:
+            raise Conflict(f"container {cid[:12]} was started by an older node agent: restart it to dial it") from None
+        if not ip:
+            raise Conflict(f"container {cid[:12]} has no network to dial")
+        try:
+            return await open_tcp(ip, port, f"container {cid[:12]}")
+        except UpstreamError:
+            if await self.state(cid) != "running":
+                raise Conflict(f"container {cid[:12]} is not running") from None
+            raise
 
     async def top(self, cid: str) -> list[tuple[int, str]]:
         return await self.runtime_of(cid).top(cid)

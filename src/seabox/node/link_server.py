@@ -26,7 +26,7 @@ from seabox.errors import InvalidArgument, SeaboxError, Unauthorized
 from seabox.node.local_link import LocalLink
 from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.protocol.runtime import Stats
-from seabox.protocol.streams import AttachStdio, ExecStream
+from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
 from seabox.protocol.wire import LINK_PREFIX
 from seabox.protocol.wire_errors import to_wire
 
@@ -200,6 +200,47 @@ async def _stdin(ws: web.WebSocketResponse, conn: AttachStdio) -> None:
             await conn.write(msg.data)
         elif msg.type == WSMsgType.TEXT and json.loads(msg.data).get("close_stdin"):
             conn.close_stdin()
+
+
+@routes.get(LINK_PREFIX + "/containers/{id}/dial")
+async def dial(request: web.Request) -> web.WebSocketResponse:
+    """A TCP connection to a container port: binary frames carry its bytes both ways; {"close_write": true}
+    from the server half-closes towards the container, {"eof": true} from the node says the container did."""
+    port = int(request.query["port"])
+    if not 1 <= port <= 65535:
+        raise InvalidArgument(f"port must be 1-65535: {port}", field="port")
+    ws = web.WebSocketResponse(max_msg_size=1 << 20)
+    await ws.prepare(request)
+    try:
+        conn = await _link(request).dial(request.match_info["id"], port)
+    except SeaboxError as exc:
+        await ws.send_json({"error": to_wire(exc).model_dump()})
+        await ws.close()
+        return ws
+    await ws.send_json({"connected": True})
+    output = asyncio.create_task(_pump_tcp(ws, conn))
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await conn.write(msg.data)
+            elif msg.type == WSMsgType.TEXT and json.loads(msg.data).get("close_write"):
+                conn.close_write()
+    except SeaboxError:  # the container closed its side: the server learns it from the output's end
+        pass
+    finally:
+        conn.close()
+        output.cancel()
+        with contextlib.suppress(BaseException):
+            await output
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _pump_tcp(ws: web.WebSocketResponse, conn: TcpStream) -> None:
+    while data := await conn.read():
+        await ws.send_bytes(data)
+    await ws.send_json({"eof": True})
 
 
 @routes.post(LINK_PREFIX + "/images/pull")

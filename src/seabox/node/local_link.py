@@ -15,7 +15,7 @@ from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.protocol.link import NodeLink
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.runtime import Stats
-from seabox.protocol.streams import AttachStdio, ExecStream
+from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
 
 
 class LocalLink(NodeLink):
@@ -75,6 +75,9 @@ class LocalLink(NodeLink):
 
         self.agent.before_start(cid, connect)
         return await created
+
+    async def dial(self, cid: str, port: int) -> TcpStream:
+        return await self.agent.dial(cid, port)
 
     async def resize(self, cid: str, height: int, width: int) -> None:
         self.agent.resize(cid, height, width)

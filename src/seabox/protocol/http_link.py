@@ -142,6 +142,14 @@ class HttpNodeLink(NodeLink):
             _raise_wire(first)
         return RemoteAttach(ws)
 
+    async def dial(self, cid: str, port: int) -> RemoteTcp:
+        ws = await self._socket(f"/containers/{cid}/dial", {"port": str(port)})
+        first = await ws.receive_json()
+        if "error" in first:
+            await ws.close()
+            _raise_wire(first)
+        return RemoteTcp(ws)
+
     async def resize(self, cid: str, height: int, width: int) -> None:
         await self._call("POST", f"/containers/{cid}/resize", json={"height": height, "width": width})
 
@@ -264,3 +272,35 @@ class RemoteAttach(_RemoteStream):
 
     def close_stdin(self) -> None:
         self._send({"close_stdin": True})
+
+
+class RemoteTcp:
+    """A TCP connection a remote node opened to a container port, carried by a websocket (the TcpStream protocol)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._pending = b""  # the rest of a frame larger than a read asked for
+        self._eof = False
+
+    async def read(self, n: int = 65536) -> bytes:
+        while not self._pending and not self._eof:
+            msg = await self._ws.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                self._pending = msg.data
+            elif msg.type != aiohttp.WSMsgType.TEXT or json.loads(msg.data).get("eof"):
+                self._eof = True
+        data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._ws.send_bytes(data)
+        except (ConnectionResetError, RuntimeError) as exc:
+            raise UpstreamError(f"the connection to the container is closed: {exc}") from None
+
+    def close_write(self) -> None:
+        if not self._ws.closed:
+            asyncio.ensure_future(self._ws.send_json({"close_write": True}))
+
+    def close(self) -> None:
+        asyncio.ensure_future(self._ws.close())

@@ -18,7 +18,7 @@ from seabox.protocol.assignments import AssignmentBatch, ContainerReport
 from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.runtime import ExitStatus, Stats
-from seabox.protocol.streams import AttachStdio, ExecStream
+from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
 
 ExitCallback = Callable[[str, ExitStatus], Awaitable[None]]
 
@@ -82,6 +82,13 @@ class NodeLink(ABC):
     @abstractmethod
     async def attach(self, cid: str, running: bool) -> AttachStdio:
         """The container's stdio; if it is not running yet, once its next start has created it."""
+
+    @abstractmethod
+    async def dial(self, cid: str, port: int) -> TcpStream:
+        """A TCP connection from the node to PORT of the running container (at its tenant address).
+
+        NotFound if the node holds no such container, Conflict if it is not running, UpstreamError if
+        nothing accepts on the port."""
 
     @abstractmethod
     async def resize(self, cid: str, height: int, width: int) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from seabox.config import ServerConfig
 from seabox.controllers import crons as cron_controller
 from seabox.controllers.event_retention import EventRetention
+from seabox.controllers.function_pool import POOL_LEASE_TTL_FACTOR, FunctionPool
 from seabox.controllers.leased import LeasedPass
 from seabox.controllers.node_health import NodeHealth
 from seabox.controllers.services import LEASE as SERVICES_LEASE
@@ -21,6 +22,11 @@ from seabox.services.crons import CronService
 from seabox.services.events import EventBus
 from seabox.services.exec import ExecService
 from seabox.services.fips import FipService
+from seabox.services.function_calls import CallGateway
+from seabox.services.function_exec import Executor
+from seabox.services.function_http import HttpExecutor
+from seabox.services.function_stdio import StdioExecutor
+from seabox.services.functions import FunctionService
 from seabox.services.images import ImageService
 from seabox.protocol.link import NodeLink
 from seabox.services.links import NodeLinks
@@ -33,6 +39,7 @@ from seabox.store.crons import CronStore
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.fips import FipStore
+from seabox.store.functions import FunctionStore
 from seabox.store.leases import Leases
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
@@ -70,6 +77,9 @@ class Cloud:
     security_groups: SecurityGroupService
     services: ServiceService
     crons: CronService
+    functions: FunctionService
+    calls: CallGateway
+    function_pool: FunctionPool
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -91,8 +101,15 @@ class Cloud:
         security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
         services = ServiceService(cfg, ServiceStore(store.engine), fips.fips, containers, bus)
         crons = CronService(cfg, store, CronStore(store.engine), containers, images, bus)
+        function_store = FunctionStore(store.engine)
+        http = HttpExecutor(cfg.functions, containers)
+        executors: dict[str, Executor] = {"stdio": StdioExecutor(containers), "http": http}
+        functions = FunctionService(function_store, images, bus, executors, cfg.quotas.functions)
+        calls = CallGateway(cfg.functions, function_store, executors, server)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups, services=services, crons=crons)
+                   fips=fips, security_groups=security_groups, services=services, crons=crons,
+                   functions=functions, calls=calls,
+                   function_pool=FunctionPool(store, function_store, http))
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -108,13 +125,21 @@ class Cloud:
                              ServiceController(self.cfg, self.services, self.bus, leases).run),
             "crons": (LeasedPass(leases, "crons", self.server, cron_controller.EVERY, cron_controller.LEASE_TTL),
                       cron_controller.CronController(self.crons).tick),
+            "function-calls": (LeasedPass(leases, "function-calls", self.server, self.cfg.functions.prune_interval,
+                                          3 * self.cfg.functions.prune_interval), self.calls.prune),
+            "function-pool": (LeasedPass(leases, "function-pool", self.server, self.cfg.functions.pool_interval,
+                                         POOL_LEASE_TTL_FACTOR * self.cfg.functions.pool_interval),
+                              self.function_pool.reconcile),
         }
         for name, (leased, once) in passes.items():
             self._loops.append(asyncio.create_task(leased.run(once), name=name))
         self._loops.append(asyncio.create_task(self.bus.relay(), name="change-relay"))
         self._loops.append(asyncio.create_task(self.exec.run(), name="exec-sessions"))
+        self._loops.append(asyncio.create_task(self.calls.renew(), name="function-call-leases"))
 
     async def close(self) -> None:
+        await self.calls.close()
+        await self.function_pool.executor.close()
         for task in self._loops:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -244,4 +245,43 @@ cron_runs = Table(
                          name="fk_cron_runs_cron"),
     UniqueConstraint("tenant_id", "cron_name", "scheduled_at", name="uq_cron_run_time"),
     Index("ix_cron_runs_open", "finished_at"),
+)
+
+# functions ---------------------------------------------------------------------------------------
+functions = Table(
+    "functions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("spec", JSON, nullable=False),  # model.function.FunctionSpec
+    Column("secret", String(64), nullable=False),  # the credential of its public call URL, shown to its tenant
+    Column("secret_hash", String(64), nullable=False, unique=True),  # sha256(secret): what a public call looks up
+    Column("generation", BigInt, nullable=False),  # grows with every update
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_function_name"),
+)
+
+function_calls = Table(
+    "function_calls",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("function_id", String(32), ForeignKey("functions.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("tenant_id", String(32), nullable=False, index=True),
+    Column("sync", Integer, nullable=False),  # 1: the caller waits for the reply (it is not kept)
+    Column("status", String(16), nullable=False),  # queued | running | done | failed | timed-out
+    Column("request_size", Integer, nullable=False),
+    Column("result_status", Integer, nullable=True),  # the HTTP status the call answers
+    Column("result_body", LargeBinary, nullable=True),  # at most model.function.MAX_BODY
+    Column("result_headers", JSON, nullable=True),
+    Column("error", Text, nullable=True),  # why it failed or timed out
+    Column("container", String(64), nullable=True),  # the container that served it
+    Column("log_tail", Text, nullable=True),  # the end of its output, for `func logs --call`
+    Column("server", String(128), nullable=False),  # the server running it
+    Column("lease_until", Float, nullable=False),  # past it (not renewed), that server is taken to be gone
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("read_at", Float, nullable=True),  # when its result was read (it is dropped then)
+    Column("expires_at", Float, nullable=False, index=True),
 )

@@ -1,0 +1,185 @@
+"""The call gateway: admits a function call (limits, queue, 429), runs it on its mode's executor, keeps its outcome.
+
+A sync call answers the function's reply; an async call answers its id at once and its result is
+kept until it is read once or expires ([functions] result_ttl). The timeout counts from the call's
+arrival, its time in the queue included (504 past it). Every call is a record with the name of the
+server running it and a lease that server renews: a call queued or running on a server that stopped
+is marked failed (status 503, "the server running this call stopped") by the next prune pass after
+its lease ran out, so nothing queued is lost silently; queues themselves do not survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from seabox.config import FunctionsConfig
+from seabox.errors import CallTimeout, InvalidArgument, PayloadTooLarge, ReplyTooLarge, SeaboxError, TooManyRequests
+from seabox.model.function import MAX_BODY, Function
+from seabox.model.tenant import Tenant
+from seabox.services.call_slots import CallSlots, Ticket
+from seabox.services.function_exec import Call, Executor, Reply, SweepsCalls
+from seabox.store.functions import CallRecord, FunctionStore
+from seabox.store.leases import Lease
+
+log = logging.getLogger(__name__)
+
+# never passed on to a function: hop-by-hop headers (RFC 9110 7.6.1) and the caller's credentials for Seabox
+DROPPED_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+    "proxy-authorization", "proxy-authenticate", "authorization", "x-api-key", "cookie", "host", "content-length",
+})
+CALL_ID_HEADER = "X-Seabox-Call-Id"
+MAX_HEADERS = 64  # forwarded to a function at most
+MAX_HEADER_BYTES = 16 << 10  # names and values of the forwarded headers together
+OUTCOMES = {504: "timed-out"}  # the record's status for an error's HTTP status (else failed)
+
+
+def _loop_time(deadline: float) -> float:
+    """DEADLINE (time.monotonic) on the event loop's clock."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
+
+
+def forwarded(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The request headers a function sees: hop-by-hop and credential headers dropped, repeats joined; 400 past the bounds."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in DROPPED_HEADERS:
+            continue
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    if len(out) > MAX_HEADERS:
+        raise InvalidArgument(f"a call may pass at most {MAX_HEADERS} headers to its function, got {len(out)}",
+                              field="headers")
+    if sum(len(k) + len(v) for k, v in out.items()) > MAX_HEADER_BYTES:
+        raise InvalidArgument(f"a call's headers may take at most {MAX_HEADER_BYTES} bytes", field="headers")
+    return out
+
+
+def answer_headers(headers: dict[str, str]) -> dict[str, str]:
+    """A function's reply headers as the caller gets them: hop-by-hop ones (and the length, set anew) dropped."""
+    return {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+
+
+class CallGateway:
+    """Runs tenants' function calls on this server within their limits, and answers their results."""
+
+    def __init__(self, cfg: FunctionsConfig, store: FunctionStore, executors: dict[str, Executor], server: str) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.executors = executors
+        self.server = server
+        self.slots = CallSlots(cfg.tenant_concurrency, cfg.queue_size)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()  # set (and replaced) whenever a call of this server ends
+
+    async def call(self, tenant: Tenant, fn: Function, body: bytes, headers: dict[str, str], *, sync: bool,
+                   method: str = "POST", query: str = "") -> Reply | str:
+        """Run a call of FN: its reply (SYNC), else its id at once; 413 over 1 MiB, 429 when the queue is full."""
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"a call's body may be at most {MAX_BODY} bytes (1 MiB), got {len(body)}")
+        executor = self.executors.get(fn.spec.mode)
+        if executor is None:
+            raise InvalidArgument(f"mode {fn.spec.mode} is not served by this server", field="mode")
+        if not sync and self.store.unread(tenant.id) >= self.cfg.max_results:
+            raise TooManyRequests(f"{self.cfg.max_results} async results are kept unread for this tenant "
+                                  "([functions] max_results): read them (func get) or let them expire", retry_after=60)
+        arrived = time.monotonic()
+        ticket = self.slots.enter(tenant.id, fn.id, fn.spec.concurrency)
+        try:
+            call_id = self.store.add_call(fn, sync, len(body), self.server, self.cfg.call_lease, self.cfg.result_ttl)
+        except BaseException:
+            self.slots.leave(ticket)
+            raise
+        call = Call(call_id, tenant, fn, body, headers, arrived + fn.spec.timeout, method=method, query=query)
+        if sync:
+            return await self._run(executor, call, ticket, sync=True)
+        task = asyncio.create_task(self._quietly(executor, call, ticket), name=f"call-{call_id[:12]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return call_id
+
+    async def _quietly(self, executor: Executor, call: Call, ticket: Ticket) -> None:
+        with contextlib.suppress(SeaboxError):
+            await self._run(executor, call, ticket, sync=False)
+
+    async def _run(self, executor: Executor, call: Call, ticket: Ticket, *, sync: bool) -> Reply:
+        """Wait for the call's turn, run it by its deadline, record how it ended (also when it is cancelled)."""
+        name = call.function.spec.name
+        try:
+            try:
+                async with asyncio.timeout_at(_loop_time(call.deadline)):
+                    await asyncio.shield(ticket.turn)
+                    self.store.call_started(call.id)
+                    reply = await executor.run(call)
+            except TimeoutError:
+                raise CallTimeout(f"function {name} did not answer within its timeout of "
+                                  f"{call.function.spec.timeout} s (func update --timeout)") from None
+            if len(reply.body) > MAX_BODY:
+                raise ReplyTooLarge(f"function {name} answered more than {MAX_BODY} bytes (1 MiB)")
+        except SeaboxError as exc:
+            self._ended(call, OUTCOMES.get(exc.status, "failed"), exc.status, exc.message, None, sync)
+            raise
+        except asyncio.CancelledError:
+            self._ended(call, "failed", 503, "the call was cancelled: the server is stopping", None, sync)
+            raise
+        except Exception as exc:
+            log.exception("call %s of function %s failed", call.id, name)
+            self._ended(call, "failed", 500, f"internal error running the call: {type(exc).__name__}", None, sync)
+            raise
+        finally:
+            self.slots.leave(ticket)
+        self._ended(call, "done", reply.status, None, reply, sync)
+        reply.headers = {**reply.headers, CALL_ID_HEADER: call.id}
+        return reply
+
+    def _ended(self, call: Call, status: str, result_status: int, error: str | None, reply: Reply | None,
+               sync: bool) -> None:
+        """Record the outcome (the body only of an async call: a sync caller has it already) and wake the waiters."""
+        self.store.call_ended(call.id, status, result_status=result_status,
+                              body=reply.body if reply is not None and not sync else None,
+                              headers=reply.headers if reply else {}, error=error,
+                              container=reply.container if reply else None,
+                              log_tail=reply.log_tail if reply else None, read=sync)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # results ------------------------------------------------------------------------------------
+    async def result(self, tenant: Tenant, call_id: str, wait: float) -> CallRecord:
+        """The call's record; an ended one is marked read (answered once). Waits up to WAIT seconds for its end."""
+        record = self.store.get_call(tenant.id, call_id)
+        deadline = time.monotonic() + wait
+        while not record.ended and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
+            record = self.store.get_call(tenant.id, call_id)  # it may run on another server: look again
+        if record.ended and not self.store.take_result(tenant.id, call_id):
+            self.store.get_call(tenant.id, call_id)  # another reader was first: 404
+        return record
+
+    # upkeep -------------------------------------------------------------------------------------
+    async def renew(self) -> None:
+        """Renew the leases of this server's calls, for as long as it runs."""
+        while True:
+            self.store.renew(self.server, time.time() + self.cfg.call_lease)
+            await asyncio.sleep(self.cfg.call_lease / 3)
+
+    async def prune(self, _lease: Lease) -> None:
+        """One pass: fail the calls of servers that stopped, drop expired records, remove what their calls left."""
+        failed, dropped = self.store.prune(time.time())
+        for executor in self.executors.values():
+            if isinstance(executor, SweepsCalls):
+                await executor.sweep(self.store.active)
+        if failed:
+            log.warning("%d function call(s) were queued or running on a server that stopped: marked failed", failed)
+        if dropped:
+            log.info("dropped %d expired function call record(s)", dropped)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
