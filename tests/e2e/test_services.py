@@ -177,6 +177,8 @@ def test_names_clash_with_containers_and_other_services(sb: Sb, api: httpx.Clien
     assert r.status_code == 409 and r.json()["field"] == "name"
     r = sb("run", "-d", "--name", "svc", busybox_image, "sleep", "300")
     assert r.returncode != 0 and "in use" in r.stderr
+    r = sb("rename", "taken", "svc")
+    assert r.returncode != 0 and "in use" in r.stderr
     [row] = [x for x in rows(sb) if x[0] == "svc"]
     assert row[2:] == ["0/0", "stopped", "0/0 ready"]  # (no FIP: that cell is empty)
 
