@@ -295,3 +295,16 @@ async def test_a_replica_that_cannot_be_placed_shows_in_the_message() -> None:
     ops = FakeOps(refuse=True)
     await controller(ops, [0.0]).reconcile(None, service(2), [], {})  # type: ignore[arg-type]
     assert ops.services.statuses[-1].message == "no healthy replica; cannot make a replica: no node has 4 GiB free"
+
+
+def test_placement_puts_a_replica_where_fewest_of_its_service_are_before_the_tenant_spread() -> None:
+    from seabox.model.sizes import GiB
+    from seabox.scheduler.place import Placement, place
+    from seabox.scheduler.snapshot import NodeView, PlacementRequest
+
+    nodes = [NodeView("n1", "ready", 8 * GiB, 4, 0, 1, {"t": 1}),  # one of the tenant's, not of the service
+             NodeView("n2", "ready", 8 * GiB, 4, 0, 1, {"t": 1})]  # holds a replica already
+    request = PlacementRequest("t", "s4", GiB, 1, spread={"n2": 1})
+    assert place(nodes, request) == Placement("n1")
+    assert place(nodes, PlacementRequest("t", "s4", GiB, 1, spread={"n1": 2, "n2": 1})) == Placement("n2")
+    assert place([nodes[0]], request) == Placement("n1")  # spreading is a preference, never a refusal
