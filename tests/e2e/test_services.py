@@ -295,3 +295,12 @@ def test_an_unhealthy_replica_gets_no_traffic_until_it_is_healthy_again(
     until(lambda: ready(api, "hc", 2), what="healthy again")
     assert {r["id"] for r in ready(api, "hc", 2)} == {sick["id"], well["id"]}  # the same replicas: none replaced
     until(lambda: set(hits(sb, "http://hc/", 8)) == set(name.values()), budget=3, what="back in the backends")
+
+
+def test_the_source_algorithm_keeps_a_client_on_one_replica(sb: Sb, api: httpx.Client, busybox_image: str) -> None:
+    ok(sb("service", "create", "sticky", "--replicas", "3", "--port", "80", "--container-port", "8080",
+          "--algorithm", "source", *FAST, busybox_image, *SERVE))
+    until(lambda: ready(api, "sticky", 3), what="3 healthy replicas")
+    ok(sb("run", "-d", "--name", "client", busybox_image, *CLIENT))
+    answers = hits(sb, "http://sticky/", 12)
+    assert "FAIL" not in answers and len(set(answers)) == 1, answers
