@@ -6,7 +6,9 @@ through a node agent in another network namespace, against the embedded node; ne
 `overlay` (TCP throughput between containers on two nodes, against one node; needs root), `fip`
 (a container through its floating IP against its private address, security group and FIP move
 times; needs root), `dns` (query latency through a tenant resolver, against its upstream asked
-directly; needs root) and `func` (a cold stdio function call against `seabox run --rm`; needs root). No argument runs them all.
+directly; needs root), `service` (requests through a load-balanced service's VIP, against the same
+replica directly; needs root) and `func` (a cold stdio function call against `seabox run --rm`; needs
+root). No argument runs them all.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cluster, fip, func, overlay, resolver, scheduler
+from bench import cluster, fip, func, overlay, resolver, scheduler, service
 from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -310,7 +312,7 @@ def runtime() -> None:
 
 FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "cluster": cluster.main,
                                      "overlay": overlay.main, "fip": fip.main,
-                                     "dns": resolver.main, "func": func.main}
+                                     "dns": resolver.main, "service": service.main, "func": func.main}
 
 
 def main(argv: list[str]) -> None:

@@ -177,6 +177,8 @@ def test_names_clash_with_containers_and_other_services(sb: Sb, api: httpx.Clien
     assert r.status_code == 409 and r.json()["field"] == "name"
     r = sb("run", "-d", "--name", "svc", busybox_image, "sleep", "300")
     assert r.returncode != 0 and "in use" in r.stderr
+    r = sb("rename", "taken", "svc")
+    assert r.returncode != 0 and "in use" in r.stderr
     [row] = [x for x in rows(sb) if x[0] == "svc"]
     assert row[2:] == ["0/0", "stopped", "0/0 ready"]  # (no FIP: that cell is empty)
 
@@ -271,3 +273,34 @@ def test_a_rolling_update_and_a_scale_down_drop_no_request(
             out, _ = requests.communicate(timeout=10)
     results = out.split()
     assert len(results) > 20 and results.count("FAIL") == 0, results.count("FAIL")
+
+
+def test_an_unhealthy_replica_gets_no_traffic_until_it_is_healthy_again(
+    sb: Sb, api: httpx.Client, busybox_image: str,
+) -> None:
+    serve = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && echo ok > /www/healthz && "
+             "exec httpd -f -p 8080 -h /www"]
+    ok(sb("service", "create", "hc", "--replicas", "2", "--port", "80", "--container-port", "8080", "--protocol",
+          "http", "--health-path", "/healthz", *FAST, busybox_image, *serve))
+    sick, well = until(lambda: ready(api, "hc", 2), what="2 healthy replicas")
+    name = {r["id"]: api.get(f"/v1/containers/{r['id']}").json()["spec"]["hostname"] for r in (sick, well)}
+    ok(sb("run", "-d", "--name", "client", busybox_image, *CLIENT))
+    assert set(hits(sb, "http://hc/", 8)) == set(name.values())
+    ok(sb("exec", sick["name"], "rm", "/www/healthz"))
+    until(lambda: api.get("/v1/services/hc").json()["status"]["message"] == "1/2 ready", what="one unhealthy")
+    assert set(hits(sb, "http://hc/", 8)) == {name[well["id"]]}  # the unhealthy one is out; it still runs
+    [row] = [r for r in rows(sb) if r[0] == "hc"]
+    assert row[2:] == ["1/2", "degraded", "1/2 ready"]
+    ok(sb("exec", sick["name"], "sh", "-c", "echo ok > /www/healthz"))
+    until(lambda: ready(api, "hc", 2), what="healthy again")
+    assert {r["id"] for r in ready(api, "hc", 2)} == {sick["id"], well["id"]}  # the same replicas: none replaced
+    until(lambda: set(hits(sb, "http://hc/", 8)) == set(name.values()), budget=3, what="back in the backends")
+
+
+def test_the_source_algorithm_keeps_a_client_on_one_replica(sb: Sb, api: httpx.Client, busybox_image: str) -> None:
+    ok(sb("service", "create", "sticky", "--replicas", "3", "--port", "80", "--container-port", "8080",
+          "--algorithm", "source", *FAST, busybox_image, *SERVE))
+    until(lambda: ready(api, "sticky", 3), what="3 healthy replicas")
+    ok(sb("run", "-d", "--name", "client", busybox_image, *CLIENT))
+    answers = hits(sb, "http://sticky/", 12)
+    assert "FAIL" not in answers and len(set(answers)) == 1, answers

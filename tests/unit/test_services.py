@@ -3,6 +3,7 @@ controller's plan (replace, roll, drain, status) and what NodeHub gives nodes (b
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -10,11 +11,12 @@ from pydantic import ValidationError
 
 from seabox.config import ServerConfig
 from seabox.controllers.service_plan import ReplicaView, plan
+from seabox.controllers.services import ServiceController
 from seabox.errors import Conflict, validation_error
 from seabox.model import ipam
-from seabox.model.container import ContainerStatus
+from seabox.model.container import Container, ContainerStatus
 from seabox.model.node import NodeCapacity
-from seabox.model.service import ServiceCreate
+from seabox.model.service import Service, ServiceCreate, ServiceStatus
 from seabox.services.nodes import NodeHub
 from seabox.store.db import open_engine
 from seabox.store.fips import FipStore
@@ -199,3 +201,110 @@ def test_a_config_drain_period_is_bounded() -> None:
     assert ServerConfig().services.drain_seconds == 2.0
     with pytest.raises(ValidationError):
         ServerConfig.model_validate({"services": {"drain_seconds": -1}})
+
+
+# the controller carrying a plan out (fake store and containers, a fake clock) ----------------------------
+class FakeStore:
+    def __init__(self) -> None:
+        self.drained: list[tuple[str, float]] = []
+        self.statuses: list[ServiceStatus] = []
+
+    def drain(self, cid: str, since: float) -> None:
+        self.drained.append((cid, since))
+
+    def set_status(self, _sid: str, status: ServiceStatus) -> None:
+        self.statuses.append(status)
+
+
+class FakeContainers:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    async def ask_remove(self, c: Container) -> None:
+        self.removed.append(c.id)
+
+
+class FakeOps:
+    def __init__(self, refuse: bool = False) -> None:
+        self.services, self.containers = FakeStore(), FakeContainers()
+        self.made: list[dict[str, int]] = []
+        self.refuse = refuse
+
+    async def add_replica(self, _tenant: object, _svc: object, spread: dict[str, int]) -> Container:
+        if self.refuse:
+            raise Conflict("no node has 4 GiB free")
+        self.made.append(dict(spread))
+        node = min(("n1", "n2"), key=lambda n: spread.get(n, 0))
+        return Container(id=f"new{len(self.made)}", name="x", tenant="t", created_at=datetime.now(UTC), spec=spec(),
+                         status=ContainerStatus(node=node))
+
+
+class FakeBus:
+    async def notify(self) -> None:
+        return None
+
+
+def service(replicas: int, generation: int = 1) -> Service:
+    s = ServiceCreate(name="web", image="x", port=80, replicas=replicas).spec()
+    s.generation = generation
+    return Service(id="s1", name="web", tenant="t", vip="10.208.1.254", created_at=datetime.now(UTC), spec=s,
+                   status=ServiceStatus())
+
+
+def controller(ops: FakeOps, now: list[float]) -> ServiceController:
+    return ServiceController(ServerConfig(), ops, FakeBus(), clock=lambda: now[0])  # type: ignore[arg-type]
+
+
+def records(views: list[ReplicaView]) -> dict[str, Container]:
+    return {v.id: Container(id=v.id, name=v.name, tenant="t", created_at=datetime.now(UTC), spec=spec(),
+                            status=ContainerStatus(node=v.node)) for v in views}
+
+
+async def test_the_controller_spreads_new_replicas_drains_and_removes() -> None:
+    ops, now = FakeOps(), [100.0]
+    ctl = controller(ops, now)
+    views = [rv(1, node="n1"), rv(2, node="n1")]
+    await ctl.reconcile(None, service(4), views, records(views))  # type: ignore[arg-type]
+    assert ops.made == [{"n1": 2}, {"n1": 2, "n2": 1}]  # each new one counted where it went
+    assert ops.services.statuses[-1].message == "2/4 ready"
+    await ctl.reconcile(None, service(1), views, records(views))  # type: ignore[arg-type]
+    assert ops.services.drained == [("r2", 100.0)] and ops.containers.removed == []
+    drained = [rv(1), rv(2, draining_since=100.0)]
+    now[0] = 102.0
+    await ctl.reconcile(None, service(1), drained, records(drained))  # type: ignore[arg-type]
+    assert ops.containers.removed == ["r2"]
+
+
+async def test_replicas_failing_in_a_row_are_replaced_with_a_growing_back_off() -> None:
+    ops, now = FakeOps(), [100.0]
+    ctl = controller(ops, now)
+    failed = [rv(1, state="exited")]
+    await ctl.reconcile(None, service(1), failed, records(failed))  # type: ignore[arg-type]
+    assert len(ops.made) == 1  # the first failure: replaced at once
+    failed = [rv(2, state="exited")]
+    await ctl.reconcile(None, service(1), failed, records(failed))  # type: ignore[arg-type]
+    now[0] = 100.5
+    await ctl.reconcile(None, service(1), [], {})  # type: ignore[arg-type]
+    assert len(ops.made) == 1  # the second one in a row: not before 1 s
+    now[0] = 101.0
+    await ctl.reconcile(None, service(1), [], {})  # type: ignore[arg-type]
+    assert len(ops.made) == 2
+
+
+async def test_a_replica_that_cannot_be_placed_shows_in_the_message() -> None:
+    ops = FakeOps(refuse=True)
+    await controller(ops, [0.0]).reconcile(None, service(2), [], {})  # type: ignore[arg-type]
+    assert ops.services.statuses[-1].message == "no healthy replica; cannot make a replica: no node has 4 GiB free"
+
+
+def test_placement_puts_a_replica_where_fewest_of_its_service_are_before_the_tenant_spread() -> None:
+    from seabox.model.sizes import GiB
+    from seabox.scheduler.place import Placement, place
+    from seabox.scheduler.snapshot import NodeView, PlacementRequest
+
+    nodes = [NodeView("n1", "ready", 8 * GiB, 4, 0, 1, {"t": 1}),  # one of the tenant's, not of the service
+             NodeView("n2", "ready", 8 * GiB, 4, 0, 1, {"t": 1})]  # holds a replica already
+    request = PlacementRequest("t", "s4", GiB, 1, spread={"n2": 1})
+    assert place(nodes, request) == Placement("n1")
+    assert place(nodes, PlacementRequest("t", "s4", GiB, 1, spread={"n1": 2, "n2": 1})) == Placement("n2")
+    assert place([nodes[0]], request) == Placement("n1")  # spreading is a preference, never a refusal

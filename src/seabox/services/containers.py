@@ -286,6 +286,8 @@ class ContainerService:
     async def rename(self, tenant: Tenant, ref: str, name: str) -> Container:
         c = self.get(tenant, ref)
         checked = ContainerCreate(image="x", name=name).name or name
+        if checked != c.name and self.store.container_name_taken(tenant.id, checked):  # a service's name too
+            raise Conflict(f"container name {checked!r} is already in use", field="name")
         self.store.rename_container(c.id, tenant.id, checked)
         await self.bus.emit(tenant.id, "container", "rename", c.id, checked, {"oldName": c.name})
         return self.store.get_container(c.id)
