@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.test_api import pull
 from tests.e2e.test_network_resources import until
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.images import SERVE_CGI
 from tests.fixtures.server import Server, own_server
 
 pytestmark = [
@@ -22,21 +23,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for runc, netns and nftables"),
 ]
 
-# A function server: busybox httpd on $PORT running a CGI that answers its body back with the replica's
-# hostname in X-Replica; ?sleep=N answers after N seconds, ?big answers 1.1 MiB.
-CGI = r"""#!/bin/sh
-echo "Content-Type: text/plain"
-echo "X-Replica: $(hostname)"
-echo ""
-case "$QUERY_STRING" in
-  sleep=*) sleep "${QUERY_STRING#sleep=}" ;;
-  big*) dd if=/dev/zero bs=1024 count=1100 2>/dev/null ;;
-esac
-echo "method=$REQUEST_METHOD greeting=$HTTP_X_GREETING"
-cat
-"""
-SERVE_CGI = ["sh", "-c", "mkdir -p /www/cgi-bin && cat > /www/cgi-bin/index.cgi <<'EOF'\n" + CGI + "EOF\n"
-             "chmod +x /www/cgi-bin/index.cgi && exec httpd -f -p \"$PORT\" -h /www"]
 IDLE = 2.0  # [functions] idle_seconds of the test server
 CONFIG = f"\n[functions]\nidle_seconds = {IDLE}\npool_interval = 0.3\nreplica_calls = 1\n"
 
