@@ -119,6 +119,23 @@ def test_a_reply_over_1_mib_is_refused_with_509(carol: httpx.Client, busybox_ima
     assert call(carol, "big", b"small").status_code == 200  # the replica still serves
 
 
+def test_a_replica_that_exits_fails_the_call_at_once_and_is_removed(carol: httpx.Client, busybox_image: str) -> None:
+    create(carol, busybox_image, "broken", cmd=["sh", "-c", "exit 3"])
+    started = time.monotonic()
+    r = call(carol, "broken")
+    assert r.status_code == 502 and "exited with code 3" in r.json()["message"], r.text
+    assert time.monotonic() - started < 10  # not held until the function's timeout (300 s)
+    until(lambda: not replicas(carol, "broken") and not [
+        c for c in carol.get("/v1/containers", params={"all": "true"}).json() if c["name"].startswith("broken-fn-")], 10)
+
+
+def test_a_replica_that_never_listens_times_the_call_out_and_is_removed(carol: httpx.Client, busybox_image: str) -> None:
+    create(carol, busybox_image, "deaf", cmd=["sleep", "300"], timeout=2)
+    r = call(carol, "deaf")
+    assert r.status_code == 504, r.text
+    until(lambda: not replicas(carol, "deaf"), 10)
+
+
 def test_an_update_replaces_the_replicas_of_the_older_generation(carol: httpx.Client, busybox_image: str) -> None:
     create(carol, busybox_image, "gen", min_warm=1)
     before = call(carol, "gen", b"a")

@@ -164,13 +164,13 @@ class HttpExecutor:
                 raise pool.failure[1]
             busy = all(r.inflight >= self.cfg.replica_calls for r in pool.current() if r.ready)
             if busy and pool.starting == 0 and len(pool.current()) < self.limit(pool.function):
-                self._spawn(self.start_replica(pool, tenant, None))
+                self._spawn(self.start_replica(pool, tenant, pool.function.spec.timeout))
             async with pool.changed:
                 await pool.changed.wait()
 
-    async def start_replica(self, pool: Pool, tenant: Tenant, wait: float | None) -> None:
-        """One more replica of the pool's function, ready once it accepts on its port (within WAIT seconds if
-        given; else as long as calls wait for it). A failure is kept for the calls waiting."""
+    async def start_replica(self, pool: Pool, tenant: Tenant, wait: float) -> None:
+        """One more replica of the pool's function, ready once it accepts on its port within WAIT seconds (else
+        removed). A failure is kept for the calls waiting."""
         fn = pool.function
         pool.starting += 1
         cid = ""
