@@ -262,6 +262,7 @@ class QuotasConfig(BaseModel):
     """What each tenant may hold at most; past it a request is refused with a 403 naming the quota."""
 
     fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
+    functions: int = Field(100, ge=0)  # functions
 
 
 class FunctionsConfig(BaseModel):
@@ -277,6 +278,8 @@ class FunctionsConfig(BaseModel):
     prune_interval: float = 10.0
     # a call queued or running on a server that stopped renewing it for this long is marked failed
     call_lease: float = 15.0
+    # async results of one tenant kept unread at most; past it an async call is refused with a 429
+    max_results: int = Field(1000, ge=1, le=1_000_000)
     # http mode: a warm replica beyond the function's --min-warm is removed after this long without a call
     idle_seconds: float = 300.0
     # http mode: calls one replica serves at once; another replica starts when every one is this busy

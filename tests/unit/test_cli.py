@@ -49,10 +49,13 @@ class FakeServer:
     replies: dict[tuple[str, str], list[Handler]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
 
-    def on(self, method: str, path: str, data: Any = None, status: int = 200, ndjson: list[Any] | None = None) -> None:
+    def on(self, method: str, path: str, data: Any = None, status: int = 200, ndjson: list[Any] | None = None,
+           headers: dict[str, str] | None = None) -> None:
         async def reply(request: web.Request) -> web.StreamResponse:
             if ndjson is None:
-                return web.json_response(data, status=status) if data is not None else web.Response(status=status)
+                if data is None:
+                    return web.Response(status=status, headers=headers)
+                return web.json_response(data, status=status, headers=headers)
             response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await response.prepare(request)
             for item in ndjson:

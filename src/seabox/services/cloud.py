@@ -91,7 +91,7 @@ class Cloud:
         function_store = FunctionStore(store.engine)
         http = HttpExecutor(cfg.functions, containers)
         executors: dict[str, Executor] = {"stdio": StdioExecutor(containers), "http": http}
-        functions = FunctionService(function_store, images, bus, executors)
+        functions = FunctionService(function_store, images, bus, executors, cfg.quotas.functions)
         calls = CallGateway(cfg.functions, function_store, executors, server)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
                    fips=fips, security_groups=security_groups, functions=functions, calls=calls,

@@ -16,12 +16,13 @@ import logging
 import time
 
 from seabox.config import FunctionsConfig
-from seabox.errors import CallTimeout, InvalidArgument, PayloadTooLarge, ReplyTooLarge, SeaboxError
+from seabox.errors import CallTimeout, InvalidArgument, PayloadTooLarge, ReplyTooLarge, SeaboxError, TooManyRequests
 from seabox.model.function import MAX_BODY, Function
 from seabox.model.tenant import Tenant
 from seabox.services.call_slots import CallSlots, Ticket
-from seabox.services.function_exec import Call, Executor, Reply
+from seabox.services.function_exec import Call, Executor, Reply, SweepsCalls
 from seabox.store.functions import CallRecord, FunctionStore
+from seabox.store.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class CallGateway:
         self.server = server
         self.slots = CallSlots(cfg.tenant_concurrency, cfg.queue_size)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set (and replaced) whenever a call of this server ends
 
     async def call(self, tenant: Tenant, fn: Function, body: bytes, headers: dict[str, str], *, sync: bool,
                    method: str = "POST", query: str = "") -> Reply | str:
@@ -82,6 +83,9 @@ class CallGateway:
         executor = self.executors.get(fn.spec.mode)
         if executor is None:
             raise InvalidArgument(f"mode {fn.spec.mode} is not served by this server", field="mode")
+        if not sync and self.store.unread(tenant.id) >= self.cfg.max_results:
+            raise TooManyRequests(f"{self.cfg.max_results} async results are kept unread for this tenant "
+                                  "([functions] max_results): read them (func get) or let them expire", retry_after=60)
         arrived = time.monotonic()
         ticket = self.slots.enter(tenant.id, fn.id, fn.spec.concurrency)
         try:
@@ -139,11 +143,8 @@ class CallGateway:
                               headers=reply.headers if reply else {}, error=error,
                               container=reply.container if reply else None,
                               log_tail=reply.log_tail if reply else None, read=sync)
-        asyncio.get_running_loop().create_task(self._wake())
-
-    async def _wake(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     # results ------------------------------------------------------------------------------------
     async def result(self, tenant: Tenant, call_id: str, wait: float) -> CallRecord:
@@ -152,8 +153,7 @@ class CallGateway:
         deadline = time.monotonic() + wait
         while not record.ended and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
-                async with self._changed:
-                    await asyncio.wait_for(self._changed.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
+                await asyncio.wait_for(self._changed.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
             record = self.store.get_call(tenant.id, call_id)  # it may run on another server: look again
         if record.ended and not self.store.take_result(tenant.id, call_id):
             self.store.get_call(tenant.id, call_id)  # another reader was first: 404
@@ -166,9 +166,12 @@ class CallGateway:
             self.store.renew(self.server, time.time() + self.cfg.call_lease)
             await asyncio.sleep(self.cfg.call_lease / 3)
 
-    async def prune(self) -> None:
-        """One pass: fail the calls of servers that stopped, drop expired records."""
+    async def prune(self, _lease: Lease) -> None:
+        """One pass: fail the calls of servers that stopped, drop expired records, remove what their calls left."""
         failed, dropped = self.store.prune(time.time())
+        for executor in self.executors.values():
+            if isinstance(executor, SweepsCalls):
+                await executor.sweep(self.store.active)
         if failed:
             log.warning("%d function call(s) were queued or running on a server that stopped: marked failed", failed)
         if dropped:

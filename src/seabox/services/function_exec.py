@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -47,3 +48,10 @@ class KeepsWarm(Protocol):
     def warm_replicas(self, function: Function) -> int: ...  # replicas of FUNCTION up now
 
     async def release(self, function: Function) -> None: ...  # FUNCTION was removed or replaced by a new generation
+
+
+@runtime_checkable
+class SweepsCalls(Protocol):
+    """An executor that leaves per-call resources (stdio's containers) to remove once their call is over."""
+
+    async def sweep(self, active: Callable[[list[str]], set[str]]) -> None: ...  # ACTIVE(ids): those queued/running

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 
 from seabox.errors import ReplyTooLarge, SeaboxError
 from seabox.model.container import ContainerCreate
@@ -26,6 +27,7 @@ from seabox.protocol.streams import AttachStdio
 
 log = logging.getLogger(__name__)
 
+CALL_LABEL = "seabox.call"  # on each call's container: the call it serves
 LOG_TAIL = 64 << 10  # bytes of a call's output kept for `func logs --call`
 EXIT_HEADER = "X-Seabox-Exit-Code"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,128}$")
@@ -72,7 +74,7 @@ class StdioExecutor:
         req = ContainerCreate(
             image=spec.image, name=f"{spec.name[:40]}-{call.id[:12]}", cmd=spec.cmd or None,
             env=[*spec.env, *header_env(call)], size=spec.size, stdin_open=True,
-            labels={"seabox.function": spec.name, "seabox.call": call.id},
+            labels={"seabox.function": spec.name, CALL_LABEL: call.id},
         )
         c = await self.containers.create(tenant, req)
         attaching = self.containers.attach(tenant, c.id)
@@ -114,6 +116,18 @@ class StdioExecutor:
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await feeder
+
+    async def sweep(self, active: Callable[[list[str]], set[str]]) -> None:
+        """Remove call containers whose call is no longer queued or running (ACTIVE(ids) -> those that are):
+        what a server that stopped mid-call left behind."""
+        labelled = [c for c in self.containers.store.list_containers() if CALL_LABEL in c.spec.labels]
+        live = active([c.spec.labels[CALL_LABEL] for c in labelled]) if labelled else set()
+        for c in labelled:
+            if c.spec.labels[CALL_LABEL] in live or c.status.state == "removing":
+                continue
+            log.info("removing container %s of call %s, which is over", c.name, c.spec.labels[CALL_LABEL])
+            with contextlib.suppress(SeaboxError):
+                await self.containers.remove(self.containers.store.tenant_by_id(c.tenant), c.id, force=True)
 
     def _remove_later(self, call: Call, cid: str) -> None:
         """Remove the call's container off the answer's path (killing it if it still runs)."""

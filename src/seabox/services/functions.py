@@ -6,14 +6,16 @@ replicas (http mode) is told when a function is removed or replaced by a new gen
 
 from __future__ import annotations
 
-from seabox.errors import InvalidArgument
+import hmac
+
+from seabox.errors import Forbidden, InvalidArgument, NotFound
 from seabox.model.function import Function, FunctionSpec, FunctionStatus, FunctionUpdate
 from seabox.model.sizes import get_size
 from seabox.model.tenant import Tenant
 from seabox.services.events import EventBus
 from seabox.services.function_exec import Executor, KeepsWarm
 from seabox.services.images import ImageService
-from seabox.store.functions import FunctionStore
+from seabox.store.functions import CallRecord, FunctionStore
 
 MAX_ENV_BYTES = 64 << 10  # all of a function's -e values together
 
@@ -36,8 +38,9 @@ class FunctionService:
     """Tenant-scoped function operations; every change is an event."""
 
     def __init__(self, store: FunctionStore, images: ImageService, bus: EventBus,
-                 executors: dict[str, Executor]) -> None:
+                 executors: dict[str, Executor], quota: int = 100) -> None:
         self.store = store
+        self.quota = quota
         self.images = images
         self.bus = bus
         self.executors = executors
@@ -54,6 +57,10 @@ class FunctionService:
 
     async def create(self, tenant: Tenant, spec: FunctionSpec) -> Function:
         check_spec(spec, self.executors)
+        held = self.store.count(tenant.id)
+        if held >= self.quota:
+            raise Forbidden(f"functions quota of {self.quota} reached: you have {held}; remove one "
+                            "(`seabox func rm`) or ask the operator for more", field="functions")
         await self._check_image(tenant, spec.image)
         fn = self.store.create(tenant.id, spec)
         await self.bus.emit(tenant.id, "function", "create", fn.id, spec.name, {"image": spec.image, "mode": spec.mode})
@@ -78,6 +85,22 @@ class FunctionService:
         await self._release(fn)
         await self.bus.emit(tenant.id, "function", "remove", fn.id, name)
         return fn
+
+    def public(self, name: str, secret: str) -> Function:
+        """The function a public call URL opens: its secret matches (constant-time) and so does its name; else 404."""
+        fn = self.store.by_secret(secret)
+        right_secret = fn is not None and hmac.compare_digest(fn.secret.encode(), secret.encode())
+        right_name = hmac.compare_digest((fn.spec.name if fn else "").encode(), name.encode())
+        if fn is None or not (right_secret and right_name):
+            raise NotFound(f"no such function: {name}", field="function")
+        return fn
+
+    def call_log(self, tenant: Tenant, name: str, call_id: str) -> CallRecord:
+        return self.store.find_call(self.store.get(tenant.id, name).id, call_id)
+
+    def ended_calls(self, fn: Function, limit: int, after: float) -> list[CallRecord]:
+        """FN's latest LIMIT calls that ended after AFTER, oldest first."""
+        return self.store.calls(fn.id, limit, after)
 
     def status(self, tenant: Tenant, name: str) -> FunctionStatus:
         fn = self.store.get(tenant.id, name)

@@ -102,6 +102,11 @@ class FunctionStore:
             raise
         return _function(row)
 
+    def count(self, tenant_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.functions)
+                                    .where(_f.tenant_id == tenant_id)).scalar_one())
+
     def list(self, tenant_id: str) -> list[Function]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.functions).where(_f.tenant_id == tenant_id).order_by(_f.name)).mappings().all()
@@ -214,6 +219,17 @@ class FunctionStore:
         counts = {state: 0 for state in ACTIVE_CALLS}
         counts.update({state: int(n) for state, n in rows})
         return counts
+
+    def unread(self, tenant_id: str) -> int:
+        """How many of the tenant's async calls are kept unread (queued, running or with a result waiting)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.function_calls).where(
+                _k.tenant_id == tenant_id, _k.sync == 0, _k.read_at.is_(None))).scalar_one())
+
+    def active(self, call_ids: list[str]) -> set[str]:
+        """Those of CALL_IDS that are queued or running."""
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(_k.id).where(_k.id.in_(call_ids), _k.status.in_(ACTIVE_CALLS)))}
 
     def renew(self, server: str, until: float) -> None:
         """SERVER still runs its queued and running calls: their leases last until UNTIL."""

@@ -4,7 +4,7 @@ call URL `/call/NAME/SECRET[/sync]`, which needs no API key: the secret in its p
 from __future__ import annotations
 
 import asyncio
-import hmac
+from urllib.parse import urlencode
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +12,7 @@ from aiohttp import web
 from seabox.api.auth import tenant_of
 from seabox.api.body import read_capped
 from seabox.api.common import NdjsonStream, body, cloud, dump, flag
-from seabox.errors import NotFound, PayloadTooLarge
+from seabox.errors import PayloadTooLarge
 from seabox.model.function import MAX_BODY, Function, FunctionSpec, FunctionUpdate
 from seabox.model.tenant import Tenant
 from seabox.services.function_calls import CALL_ID_HEADER, answer_headers, forwarded
@@ -87,7 +87,7 @@ async def call(request: web.Request) -> web.Response:
 async def _call(request: web.Request, tenant: Tenant, fn: Function, sync: bool) -> web.Response:
     payload = await read_capped(request, MAX_BODY, lambda: PayloadTooLarge(
         f"a call's body may be at most {MAX_BODY} bytes (1 MiB)"))
-    query = "&".join(f"{k}={v}" for k, v in request.rel_url.query.items() if k != "sync")
+    query = urlencode([(k, v) for k, v in request.rel_url.query.items() if k != "sync"])
     outcome = await cloud(request).calls.call(tenant, fn, payload, forwarded(list(request.headers.items())),
                                               sync=sync, method=request.method, query=query)
     if isinstance(outcome, Reply):
@@ -120,16 +120,16 @@ async def logs(request: web.Request) -> web.StreamResponse:
     fn = c.functions.get(tenant_of(request), _name(request))
     call_id = request.query.get("call")
     if call_id is not None:
-        return web.json_response(_log_line(c.functions.store.find_call(fn.id, call_id)))
+        return web.json_response(_log_line(c.functions.call_log(tenant_of(request), fn.spec.name, call_id)))
     out = await NdjsonStream(request).open()
     after = 0.0
     try:
         while True:
-            for record in c.functions.store.calls(fn.id, LOG_CALLS, after):
+            for record in c.functions.ended_calls(fn, LOG_CALLS, after):
                 await out.send(_log_line(record))
                 after = max(after, record.finished_at or after)
-            if not flag(request, "follow"):
-                break
+            if not flag(request, "follow") or request.transport is None or request.transport.is_closing():
+                break  # not following, or the follower went away
             await asyncio.sleep(FOLLOW_POLL)
     except ConnectionResetError:
         pass
@@ -138,14 +138,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 # the public call URL ---------------------------------------------------------------------------
 def _by_secret(request: web.Request) -> tuple[Tenant, Function]:
-    """The function the URL's secret opens, if its name matches too; 404 alike for a wrong secret or name."""
+    """The function the URL's secret opens, and its tenant; 404 alike for a wrong secret or name."""
     c = cloud(request)
-    name, secret = request.match_info["name"], request.match_info["secret"]
-    fn = c.functions.store.by_secret(secret)
-    matches = fn is not None and hmac.compare_digest(fn.secret.encode(), secret.encode())
-    matches = hmac.compare_digest((fn.spec.name if fn else "").encode(), name.encode()) and matches
-    if fn is None or not matches:
-        raise NotFound(f"no such function: {name}", field="function")
+    fn = c.functions.public(request.match_info["name"], request.match_info["secret"])
     return c.store.tenant_by_id(fn.tenant), fn
 
 
