@@ -111,6 +111,18 @@ def test_concurrent_calls_start_more_replicas_up_to_the_functions_concurrency(
     assert len(replicas(carol, "busy")) == 3
 
 
+def test_replicas_beyond_min_warm_go_when_idle_and_min_warm_stay(carol: httpx.Client, busybox_image: str) -> None:
+    create(carol, busybox_image, "tide", concurrency=2, min_warm=1)
+    until(lambda: len(replicas(carol, "tide")) == 1, 30)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda i: call(carol, "tide", b"", "sleep=1"), range(2)))
+    assert [r.status_code for r in answers] == [200, 200]
+    assert len(replicas(carol, "tide")) == 2
+    until(lambda: len(replicas(carol, "tide")) == 1, IDLE + 5)
+    time.sleep(1)
+    assert len(replicas(carol, "tide")) == 1
+
+
 def test_a_reply_over_1_mib_is_refused_with_509(carol: httpx.Client, busybox_image: str) -> None:
     create(carol, busybox_image, "big")
     r = call(carol, "big", query="big")
