@@ -7,8 +7,8 @@ through a node agent in another network namespace, against the embedded node; ne
 (a container through its floating IP against its private address, security group and FIP move
 times; needs root), `dns` (query latency through a tenant resolver, against its upstream asked
 directly; needs root), `service` (requests through a load-balanced service's VIP, against the same
-replica directly; needs root) and `func` (a cold stdio function call against `seabox run --rm`; needs
-root). No argument runs them all.
+replica directly; needs root) and `func` (a cold stdio function call against `seabox run --rm`, a warm
+http-mode call against a direct request to its replica; needs root). No argument runs them all.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.test_api import pull
 from tests.e2e.test_network_resources import until
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.images import SERVE_CGI
 from tests.fixtures.server import Server, own_server
 
 pytestmark = [
@@ -22,21 +23,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for runc, netns and nftables"),
 ]
 
-# A function server: busybox httpd on $PORT running a CGI that answers its body back with the replica's
-# hostname in X-Replica; ?sleep=N answers after N seconds, ?big answers 1.1 MiB.
-CGI = r"""#!/bin/sh
-echo "Content-Type: text/plain"
-echo "X-Replica: $(hostname)"
-echo ""
-case "$QUERY_STRING" in
-  sleep=*) sleep "${QUERY_STRING#sleep=}" ;;
-  big*) dd if=/dev/zero bs=1024 count=1100 2>/dev/null ;;
-esac
-echo "method=$REQUEST_METHOD greeting=$HTTP_X_GREETING"
-cat
-"""
-SERVE_CGI = ["sh", "-c", "mkdir -p /www/cgi-bin && cat > /www/cgi-bin/index.cgi <<'EOF'\n" + CGI + "EOF\n"
-             "chmod +x /www/cgi-bin/index.cgi && exec httpd -f -p \"$PORT\" -h /www"]
 IDLE = 2.0  # [functions] idle_seconds of the test server
 CONFIG = f"\n[functions]\nidle_seconds = {IDLE}\npool_interval = 0.3\nreplica_calls = 1\n"
 
@@ -125,12 +111,41 @@ def test_concurrent_calls_start_more_replicas_up_to_the_functions_concurrency(
     assert len(replicas(carol, "busy")) == 3
 
 
+def test_replicas_beyond_min_warm_go_when_idle_and_min_warm_stay(carol: httpx.Client, busybox_image: str) -> None:
+    create(carol, busybox_image, "tide", concurrency=2, min_warm=1)
+    until(lambda: len(replicas(carol, "tide")) == 1, 30)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda i: call(carol, "tide", b"", "sleep=1"), range(2)))
+    assert [r.status_code for r in answers] == [200, 200]
+    assert len(replicas(carol, "tide")) == 2
+    until(lambda: len(replicas(carol, "tide")) == 1, IDLE + 5)
+    time.sleep(1)
+    assert len(replicas(carol, "tide")) == 1
+
+
 def test_a_reply_over_1_mib_is_refused_with_509(carol: httpx.Client, busybox_image: str) -> None:
     create(carol, busybox_image, "big")
     r = call(carol, "big", query="big")
     assert r.status_code == 509, r.text
     assert "1 MiB" in r.json()["message"]
     assert call(carol, "big", b"small").status_code == 200  # the replica still serves
+
+
+def test_a_replica_that_exits_fails_the_call_at_once_and_is_removed(carol: httpx.Client, busybox_image: str) -> None:
+    create(carol, busybox_image, "broken", cmd=["sh", "-c", "exit 3"])
+    started = time.monotonic()
+    r = call(carol, "broken")
+    assert r.status_code == 502 and "exited with code 3" in r.json()["message"], r.text
+    assert time.monotonic() - started < 10  # not held until the function's timeout (300 s)
+    until(lambda: not replicas(carol, "broken") and not [
+        c for c in carol.get("/v1/containers", params={"all": "true"}).json() if c["name"].startswith("broken-fn-")], 10)
+
+
+def test_a_replica_that_never_listens_times_the_call_out_and_is_removed(carol: httpx.Client, busybox_image: str) -> None:
+    create(carol, busybox_image, "deaf", cmd=["sleep", "300"], timeout=2)
+    r = call(carol, "deaf")
+    assert r.status_code == 504, r.text
+    until(lambda: not replicas(carol, "deaf"), 10)
 
 
 def test_an_update_replaces_the_replicas_of_the_older_generation(carol: httpx.Client, busybox_image: str) -> None:

@@ -106,7 +106,8 @@ class HttpExecutor:
                 stream.close()
                 replica.inflight -= 1
                 replica.idle_since = time.monotonic()
-                self._retire_old(pool, call.tenant)
+                for cid in self._old_idle(pool):
+                    self._spawn(self._remove(call.tenant, cid))
                 await pool.notify()
             reply.container = replica.cid
             return reply
@@ -117,10 +118,12 @@ class HttpExecutor:
         return 0 if pool is None else sum(r.ready for r in pool.current())
 
     async def release(self, function: Function) -> None:
-        """FUNCTION (as it was) was removed or updated: its replicas take no more calls and go once idle."""
+        """FUNCTION (as it was) was removed or updated: its replicas take no more calls; the idle ones are
+        removed before this returns, the busy ones once their calls ended."""
         pool = self.pool(function)
         pool.function = function.model_copy(update={"generation": function.generation + 1})
-        self._retire_old(pool, self.containers.store.tenant_by_id(function.tenant))
+        tenant = self.containers.store.tenant_by_id(function.tenant)
+        await asyncio.gather(*(self._remove(tenant, cid) for cid in self._old_idle(pool)))
         await pool.notify()
 
     # the pool -------------------------------------------------------------------------------------
@@ -161,13 +164,13 @@ class HttpExecutor:
                 raise pool.failure[1]
             busy = all(r.inflight >= self.cfg.replica_calls for r in pool.current() if r.ready)
             if busy and pool.starting == 0 and len(pool.current()) < self.limit(pool.function):
-                self._spawn(self.start_replica(pool, tenant, None))
+                self._spawn(self.start_replica(pool, tenant, pool.function.spec.timeout))
             async with pool.changed:
                 await pool.changed.wait()
 
-    async def start_replica(self, pool: Pool, tenant: Tenant, wait: float | None) -> None:
-        """One more replica of the pool's function, ready once it accepts on its port (within WAIT seconds if
-        given; else as long as calls wait for it). A failure is kept for the calls waiting."""
+    async def start_replica(self, pool: Pool, tenant: Tenant, wait: float) -> None:
+        """One more replica of the pool's function, ready once it accepts on its port within WAIT seconds (else
+        removed). A failure is kept for the calls waiting."""
         fn = pool.function
         pool.starting += 1
         cid = ""
@@ -213,12 +216,12 @@ class HttpExecutor:
                                         f"before it served HTTP on port {fn.spec.port} ($PORT)") from None
                 await asyncio.sleep(READY_POLL)
 
-    def _retire_old(self, pool: Pool, tenant: Tenant) -> None:
-        """Remove the idle replicas of older generations."""
-        for r in list(pool.replicas.values()):
-            if r.generation != pool.function.generation and r.inflight == 0:
-                del pool.replicas[r.cid]
-                self._spawn(self._remove(tenant, r.cid))
+    def _old_idle(self, pool: Pool) -> list[str]:
+        """The idle replicas of older generations, taken out of the pool (for the caller to remove)."""
+        old = [r.cid for r in pool.replicas.values() if r.generation != pool.function.generation and r.inflight == 0]
+        for cid in old:
+            del pool.replicas[cid]
+        return old
 
     async def _drop(self, pool: Pool, tenant: Tenant, replica: Replica) -> None:
         replica.inflight -= 1
@@ -259,7 +262,8 @@ class HttpExecutor:
         for fn in wanted.values():
             pool = self.pool(fn)
             tenant = self.containers.store.tenant_by_id(fn.tenant)
-            self._retire_old(pool, tenant)
+            for cid in self._old_idle(pool):
+                await self._remove(tenant, cid)
             await self._forget_stopped(pool, tenant)
             now = time.monotonic()
             current = sorted(pool.current(), key=lambda r: r.idle_since, reverse=True)  # the most recently used first
