@@ -58,9 +58,12 @@ class EventBus:
 
     async def wait(self, timeout: float = 1.0) -> None:
         """Return after the next change, or after TIMEOUT seconds (callers re-check their condition)."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that arrives as
+        # the wait ends, and a cancelled long-poll loop (a converger at shutdown) would then never stop
         async with self._changed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
 
     async def relay(self) -> None:
         """Until cancelled: send this server's changes to the other servers, and wake waiters here on theirs."""

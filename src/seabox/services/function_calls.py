@@ -153,7 +153,8 @@ class CallGateway:
         deadline = time.monotonic() + wait
         while not record.ended and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(1.0, max(0.0, deadline - time.monotonic())))
+                async with asyncio.timeout(min(1.0, max(0.0, deadline - time.monotonic()))):  # see EventBus.wait
+                    await self._changed.wait()
             record = self.store.get_call(tenant.id, call_id)  # it may run on another server: look again
         if record.ended and not self.store.take_result(tenant.id, call_id):
             self.store.get_call(tenant.id, call_id)  # another reader was first: 404
