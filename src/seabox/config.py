@@ -264,6 +264,14 @@ class QuotasConfig(BaseModel):
     fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
 
 
+class ServicesConfig(BaseModel):
+    """How load-balanced services replace replicas."""
+
+    # seconds a leaving replica (rolling update, scale-down) stays out of the backends, its open
+    # connections finishing, before it is stopped; also covers every node applying the new backends
+    drain_seconds: float = Field(2.0, ge=0, le=3600)
+
+
 class ServerConfig(BaseModel):
     """Everything `seabox server` needs; loaded from DATA_DIR/config.toml and overridden by flags."""
 
@@ -281,6 +289,7 @@ class ServerConfig(BaseModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     nodes: NodesConfig = Field(default_factory=NodesConfig)
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -15,6 +15,7 @@ from seabox.model.event import Event
 from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
 from seabox.model.image import Image, PullRequest, TagRequest
 from seabox.model.security_group import SecurityGroup, SecurityGroupSpec
+from seabox.model.service import Service, ServiceCreate, ServiceFip, ServiceScale, ServiceUpdate
 from seabox.model.volume import Volume, VolumeCreate
 
 # (method, path, summary, request model, response model, response is a list)
@@ -59,6 +60,17 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("put", "/v1/security-groups/{name}", "Replace a security group's description and rules", SecurityGroupSpec,
      SecurityGroup, False),
     ("delete", "/v1/security-groups/{name}", "Remove a security group (refused while in use)", None, None, False),
+    ("get", "/v1/services", "List services", None, Service, True),
+    ("post", "/v1/services", "Create a load-balanced service (its replicas start in the background)", ServiceCreate,
+     Service, False),
+    ("get", "/v1/services/{name}", "Inspect a service and its replicas", None, Service, False),
+    ("post", "/v1/services/{name}/scale", "Set the number of replicas", ServiceScale, Service, False),
+    ("post", "/v1/services/{name}/update", "Roll out another image, one replica at a time", ServiceUpdate, Service,
+     False),
+    ("post", "/v1/services/{name}/fip", "Attach a floating IP to the service", ServiceFip, Service, False),
+    ("delete", "/v1/services/{name}/fip", "Detach the service's floating IP", None, Service, False),
+    ("delete", "/v1/services/{name}", "Remove a service and its replicas (keep=true keeps them as containers)", None,
+     None, False),
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),

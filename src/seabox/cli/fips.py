@@ -63,7 +63,7 @@ def ls(
         for f in fips:
             print(f["address"])
         return
-    rows = [[f["address"], f.get("name") or "", f.get("container_name") or "", ""] for f in fips]
+    rows = [[f["address"], f.get("name") or "", f.get("container_name") or "", f.get("service") or ""] for f in fips]
     print_table(["FLOATING IP", "NAME", "CONTAINER", "SERVICE"], rows)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from seabox.cli import admin, containers, fips, images, node, security_groups, server, system, volumes
+from seabox.cli import admin, containers, fips, images, node, security_groups, server, services, system, volumes
 from seabox.cli.client import SeaboxGroup
 
 app = typer.Typer(
@@ -14,7 +14,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (containers, images, volumes, fips, security_groups, system):
+for group in (containers, images, volumes, fips, security_groups, services, system):
     group.register(app)
 server.register(app)
 node.register(app)

@@ -288,6 +288,8 @@ class ContainerStatus(BaseModel):
     finished_at: datetime | None = None
     restart_count: int = 0
     generation: int = 0  # the spec generation the node last acted on
+    # the outcome of its health check while it runs (None: it has none, or it is not yet decided)
+    healthy: bool | None = None
 
 
 class Container(BaseModel):

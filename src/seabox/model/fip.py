@@ -58,6 +58,7 @@ class Fip(BaseModel):
     name: str | None = None
     container: str | None = None  # the id of the container it is attached to (None: dangling)
     container_name: str | None = None
+    service: str | None = None  # the name of the service it is attached to (instead of a container)
     created_at: datetime
 
 

@@ -50,6 +50,17 @@ def allocate(subnet: IPv4Network, used: set[IPv4Address]) -> IPv4Address:
     raise Conflict(f"tenant network full: {subnet}")
 
 
+def allocate_top(subnet: IPv4Network, used: set[IPv4Address]) -> IPv4Address:
+    """The highest host address (below broadcast, above the gateway) not in used: services' virtual IPs
+    come from the top, so they meet containers' addresses (from the bottom) only in a full subnet."""
+    first = int(gateway(subnet)) + 1
+    for value in range(int(subnet.broadcast_address) - 1, first - 1, -1):
+        candidate = IPv4Address(value)
+        if candidate not in used:
+            return candidate
+    raise Conflict(f"tenant network full: {subnet}")
+
+
 def check_host(subnet: IPv4Network, ip: IPv4Address) -> None:
     """Raise InvalidArgument unless ip is a container address of subnet (not network, gateway, broadcast)."""
     if ip not in subnet or ip in (subnet.network_address, gateway(subnet), subnet.broadcast_address):

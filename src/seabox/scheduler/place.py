@@ -28,21 +28,21 @@ def place(nodes: Sequence[NodeView], request: PlacementRequest) -> Placement | R
     """Where REQUEST goes among NODES: on a ready node with its memory free (never overcommitted).
 
     A pinned request goes to its required node or is refused. Otherwise the node holding the fewest
-    of the tenant's containers wins (spread), then the one with the least free memory that fits
+    of the request's group (request.spread), then of the tenant's containers wins (spread), then the one with the least free memory that fits
     (best fit, packing), then the first by name: the same snapshot always gives the same answer.
     """
     if request.required_node is not None:
         return pinned(next((n for n in nodes if n.name == request.required_node), None), request)
     tenant, memory, cpus, avoid = request.tenant_id, request.memory_bytes, request.cpus, request.avoid_nodes
-    best: tuple[int, int, str] | None = None
+    best: tuple[int, int, int, str] | None = None
     for n in nodes:
         free = n.memory_total - n.memory_allocated
         if n.state != "ready" or free < memory or n.cpus < cpus or n.name in avoid:
             continue
-        rank = (n.tenant_containers.get(tenant, 0), free, n.name)
+        rank = (request.spread.get(n.name, 0), n.tenant_containers.get(tenant, 0), free, n.name)
         if best is None or rank < best:
             best = rank
-    return Placement(best[2]) if best is not None else Refusal(why_not(nodes, request))
+    return Placement(best[3]) if best is not None else Refusal(why_not(nodes, request))
 
 
 def pinned(node: NodeView | None, request: PlacementRequest) -> Placement | Refusal:

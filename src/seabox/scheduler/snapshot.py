@@ -37,7 +37,8 @@ class PlacementRequest:
 
     REQUIRED_NODE pins it to one node (a node-local volume or image lives there); PINNED_BY names what
     pins it, for the refusal message ("volume data"). AVOID_NODES are never chosen (the node a lost
-    copy was on, for instance).
+    copy was on, for instance). SPREAD maps node names to how many containers of the request's group
+    (a service's replicas) each holds: the node with the fewest is preferred (anti-affinity).
     """
 
     tenant_id: str
@@ -47,3 +48,4 @@ class PlacementRequest:
     required_node: str | None = None
     avoid_nodes: frozenset[str] = frozenset()
     pinned_by: str | None = None
+    spread: Mapping[str, int] = field(default_factory=dict)

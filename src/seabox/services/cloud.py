@@ -13,6 +13,8 @@ from seabox.config import ServerConfig
 from seabox.controllers.event_retention import EventRetention
 from seabox.controllers.leased import LeasedPass
 from seabox.controllers.node_health import NodeHealth
+from seabox.controllers.services import LEASE as SERVICES_LEASE
+from seabox.controllers.services import ServiceController
 from seabox.services.containers import ContainerService
 from seabox.services.events import EventBus
 from seabox.services.exec import ExecService
@@ -23,6 +25,7 @@ from seabox.services.links import NodeLinks
 from seabox.services.nodes import NodeHub
 from seabox.services.placement import Placer
 from seabox.services.security_groups import SecurityGroupService
+from seabox.services.services import ServiceService
 from seabox.services.volumes import VolumeService
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
@@ -32,8 +35,11 @@ from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
 from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
+from seabox.store.services import ServiceStore
 
 RETENTION_LEASE_TTL = 60.0  # seconds another server waits to prune events after their pruner died
+SERVICES_EVERY = 0.5  # seconds between the services controller's passes (each reconciles for a while)
+SERVICES_LEASE_TTL = 10.0
 
 
 def server_name() -> str:
@@ -59,6 +65,7 @@ class Cloud:
     server: str  # this process's name among the servers on the database
     fips: FipService
     security_groups: SecurityGroupService
+    services: ServiceService
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -78,8 +85,9 @@ class Cloud:
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
         security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
+        services = ServiceService(cfg, ServiceStore(store.engine), fips.fips, containers, bus)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups)
+                   fips=fips, security_groups=security_groups, services=services)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -91,6 +99,8 @@ class Cloud:
             "node-health": (LeasedPass(leases, "node-health", self.server, beat, 3 * beat), health.check),
             "event-retention": (LeasedPass(leases, "event-retention", self.server, self.cfg.events.prune_interval,
                                            RETENTION_LEASE_TTL), retention.prune),
+            SERVICES_LEASE: (LeasedPass(leases, SERVICES_LEASE, self.server, SERVICES_EVERY, SERVICES_LEASE_TTL),
+                             ServiceController(self.cfg, self.services, self.bus, leases).run),
         }
         for name, (leased, once) in passes.items():
             self._loops.append(asyncio.create_task(leased.run(once), name=name))

@@ -11,7 +11,7 @@ import logging
 import secrets
 import signal as signals
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
@@ -93,12 +93,13 @@ class ContainerService:
         return c
 
     # create ----------------------------------------------------------------------------
-    async def create(self, tenant: Tenant, req: ContainerCreate) -> Container:
+    async def create(self, tenant: Tenant, req: ContainerCreate, spread: Mapping[str, int] | None = None) -> Container:
+        """A new container; SPREAD (node -> how many of its group each holds) steers it to the node with fewest."""
         self.store.check_security_groups(tenant.id, req.security_groups)  # a 404 before anything is made
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
         imported = resolved.pull is None  # the tenant never pulled it: it came in by an import
-        node = self._place(tenant, req, resolved.node if imported else None)
+        node = self._place(tenant, req, resolved.node if imported else None, spread or {})
         name = req.name or self._generate_name(tenant, req.image)
         if self.store.container_name_taken(tenant.id, name):
             raise Conflict(f"container name {name!r} is already in use", field="name")
@@ -200,9 +201,7 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state == "running":
             return c
-        node = c.status.node or ""
-        generation = self.store.request_start(c.id, node, lambda placed: self.placer.admit_start(node, c.id, c.spec.size, placed))
-        await self.bus.notify()
+        generation = await self.ask_start(c)
         c = await self._acted_on(c.id, generation, START_WAIT)
         st = c.status
         if st.error and st.generation == generation and st.state not in ACTIVE:
@@ -211,7 +210,14 @@ class ContainerService:
             raise RuntimeFailure(st.error)
         return c
 
-    def _place(self, tenant: Tenant, req: ContainerCreate, import_node: str | None) -> str:
+    async def ask_start(self, c: Container) -> int:
+        """Ask C's node to start it if admission lets it (a 409 otherwise); the generation the node will report."""
+        node = c.status.node or ""
+        generation = self.store.request_start(c.id, node, lambda placed: self.placer.admit_start(node, c.id, c.spec.size, placed))
+        await self.bus.notify()
+        return generation
+
+    def _place(self, tenant: Tenant, req: ContainerCreate, import_node: str | None, spread: Mapping[str, int]) -> str:
         """The node for a new container: where its existing volumes are, or where its image was imported
         (IMPORT_NODE: no node can pull it); else the scheduler's choice."""
         held: dict[str, str] = {}
@@ -231,7 +237,7 @@ class ContainerService:
             return self.placer.choose(tenant.id, req.size, node, pinned_by=f"volume {volume}")
         if import_node is not None:
             return self.placer.choose(tenant.id, req.size, import_node, pinned_by=f"imported image {req.image}")
-        return self.placer.choose(tenant.id, req.size)
+        return self.placer.choose(tenant.id, req.size, spread=spread)
 
     async def stop(self, tenant: Tenant, ref: str, timeout: float | None = None, signal: str | None = None) -> Container:
         c = self.get(tenant, ref)
@@ -260,20 +266,28 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state in ACTIVE and not force:
             raise Conflict(f"container {c.name} is {c.status.state}: stop it first, or remove it with force")
-        if self.placer.is_down(c.status.node):  # nobody to ask: the node removes it when it is back
-            await self._gone(c, [ContainerEvent(action="destroy", attributes={"image": c.spec.image})])
+        generation = await self.ask_remove(c)
+        if generation is None:
             return
-        c.status.state = "removing"
-        self.store.save_status(c.id, c.status)
-        generation = await self._ask(c.id, "removed")
         try:
             await self._acted_on(c.id, generation, STOP_GRACE)
         except NotFound:  # gone: its image goes too if nothing else needs it, before this call returns
             await self.images.release(c.spec.image_id)
 
+    async def ask_remove(self, c: Container) -> int | None:
+        """Ask C's node to remove it (stopping it first); the generation it will report, None if it is gone already."""
+        if self.placer.is_down(c.status.node):  # nobody to ask: the node removes it when it is back
+            await self._gone(c, [ContainerEvent(action="destroy", attributes={"image": c.spec.image})])
+            return None
+        c.status.state = "removing"
+        self.store.save_status(c.id, c.status)
+        return await self._ask(c.id, "removed")
+
     async def rename(self, tenant: Tenant, ref: str, name: str) -> Container:
         c = self.get(tenant, ref)
         checked = ContainerCreate(image="x", name=name).name or name
+        if checked != c.name and self.store.container_name_taken(tenant.id, checked):  # a service's name too
+            raise Conflict(f"container name {checked!r} is already in use", field="name")
         self.store.rename_container(c.id, tenant.id, checked)
         await self.bus.emit(tenant.id, "container", "rename", c.id, checked, {"oldName": c.name})
         return self.store.get_container(c.id)
@@ -398,6 +412,7 @@ class ContainerService:
             if exited:
                 st.exit_code, st.oom_killed, st.finished_at = r.exit_code, r.oom_killed, r.finished_at
         st.restart_count = r.restart_count if r.state != "created" or r.failure else old.restart_count
+        st.healthy = r.healthy if st.state == "running" else None
         if st != old or events:
             self.store.save_status(c.id, st, events)
             await self.bus.notify()

@@ -94,6 +94,9 @@ class FipService:
         if fip.container is not None:
             raise Conflict(f"floating IP {fip.address} is attached to container {fip.container_name}: detach it "
                            "first, or attach it with `seabox fip attach -f` after the run", field="fip")
+        if fip.service is not None:
+            raise Conflict(f"floating IP {fip.address} is attached to service {fip.service}: detach it first",
+                           field="fip")
         return fip.address
 
     async def give(self, tenant: Tenant, c: Container, address: str | None) -> None:

@@ -11,13 +11,16 @@ from seabox.model.firewall import Firewall
 from seabox.model.dns import container_names
 from seabox.model.node import NodeCapacity
 from seabox.protocol.assignments import Assignment, AssignmentBatch, ContainerReport, HostsEntry
+from seabox.protocol.balancing import BalancedService
 from seabox.protocol.link import ControlPlane
 from seabox.services.containers import ContainerService
+from seabox.services.balancing import balanced, health_checks, service_hosts
 from seabox.services.events import EventBus
 from seabox.services.firewalls import TenantFirewalls
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
+from seabox.store.services import ServiceStore
 
 
 def hosts_entries(containers: list[Container], tenant_name: str) -> list[HostsEntry]:
@@ -47,6 +50,7 @@ class NodeHub(ControlPlane):
         self.bus = bus
         self.containers = containers
         self.security_groups = SecurityGroupStore(store.engine)
+        self.services = ServiceStore(store.engine)
 
     def batch(self, node: str) -> AssignmentBatch:
         """Everything NODE is to hold now."""
@@ -58,9 +62,14 @@ class NodeHub(ControlPlane):
         firewalls: dict[str, Firewall | None] = {}
         grouped = {c.tenant for c in mine if c.spec.security_groups}
         group_rules = self.security_groups.rules_of(grouped)  # one query for every tenant here
+        services = self.services.of_tenants({c.tenant for c in mine})
+        balancing: list[BalancedService] = []
         for tid in sorted({c.tenant for c in mine}):
             everywhere = self.store.list_containers(tid)
-            hosts[tenants[tid].index] = hosts_entries(everywhere, tenants[tid].name)
+            theirs = [s for s in services if s.tenant == tid]
+            hosts[tenants[tid].index] = hosts_entries(everywhere, tenants[tid].name) + service_hosts(theirs, tenants[tid].name)
+            by_id = {c.id: c for c in everywhere}
+            balancing += [balanced(s, tenants[tid].index, by_id, node) for s in theirs]
             if tid in grouped:
                 tenant_firewalls = TenantFirewalls(everywhere, group_rules.get(tid, {}))
                 firewalls.update((c.id, tenant_firewalls.of(c.spec.security_groups)) for c in mine if c.tenant == tid)
@@ -68,6 +77,7 @@ class NodeHub(ControlPlane):
             found = sorted({ip for n in others if (ip := underlays.get(n or "")) is not None})
             if found and underlays.get(node):
                 peers[tenants[tid].index] = found
+        checks = health_checks(services)
         batch = AssignmentBatch(
             underlay=underlays.get(node),
             peers=peers,
@@ -82,10 +92,12 @@ class NodeHub(ControlPlane):
                     lost=c.status.state == "lost",
                     fip=c.fip,
                     firewall=firewalls.get(c.id),
+                    health=checks.get(c.id),
                 )
                 for c in reversed(mine)
             ],
             hosts=hosts,
+            services=balancing,
         )
         batch.etag = hashlib.sha256(batch.model_dump_json().encode()).hexdigest()[:32]
         return batch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, NotFound
 from seabox.model.container import ACTIVE, Container
@@ -69,6 +71,7 @@ class Placer:
         required_node: str | None = None,
         pinned_by: str | None = None,
         avoid: frozenset[str] = frozenset(),
+        spread: Mapping[str, int] | None = None,
     ) -> str:
         """The node a new container of SIZE goes to; a 409 saying why when no node can ever hold it.
 
@@ -76,7 +79,8 @@ class Placer:
         memory is freed (its start is refused until then).
         """
         s = SIZES[size]
-        request = PlacementRequest(tenant_id, size, s.memory_bytes, s.cpus, required_node, avoid, pinned_by)
+        request = PlacementRequest(tenant_id, size, s.memory_bytes, s.cpus, required_node, avoid, pinned_by,
+                                   spread or {})
         nodes = self.nodes.list()
         if len(nodes) == 1 and required_node in (None, nodes[0].name) and not avoid:
             reason = refusal(s, self._capacity(nodes[0]), self.cfg.admission.memory_overcommit)

@@ -24,9 +24,12 @@ from seabox.store.dialect import one_writer_at_a_time
 
 ALLOCATE_TRIES = 20
 _c = t.fips.c
-_WITH_CONTAINER = select(t.fips, t.containers.c.name.label("container_name")).select_from(
+_WITH_CONTAINER = select(t.fips, t.containers.c.name.label("container_name"),
+                         t.services.c.name.label("service_name")).select_from(
     t.fips.outerjoin(t.containers, t.containers.c.id == _c.container_id)
+    .outerjoin(t.services, t.services.c.id == _c.service_id)
 )
+_DANGLING = _c.container_id.is_(None) & _c.service_id.is_(None)
 
 
 def _tenant_lock(tenant_id: str) -> int:
@@ -41,6 +44,7 @@ def _fip(row: Any) -> Fip:
         name=row["name"],
         container=row["container_id"],
         container_name=row["container_name"],
+        service=row["service_name"],
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
     )
 
@@ -69,7 +73,7 @@ class FipStore:
         """The tenant's floating IPs in address order; DANGLING True/False: only the unattached/attached ones."""
         q = _WITH_CONTAINER.where(_c.tenant_id == tenant_id)
         if dangling is not None:
-            q = q.where(_c.container_id.is_(None) if dangling else _c.container_id.is_not(None))
+            q = q.where(_DANGLING if dangling else ~_DANGLING)
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
         return sorted((_fip(r) for r in rows), key=lambda f: IPv4Address(f.address))
@@ -128,6 +132,9 @@ class FipStore:
                     raise NotFound(f"no such floating IP: {address}", field="fip")
                 if row["container_id"] == container_id:
                     return
+                if row["service_name"] is not None and not force:
+                    raise Conflict(f"floating IP {address} is attached to service {row['service_name']}: detach it "
+                                   "first, or attach with force (-f) to move it", field="fip")
                 if row["container_id"] is not None and not force:
                     raise Conflict(f"floating IP {address} is attached to container {row['container_name']}: "
                                    "detach it first, or attach with force (-f) to move it", field="fip")
@@ -135,7 +142,8 @@ class FipStore:
                 if other is not None:
                     raise Conflict(f"the container already has floating IP {other} (one per container): detach it first",
                                    field="container")
-                conn.execute(update(t.fips).where(_c.address == address).values(container_id=container_id))
+                conn.execute(update(t.fips).where(_c.address == address).values(container_id=container_id,
+                                                                                 service_id=None))
         except IntegrityError as exc:
             if _taken_by_container(exc):
                 raise Conflict("the container already has a floating IP (one per container): detach it first",
@@ -162,8 +170,46 @@ class FipStore:
             if row["container_id"] is not None:
                 raise Conflict(f"floating IP {address} is attached to container {row['container_name']}: "
                                f"detach it first (`seabox fip detach {row['container_name']}`)", field="fip")
-            if not conn.execute(delete(t.fips).where(_c.address == address, _c.container_id.is_(None))).rowcount:
+            if row["service_name"] is not None:
+                raise Conflict(f"floating IP {address} is attached to service {row['service_name']}: detach it "
+                               f"first (`seabox service detach-fip {row['service_name']}`)", field="fip")
+            if not conn.execute(delete(t.fips).where(_c.address == address, _DANGLING)).rowcount:
                 raise Conflict(f"floating IP {address} was attached meanwhile: detach it first", field="fip")
+
+    def attach_service(self, tenant_id: str, address: str, service_id: str) -> None:
+        """Attach the tenant's dangling ADDRESS to SERVICE_ID, which must have none yet."""
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    _WITH_CONTAINER.where(_c.tenant_id == tenant_id, _c.address == address).with_for_update(of=t.fips)
+                ).mappings().first()
+                if row is None:
+                    raise NotFound(f"no such floating IP: {address}", field="fip")
+                if row["service_id"] == service_id:
+                    return
+                holder = (f"container {row['container_name']}" if row["container_id"] is not None
+                          else f"service {row['service_name']}" if row["service_id"] is not None else None)
+                if holder is not None:
+                    raise Conflict(f"floating IP {address} is attached to {holder}: detach it first", field="fip")
+                other = conn.execute(select(_c.address).where(_c.service_id == service_id)).scalar()
+                if other is not None:
+                    raise Conflict(f"the service already has floating IP {other} (one per service): detach it first",
+                                   field="service")
+                conn.execute(update(t.fips).where(_c.address == address, _DANGLING).values(service_id=service_id))
+        except IntegrityError as exc:
+            if "uq_fip_service" in str(exc.orig) or "fips.service_id" in str(exc.orig):
+                raise Conflict("the service already has a floating IP (one per service): detach it first",
+                               field="service") from None
+            raise
+
+    def detach_service(self, tenant_id: str, service_id: str) -> Fip | None:
+        """Detach the floating IP of SERVICE_ID; the one detached (None if it had none)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(_WITH_CONTAINER.where(_c.tenant_id == tenant_id, _c.service_id == service_id)).mappings().first()
+            if row is None:
+                return None
+            conn.execute(update(t.fips).where(_c.address == row["address"]).values(service_id=None))
+        return _fip(row)
 
     def rename(self, tenant_id: str, address: str, name: str) -> None:
         try:

@@ -193,14 +193,16 @@ class Store:
             check_security_groups(conn, tenant_id, names)
 
     def container_name_taken(self, tenant_id: str, name: str) -> bool:
+        """Whether one of the tenant's containers, or one of its services (a name on its network too), has NAME."""
         with self.engine.connect() as conn:
+            service = select(t.services.c.id).where(t.services.c.tenant_id == tenant_id, t.services.c.name == name)
             return bool(
                 conn.execute(
                     select(t.containers.c.id).where(
                         and_(t.containers.c.tenant_id == tenant_id, t.containers.c.name == name)
                     )
                 ).first()
-            )
+            ) or conn.execute(service).first() is not None
 
     def find_container(self, tenant_id: str, ref: str) -> Container:
         """By exact name, full id, or unique id prefix, within one tenant."""
@@ -336,11 +338,13 @@ class Store:
         )
 
     def used_ips(self, tenant_id: str) -> set[str]:
+        """The addresses of the tenant's network held by its containers and by its services' virtual IPs."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(t.containers.c.ip).where(t.containers.c.tenant_id == tenant_id, t.containers.c.ip.is_not(None))
             )
-            return {r[0] for r in rows}
+            vips = conn.execute(select(t.services.c.vip).where(t.services.c.tenant_id == tenant_id))
+            return {r[0] for r in rows} | {r[0] for r in vips}
 
     @staticmethod
     def _container(row: Any) -> Container:

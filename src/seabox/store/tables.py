@@ -149,8 +149,12 @@ fips = Table(
     # the container it is attached to (one floating IP per container); removing the container detaches it
     Column("container_id", String(64), ForeignKey("containers.id", ondelete="SET NULL"), nullable=True),
     Column("created_at", Float, nullable=False),
+    # or the service it is attached to (one floating IP per service; never both); removing the service detaches it
+    Column("service_id", String(32), ForeignKey("services.id", ondelete="SET NULL", name="fk_fips_service"),
+           nullable=True),
     UniqueConstraint("tenant_id", "name", name="uq_fip_name"),
     UniqueConstraint("container_id", name="uq_fip_container"),
+    UniqueConstraint("service_id", name="uq_fip_service"),
 )
 
 security_groups = Table(
@@ -176,4 +180,29 @@ security_group_members = Table(
     ForeignKeyConstraint(["tenant_id", "group_name"], ["security_groups.tenant_id", "security_groups.name"],
                          name="fk_security_group_members_group"),
     Index("ix_security_group_members_group", "tenant_id", "group_name"),
+)
+
+# load-balanced services: a virtual IP from the top of the tenant's subnet, in front of replica containers
+services = Table(
+    "services",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(63), nullable=False),
+    Column("vip", String(15), nullable=False),
+    Column("spec", JSON, nullable=False),  # model.service.ServiceSpec
+    Column("status", JSON, nullable=False),  # model.service.ServiceStatus
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_service_name"),
+    UniqueConstraint("tenant_id", "vip", name="uq_service_vip"),
+)
+
+# which containers are a service's replicas; removing the service (rm --keep) leaves them as plain containers
+service_replicas = Table(
+    "service_replicas",
+    metadata,
+    Column("container_id", String(64), ForeignKey("containers.id", ondelete="CASCADE"), primary_key=True),
+    Column("service_id", String(32), ForeignKey("services.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("generation", BigInt, nullable=False),  # the service spec generation it runs
+    Column("draining_since", Float, nullable=True),  # out of the backends since (epoch seconds); then removed
 )
