@@ -299,3 +299,17 @@ async def test_the_prober_follows_a_real_server_through_rise_and_fall(node: Node
             await wait_for(changes, [True, False, True, True, False, True], 1.0)
     finally:
         await prober.close()
+
+
+def test_a_restarted_node_keeps_serving_from_its_first_table(node: Node, tmp_path: Path) -> None:
+    backend, client = node.container(2), node.container(10)
+    node.serve([backend])
+    service = node.net._services["svc1"]
+    with serve(backend.netns_path, PORT, "b"), connection(client.netns_path, VIP, PORT) as old:
+        again = NodeNetwork(CFG, tmp_path / "run", NAMES)  # the agent restarted: a new process, same node
+        again.balance([service], apply=False)  # as the converger does with the first batch
+        again.expose({})
+        assert label(probe(client.netns_path, VIP, PORT)) == "b"
+        again.reconcile({TENANT, OTHER}, {backend.netns_path.name, client.netns_path.name})
+        assert str(VIP) in bridge_addresses()
+        assert label(probe(client.netns_path, VIP, PORT)) == "b" and echoes(old)

@@ -41,6 +41,7 @@ class FakeAgent:
         self.hosts: dict[int, list[Any]] = {}
         self.exposed: list[dict[str, Exposure]] = []
         self.balanced: list[tuple[Service, ...]] = []
+        self.primed: list[tuple[Service, ...]] = []  # recorded for the first table, before expose applies it
         self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
 
     def bundle(self, cid: str) -> Path:
@@ -99,8 +100,8 @@ class FakeAgent:
     async def expose(self, exposures: Mapping[str, Exposure]) -> None:
         self.exposed.append(dict(exposures))
 
-    async def balance(self, services: Sequence[Service]) -> None:
-        self.balanced.append(tuple(services))
+    async def balance(self, services: Sequence[Service], *, apply: bool = True) -> None:
+        (self.balanced if apply else self.primed).append(tuple(services))
 
     async def serve_dns(self, hosts: dict[int, list[Any]]) -> None:
         self.calls.append(("dns", ",".join(str(i) for i in sorted(hosts))))
@@ -390,10 +391,9 @@ async def test_services_reach_the_network_with_each_change_only_the_local_backen
     await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", spec())]))
     await settle(conv)
     a, far = Target(IPv4Address("10.0.0.2"), 80), Target(IPv4Address("10.0.0.9"), 80)
-    assert agent.balanced == [
-        (Service("s1", 1, IPv4Address("10.0.0.200"), 80, "roundrobin", (a, far), IPv4Address("198.18.0.9"), (a,)),),
-        (),
-    ]
+    served = (Service("s1", 1, IPv4Address("10.0.0.200"), 80, "roundrobin", (a, far), IPv4Address("198.18.0.9"), (a,)),)
+    assert agent.primed == [served]  # the first batch: before expose re-applies the table
+    assert agent.balanced == [served, ()]
 
 
 async def test_health_changes_are_reported_with_the_same_generation_and_state(env: Any) -> None:

@@ -253,10 +253,12 @@ class NodeNetwork:
                 public.forget_stale_flows(sorted(changed | removed), holders)
             self._holders = holders
 
-    def balance(self, services: Sequence[Service]) -> None:
+    def balance(self, services: Sequence[Service], *, apply: bool = True) -> None:
         """Converge the load-balanced services to services (those absent are removed): the table in one
         transaction, then the VIPs on the tenants' bridges and the services' FIPs on the public interface.
-        Connections already made stay with their backend (conntrack). The same call again changes nothing."""
+        Connections already made stay with their backend (conntrack). The same call again changes nothing.
+        Without apply, the services are only recorded, for the next change of the table to carry them (a
+        restarted agent's first table then never lacks them)."""
         desired: dict[str, Service] = {}
         for s in services:
             tenant = self.tenant(s.tenant_index)
@@ -276,6 +278,10 @@ class NodeNetwork:
                           "not served", s.id, s.fip, self.fip_range)  # fmt: skip
                 s = replace(s, fip=None)
             desired[s.id] = s
+        if not apply:
+            with self._lock:
+                self._services = desired
+            return
         with self._lock, IPRoute() as ipr:
             self._services = desired
             self._least = {sid: chosen for sid, chosen in self._least.items()
