@@ -26,6 +26,15 @@ from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus
 
 
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.rebalanced = 0
+
+    def rebalance(self) -> bool:
+        self.rebalanced += 1
+        return False
+
+
 class FakeAgent:
     """The agent surface the converger drives, over an in-memory runtime."""
 
@@ -33,6 +42,7 @@ class FakeAgent:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.network = FakeNetwork()
         self.on_exit: Any = None
         self.running: dict[str, bool] = {}
         self.exits: dict[str, ExitStatus] = {}
@@ -416,3 +426,22 @@ async def test_health_changes_are_reported_with_the_same_generation_and_state(en
     await settle(conv)
     assert (plane.reports[-1].state, plane.reports[-1].healthy) == ("exited", None)
     assert conv.prober.watched() == set()
+
+
+async def test_leastconn_services_are_rebalanced_while_there_are_some(
+    env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv, agent, plane = env
+    monkeypatch.setattr(converger_module, "LEASTCONN_PERIOD", 0.02)
+    backends = [Backend(container_id=c, ip=f"10.0.0.{n}", port=80) for c, n in (("a", 2), ("b", 3))]
+    svc = BalancedService(id="s1", name="web", tenant_id="t", tenant_index=1, vip="10.0.0.200", port=80,
+                          algorithm="leastconn", backends=backends)  # fmt: skip
+    await conv.apply(AssignmentBatch(etag="1", services=[svc.model_copy(update={"backends": backends[:1]})]))
+    assert conv._rebalancer is None  # one backend: nothing to choose
+    await conv.apply(AssignmentBatch(etag="2", services=[svc]))
+    await asyncio.sleep(0.2)
+    assert agent.network.rebalanced >= 3
+    await conv.apply(AssignmentBatch(etag="3"))
+    seen = agent.network.rebalanced
+    await asyncio.sleep(0.1)
+    assert conv._rebalancer is None and agent.network.rebalanced == seen
