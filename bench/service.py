@@ -196,5 +196,7 @@ def main() -> None:
         "service's DNAT path (the `lb_services` verdict map, `numgen` dispatch, DNAT; br_netfilter bridges the "
         "DNAT'd frame to the replica and un-NATs its answer), against the same replica asked by its own "
         "address. Client and replica are Python sockets (the replica answers from a few threads); both paths "
-        "share them, so the ratio isolates the kernel's balancing; the replica runs in a process of its own, the client closes each connection (and its netns may reuse TIME_WAIT ports), so that neither path stalls on port reuse.\n"
+        "share them, so the ratio isolates the kernel's balancing; the replica runs in a process of its own, the "
+        "client closes each connection (and its netns may reuse TIME_WAIT ports), so that neither path stalls "
+        "on port reuse.\n"
     ))

@@ -59,8 +59,6 @@ def test_replicas_spread_over_the_nodes_and_a_replacement_keeps_the_spread(
     assert len(after["n1"]) == len(after["n2"]) == 2 and gone not in after["n1"], after
 
 
-@pytest.mark.xfail(strict=True, reason="node side (svc-node): a backend on the other node answers the client "
-                   "directly over VXLAN and the answer is not un-NATed, so those requests fail")
 def test_a_client_reaches_replicas_on_both_nodes(cluster: Cluster, sb: Sb, api: httpx.Client, busybox_image: str) -> None:
     ok(sb("service", "create", "far", "--replicas", "2", "--port", "80", "--container-port", "8080", *FAST,
           busybox_image, *SERVE))

@@ -8,13 +8,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from seabox.config import NetworkConfig
-from seabox.node.network.manager import NodeNetwork
+from seabox.node.network.lb_rules import Target
+from seabox.node.network.manager import NodeNetwork, Service
 from seabox.node.network.names import NetNames
 
 
 def main(argv: list[str]) -> None:
     """RUN_DIR NODE_ID COMMAND ARGS: attach CID TENANT IP | overlay TENANT LOCAL REMOTE... |
-    remove-overlay TENANT | reconcile-overlays LOCAL JSON({tenant: [remote, ...]}) | teardown."""
+    remove-overlay TENANT | reconcile-overlays LOCAL JSON({tenant: [remote, ...]}) |
+    balance TENANT VIP PORT BACKEND... (a roundrobin service to BACKEND:PORT) | teardown."""
     run_dir, node_id, command, *args = argv
     net = NodeNetwork(NetworkConfig(), Path(run_dir), NetNames.of_node(node_id))
     if command == "attach":
@@ -26,6 +28,9 @@ def main(argv: list[str]) -> None:
     elif command == "reconcile-overlays":
         peers = {int(k): [IPv4Address(a) for a in v] for k, v in json.loads(args[1]).items()}
         net.reconcile_overlays(IPv4Address(args[0]), peers)
+    elif command == "balance":
+        targets = tuple(Target(IPv4Address(ip), int(args[2])) for ip in args[3:])
+        net.balance([Service("svc", int(args[0]), IPv4Address(args[1]), int(args[2]), "roundrobin", targets)])
     elif command == "teardown":
         net.teardown()
     else:

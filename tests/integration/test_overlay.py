@@ -23,6 +23,8 @@ from pyroute2 import netns as pr_netns
 from seabox.config import NetworkConfig
 from seabox.node.network import netns, vxlan
 from seabox.node.network.names import NetNames
+from tests.fixtures.public_net import probe as public_probe
+from tests.fixtures.public_net import serve
 from tests.integration.test_network import echo_peer, host_ip, probe
 
 pytestmark = [
@@ -246,3 +248,21 @@ def test_only_an_overlays_peers_can_send_into_it(tmp_path: Path) -> None:
         assert _lands(stranger.path, web, host_ip(TENANT, 2))
         a.node("overlay", str(TENANT), str(a.address), str(b.address))
         assert not _lands(stranger.path, web, host_ip(TENANT, 2))
+
+
+def test_a_service_vip_reaches_backends_on_another_host(tmp_path: Path) -> None:
+    """The client's node DNATs; the remote backend answers the client directly over the overlay, and the
+    client's node un-NATs that answer as its bridge carries it (no masquerade: the backend sees the client)."""
+    with ExitStack() as stack:
+        a, b = stack.enter_context(underlay(tmp_path))
+        far = a.container(TENANT, 2)
+        near, client = b.container(TENANT, 4), b.container(TENANT, 3)
+        a.node("overlay", str(TENANT), str(a.address), str(b.address))
+        b.node("overlay", str(TENANT), str(b.address), str(a.address))
+        vip = host_ip(TENANT, 200)
+        for host in (a, b):  # every node of the tenant serves the VIP, as the batch has it
+            host.node("balance", str(TENANT), str(vip), "80", str(host_ip(TENANT, 2)), str(host_ip(TENANT, 4)))
+        with serve(far, 80, "far"), serve(near, 80, "near"):
+            assert reach(client, host_ip(TENANT, 2), 80) is not None  # ARP across the overlay settled
+            answers = [public_probe(client, vip, 80) for _ in range(10)]
+        assert sorted(map(str, answers)) == [f"far {host_ip(TENANT, 3)}"] * 5 + [f"near {host_ip(TENANT, 3)}"] * 5

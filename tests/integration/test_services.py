@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -299,3 +301,33 @@ async def test_the_prober_follows_a_real_server_through_rise_and_fall(node: Node
             await wait_for(changes, [True, False, True, True, False, True], 1.0)
     finally:
         await prober.close()
+
+
+def test_a_restarted_node_keeps_serving_from_its_first_table(node: Node, tmp_path: Path) -> None:
+    backend, client = node.container(2), node.container(10)
+    node.serve([backend])
+    service = node.net._services["svc1"]
+    with serve(backend.netns_path, PORT, "b"), connection(client.netns_path, VIP, PORT) as old:
+        again = NodeNetwork(CFG, tmp_path / "run", NAMES)  # the agent restarted: a new process, same node
+        again.balance([service], apply=False)  # as the converger does with the first batch
+        again.expose({})
+        assert label(probe(client.netns_path, VIP, PORT)) == "b"
+        again.reconcile({TENANT, OTHER}, {backend.netns_path.name, client.netns_path.name})
+        assert str(VIP) in bridge_addresses()
+        assert label(probe(client.netns_path, VIP, PORT)) == "b" and echoes(old)
+
+
+def table_chains() -> set[str]:
+    listing = subprocess.run(["nft", "-j", "list", "table", "inet", TABLE], capture_output=True, text=True, check=True)
+    return {item["chain"]["name"] for item in json.loads(listing.stdout)["nftables"] if "chain" in item}
+
+
+def test_a_tenant_leaving_the_node_takes_its_services_along(node: Node) -> None:
+    backend = node.container(2)
+    node.serve([backend])
+    assert {"lb_0", "lb_0_0"} <= table_chains()
+    node.net.detach(backend.netns_path.name)
+    node.net.reconcile({OTHER}, set())  # the tenant's last container left; the batch may still list its service
+    assert not any(name.startswith("lb_") for name in table_chains())
+    with IPRoute() as ipr:
+        assert ipr.link_lookup(ifname=NAMES.bridge(TENANT)) == []  # the VIP and neighbours went with the bridge

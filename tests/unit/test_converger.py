@@ -26,6 +26,15 @@ from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus
 
 
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.rebalanced = 0
+
+    def rebalance(self) -> bool:
+        self.rebalanced += 1
+        return False
+
+
 class FakeAgent:
     """The agent surface the converger drives, over an in-memory runtime."""
 
@@ -33,6 +42,7 @@ class FakeAgent:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.network = FakeNetwork()
         self.on_exit: Any = None
         self.running: dict[str, bool] = {}
         self.exits: dict[str, ExitStatus] = {}
@@ -41,6 +51,7 @@ class FakeAgent:
         self.hosts: dict[int, list[Any]] = {}
         self.exposed: list[dict[str, Exposure]] = []
         self.balanced: list[tuple[Service, ...]] = []
+        self.primed: list[tuple[Service, ...]] = []  # recorded for the first table, before expose applies it
         self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
 
     def bundle(self, cid: str) -> Path:
@@ -99,8 +110,8 @@ class FakeAgent:
     async def expose(self, exposures: Mapping[str, Exposure]) -> None:
         self.exposed.append(dict(exposures))
 
-    async def balance(self, services: Sequence[Service]) -> None:
-        self.balanced.append(tuple(services))
+    async def balance(self, services: Sequence[Service], *, apply: bool = True) -> None:
+        (self.balanced if apply else self.primed).append(tuple(services))
 
     async def serve_dns(self, hosts: dict[int, list[Any]]) -> None:
         self.calls.append(("dns", ",".join(str(i) for i in sorted(hosts))))
@@ -390,10 +401,9 @@ async def test_services_reach_the_network_with_each_change_only_the_local_backen
     await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", spec())]))
     await settle(conv)
     a, far = Target(IPv4Address("10.0.0.2"), 80), Target(IPv4Address("10.0.0.9"), 80)
-    assert agent.balanced == [
-        (Service("s1", 1, IPv4Address("10.0.0.200"), 80, "roundrobin", (a, far), IPv4Address("198.18.0.9"), (a,)),),
-        (),
-    ]
+    served = (Service("s1", 1, IPv4Address("10.0.0.200"), 80, "roundrobin", (a, far), IPv4Address("198.18.0.9"), (a,)),)
+    assert agent.primed == [served]  # the first batch: before expose re-applies the table
+    assert agent.balanced == [served, ()]
 
 
 async def test_health_changes_are_reported_with_the_same_generation_and_state(env: Any) -> None:
@@ -416,3 +426,22 @@ async def test_health_changes_are_reported_with_the_same_generation_and_state(en
     await settle(conv)
     assert (plane.reports[-1].state, plane.reports[-1].healthy) == ("exited", None)
     assert conv.prober.watched() == set()
+
+
+async def test_leastconn_services_are_rebalanced_while_there_are_some(
+    env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv, agent, plane = env
+    monkeypatch.setattr(converger_module, "LEASTCONN_PERIOD", 0.02)
+    backends = [Backend(container_id=c, ip=f"10.0.0.{n}", port=80) for c, n in (("a", 2), ("b", 3))]
+    svc = BalancedService(id="s1", name="web", tenant_id="t", tenant_index=1, vip="10.0.0.200", port=80,
+                          algorithm="leastconn", backends=backends)  # fmt: skip
+    await conv.apply(AssignmentBatch(etag="1", services=[svc.model_copy(update={"backends": backends[:1]})]))
+    assert conv._rebalancer is None  # one backend: nothing to choose
+    await conv.apply(AssignmentBatch(etag="2", services=[svc]))
+    await asyncio.sleep(0.2)
+    assert agent.network.rebalanced >= 3
+    await conv.apply(AssignmentBatch(etag="3"))
+    seen = agent.network.rebalanced
+    await asyncio.sleep(0.1)
+    assert conv._rebalancer is None and agent.network.rebalanced == seen

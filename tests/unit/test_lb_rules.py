@@ -19,7 +19,8 @@ A, B, C = (Target(IPv4Address(f"10.208.0.{n}"), 8080) for n in (2, 3, 4))
 
 
 def rules_of(commands: list[dict[str, Any]], chain: str) -> list[list[dict[str, Any]]]:
-    return [c["add"]["rule"]["expr"] for c in commands if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain]
+    rules = [c["add"]["rule"] for c in commands if "rule" in c.get("add", {})]
+    return [r["expr"] for r in rules if r["chain"] == chain]
 
 
 def named(commands: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:

@@ -368,9 +368,10 @@ class NodeAgent:
         """Floating IPs, published ports and security groups of this node's containers (container id -> Exposure)."""
         await asyncio.to_thread(self.network.expose, exposures)
 
-    async def balance(self, services: Sequence[Service]) -> None:
-        """The load-balanced services of this node's tenants (VIPs, DNAT maps, service FIPs held here)."""
-        await asyncio.to_thread(self.network.balance, services)
+    async def balance(self, services: Sequence[Service], *, apply: bool = True) -> None:
+        """The load-balanced services of this node's tenants (VIPs, DNAT maps, service FIPs held here);
+        without apply, only recorded for the next table (see NodeNetwork.balance)."""
+        await asyncio.to_thread(self.network.balance, services, apply=apply)
 
     async def close(self) -> None:
         for task in self._watchers.values():

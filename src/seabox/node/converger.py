@@ -180,9 +180,12 @@ class Converger:
         changed = [a for a in batch.containers if first or self._changed(a)]
         self._assigned = assigned
         # before the first reconcile re-applies the table: a restarted agent's table never lacks the
-        # firewalls and FIPs the previous one had in place
+        # firewalls, FIPs and services the previous one had in place
+        services = self._desired_services(batch)
+        if first:
+            await self.agent.balance(services, apply=False)
         await self._expose(batch)
-        await self._balance(batch)
+        await self._balance(services)
         if first:
             await self.agent.reconcile_network({a.tenant_index for a in assigned.values()}, set(assigned))
             gone = [cid for cid in self.agent.local_containers() if cid not in assigned]
@@ -211,15 +214,17 @@ class Converger:
             await self.agent.expose(exposures)
             self._exposures = exposures
 
-    async def _balance(self, batch: AssignmentBatch) -> None:
-        """The load-balanced services as the batch has them (before any container is touched, as _expose)."""
+    def _desired_services(self, batch: AssignmentBatch) -> tuple[Service, ...]:
         services = []
         for s in batch.services:
             try:
                 services.append(_service(s, self._assigned))
             except ValueError as exc:
                 log.error("service %s is not served: %s", s.id, exc)
-        desired = tuple(services)
+        return tuple(services)
+
+    async def _balance(self, desired: tuple[Service, ...]) -> None:
+        """The load-balanced services as the batch has them (before any container is touched, as _expose)."""
         if desired != self._services:
             await self.agent.balance(desired)
             self._services = desired

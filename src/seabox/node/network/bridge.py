@@ -1,5 +1,5 @@
 """Tenant bridges on this node: one per tenant (named by the node's NetNames), up, holding the tenant's gateway
-address and its services' VIPs."""
+address, its services' VIPs and their backends' neighbour entries."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from seabox.model.ipam import mac_address
 from seabox.node.network.names import NetNames
 
 VIP_PREFIXLEN = 32
+NUD_PERMANENT = 0x80  # linux/neighbour.h
 
 
 def ensure(
@@ -68,3 +69,18 @@ def converge_addresses(
             ipr.addr("del", index=index, address=key[0], prefixlen=key[1])
     for address, length in sorted(wanted - present, key=lambda k: k[1]):  # the gateway, the subnet's route, first
         ipr.addr("add", index=index, address=address, prefixlen=length)
+
+
+def converge_neighbours(ipr: IPRoute, index: int, ips: Iterable[IPv4Address]) -> None:
+    """Leave exactly ips as the bridge's permanent neighbours, each at its container's MAC (derived from its
+    address, as every container's is). The node sends a service's DNAT'd frames to backends by them: its own
+    ARP for a container on another node would go unanswered, as the answer is addressed to the gateway MAC
+    that every node's bridge shares, and so stays on the backend's node."""
+    wanted = {str(ip) for ip in ips}
+    for entry in ipr.neigh("dump", ifindex=index, family=socket.AF_INET):
+        address = entry.get("NDA_DST")
+        if entry["state"] & NUD_PERMANENT and address not in wanted:
+            ipr.neigh("del", ifindex=index, dst=address)
+    for address in sorted(wanted):
+        ipr.neigh("replace", ifindex=index, dst=address, lladdr=mac_address(IPv4Address(address)),
+                  state=NUD_PERMANENT)  # fmt: skip

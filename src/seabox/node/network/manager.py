@@ -253,10 +253,12 @@ class NodeNetwork:
                 public.forget_stale_flows(sorted(changed | removed), holders)
             self._holders = holders
 
-    def balance(self, services: Sequence[Service]) -> None:
+    def balance(self, services: Sequence[Service], *, apply: bool = True) -> None:
         """Converge the load-balanced services to services (those absent are removed): the table in one
         transaction, then the VIPs on the tenants' bridges and the services' FIPs on the public interface.
-        Connections already made stay with their backend (conntrack). The same call again changes nothing."""
+        Connections already made stay with their backend (conntrack). The same call again changes nothing.
+        Without apply, the services are only recorded, for the next change of the table to carry them (a
+        restarted agent's first table then never lacks them)."""
         desired: dict[str, Service] = {}
         for s in services:
             tenant = self.tenant(s.tenant_index)
@@ -265,11 +267,21 @@ class NodeNetwork:
                 log.error("service %s: VIP %s is not a host address of its tenant subnet %s: not served",
                           s.id, s.vip, tenant.subnet)  # fmt: skip
                 continue
+            outside = [t for t in s.backends if t.ip not in tenant.subnet]
+            if outside:
+                log.error("service %s: backends %s are outside its tenant subnet %s: left out", s.id,
+                          ", ".join(str(t.ip) for t in outside), tenant.subnet)  # fmt: skip
+                s = replace(s, backends=tuple(t for t in s.backends if t.ip in tenant.subnet),
+                            local=tuple(t for t in s.local if t.ip in tenant.subnet))  # fmt: skip
             if s.fip is not None and (self.cfg.public_interface is None or s.fip not in self.fip_range):
                 log.error("service %s: FIP %s is outside fip_range %s, or this node has no public_interface: "
                           "not served", s.id, s.fip, self.fip_range)  # fmt: skip
                 s = replace(s, fip=None)
             desired[s.id] = s
+        if not apply:
+            with self._lock:
+                self._services = desired
+            return
         with self._lock, IPRoute() as ipr:
             self._services = desired
             self._least = {sid: chosen for sid, chosen in self._least.items()
@@ -280,6 +292,7 @@ class NodeNetwork:
                     tenant = self.tenant(link.tenant_index)
                     bridge.converge_addresses(ipr, link.index, tenant.gateway, tenant.subnet.prefixlen,
                                               self._vips(tenant.index))  # fmt: skip
+                    bridge.converge_neighbours(ipr, link.index, self._backend_ips(tenant.index))
             if self.cfg.public_interface is not None:
                 try:
                     self._announce(ipr, set(self._holders or {}))
@@ -308,6 +321,9 @@ class NodeNetwork:
             if changed:
                 self._apply_rules(ipr, only_if_changed=True)
             return changed
+
+    def _backend_ips(self, tenant_index: int) -> set[IPv4Address]:
+        return {t.ip for s in self._services.values() if s.tenant_index == tenant_index for t in s.backends}
 
     def _vips(self, tenant_index: int) -> set[IPv4Address]:
         return {s.vip for s in self._services.values() if s.tenant_index == tenant_index}
@@ -401,10 +417,12 @@ class NodeNetwork:
         return index
 
     def _ensure_bridge(self, ipr: IPRoute, tenant: TenantNet) -> int:
-        return bridge.ensure(
+        index = bridge.ensure(
             ipr, self.names, tenant.index, tenant.gateway, tenant.subnet.prefixlen, self.cfg.tenant_mtu,
             self._vips(tenant.index),
         )
+        bridge.converge_neighbours(ipr, index, self._backend_ips(tenant.index))
+        return index
 
     def _ensure_tenant(self, ipr: IPRoute, tenant: TenantNet) -> int:
         sysctl.enable_ip_forward()
