@@ -101,11 +101,15 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Api, bus
         ({"image": busybox_image, "restart": "sometimes"}, 400, "restart"),
         ({"image": busybox_image, "bogus": 1}, 400, "bogus"),
         ({"image": "127.0.0.1:1/never/pulled:1"}, 404, "no such image"),
+        # the labels that mark a service's, cron's or function's containers are the cloud's to set
+        ({"image": busybox_image, "labels": {"seabox.service": "web"}}, 400, "labels"),
     ]
     for req, status, text in cases:
         r = alice.post("/v1/containers", json=req)
         assert r.status_code == status, (req, r.text)
         assert text in r.json()["message"], (req, r.json())
+    r = alice.post("/containers/create", json={"Image": busybox_image, "Labels": {"Seabox.Function": "f"}})
+    assert r.status_code == 400 and "labels" in r.json()["message"], r.text
     r = alice.post("/v1/containers", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "JSON" in r.json()["message"]
     name = f"dup-{uuid.uuid4().hex[:6]}"

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from seabox.errors import InvalidArgument
 from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
@@ -24,6 +25,19 @@ ACTIVE: tuple[State, ...] = ("running", "restarting")
 
 
 MAX_GROUPS_PER_CONTAINER = 16
+# labels the cloud sets on the containers it runs for services, crons and functions (seabox.service, ...)
+RESERVED_LABEL_PREFIX = "seabox."
+
+
+def check_tenant_labels(labels: dict[str, str]) -> None:
+    """Refuse labels a tenant may not set itself: those that mark the cloud's own service, cron and function containers."""
+    reserved = sorted(k for k in labels if k.lower().startswith(RESERVED_LABEL_PREFIX))
+    if reserved:
+        raise InvalidArgument(
+            f"labels starting with {RESERVED_LABEL_PREFIX!r} are the cloud's own (got {', '.join(reserved)}); "
+            "use another prefix",
+            field="labels",
+        )
 
 
 def check_group_name(name: str) -> str:

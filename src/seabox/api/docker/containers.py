@@ -18,7 +18,7 @@ from seabox.api.docker.hijack import Stream, client_gone
 from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.api.docker.schema import ContainerCreateBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotModified, SeaboxError
-from seabox.model.container import Container
+from seabox.model.container import Container, check_tenant_labels
 from seabox.protocol.streams import AttachStdio
 from seabox.protocol.runtime import Stats
 
@@ -69,6 +69,7 @@ async def list_containers(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     body = await docker_body(request, ContainerCreateBody)
     req = translate.create_request(body, request.query.get("name"))
+    check_tenant_labels(req.labels)
     container = await cloud(request).containers.create(tenant_of(request), req)
     return web.json_response({"Id": container.id, "Warnings": []}, status=201)
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from seabox.api.auth import tenant_of
 from seabox.api.common import NdjsonStream, body, cloud, dump, flag, number
 from seabox.errors import InvalidArgument, SeaboxError
-from seabox.model.container import ContainerCreate
+from seabox.model.container import ContainerCreate, check_tenant_labels
 
 routes = web.RouteTableDef()
 
@@ -45,6 +45,7 @@ async def list_containers(request: web.Request) -> web.Response:
 @routes.post("/v1/containers")
 async def create(request: web.Request) -> web.Response:
     req = await body(request, ContainerCreate)
+    check_tenant_labels(req.labels)
     c = await cloud(request).containers.create(tenant_of(request), req)
     if flag(request, "start"):
         c = await cloud(request).containers.start(tenant_of(request), c.id)
