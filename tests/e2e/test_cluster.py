@@ -187,13 +187,17 @@ def until(check, timeout: float = 30, what: str = ""):  # type: ignore[no-untype
 
 
 def _on_n1(cluster: Cluster, alice: httpx.Client, image: str, **policies: str) -> dict[str, dict]:
-    """Containers (sleep 300) with the given restart policies, all placed on n1."""
+    """Containers (sleep 300) with the given restart policies, all placed on n1.
+
+    sleep as PID 1 ignores SIGTERM: a stop timeout of 1 s (not the default 10 s) keeps a drain, which
+    stops each container in turn, well inside the tests' waits on a loaded machine.
+    """
     cluster.admin("node", "cordon", "n2")
     try:
         out = {}
         for label, restart in policies.items():
             r = alice.post("/v1/containers", params={"start": "true"},
-                           json={"image": image, "cmd": ["sleep", "300"], "restart": restart})
+                           json={"image": image, "cmd": ["sleep", "300"], "restart": restart, "stop_timeout": 1})
             assert r.status_code == 201, r.text
             out[label] = r.json()
     finally:
