@@ -12,7 +12,7 @@ from seabox.errors import InvalidArgument
 from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
-from seabox.model.sizes import DEFAULT_SIZE, SIZES
+from seabox.model.sizes import DEFAULT_SIZE, check_size
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -38,6 +38,15 @@ def check_tenant_labels(labels: dict[str, str]) -> None:
             "use another prefix",
             field="labels",
         )
+
+
+def check_env(items: list[str]) -> list[str]:
+    """ITEMS if each is an environment entry KEY=VALUE."""
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not ENV_KEY_RE.match(key):
+            raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
+    return items
 
 
 def check_group_name(name: str) -> str:
@@ -122,6 +131,13 @@ class VolumeMount(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.volume}:{self.path}" + (":ro" if self.readonly else "")
+
+
+def parse_volumes(v: object) -> object:
+    """A request's volumes with each "NAME:/path[:ro]" string parsed to a VolumeMount (the rest left to pydantic)."""
+    if isinstance(v, list):
+        return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
+    return v
 
 
 class ContainerCreate(BaseModel):
@@ -209,18 +225,12 @@ class ContainerCreate(BaseModel):
     @field_validator("env")
     @classmethod
     def _env(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
-        return v
+        return check_env(v)
 
     @field_validator("size")
     @classmethod
     def _size(cls, v: str) -> str:
-        if v.lower() not in SIZES:
-            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
-        return v.lower()
+        return check_size(v)
 
     @field_validator("restart", mode="before")
     @classmethod
@@ -230,9 +240,7 @@ class ContainerCreate(BaseModel):
     @field_validator("volumes", mode="before")
     @classmethod
     def _volumes(cls, v: object) -> object:
-        if isinstance(v, list):
-            return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
-        return v
+        return parse_volumes(v)
 
     @field_validator("workdir")
     @classmethod

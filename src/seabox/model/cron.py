@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from seabox.model.container import ENV_KEY_RE, NAME_RE
-from seabox.model.sizes import DEFAULT_SIZE, SIZES
+from seabox.model.container import NAME_RE, check_env
+from seabox.model.sizes import DEFAULT_SIZE, check_size
 
 # a run's container is NAME-<unix time> (11 characters more, and room for a "-N" when the name is taken)
 MAX_NAME = 48
@@ -120,18 +120,12 @@ class CronSpec(BaseModel):
     @field_validator("size")
     @classmethod
     def _size(cls, v: str) -> str:
-        if v.lower() not in SIZES:
-            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
-        return v.lower()
+        return check_size(v)
 
     @field_validator("env")
     @classmethod
     def _env(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
-        return v
+        return check_env(v)
 
     @property
     def parsed(self) -> Schedule:

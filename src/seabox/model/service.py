@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seabox.model.container import ENV_KEY_RE, VolumeMount, check_group_names
+from seabox.model.container import VolumeMount, check_env, check_group_names, parse_volumes
 from seabox.model.health import HealthCheck
-from seabox.model.sizes import DEFAULT_SIZE, SIZES
+from seabox.model.sizes import DEFAULT_SIZE, check_size
 from seabox.protocol.balancing import Algorithm
 
 # 1-56 characters, so that a replica's name NAME-xxxxxx fits the 63 of a container name; a DNS label
@@ -64,25 +64,17 @@ class ServiceCreate(BaseModel):
     @field_validator("volumes", mode="before")
     @classmethod
     def _volumes(cls, v: object) -> object:
-        if isinstance(v, list):
-            return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
-        return v
+        return parse_volumes(v)
 
     @field_validator("env")
     @classmethod
     def _env(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
-        return v
+        return check_env(v)
 
     @field_validator("size")
     @classmethod
     def _size(cls, v: str) -> str:
-        if v.lower() not in SIZES:
-            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
-        return v.lower()
+        return check_size(v)
 
     def spec(self) -> ServiceSpec:
         """The stored spec of a new service (generation 1)."""
