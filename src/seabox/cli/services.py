@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from seabox.cli.client import CliError, Client, connect, each, err, inspect_all, print_table, quoted
+from seabox.cli.client import CliError, connect, each, inspect_all, print_table, quoted
 from seabox.cli.containers import Cmd, EnvOpt, Image, SgOpt, SizeOpt, VolumeOpt, env_list
-from seabox.cli.images import pull_image
+from seabox.cli.images import create_pulling, pull_image
 
 service_app = typer.Typer(
     help="Manage load-balanced services: REPLICAS containers of one image behind a stable virtual IP on your "
@@ -44,20 +44,6 @@ class CreateCommand(TyperCommand):
 
 def service_path(name: str, action: str = "") -> str:
     return f"/v1/services/{quoted(name)}" + (f"/{action}" if action else "")
-
-
-def create_service(api: Client, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the service, pulling its image first (once) if you do not have it."""
-    try:
-        created: dict[str, Any] = api.post("/v1/services", body)
-        return created
-    except CliError as exc:
-        if exc.status != 404 or not exc.message.startswith("no such image"):
-            raise
-    err.print(f"Unable to find image '{body['image']}' here; pulling it", markup=False)
-    pull_image(api, body["image"])
-    created = api.post("/v1/services", body)
-    return created
 
 
 def create(
@@ -99,7 +85,7 @@ def create(
         "health_interval": interval, "health_rise": rise, "health_fall": fall, "health_path": health_path,
         "size": size, "security_groups": list(sg or []), "env": env_list(env), "volumes": list(volume or []),
     }
-    print(create_service(connect(), {k: v for k, v in body.items() if v is not None})["vip"])
+    print(create_pulling(connect(), "/v1/services", {k: v for k, v in body.items() if v is not None})["vip"])
 
 
 def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print the names.")] = False) -> None:
