@@ -29,6 +29,7 @@ DOCKER = "/usr/local/bin/docker"
 TIMEOUT = 30  # every docker command gets one: a hang fails the test instead of the session
 TCP_ESTABLISHED, TCP_CLOSE_WAIT = "01", "08"
 T = TypeVar("T")
+BUDGET = 15.0  # seconds until() waits by default: for containers to be made and started (runc starts take tens of ms)
 
 
 def unique(prefix: str) -> str:
@@ -247,6 +248,18 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         time.sleep(interval)
+
+
+def until(check: Callable[[], Any], budget: float = BUDGET, what: str = "") -> Any:
+    """Poll CHECK every 50 ms until it returns something true; that value, or an AssertionError naming WHAT."""
+    deadline = time.monotonic() + budget
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {budget} s: {what}")
+        time.sleep(0.05)
 
 
 def memory_bytes(text: str) -> float:

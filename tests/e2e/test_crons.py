@@ -16,7 +16,7 @@ import pytest
 
 from seabox.store.db import open_engine
 from seabox.store.leases import Leases
-from tests.e2e.docker_fixtures import native, pull, unique, wiped_tenant
+from tests.e2e.docker_fixtures import native, pull, unique, until, wiped_tenant
 from tests.fixtures.cluster import running_cluster
 from tests.fixtures.postgres import Cluster as PgCluster
 from tests.fixtures.server import Server, own_server
@@ -47,17 +47,6 @@ def cli(server: Server, tenant: str) -> Callable[..., str]:
 
 def history(server: Server, tenant: str, name: str) -> list[dict[str, Any]]:
     return json.loads(server.cli("cron", "history", name, "-o", "json", tenant=tenant, check=True).stdout)
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def containers(server: Server, tenant: str) -> list[str]:

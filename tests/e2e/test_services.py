@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.docker_fixtures import native, ok, wiped_tenant
+from tests.e2e.docker_fixtures import native, ok, until, wiped_tenant
 from tests.fixtures.server import SEABOX as SEABOX_CLI
 from tests.fixtures.server import Server
 
 Sb = Callable[..., subprocess.CompletedProcess[str]]
 SERVE = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
-BUDGET = 15.0  # seconds for replicas to be made and started (runc starts take tens of milliseconds)
 
 
 @pytest.fixture
@@ -37,17 +36,6 @@ def sb(server: Server, tenant: str) -> Sb:
 def api(server: Server, tenant: str) -> Iterator[httpx.Client]:
     with native(server, tenant) as client:
         yield client
-
-
-def until(check: Callable[[], Any], budget: float = BUDGET, what: str = "") -> Any:
-    deadline = time.monotonic() + budget
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {budget} s: {what}")
-        time.sleep(0.05)
 
 
 def rows(sb: Sb) -> list[list[str]]:
