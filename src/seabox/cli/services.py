@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
-from seabox.cli.client import CliError, connect, each, inspect_all, print_table, quoted
+from seabox.cli.client import CliError, CommandAfterImage, connect, each, inspect_all, print_table, quoted
 from seabox.cli.containers import Cmd, EnvOpt, Image, SgOpt, SizeOpt, VolumeOpt, env_list
 from seabox.cli.images import create_pulling, pull_image
 
@@ -20,26 +19,6 @@ service_app = typer.Typer(
     no_args_is_help=True,
 )
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Service name.")]
-
-
-class CreateCommand(TyperCommand):
-    """`service create NAME [OPTIONS] IMAGE [CMD...]`: options may come before or after NAME; everything after
-    IMAGE is the command, passed verbatim (its own options included). Every create option takes a value."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        positional, i = 0, 0
-        while i < len(args) and positional < 2:
-            arg = args[i]
-            if arg == "--":
-                break
-            if arg.startswith("-") and arg != "-":
-                i += 1 if "=" in arg or arg in ("--help", "-h") else 2
-                continue
-            positional += 1
-            i += 1
-        if positional == 2 and i < len(args) and args[i] != "--":
-            args = [*args[:i], "--", *args[i:]]
-        return super().parse_args(ctx, args)
 
 
 def service_path(name: str, action: str = "") -> str:
@@ -164,7 +143,7 @@ def rm(
 
 
 def register(app: typer.Typer) -> None:
-    service_app.command("create", cls=CreateCommand)(create)
+    service_app.command("create", cls=CommandAfterImage)(create)
     for command, name in (
         (ls, "ls"), (inspect, "inspect"), (scale, "scale"), (update, "update"), (attach_fip, "attach-fip"),
         (detach_fip, "detach-fip"), (rm, "rm"),
