@@ -29,6 +29,7 @@ DOCKER = "/usr/local/bin/docker"
 TIMEOUT = 30  # every docker command gets one: a hang fails the test instead of the session
 TCP_ESTABLISHED, TCP_CLOSE_WAIT = "01", "08"
 T = TypeVar("T")
+BUDGET = 15.0  # seconds until() waits by default: for containers to be made and started (runc starts take tens of ms)
 
 
 def unique(prefix: str) -> str:
@@ -151,6 +152,41 @@ def pull(server: Server, tenant: str, image: str) -> None:
     assert "image" in last, last
 
 
+# what wipe removes of each kind (its /v1 route): the field naming one, the list query, the DELETE query
+WIPED: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+    "services": ("name", {}, {}),
+    "crons": ("name", {}, {}),
+    "containers": ("id", {"all": "true"}, {"force": "true"}),
+    "fips": ("address", {}, {}),
+}
+
+
+def wipe(server: Server, tenant: str, *kinds: str) -> None:
+    """Remove every one of TENANT's KINDS (keys of WIPED), kind by kind in the order given."""
+    with native(server, tenant) as client:
+        for kind in kinds:
+            key, listing, removal = WIPED[kind]
+            for item in client.get(f"/v1/{kind}", params=listing).json():
+                client.delete(f"/v1/{kind}/{item[key]}", params=removal)
+
+
+@contextmanager
+def wiped_tenant(server: Server, prefix: str, *kinds: str) -> Iterator[str]:
+    """A new tenant PREFIX-xxxxxx for the block; its KINDS are wiped afterwards, whether the block failed or not."""
+    name = unique(prefix)
+    server.tenant(name)
+    try:
+        yield name
+    finally:
+        wipe(server, name, *kinds)
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> str:
+    """The stdout of a CLI run that must have succeeded."""
+    assert r.returncode == 0, (r.args, r.stdout, r.stderr)
+    return r.stdout
+
+
 def clean(server: Server, tenant: str) -> None:
     """Remove every container, volume and image TENANT has."""
     with native(server, tenant) as client:
@@ -212,6 +248,18 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         time.sleep(interval)
+
+
+def until(check: Callable[[], Any], budget: float = BUDGET, what: str = "") -> Any:
+    """Poll CHECK every 50 ms until it returns something true; that value, or an AssertionError naming WHAT."""
+    deadline = time.monotonic() + budget
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {budget} s: {what}")
+        time.sleep(0.05)
 
 
 def memory_bytes(text: str) -> float:

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.e2e.docker_fixtures import ok, until
 from tests.e2e.test_cluster import placed
-from tests.e2e.test_services import CLIENT, FAST, SERVE, Sb, hits, ok, ready, until
+from tests.e2e.test_services import CLIENT, FAST, SERVE, Sb, hits, ready
 from tests.fixtures.cluster import Cluster
 
 TENANT = "svc-cluster"

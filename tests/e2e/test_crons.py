@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from datetime import datetime
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from seabox.store.db import open_engine
 from seabox.store.leases import Leases
-from tests.e2e.docker_fixtures import native, pull
+from tests.e2e.docker_fixtures import native, pull, unique, until, wiped_tenant
 from tests.fixtures.cluster import running_cluster
 from tests.fixtures.postgres import Cluster as PgCluster
 from tests.fixtures.server import Server, own_server
@@ -33,27 +32,11 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wipe(server: Server, tenant: str) -> None:
-    """Remove TENANT's crons, then any container left."""
-    with native(server, tenant) as client:
-        for c in client.get("/v1/crons").json():
-            client.delete(f"/v1/crons/{c['name']}")
-        for c in client.get("/v1/containers", params={"all": "true"}).json():
-            client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
-
-
 @pytest.fixture
 def tenant(server: Server, busybox_image: str) -> Iterator[str]:
-    name = unique("cron")
-    pull(server, name, busybox_image)
-    try:
+    with wiped_tenant(server, "cron", "crons", "containers") as name:
+        pull(server, name, busybox_image)
         yield name
-    finally:
-        wipe(server, name)
 
 
 def cli(server: Server, tenant: str) -> Callable[..., str]:
@@ -64,17 +47,6 @@ def cli(server: Server, tenant: str) -> Callable[..., str]:
 
 def history(server: Server, tenant: str, name: str) -> list[dict[str, Any]]:
     return json.loads(server.cli("cron", "history", name, "-o", "json", tenant=tenant, check=True).stdout)
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def containers(server: Server, tenant: str) -> list[str]:

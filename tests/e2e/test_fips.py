@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,44 +16,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.docker_fixtures import DockerCli, docker_config, native, pull
+from tests.e2e.docker_fixtures import DockerCli, docker_config, native, ok, pull, unique, wiped_tenant
 from tests.fixtures.server import Server
 
 SLEEP = ["sleep", "300"]
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wipe(server: Server, tenant: str) -> None:
-    """Remove TENANT's containers (which detaches their floating IPs), then release its floating IPs."""
-    with native(server, tenant) as client:
-        for c in client.get("/v1/containers", params={"all": "true"}).json():
-            client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
-        for f in client.get("/v1/fips").json():
-            client.delete(f"/v1/fips/{f['address']}")
-
-
 @pytest.fixture
 def tenant(server: Server, busybox_image: str) -> Iterator[str]:
     """A tenant of its own (the fips quota is per tenant), wiped afterwards."""
-    name = unique("fips")
-    server.tenant(name)
-    try:
+    with wiped_tenant(server, "fips", "containers", "fips") as name:
         yield name
-    finally:
-        wipe(server, name)
 
 
 @pytest.fixture
 def other(server: Server) -> Iterator[str]:
-    name = unique("fips-other")
-    server.tenant(name)
-    try:
+    with wiped_tenant(server, "fips-other", "containers", "fips") as name:
         yield name
-    finally:
-        wipe(server, name)
 
 
 @pytest.fixture
@@ -66,11 +44,6 @@ def sb(server: Server, tenant: str) -> Callable[..., subprocess.CompletedProcess
 def api(server: Server, tenant: str) -> Iterator[httpx.Client]:
     with native(server, tenant) as client:
         yield client
-
-
-def ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, (r.args, r.stdout, r.stderr)
-    return r.stdout
 
 
 def fip_rows(sb: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> list[list[str]]:

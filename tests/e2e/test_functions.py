@@ -10,23 +10,18 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from tests.e2e.docker_fixtures import pull
+from tests.e2e.docker_fixtures import ok, pull, unique
 from tests.fixtures.server import SEABOX, Server, own_server
 
 MIB = 1 << 20
 # small limits, so that tests reach them: 2 calls of a tenant at once, 1 waiting
 CONFIG = "[functions]\ntenant_concurrency = 2\nqueue_size = 1\nprune_interval = 1\ncall_lease = 3\n"
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +58,6 @@ def api(fserver: Server, tenant: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def sb(fserver: Server, tenant: str) -> Cli:
     return lambda *args, **kw: fserver.cli(*args, tenant=tenant, **kw)
-
-
-def ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, (r.args, r.stdout, r.stderr)
-    return r.stdout
 
 
 def make(api: httpx.Client, name: str, image: str, cmd: list[str], **spec: object) -> dict[str, object]:

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from tests.e2e.test_network_resources import READY, Net, http_get, net, tenant  # noqa: F401  (fixtures)
-from tests.e2e.test_services import FAST, SERVE, ready, until
+from tests.e2e.docker_fixtures import until
+from tests.e2e.test_services import FAST, SERVE, ready
 
 pytestmark = [
     pytest.mark.root,

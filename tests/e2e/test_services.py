@@ -7,44 +7,24 @@ import json
 import re
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.docker_fixtures import native
+from tests.e2e.docker_fixtures import native, ok, until, wiped_tenant
 from tests.fixtures.server import SEABOX as SEABOX_CLI
 from tests.fixtures.server import Server
 
 Sb = Callable[..., subprocess.CompletedProcess[str]]
 SERVE = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
-BUDGET = 15.0  # seconds for replicas to be made and started (runc starts take tens of milliseconds)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wipe(server: Server, tenant: str) -> None:
-    with native(server, tenant) as client:
-        for s in client.get("/v1/services").json():
-            client.delete(f"/v1/services/{s['name']}")
-        for c in client.get("/v1/containers", params={"all": "true"}).json():
-            client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
-        for f in client.get("/v1/fips").json():
-            client.delete(f"/v1/fips/{f['address']}")
 
 
 @pytest.fixture
 def tenant(server: Server, busybox_image: str) -> Iterator[str]:
-    name = unique("svc")
-    server.tenant(name)
-    try:
+    with wiped_tenant(server, "svc", "services", "containers", "fips") as name:
         yield name
-    finally:
-        wipe(server, name)
 
 
 @pytest.fixture
@@ -56,22 +36,6 @@ def sb(server: Server, tenant: str) -> Sb:
 def api(server: Server, tenant: str) -> Iterator[httpx.Client]:
     with native(server, tenant) as client:
         yield client
-
-
-def ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, (r.args, r.stdout, r.stderr)
-    return r.stdout
-
-
-def until(check: Callable[[], Any], budget: float = BUDGET, what: str = "") -> Any:
-    deadline = time.monotonic() + budget
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {budget} s: {what}")
-        time.sleep(0.05)
 
 
 def rows(sb: Sb) -> list[list[str]]:

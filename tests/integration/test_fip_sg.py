@@ -19,10 +19,11 @@ from seabox.config import NetworkConfig
 from seabox.model import ipam
 from seabox.model.firewall import Firewall, FirewallRule
 from seabox.model.ports import PortMapping
-from seabox.node.network import links, nft
 from seabox.node.network.manager import Attachment, Exposure, NodeNetwork
 from seabox.node.network.names import NetNames
-from tests.fixtures.public_net import Outside, connection, echoes, ns_socket, outside_on_public, pings, probe, serve
+from tests.fixtures.public_net import (
+    Outside, connection, echoes, fip_addresses, node_on_public, ns_socket, pings, probe, serve,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -65,26 +66,10 @@ class Node:
         return self.net.attach(secrets.token_hex(32), tenant, ip(tenant, n))
 
 
-def fip_addresses() -> set[str]:
-    with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=PUBLIC)[0]
-        return {a.get("address") for a in ipr.addr("dump", index=index, family=socket.AF_INET)
-                if IPv4Address(a.get("address")) in FIP_RANGE}  # fmt: skip
-
-
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    with outside_on_public(tmp_path / "outside" / "ns", PUBLIC, PUBLIC_SUBNET, FIP_RANGE) as outside:
-        net = NodeNetwork(CFG, tmp_path / "run", NAMES)
-        try:
-            net.reconcile({TENANT_A, TENANT_B}, set())
-            yield Node(net, outside)
-        finally:
-            net.teardown()
-            assert fip_addresses() == set()
-    with IPRoute() as ipr:
-        assert links.owned(ipr, NAMES) == [] and ipr.link_lookup(ifname=PUBLIC) == []
-    assert not nft.table_exists(TABLE)
+    with node_on_public(tmp_path, CFG, NAMES, PUBLIC_SUBNET, FIP_RANGE, {TENANT_A, TENANT_B}) as (net, outside):
+        yield Node(net, outside)
 
 
 def test_a_fip_reaches_its_published_ports_and_nothing_else(node: Node) -> None:
@@ -96,7 +81,7 @@ def test_a_fip_reaches_its_published_ports_and_nothing_else(node: Node) -> None:
                                                    PortMapping(container_port=53, fip_port=5353, protocol="udp"))),
         c2.netns_path.name: Exposure(c2.ip, None, (PortMapping(container_port=80, fip_port=8080),)),
     })  # fmt: skip
-    assert fip_addresses() == {str(FIP1)}
+    assert fip_addresses(PUBLIC, FIP_RANGE) == {str(FIP1)}
     host_port = 47000 + PID % 1000
     with serve(c1.netns_path, 80, "c1"), serve(c1.netns_path, 81, "c1"), serve(c1.netns_path, 53, "c1", udp=True), \
             serve(c2.netns_path, 80, "c2"), serve(None, host_port, "host"):  # fmt: skip
@@ -115,7 +100,7 @@ def test_a_fip_reaches_its_published_ports_and_nothing_else(node: Node) -> None:
             ns.route("add", dst=str(ipam.tenant_subnet(CFG, TENANT_A)), gateway=str(node.outside.node_address))
         assert probe(out, c2.ip, 80) is None and probe(out, c1.ip, 80) is None
     node.net.expose({})
-    assert fip_addresses() == set()
+    assert fip_addresses(PUBLIC, FIP_RANGE) == set()
     with serve(c1.netns_path, 80, "c1"):
         assert probe(out, FIP1, 8080) is None
 
@@ -179,7 +164,7 @@ def test_addresses_in_the_fip_range_that_no_container_holds_are_removed(node: No
         index = ipr.link_lookup(ifname=PUBLIC)[0]
         ipr.addr("add", index=index, address="198.18.14.99", prefixlen=32)
     node.net.expose({c1.netns_path.name: Exposure(c1.ip, FIP2)})
-    assert fip_addresses() == {str(FIP2)}
+    assert fip_addresses(PUBLIC, FIP_RANGE) == {str(FIP2)}
     with IPRoute() as ipr:  # the node's own address is not in the range and stays
         index = ipr.link_lookup(ifname=PUBLIC)[0]
         assert str(node.outside.node_address) in {a.get("address") for a in ipr.addr("dump", index=index)}

@@ -7,7 +7,6 @@ import os
 import secrets
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 
 from seabox.config import NetworkConfig
 from seabox.errors import Conflict, InvalidArgument
@@ -25,6 +23,7 @@ from seabox.model import ipam
 from seabox.node.network import links, netns, nft
 from seabox.node.network.manager import Attachment, NodeNetwork
 from seabox.node.network.names import NetNames
+from tests.fixtures.public_net import accepting, ns_socket
 
 pytestmark = [
     pytest.mark.root,
@@ -63,13 +62,6 @@ def host_ip(tenant_index: int, n: int) -> IPv4Address:
     return ipam.tenant_subnet(NetworkConfig(), tenant_index).network_address + n
 
 
-def ns_socket(path: Path | None) -> socket.socket:
-    """A TCP socket living in the netns at path (the host's when None)."""
-    if path is None:
-        return socket.socket()
-    return pr_netns.create_socket(str(path), flags=0)
-
-
 @contextmanager
 def echo_peer(path: Path | None, address: IPv4Address | str, port: int = 0) -> Iterator[int]:
     """A TCP server in netns path that answers each connection with the peer address it saw; yields its port."""
@@ -77,26 +69,8 @@ def echo_peer(path: Path | None, address: IPv4Address | str, port: int = 0) -> I
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((str(address), port))
     server.listen(16)
-    server.settimeout(0.1)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, peer = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.sendall(peer[0].encode())
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with accepting(server, lambda conn, peer: conn.sendall(peer[0].encode())):
         yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
 
 
 def probe(path: Path | None, address: IPv4Address, port: int) -> str | None:

@@ -10,7 +10,6 @@ import os
 import secrets
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,11 +27,12 @@ from seabox.model.firewall import Firewall, FirewallRule
 from seabox.model.health import HealthCheck
 from seabox.node.health import Prober
 from seabox.node.health import Target as HealthTarget
-from seabox.node.network import links, nft
 from seabox.node.network.lb_rules import Algorithm, Target
 from seabox.node.network.manager import Attachment, Exposure, NodeNetwork, Service
 from seabox.node.network.names import NetNames
-from tests.fixtures.public_net import Outside, connection, echoes, ns_socket, outside_on_public, probe, serve
+from tests.fixtures.public_net import (
+    Outside, accepting, connection, echoes, fip_addresses, node_on_public, ns_socket, probe, serve,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -79,13 +79,6 @@ def bridge_addresses(tenant: int = TENANT) -> set[str]:
         return {a.get("address") for a in ipr.addr("dump", index=index, family=socket.AF_INET)}
 
 
-def public_addresses() -> set[str]:
-    with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=PUBLIC)[0]
-        return {a.get("address") for a in ipr.addr("dump", index=index, family=socket.AF_INET)
-                if IPv4Address(a.get("address")) in FIP_RANGE}  # fmt: skip
-
-
 def label(answer: str | None) -> str | None:
     return None if answer is None else answer.split()[0]
 
@@ -106,16 +99,8 @@ def refused(path: Path, address: IPv4Address, port: int) -> float | None:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    with outside_on_public(tmp_path / "outside" / "ns", PUBLIC, PUBLIC_SUBNET, FIP_RANGE) as outside:
-        net = NodeNetwork(CFG, tmp_path / "run", NAMES)
-        try:
-            net.reconcile({TENANT, OTHER}, set())
-            yield Node(net, outside)
-        finally:
-            net.teardown()
-    with IPRoute() as ipr:
-        assert links.owned(ipr, NAMES) == [] and ipr.link_lookup(ifname=PUBLIC) == []
-    assert not nft.table_exists(TABLE)
+    with node_on_public(tmp_path, CFG, NAMES, PUBLIC_SUBNET, FIP_RANGE, {TENANT, OTHER}) as (net, outside):
+        yield Node(net, outside)
 
 
 def test_roundrobin_spreads_evenly_and_the_backend_sees_the_client(node: Node) -> None:
@@ -214,7 +199,7 @@ def test_a_service_fip_reaches_the_backends_from_outside(node: Node) -> None:
     backends = [node.container(n) for n in (2, 3)]
     out = node.outside.path
     node.serve(backends, fip=True)
-    assert public_addresses() == {str(FIP)}
+    assert fip_addresses(PUBLIC, FIP_RANGE) == {str(FIP)}
     with serve(backends[0].netns_path, PORT, "b0"), serve(backends[1].netns_path, PORT, "b1"):
         answers = [probe(out, FIP, PORT) for _ in range(10)]
         assert Counter(answers) == {f"b0 {node.outside.address}": 5, f"b1 {node.outside.address}": 5}
@@ -224,7 +209,7 @@ def test_a_service_fip_reaches_the_backends_from_outside(node: Node) -> None:
         node.serve([], fip=True)
         assert refused(out, FIP, PORT) is not None
         node.net.balance([])
-    assert public_addresses() == set()
+    assert fip_addresses(PUBLIC, FIP_RANGE) == set()
 
 
 @contextmanager
@@ -234,29 +219,15 @@ def http_server(path: Path, port: int, status: list[int]) -> Iterator[None]:
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("0.0.0.0", port))
     server.listen(16)
-    server.settimeout(0.1)
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(0.5)
-                with contextlib.suppress(OSError):
-                    conn.recv(4096)
-                    conn.sendall(f"HTTP/1.0 {status[0]} X\r\nContent-Length: 0\r\n\r\n".encode())
+    def answer(conn: socket.socket, _peer: tuple[str, int]) -> None:
+        conn.settimeout(0.5)
+        with contextlib.suppress(OSError):
+            conn.recv(4096)
+            conn.sendall(f"HTTP/1.0 {status[0]} X\r\nContent-Length: 0\r\n\r\n".encode())
 
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with accepting(server, answer):
         yield
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
 
 
 async def wait_for(changes: list[bool], expected: list[bool], budget: float) -> float:

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from seabox.model.humanize import human_duration
 
@@ -62,6 +62,28 @@ class SeaboxGroup(TyperGroup):
 
 
 # configuration ------------------------------------------------------------------------------
+class CommandAfterImage(TyperCommand):
+    """A create command NAME [OPTIONS] IMAGE [CMD...]: options may come before and between NAME and IMAGE;
+    everything after IMAGE is the command, passed verbatim (its own options included; a `--` right after IMAGE
+    only marks where it starts)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        valued = {o for p in self.params if isinstance(p, TyperOption) and not p.is_flag for o in p.opts + p.secondary_opts}
+        positional, i = 0, 0
+        while i < len(args) and args[i] != "--":
+            arg = args[i]
+            if arg.startswith("-") and len(arg) > 1:
+                i += 2 if arg in valued else 1
+                continue
+            positional += 1
+            i += 1
+            if positional == 2:  # IMAGE
+                if args[i:i + 1] != ["--"]:
+                    args = [*args[:i], "--", *args[i:]]
+                break
+        return super().parse_args(ctx, args)
+
+
 def config_path() -> Path:
     """Where `seabox login` saves the server URL and key: $SEABOX_CONFIG or ~/.config/seabox/config.json."""
     explicit = os.environ.get(ENV_CONFIG)

@@ -13,12 +13,10 @@ from typing import Annotated, Any
 import typer
 
 from seabox.cli.client import (
-    Client,
     CliError,
     ago,
     connect,
     each,
-    err,
     human_bytes,
     inspect_all,
     pairs,
@@ -31,7 +29,7 @@ from seabox.cli.client import (
     timestamp,
     write_stream,
 )
-from seabox.cli.images import familiar, pull_image
+from seabox.cli.images import create_pulling, familiar
 from seabox.model.humanize import status_words
 from seabox.model.sizes import DEFAULT_SIZE, SIZES
 
@@ -217,20 +215,6 @@ def ports_text(container: dict[str, Any]) -> str:
     return ", ".join(dict.fromkeys(f"{p['container_port']}/{p['protocol']}" for p in ports))
 
 
-def create_container(api: Client, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the container, pulling its image first (once) if the server does not have it."""
-    try:
-        created: dict[str, Any] = api.post("/v1/containers", body)
-        return created
-    except CliError as exc:
-        if exc.status != 404 or not exc.message.startswith("no such image"):
-            raise
-    err.print(f"Unable to find image '{body['image']}' here; pulling it", markup=False)
-    pull_image(api, body["image"])
-    created = api.post("/v1/containers", body)
-    return created
-
-
 def container_path(name: str, action: str = "") -> str:
     return f"/v1/containers/{quoted(name)}" + (f"/{action}" if action else "")
 
@@ -323,7 +307,7 @@ def create(
     body.update(network_body(fip, publish, publish_all))
     if sg:
         body["security_groups"] = list(sg)
-    print(create_container(connect(), body)["id"])
+    print(create_pulling(connect(), "/v1/containers", body)["id"])
 
 
 def run(
@@ -360,7 +344,7 @@ def run(
     if detach and rm:
         body["auto_remove"] = True  # nobody waits here: the server removes it when it exits
     api = connect()
-    cid = create_container(api, body)["id"]
+    cid = create_pulling(api, "/v1/containers", body)["id"]
     try:
         api.post(container_path(cid, "start"))
         if detach:

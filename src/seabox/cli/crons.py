@@ -6,9 +6,8 @@ import json
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperOption
 
-from seabox.cli.client import CliError, connect, each, inspect_all, parse_datetime, print_table, quoted
+from seabox.cli.client import CliError, CommandAfterImage, connect, each, inspect_all, parse_datetime, print_table, quoted
 from seabox.cli.containers import Cmd, EnvOpt, SizeOpt, env_list
 
 cron_app = typer.Typer(
@@ -20,25 +19,6 @@ Name = Annotated[str, typer.Argument(metavar="NAME", help="Cron name.")]
 Names = Annotated[list[str], typer.Argument(metavar="NAME", help="Cron names.")]
 Image = Annotated[str, typer.Argument(metavar="IMAGE", help="Image reference, one you have pulled (`seabox pull`).")]
 LOG_COLUMN = 60  # characters of the last output line in the history table
-
-
-class CommandAfterImage(TyperCommand):
-    """Options may come before and between NAME and IMAGE; everything after IMAGE is the command, dashes and all."""
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        valued = {o for p in self.params if isinstance(p, TyperOption) and not p.is_flag for o in p.opts + p.secondary_opts}
-        positional, i = 0, 0
-        while i < len(args) and args[i] != "--":
-            arg = args[i]
-            if arg.startswith("-") and len(arg) > 1:
-                i += 2 if arg in valued else 1
-                continue
-            positional += 1
-            i += 1
-            if positional == 2:  # IMAGE
-                args = [*args[:i], "--", *args[i:]]
-                break
-        return super().parse_args(ctx, args)
 
 
 def cron_path(name: str, action: str = "") -> str:

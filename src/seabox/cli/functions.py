@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from seabox.cli.client import CliError, Client, connect, each, err, inspect_all, print_table, quoted, report
-from seabox.cli.images import pull_image
+from seabox.cli.client import CliError, Client, connect, each, inspect_all, print_table, quoted, report
+from seabox.cli.images import create_pulling
 
 func_app = typer.Typer(
     help="Manage functions: an image run per call. stdio mode (default): each call runs a container, the "
@@ -64,14 +64,7 @@ def create(
     if port is not None:
         body["port"] = port
     api = connect()
-    try:
-        fn = api.post("/v1/funcs", body)
-    except CliError as exc:
-        if exc.status != 404 or not exc.message.startswith("no such image"):
-            raise
-        err.print(f"Unable to find image '{image}' here; pulling it", markup=False)
-        pull_image(api, image)
-        fn = api.post("/v1/funcs", body)
+    fn = create_pulling(api, "/v1/funcs", body)
     print(api.url + fn["call_path"])
 
 

@@ -73,6 +73,20 @@ def pull_image(api: Client, ref: str) -> dict[str, Any]:
     raise CliError(f"the pull of {ref} ended without a result")
 
 
+def create_pulling(api: Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST BODY to PATH, pulling BODY's image first (once) if the server does not have it."""
+    try:
+        created: dict[str, Any] = api.post(path, body)
+        return created
+    except CliError as exc:
+        if exc.status != 404 or not exc.message.startswith("no such image"):
+            raise
+    err.print(f"Unable to find image '{body['image']}' here; pulling it", markup=False)
+    pull_image(api, body["image"])
+    created = api.post(path, body)
+    return created
+
+
 def familiar(ref: str) -> str:
     """The short form docker shows for an image reference, e.g. busybox:latest (an image id as 12 hex)."""
     if ref.startswith("sha256:"):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
-from seabox.cli.client import CliError, Client, connect, each, err, inspect_all, print_table, quoted
+from seabox.cli.client import CliError, CommandAfterImage, connect, each, inspect_all, print_table, quoted
 from seabox.cli.containers import Cmd, EnvOpt, Image, SgOpt, SizeOpt, VolumeOpt, env_list
-from seabox.cli.images import pull_image
+from seabox.cli.images import create_pulling, pull_image
 
 service_app = typer.Typer(
     help="Manage load-balanced services: REPLICAS containers of one image behind a stable virtual IP on your "
@@ -22,42 +21,8 @@ service_app = typer.Typer(
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Service name.")]
 
 
-class CreateCommand(TyperCommand):
-    """`service create NAME [OPTIONS] IMAGE [CMD...]`: options may come before or after NAME; everything after
-    IMAGE is the command, passed verbatim (its own options included). Every create option takes a value."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        positional, i = 0, 0
-        while i < len(args) and positional < 2:
-            arg = args[i]
-            if arg == "--":
-                break
-            if arg.startswith("-") and arg != "-":
-                i += 1 if "=" in arg or arg in ("--help", "-h") else 2
-                continue
-            positional += 1
-            i += 1
-        if positional == 2 and i < len(args) and args[i] != "--":
-            args = [*args[:i], "--", *args[i:]]
-        return super().parse_args(ctx, args)
-
-
 def service_path(name: str, action: str = "") -> str:
     return f"/v1/services/{quoted(name)}" + (f"/{action}" if action else "")
-
-
-def create_service(api: Client, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the service, pulling its image first (once) if you do not have it."""
-    try:
-        created: dict[str, Any] = api.post("/v1/services", body)
-        return created
-    except CliError as exc:
-        if exc.status != 404 or not exc.message.startswith("no such image"):
-            raise
-    err.print(f"Unable to find image '{body['image']}' here; pulling it", markup=False)
-    pull_image(api, body["image"])
-    created = api.post("/v1/services", body)
-    return created
 
 
 def create(
@@ -99,7 +64,7 @@ def create(
         "health_interval": interval, "health_rise": rise, "health_fall": fall, "health_path": health_path,
         "size": size, "security_groups": list(sg or []), "env": env_list(env), "volumes": list(volume or []),
     }
-    print(create_service(connect(), {k: v for k, v in body.items() if v is not None})["vip"])
+    print(create_pulling(connect(), "/v1/services", {k: v for k, v in body.items() if v is not None})["vip"])
 
 
 def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print the names.")] = False) -> None:
@@ -178,7 +143,7 @@ def rm(
 
 
 def register(app: typer.Typer) -> None:
-    service_app.command("create", cls=CreateCommand)(create)
+    service_app.command("create", cls=CommandAfterImage)(create)
     for command, name in (
         (ls, "ls"), (inspect, "inspect"), (scale, "scale"), (update, "update"), (attach_fip, "attach-fip"),
         (detach_fip, "detach-fip"), (rm, "rm"),

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from seabox.errors import InvalidArgument
 from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
-from seabox.model.sizes import DEFAULT_SIZE, SIZES
+from seabox.model.sizes import DEFAULT_SIZE, check_size
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -38,6 +38,15 @@ def check_tenant_labels(labels: dict[str, str]) -> None:
             "use another prefix",
             field="labels",
         )
+
+
+def check_env(items: list[str]) -> list[str]:
+    """ITEMS if each is an environment entry KEY=VALUE."""
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not ENV_KEY_RE.match(key):
+            raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
+    return items
 
 
 def check_group_name(name: str) -> str:
@@ -124,6 +133,20 @@ class VolumeMount(BaseModel):
         return f"{self.volume}:{self.path}" + (":ro" if self.readonly else "")
 
 
+def parse_volumes(v: object) -> object:
+    """A request's volumes with each "NAME:/path[:ro]" string parsed to a VolumeMount (the rest left to pydantic)."""
+    if isinstance(v, list):
+        return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
+    return v
+
+
+# request fields the container, service and cron create requests share, each checked as it is parsed
+EnvList = Annotated[list[str], AfterValidator(check_env)]
+SizeName = Annotated[str, AfterValidator(check_size)]
+VolumeList = Annotated[list[VolumeMount], BeforeValidator(parse_volumes)]
+GroupNames = Annotated[list[str], AfterValidator(check_group_names)]
+
+
 class ContainerCreate(BaseModel):
     """What a tenant asks for when creating a container (native API body)."""
 
@@ -133,10 +156,10 @@ class ContainerCreate(BaseModel):
     name: str | None = None
     cmd: list[str] | None = None
     entrypoint: list[str] | None = None
-    env: list[str] = Field(default_factory=list)
+    env: EnvList = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
-    size: str = DEFAULT_SIZE
-    volumes: list[VolumeMount] = Field(default_factory=list)
+    size: SizeName = DEFAULT_SIZE
+    volumes: VolumeList = Field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
     hostname: str | None = None
@@ -169,12 +192,7 @@ class ContainerCreate(BaseModel):
     def _ports(cls, v: list[PortMapping]) -> list[PortMapping]:
         return check_ports(v)
     # the tenant's security groups the container is in (none: the default policy; see docs/security-groups.md)
-    security_groups: list[str] = Field(default_factory=list)
-
-    @field_validator("security_groups")
-    @classmethod
-    def _security_groups(cls, v: list[str]) -> list[str]:
-        return check_group_names(v)
+    security_groups: GroupNames = Field(default_factory=list)
 
     @field_validator("cap_drop")
     @classmethod
@@ -206,33 +224,10 @@ class ContainerCreate(BaseModel):
             raise ValueError(f"invalid container name {v!r}: 1-63 of [a-zA-Z0-9_.-], starting with a letter or digit")
         return v
 
-    @field_validator("env")
-    @classmethod
-    def _env(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
-        return v
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        if v.lower() not in SIZES:
-            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
-        return v.lower()
-
     @field_validator("restart", mode="before")
     @classmethod
     def _restart(cls, v: object) -> object:
         return RestartPolicy.parse(v) if isinstance(v, str) else v
-
-    @field_validator("volumes", mode="before")
-    @classmethod
-    def _volumes(cls, v: object) -> object:
-        if isinstance(v, list):
-            return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
-        return v
 
     @field_validator("workdir")
     @classmethod

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from seabox.model.container import ENV_KEY_RE, NAME_RE
-from seabox.model.sizes import DEFAULT_SIZE, SIZES
+from seabox.model.container import NAME_RE, EnvList, SizeName
+from seabox.model.sizes import DEFAULT_SIZE
 
 # a run's container is NAME-<unix time> (11 characters more, and room for a "-N" when the name is taken)
 MAX_NAME = 48
@@ -101,8 +101,8 @@ class CronSpec(BaseModel):
     schedule: str = Field(min_length=1, max_length=MAX_SCHEDULE)
     concurrency: Concurrency = "allow"
     timeout: int = Field(DEFAULT_TIMEOUT, ge=1, le=MAX_TIMEOUT)  # seconds; a run past it is killed (timed-out)
-    size: str = DEFAULT_SIZE
-    env: list[str] = Field(default_factory=list, max_length=MAX_ENV)
+    size: SizeName = DEFAULT_SIZE
+    env: EnvList = Field(default_factory=list, max_length=MAX_ENV)
     image: str = Field(min_length=1, max_length=512)
     cmd: list[str] | None = Field(None, max_length=256)
 
@@ -116,22 +116,6 @@ class CronSpec(BaseModel):
     @classmethod
     def _schedule(cls, v: str, info: ValidationInfo) -> str:
         return Schedule.parse(v, info.data.get("tz", "UTC")).expression
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        if v.lower() not in SIZES:
-            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
-        return v.lower()
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
-        return v
 
     @property
     def parsed(self) -> Schedule:

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seabox.model.container import ENV_KEY_RE, VolumeMount, check_group_names
+from seabox.model.container import EnvList, GroupNames, SizeName, VolumeList, VolumeMount
 from seabox.model.health import HealthCheck
-from seabox.model.sizes import DEFAULT_SIZE, SIZES
+from seabox.model.sizes import DEFAULT_SIZE
 from seabox.protocol.balancing import Algorithm
 
 # 1-56 characters, so that a replica's name NAME-xxxxxx fits the 63 of a container name; a DNS label
@@ -37,10 +37,10 @@ class ServiceCreate(BaseModel):
     name: str
     image: str = Field(min_length=1)
     cmd: list[str] | None = None
-    env: list[str] = Field(default_factory=list)
-    volumes: list[VolumeMount] = Field(default_factory=list)
-    size: str = DEFAULT_SIZE
-    security_groups: list[str] = Field(default_factory=list)
+    env: EnvList = Field(default_factory=list)
+    volumes: VolumeList = Field(default_factory=list)
+    size: SizeName = DEFAULT_SIZE
+    security_groups: GroupNames = Field(default_factory=list)
     replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
     port: int = Field(ge=1, le=65535)
     container_port: int | None = Field(None, ge=1, le=65535)  # None: the same as port
@@ -55,34 +55,6 @@ class ServiceCreate(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v)
-
-    @field_validator("security_groups")
-    @classmethod
-    def _groups(cls, v: list[str]) -> list[str]:
-        return check_group_names(v)
-
-    @field_validator("volumes", mode="before")
-    @classmethod
-    def _volumes(cls, v: object) -> object:
-        if isinstance(v, list):
-            return [VolumeMount.parse(x) if isinstance(x, str) else x for x in v]
-        return v
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, v: list[str]) -> list[str]:
-        for item in v:
-            key, sep, _ = item.partition("=")
-            if not sep or not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment entries must be KEY=VALUE, got {item!r}")
-        return v
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        if v.lower() not in SIZES:
-            raise ValueError(f"unknown size {v!r}: use one of {', '.join(SIZES)}")
-        return v.lower()
 
     def spec(self) -> ServiceSpec:
         """The stored spec of a new service (generation 1)."""

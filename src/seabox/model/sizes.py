@@ -52,6 +52,13 @@ def get_size(name: str) -> Size:
         ) from None
 
 
+def check_size(name: str) -> str:
+    """NAME lowercased if it names a size (a request field's validator: raises ValueError)."""
+    if name.lower() not in SIZES:
+        raise ValueError(f"unknown size {name!r}: use one of {', '.join(SIZES)}")
+    return name.lower()
+
+
 def smallest_fitting(memory_bytes: int, cpus: float = 0) -> Size:
     """The smallest size with at least MEMORY_BYTES and CPUS (Docker's --memory and --cpus map to this)."""
     for size in SIZES.values():
