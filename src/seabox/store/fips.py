@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from seabox.errors import Conflict, Forbidden, NotFound
@@ -125,11 +125,7 @@ class FipStore:
         """Attach the tenant's ADDRESS to CONTAINER_ID; one attached elsewhere moves only with FORCE."""
         try:
             with self.engine.begin() as conn:
-                row = conn.execute(
-                    _WITH_CONTAINER.where(_c.tenant_id == tenant_id, _c.address == address).with_for_update(of=t.fips)
-                ).mappings().first()
-                if row is None:
-                    raise NotFound(f"no such floating IP: {address}", field="fip")
+                row = _held(conn, tenant_id, address, lock=True)
                 if row["container_id"] == container_id:
                     return
                 if row["service_name"] is not None and not force:
@@ -164,9 +160,7 @@ class FipStore:
     def release(self, tenant_id: str, address: str) -> None:
         """Give the tenant's ADDRESS back to the range; refused while it is attached."""
         with self.engine.begin() as conn:
-            row = conn.execute(_WITH_CONTAINER.where(_c.tenant_id == tenant_id, _c.address == address)).mappings().first()
-            if row is None:
-                raise NotFound(f"no such floating IP: {address}", field="fip")
+            row = _held(conn, tenant_id, address)
             if row["container_id"] is not None:
                 raise Conflict(f"floating IP {address} is attached to container {row['container_name']}: "
                                f"detach it first (`seabox fip detach {row['container_name']}`)", field="fip")
@@ -180,11 +174,7 @@ class FipStore:
         """Attach the tenant's dangling ADDRESS to SERVICE_ID, which must have none yet."""
         try:
             with self.engine.begin() as conn:
-                row = conn.execute(
-                    _WITH_CONTAINER.where(_c.tenant_id == tenant_id, _c.address == address).with_for_update(of=t.fips)
-                ).mappings().first()
-                if row is None:
-                    raise NotFound(f"no such floating IP: {address}", field="fip")
+                row = _held(conn, tenant_id, address, lock=True)
                 if row["service_id"] == service_id:
                     return
                 holder = (f"container {row['container_name']}" if row["container_id"] is not None
@@ -219,3 +209,12 @@ class FipStore:
             if _name_taken(exc):
                 raise Conflict(f"floating IP name {name!r} is already in use", field="name") from None
             raise
+
+
+def _held(conn: Connection, tenant_id: str, address: str, lock: bool = False) -> RowMapping:
+    """The tenant's floating IP ADDRESS with its holder's names (row-locked with LOCK); NotFound if it has none."""
+    q = _WITH_CONTAINER.where(_c.tenant_id == tenant_id, _c.address == address)
+    row = conn.execute(q.with_for_update(of=t.fips) if lock else q).mappings().first()
+    if row is None:
+        raise NotFound(f"no such floating IP: {address}", field="fip")
+    return row
