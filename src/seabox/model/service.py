@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from seabox.model.container import EnvList, GroupNames, SizeName, VolumeList, VolumeMount
 from seabox.model.health import HealthCheck
@@ -55,6 +55,13 @@ class ServiceCreate(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v)
+
+    @field_validator("health_path")
+    @classmethod
+    def _path_is_for_http(cls, v: str, info: ValidationInfo) -> str:
+        if v != "/" and info.data.get("protocol") == "tcp":
+            raise ValueError("a health path is GET by an http health check only: add protocol http (--protocol http)")
+        return v
 
     def spec(self) -> ServiceSpec:
         """The stored spec of a new service (generation 1)."""
