@@ -10,13 +10,14 @@ import time
 import pytest
 
 from seabox.config import FunctionsConfig
-from seabox.errors import CallTimeout, Conflict, PayloadTooLarge, ReplyTooLarge, TooManyRequests
+from seabox.errors import CallTimeout, Conflict, InvalidArgument, PayloadTooLarge, ReplyTooLarge, TooManyRequests
 from seabox.model.function import MAX_BODY, Function, FunctionSpec
 from seabox.model.tenant import Tenant
 from seabox.services.call_slots import CallSlots
 from seabox.services.function_calls import CallGateway, forwarded
 from seabox.services.function_exec import Call, Reply
 from seabox.services.function_stdio import header_env
+from seabox.services.functions import check_spec
 from seabox.store.db import open_engine
 from seabox.store.functions import FunctionStore
 from seabox.store.repo import Store
@@ -199,3 +200,12 @@ def test_only_call_urls_are_served_without_a_key() -> None:
 
     assert is_public("/call/f/secret") and is_public("/call/f/secret/sync")
     assert not is_public("/v1/funcs/f/call") and not is_public("/callx/f") and not is_public("/v1.47/call/f/s")
+
+
+@pytest.mark.parametrize(("change", "field"), [({"min_warm": 1}, "min_warm"), ({"port": 9000}, "port")])
+def test_http_only_options_on_a_stdio_function_are_refused_naming_them(change: dict[str, int], field: str) -> None:
+    executors = {"stdio": FakeExecutor(Reply(200, b"")), "http": FakeExecutor(Reply(200, b""))}
+    with pytest.raises(InvalidArgument) as exc:
+        check_spec(FunctionSpec(name="f", image="busybox", **change), executors)  # type: ignore[arg-type]
+    assert exc.value.field == field and "--mode http" in exc.value.message
+    check_spec(FunctionSpec(name="f", image="busybox", mode="http", **change), executors)  # type: ignore[arg-type]

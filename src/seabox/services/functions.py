@@ -29,6 +29,14 @@ def check_spec(spec: FunctionSpec, executors: dict[str, Executor]) -> None:
             raise InvalidArgument(f"env entries must be KEY=VALUE, got {item[:80]!r}", field="env")
     if sum(len(e) for e in spec.env) > MAX_ENV_BYTES:
         raise InvalidArgument(f"env is larger than {MAX_ENV_BYTES} bytes in all", field="env")
+    if spec.mode == "stdio":  # one container per call: nothing stays warm, nothing serves a port
+        default = FunctionSpec.model_fields
+        if spec.min_warm != default["min_warm"].default:
+            raise InvalidArgument("min_warm keeps http-mode replicas warm; a stdio function runs a container per "
+                                  "call: use --mode http", field="min_warm")
+        if spec.port != default["port"].default:
+            raise InvalidArgument("port is where an http-mode function serves; a stdio function reads stdin: "
+                                  "use --mode http", field="port")
     if spec.mode not in executors:
         raise InvalidArgument(f"mode {spec.mode} is not served by this server: use {' or '.join(executors)}",
                               field="mode")
