@@ -1,20 +1,25 @@
 """Floating IPs across nodes: each node's eth0 on the underlay is its public interface, and an "outside"
 netns on the underlay bridge reaches the FIPs on-link (it asks ARP); a FIP moved to a container on
-another node takes new connections within a second (the new node's gratuitous ARP)."""
+another node takes new connections within a second (the new node's gratuitous ARP); a service's FIP
+reaches its replicas on both nodes, subject to their security groups."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.docker_fixtures import until as wait_for
 from tests.e2e.test_api import pull
 from tests.e2e.test_cluster import _named_on, alice  # noqa: F401 (a fixture)
-from tests.e2e.test_network_resources import BUDGET, FIP_RANGE, READY, http_get, httpd, until
+from tests.e2e.test_cluster_services import spread
+from tests.e2e.test_network_resources import BUDGET, FIP_RANGE, READY, group, http_get, httpd, ingress_tcp, until
+from tests.e2e.test_services import FAST, SERVE, ready
 from tests.fixtures.cluster import Cluster, _ip, running_cluster
 from tests.fixtures.public_net import serve
 
@@ -73,3 +78,33 @@ def test_a_fip_moved_to_another_nodes_container_takes_new_connections_within_a_s
     with serve(outside, 9000, "outside"):
         r = cluster.server.cli("exec", "two", "nc", "-w", "2", OUTSIDE_ADDRESS, "9000", tenant="alice")
         assert r.stdout.strip() == f"outside {fip}", (r.stdout, r.stderr)
+
+
+def test_a_service_fip_reaches_its_replicas_on_both_nodes_as_their_security_groups_allow(
+    cluster: Cluster, outside: Path, alice: httpx.Client, busybox_image: str, tmp_path: Path  # noqa: F811
+) -> None:
+    def cli(*args: str) -> str:
+        r = cluster.server.cli(*args, tenant="alice")
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    pull(alice, busybox_image)
+    cli("sg", "create", "-f", group(tmp_path, "pub", ingress_tcp(8080, 8080, "remote_ip_prefix: 203.0.113.0/24")))
+    try:
+        cli("service", "create", "pub", "--replicas", "2", "--port", "80", "--container-port", "8080", "--sg", "pub",
+            *FAST, busybox_image, *SERVE)
+        replicas = wait_for(lambda: ready(alice, "pub", 2), READY, what="2 healthy replicas")
+        assert sorted(len(v) for v in spread(cluster, replicas).values()) == [1, 1]
+        hostnames = {alice.get(f"/v1/containers/{r['id']}").json()["spec"]["hostname"] for r in replicas}
+        fip = cli("fip", "allocate")
+        cli("service", "attach-fip", fip, "pub")
+        time.sleep(1.0)  # the FIP is up on its node by now: what follows is the group's doing
+        assert {http_get(outside, fip, 80) for _ in range(6)} == {None}  # the outside is not in 203.0.113.0/24
+        allowed = f"remote_ip_prefix: {OUTSIDE_ADDRESS}/32"
+        cli("sg", "update", "-f", group(tmp_path, "pub", ingress_tcp(8080, 8080, allowed)), "pub")
+        until(lambda: http_get(outside, fip, 80) in hostnames, READY)
+        answers = [http_get(outside, fip, 80) for _ in range(12)]
+        assert set(answers) == hostnames, answers  # the replica on the other node answers too, and never fails
+    finally:
+        cluster.server.cli("service", "rm", "pub", tenant="alice")
+        cluster.server.cli("sg", "rm", "pub", tenant="alice")

@@ -77,6 +77,34 @@ def test_a_service_fip_reaches_its_local_backends_from_any_interface() -> None:
     assert chain_names(lb_rules.chains(T, (b,), None)) == ["lb_0_0", "lb_0_1", "lb_0"]
 
 
+def test_a_service_fip_reaches_backends_on_other_nodes_from_its_snat_address() -> None:
+    snat = IPv4Address("10.208.0.199")
+    b = Balancer("s1", "br1", VIP, 80, "roundrobin", (A, B), FIP, (A, B), snat, (A, B, C), (A,))
+    commands = lb_rules.chains(T, (b,), "pub0")
+    assert all(expr[-1]["mangle"]["value"] != lb_rules.SNAT_MARK for expr in rules_of(commands, "lb_0_fip_0")
+               if "mangle" in expr[-1])  # the local backend sees the client  # fmt: skip
+    assert {"mangle": {"key": {"meta": {"key": "mark"}}, "value": lb_rules.SNAT_MARK}} in [
+        expr[-1] for expr in rules_of(commands, "lb_0_fip_1")]  # the remote one: marked for SNAT
+    assert [e[0]["concat"] for e in named(lb_rules.service_map(T, (b,), "pub0"), "map", lb_rules.SERVICES)["elem"]] \
+        == [["10.208.0.200", 80], ["198.18.0.5", 80]]
+    sets = lb_rules.sets(T, (b,), "pub0")
+    assert named(sets, "map", lb_rules.SNAT_ADDRESSES)["elem"] == [["198.18.0.5", "10.208.0.199"]]
+    # every backend (a leastconn subset's others keep their connections) accepts the SNAT address
+    assert named(sets, "set", lb_rules.SNAT_PATHS)["elem"] == [
+        {"concat": ["10.208.0.199", f"10.208.0.{n}", 8080]} for n in (2, 3, 4)]
+    assert lb_rules.published((b,), "pub0") == [("10.208.0.2", "tcp", 8080), ("10.208.0.3", "tcp", 8080)]
+    # on a backend's node (no FIP there): no SNAT map entry, but the paths are let in before the security groups
+    elsewhere = Balancer("s1", "br1", VIP, 80, "roundrobin", (A, B), None, (), snat, (A, B, C), (C,))
+    batch = nft.build_batch(nft.RuleSet(T, public_interface="pub0", balancers=(elsewhere,)))["nftables"]
+    assert "elem" not in named(batch, "map", lb_rules.SNAT_ADDRESSES)
+    forward = rules_of(batch, "forward")
+    assert [r[-2]["match"]["right"] for r in forward[:2]] == [f"@{lb_rules.SNAT_PATHS}"] * 2
+    assert forward[2][0]["vmap"]["data"] == "@fw_to"
+    postrouting = rules_of(batch, "postrouting")
+    assert postrouting[1][-1] == {"snat": {"family": "ip", "addr": {"map": {
+        "key": {"ct": {"key": "ip daddr", "dir": "original"}}, "data": f"@{lb_rules.SNAT_ADDRESSES}"}}}}
+
+
 def test_the_table_carries_services_only_when_there_are_some() -> None:
     empty = nft.build_batch(nft.RuleSet(T))["nftables"]
     assert not any(lb_rules.SERVICES in str(r) or lb_rules.REFUSED in str(r) for r in rules_of(empty, "prerouting")

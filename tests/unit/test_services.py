@@ -70,10 +70,12 @@ def test_virtual_ips_come_from_the_top_of_the_subnet_and_containers_never_get_on
     store.insert_container(tenant.id, "c" * 64, "c", "n1", "10.208.1.254", spec())  # a container took the top one
     web = services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec())
     api = services.create(tenant.id, "api", SUBNET, ServiceCreate(name="api", image="x", port=80).spec())
-    assert (web.vip, api.vip) == ("10.208.1.253", "10.208.1.252")
+    # each takes two: its virtual IP and its SNAT address
+    assert [(s.vip, s.snat_ip) for s in (web, api)] == [("10.208.1.253", "10.208.1.252"), ("10.208.1.251", "10.208.1.250")]
     assert services.create(other.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec()).vip \
         == "10.208.1.254"  # per tenant
-    assert {"10.208.1.253", "10.208.1.252"} <= store.used_ips(tenant.id)  # what container allocation skips
+    # what container allocation skips
+    assert {"10.208.1.253", "10.208.1.252", "10.208.1.251", "10.208.1.250"} <= store.used_ips(tenant.id)
     with pytest.raises(Conflict) as exc:
         services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec())
     assert exc.value.field == "name"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from seabox.config import ServerConfig
 from seabox.controllers.service_plan import Plan, ReplicaView, plan
 from seabox.errors import NotFound, SeaboxError
+from seabox.model import ipam
 from seabox.model.container import Container
 from seabox.model.service import Service, ServiceStatus
 from seabox.model.tenant import Tenant
@@ -85,6 +86,9 @@ class ServiceController:
             views = [replica_view(mine[link.container_id], link) for link in links.get(svc.id, [])
                      if link.container_id in mine]
             try:
+                if svc.snat_ip is None:  # made before services had one
+                    self.ops.services.assign_snat(svc, ipam.tenant_subnet(self.cfg.network, tenants[svc.tenant].index))
+                    await self.bus.notify()
                 await self.reconcile(tenants[svc.tenant], svc, views, mine)
             except SeaboxError as exc:
                 log.info("service %s: %s", svc.name, exc.message)

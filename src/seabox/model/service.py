@@ -119,6 +119,8 @@ class Service(BaseModel):
     tenant: str
     vip: str  # its virtual IP on the tenant network
     fip: str | None = None  # the floating IP attached to it
+    # the source address its FIP's connections have at replicas on other nodes (None: made before there was one)
+    snat_ip: str | None = None
     created_at: datetime
     spec: ServiceSpec
     status: ServiceStatus

@@ -520,11 +520,14 @@ class Converger:
 
 
 def _service(s: BalancedService, assigned: dict[str, Assignment]) -> Service:
-    """A service as the node network serves it; local are the backends on this node (which its FIP reaches)."""
+    """A service as the node network serves it; local are the backends on this node (its FIP reaches the others
+    from its SNAT address)."""
     backends = tuple(Target(IPv4Address(b.ip), b.port) for b in s.backends)
     local = tuple(t for t, b in zip(backends, s.backends, strict=True) if b.container_id in assigned)
     fip = IPv4Address(s.fip) if s.fip else None
-    return Service(s.id, s.tenant_index, IPv4Address(s.vip), s.port, s.algorithm, backends, fip, local)
+    snat = IPv4Address(s.snat_ip) if s.snat_ip else None
+    return Service(s.id, s.tenant_index, IPv4Address(s.vip), s.port, s.algorithm, backends, fip, local, snat,
+                   s.firewall)
 
 
 def _container(a: Assignment) -> Container:

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from seabox.model.firewall import Firewall
+
 Algorithm = Literal["roundrobin", "leastconn", "source"]
 
 
@@ -22,7 +24,10 @@ class BalancedService(BaseModel):
 
     backends are the replicas that are healthy and not draining, anywhere in the cluster (a remote one
     is reached over the tenant's VXLAN); none: connections are refused. fip is set only in the batch of
-    the one node that holds the service's floating IP (announces it and DNATs it to the backends).
+    the one node that holds the service's floating IP (announces it and DNATs it to the backends), with
+    firewall, the replicas' security groups, which that node applies to the FIP's connections to
+    replicas on other nodes. Those connections come from snat_ip (set in every batch while the service
+    has a FIP): the holder takes it on the tenant network, and the replicas' nodes let it reach them.
     """
 
     id: str
@@ -34,3 +39,5 @@ class BalancedService(BaseModel):
     algorithm: Algorithm = "roundrobin"
     backends: list[Backend] = Field(default_factory=list)
     fip: str | None = None
+    snat_ip: str | None = None
+    firewall: Firewall | None = None

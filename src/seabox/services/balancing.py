@@ -2,7 +2,7 @@
 
 Backends are the replicas that run, passed their health check and are not draining, oldest first. The
 floating IP of a service is held by one node: that of its oldest healthy replica, which stays the same
-while that replica stays healthy.
+while that replica stays healthy; it reaches the replicas on other nodes from the service's SNAT address.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from seabox.model.health import HealthCheck
 from seabox.model.service import Service
 from seabox.protocol.assignments import HostsEntry
 from seabox.protocol.balancing import Backend, BalancedService
+from seabox.services.firewalls import TenantFirewalls
 
 
 def _backends(svc: Service, containers: dict[str, Container]) -> list[Container]:
@@ -25,15 +26,20 @@ def _backends(svc: Service, containers: dict[str, Container]) -> list[Container]
     return found
 
 
-def balanced(svc: Service, tenant_index: int, containers: dict[str, Container], node: str) -> BalancedService:
-    """SVC as NODE serves it (CONTAINERS: its tenant's, by id); the floating IP only if NODE holds it."""
+def balanced(svc: Service, tenant_index: int, containers: dict[str, Container], node: str,
+             firewalls: TenantFirewalls | None = None) -> BalancedService:
+    """SVC as NODE serves it (CONTAINERS: its tenant's, by id; FIREWALLS: its tenant's groups, when the service
+    is in any); the floating IP, with the replicas' firewall, only if NODE holds it."""
     backends = _backends(svc, containers)
     holder = backends[0].status.node if backends else None
+    held = svc.fip is not None and holder == node
     return BalancedService(
         id=svc.id, name=svc.name, tenant_id=svc.tenant, tenant_index=tenant_index, vip=svc.vip, port=svc.spec.port,
         algorithm=svc.spec.algorithm,
         backends=[Backend(container_id=c.id, ip=c.status.ip or "", port=svc.spec.container_port) for c in backends],
-        fip=svc.fip if holder == node else None,
+        fip=svc.fip if held else None,
+        snat_ip=svc.snat_ip if svc.fip is not None else None,
+        firewall=firewalls.of(svc.spec.security_groups) if held and firewalls is not None else None,
     )
 
 

@@ -60,18 +60,19 @@ class NodeHub(ControlPlane):
         peers: dict[int, list[str]] = {}
         hosts: dict[int, list[HostsEntry]] = {}
         firewalls: dict[str, Firewall | None] = {}
-        grouped = {c.tenant for c in mine if c.spec.security_groups}
-        group_rules = self.security_groups.rules_of(grouped)  # one query for every tenant here
         services = self.services.of_tenants({c.tenant for c in mine})
+        grouped = {c.tenant for c in mine if c.spec.security_groups}
+        grouped |= {s.tenant for s in services if s.fip is not None and s.spec.security_groups}
+        group_rules = self.security_groups.rules_of(grouped)  # one query for every tenant here
         balancing: list[BalancedService] = []
         for tid in sorted({c.tenant for c in mine}):
             everywhere = self.store.list_containers(tid)
             theirs = [s for s in services if s.tenant == tid]
             hosts[tenants[tid].index] = hosts_entries(everywhere, tenants[tid].name) + service_hosts(theirs, tenants[tid].name)
             by_id = {c.id: c for c in everywhere}
-            balancing += [balanced(s, tenants[tid].index, by_id, node) for s in theirs]
-            if tid in grouped:
-                tenant_firewalls = TenantFirewalls(everywhere, group_rules.get(tid, {}))
+            tenant_firewalls = TenantFirewalls(everywhere, group_rules.get(tid, {})) if tid in grouped else None
+            balancing += [balanced(s, tenants[tid].index, by_id, node, tenant_firewalls) for s in theirs]
+            if tenant_firewalls is not None:
                 firewalls.update((c.id, tenant_firewalls.of(c.spec.security_groups)) for c in mine if c.tenant == tid)
             others = {c.status.node for c in everywhere} - {node}
             found = sorted({ip for n in others if (ip := underlays.get(n or "")) is not None})

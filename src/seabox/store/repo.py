@@ -338,13 +338,13 @@ class Store:
         )
 
     def used_ips(self, tenant_id: str) -> set[str]:
-        """The addresses of the tenant's network held by its containers and by its services' virtual IPs."""
+        """The addresses of the tenant's network held by its containers and by its services (virtual IPs, SNAT addresses)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(t.containers.c.ip).where(t.containers.c.tenant_id == tenant_id, t.containers.c.ip.is_not(None))
             )
-            vips = conn.execute(select(t.services.c.vip).where(t.services.c.tenant_id == tenant_id))
-            return {r[0] for r in rows} | {r[0] for r in vips}
+            held = conn.execute(select(t.services.c.vip, t.services.c.snat_ip).where(t.services.c.tenant_id == tenant_id))
+            return {r[0] for r in rows} | {a for r in held for a in r if a}
 
     @staticmethod
     def _container(row: Any) -> Container:

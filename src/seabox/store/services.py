@@ -1,4 +1,5 @@
-"""Service records: their virtual IPs (from the top of the tenant's subnet), specs, statuses and replica links.
+"""Service records: their virtual IPs and SNAT addresses (from the top of the tenant's subnet), specs, statuses
+and replica links.
 
 A replica is an ordinary container with a row in service_replicas naming its service, the spec
 generation it runs and, once it is leaving, since when it drains. Removing the service removes those
@@ -53,7 +54,8 @@ class ServiceStore:
         self.engine = engine
 
     def create(self, tenant_id: str, name: str, subnet: IPv4Network, spec: ServiceSpec) -> Service:
-        """A new service with the highest address of SUBNET that no container or other service holds."""
+        """A new service with the two highest addresses of SUBNET that no container or other service holds: its
+        virtual IP and its SNAT address."""
         for _ in range(VIP_TRIES):
             try:
                 with self.engine.begin() as conn:
@@ -62,11 +64,11 @@ class ServiceStore:
                         raise Conflict(f"service name {name!r} is the name of one of your containers", field="name")
                     if conn.execute(select(_s.id).where(_s.tenant_id == tenant_id, _s.name == name)).first():
                         raise Conflict(f"service {name!r} already exists", field="name")
-                    used = {IPv4Address(r[0]) for r in conn.execute(
-                        select(c.ip).where(c.tenant_id == tenant_id, c.ip.is_not(None)))}
-                    used |= {IPv4Address(r[0]) for r in conn.execute(select(_s.vip).where(_s.tenant_id == tenant_id))}
-                    row = {"id": "s" + secrets.token_hex(8), "tenant_id": tenant_id, "name": name,
-                           "vip": str(ipam.allocate_top(subnet, used)), "spec": spec.model_dump(mode="json"),
+                    used = _used(conn, tenant_id)
+                    vip = ipam.allocate_top(subnet, used)
+                    row = {"id": "s" + secrets.token_hex(8), "tenant_id": tenant_id, "name": name, "vip": str(vip),
+                           "snat_ip": str(ipam.allocate_top(subnet, used | {vip})),
+                           "spec": spec.model_dump(mode="json"),
                            "status": ServiceStatus(desired=spec.replicas).model_dump(mode="json"),
                            "created_at": time.time()}
                     conn.execute(insert(t.services).values(**row))
@@ -76,6 +78,22 @@ class ServiceStore:
                     raise Conflict(f"service {name!r} already exists", field="name") from None
                 continue  # another service took this address first: look again
         raise Conflict("no virtual IP could be allocated: too many services created at once, try again")
+
+    def assign_snat(self, svc: Service, subnet: IPv4Network) -> str:
+        """Give SVC, made before services had one, its SNAT address (the highest free one of SUBNET)."""
+        for _ in range(VIP_TRIES):
+            try:
+                with self.engine.begin() as conn:
+                    address = str(ipam.allocate_top(subnet, _used(conn, svc.tenant)))
+                    conn.execute(update(t.services).where(_s.id == svc.id, _s.snat_ip.is_(None))
+                                 .values(snat_ip=address))  # fmt: skip
+                    current = conn.execute(select(_s.snat_ip).where(_s.id == svc.id)).scalar_one_or_none()
+                if current is None:
+                    raise NotFound(f"service {svc.name} not found")
+                return str(current)
+            except IntegrityError:
+                continue  # another service or container took this address first: look again
+        raise Conflict(f"no SNAT address could be allocated for service {svc.name}: try again")
 
     def _services(self, query: Any) -> list[Service]:
         with self.engine.connect() as conn:
@@ -97,6 +115,7 @@ class ServiceStore:
     @staticmethod
     def _service(row: Any, replicas: list[Replica]) -> Service:
         return Service(id=row["id"], name=row["name"], tenant=row["tenant_id"], vip=row["vip"], fip=row["fip"],
+                       snat_ip=row["snat_ip"],
                        created_at=datetime.fromtimestamp(row["created_at"], UTC),
                        spec=ServiceSpec.model_validate(row["spec"]), status=ServiceStatus.model_validate(row["status"]),
                        replicas=replicas)
@@ -156,3 +175,12 @@ class ServiceStore:
             q = q.where(_r.service_id.in_(list(service_ids)))
         with self.engine.connect() as conn:
             return [_link(r) for r in conn.execute(q).mappings()]
+
+
+def _used(conn: Any, tenant_id: str) -> set[IPv4Address]:
+    """The addresses of the tenant's network its containers and services hold."""
+    c = t.containers.c
+    used = {IPv4Address(r[0]) for r in conn.execute(select(c.ip).where(c.tenant_id == tenant_id, c.ip.is_not(None)))}
+    for vip, snat_ip in conn.execute(select(_s.vip, _s.snat_ip).where(_s.tenant_id == tenant_id)):
+        used |= {IPv4Address(vip), *([IPv4Address(snat_ip)] if snat_ip else [])}
+    return used

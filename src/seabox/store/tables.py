@@ -192,11 +192,14 @@ services = Table(
     Column("tenant_id", String(32), ForeignKey("tenants.id"), nullable=False, index=True),
     Column("name", String(63), nullable=False),
     Column("vip", String(15), nullable=False),
+    # the source of its FIP's connections to replicas on other nodes (node/network/lb_port.py)
+    Column("snat_ip", String(15), nullable=True),
     Column("spec", JSON, nullable=False),  # model.service.ServiceSpec
     Column("status", JSON, nullable=False),  # model.service.ServiceStatus
     Column("created_at", Float, nullable=False),
     UniqueConstraint("tenant_id", "name", name="uq_service_name"),
     UniqueConstraint("tenant_id", "vip", name="uq_service_vip"),
+    UniqueConstraint("tenant_id", "snat_ip", name="uq_service_snat_ip"),
 )
 
 # which containers are a service's replicas; removing the service (rm --keep) leaves them as plain containers

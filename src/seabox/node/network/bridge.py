@@ -46,6 +46,7 @@ def ensure(
     # Another node on this host may hold the same tenant subnet on its bridge: while this one has
     # no running port, the host must route the subnet to the other one, not here.
     sysctl.ignore_routes_with_linkdown(name)
+    sysctl.arp_for_own_addresses(name)  # not for its SNAT port's addresses (node/network/snat_port.py)
     # A fixed MAC keeps the gateway's neighbour entries valid as container ports come and go.
     ipr.link("set", index=index, address=mac_address(gateway), mtu=mtu)
     converge_addresses(ipr, index, gateway, prefixlen, vips)

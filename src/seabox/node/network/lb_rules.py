@@ -14,6 +14,12 @@ the client's node, whose bridge carries that answer, un-NATs it through conntrac
 frames). No masquerade then: the backend, and its security groups, see the client's own address. The one
 exception is a backend that is the client itself (a replica reaching its own service): that connection is
 marked and masqueraded to the tenant gateway, so the reply comes back through the node.
+
+A FIP reaches every backend. One on this node answers the client through it, as a published port does;
+one on another node would answer through its own node's gateway, so that connection is marked and SNAT'd
+to the service's SNAT address, which this node holds on the tenant network (node/network/snat_port.py).
+This node judges those connections by the backends' security groups (it gets them with the service), on
+the client's own address; the backends' nodes let the SNAT address through to the service's backends.
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from seabox.node.network.nft_expr import FAMILY, Command, Expr, chain, concat, match, meta, payload, rule
+from seabox.node.network.nft_expr import FAMILY, Command, Expr, chain, concat, ct, match, meta, payload, rule
 
 SERVICES = "lb_services"  # vip . port and fip . port -> the service's chain
 REFUSED = "lb_refused"  # in-interface . address . port of services without backends: reset
+SNAT_ADDRESSES = "lb_snat"  # fip -> the service's SNAT address
+SNAT_PATHS = "lb_snat_paths"  # SNAT address . backend address . port: a FIP's connections from another node
 # Set on the first packet of a connection whose backend is its own client (hairpin): masqueraded.
 HAIRPIN_MARK = 0x00100000
+# Set on the first packet of a FIP's connection to a backend on another node: SNAT'd to the SNAT address.
+SNAT_MARK = 0x00200000
 
 Algorithm = Literal["roundrobin", "leastconn", "source"]
 
@@ -44,8 +54,9 @@ class Target:
 @dataclass(frozen=True)
 class Balancer:
     """A service as this node serves it: VIP:port on the tenant's bridge; with fip, FIP:port on the public
-    interface too. targets are the backends the map holds now (for leastconn, the least-loaded ones);
-    fip_targets those the FIP reaches (the backends on this node)."""
+    interface too. targets are the backends the map holds now (for leastconn, the least-loaded ones), of
+    backends (all of them); fip_targets those the FIP reaches, of which those not in local (the backends
+    on this node) from snat, the service's SNAT address (set while it has a FIP, on every node)."""
 
     id: str
     bridge: str
@@ -55,6 +66,9 @@ class Balancer:
     targets: tuple[Target, ...] = ()
     fip: IPv4Address | None = None
     fip_targets: tuple[Target, ...] = ()
+    snat: IPv4Address | None = None
+    backends: tuple[Target, ...] = ()
+    local: tuple[Target, ...] = ()
 
 
 def sets(table: str, balancers: tuple[Balancer, ...], public_interface: str | None) -> list[Command]:
@@ -67,7 +81,16 @@ def sets(table: str, balancers: tuple[Balancer, ...], public_interface: str | No
                     if b.fip is not None and not b.fip_targets]  # fmt: skip
     if refused:
         spec["elem"] = refused
-    return [{"add": {"set": spec}}]
+    common = {"family": FAMILY, "table": table}
+    addresses: dict[str, Any] = {**common, "name": SNAT_ADDRESSES, "type": "ipv4_addr", "map": "ipv4_addr"}
+    paths: dict[str, Any] = {**common, "name": SNAT_PATHS, "type": ["ipv4_addr", "ipv4_addr", "inet_service"]}
+    snat = {str(b.fip): str(b.snat) for b in balancers if public_interface is not None and b.fip and b.snat}
+    if snat:
+        addresses["elem"] = [[fip, address] for fip, address in sorted(snat.items())]
+    reached = sorted({(str(b.snat), str(t.ip), t.port) for b in balancers if b.snat is not None for t in b.backends})
+    if reached:
+        paths["elem"] = [concat(*element) for element in reached]
+    return [{"add": {"set": spec}}, {"add": {"map": addresses}}, {"add": {"set": paths}}]
 
 
 def chains(table: str, balancers: tuple[Balancer, ...], public_interface: str | None) -> list[Command]:
@@ -77,7 +100,8 @@ def chains(table: str, balancers: tuple[Balancer, ...], public_interface: str | 
         if b.targets:
             commands += _service_chain(table, f"lb_{n}", b.algorithm, b.targets, b.id, iif=b.bridge)
         if public_interface is not None and b.fip is not None and b.fip_targets:
-            commands += _service_chain(table, f"lb_{n}_fip", b.algorithm, b.fip_targets, b.id, iif=None)
+            remote = frozenset(t for t in b.fip_targets if t not in b.local)
+            commands += _service_chain(table, f"lb_{n}_fip", b.algorithm, b.fip_targets, b.id, iif=None, snat=remote)
     return commands
 
 
@@ -115,6 +139,27 @@ def hairpin_rule(table: str) -> Command:
     return rule(table, "postrouting", marked, {"masquerade": None})
 
 
+def forward_rules(table: str) -> list[Command]:
+    """First in the forward chain, before the security groups: a FIP's connection from the SNAT address of a
+    service to its backend here (and its replies) passes, as the FIP's node judged it already."""
+    original = concat(payload("ip", "saddr"), payload("ip", "daddr"), payload("tcp", "dport"))
+    reply = concat(payload("ip", "daddr"), payload("ip", "saddr"), payload("tcp", "sport"))
+    return [
+        rule(table, "forward", _tcp(), match("==", ct("direction"), "original"), match("==", original, f"@{SNAT_PATHS}"),
+             {"accept": None}),
+        rule(table, "forward", _tcp(), match("==", ct("direction"), "reply"), match("==", reply, f"@{SNAT_PATHS}"),
+             {"accept": None}),
+    ]
+
+
+def snat_rule(table: str) -> Command:
+    """In postrouting: a FIP's connection to a backend on another node comes from the service's SNAT address."""
+    marked = match("==", {"&": [meta("mark"), SNAT_MARK]}, SNAT_MARK)
+    fip = {"ct": {"key": "ip daddr", "dir": "original"}}
+    return rule(table, "postrouting", marked, {"snat": {"family": "ip", "addr": {"map": {"key": fip,
+                                                                                         "data": f"@{SNAT_ADDRESSES}"}}}})
+
+
 def published(balancers: tuple[Balancer, ...], public_interface: str | None) -> list[tuple[str, str, int]]:
     """(address, protocol, port) of the backends a service FIP reaches: let in from outside as published ports."""
     if public_interface is None:
@@ -129,7 +174,8 @@ def seed(service_id: str) -> int:
 
 
 def _service_chain(
-    table: str, name: str, algorithm: Algorithm, targets: tuple[Target, ...], service_id: str, *, iif: str | None
+    table: str, name: str, algorithm: Algorithm, targets: tuple[Target, ...], service_id: str, *, iif: str | None,
+    snat: frozenset[Target] = frozenset(),
 ) -> list[Command]:
     commands: list[Command] = []
     for i, target in enumerate(targets):  # before the service chain that jumps to them
@@ -137,6 +183,8 @@ def _service_chain(
         commands.append(chain(table, backend))
         commands.append(rule(table, backend, match("==", payload("ip", "saddr"), str(target.ip)),
                              {"mangle": {"key": meta("mark"), "value": HAIRPIN_MARK}}))  # fmt: skip
+        if target in snat:
+            commands.append(rule(table, backend, {"mangle": {"key": meta("mark"), "value": SNAT_MARK}}))
         commands.append(rule(table, backend, _tcp(), {"dnat": {"family": "ip", "addr": str(target.ip),
                                                                 "port": target.port}}))  # fmt: skip
     commands.append(chain(table, name))

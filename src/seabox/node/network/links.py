@@ -17,7 +17,7 @@ from seabox.node.network.names import NetNames
 
 @dataclass(frozen=True)
 class OwnedLink:
-    """A host link of one node: a tenant bridge or VXLAN device (tenant_index set), or a container veth."""
+    """A host link of one node: a tenant bridge, VXLAN device or SNAT port (tenant_index set), or a container veth."""
 
     name: str
     index: int
@@ -25,6 +25,11 @@ class OwnedLink:
     # None for a veth whose tag was never written (a crash between creating and tagging it).
     container_id: str | None = None
     vxlan: bool = False
+    snat: bool = False
+
+    @property
+    def bridge(self) -> bool:
+        return self.tenant_index is not None and not self.vxlan and not self.snat
 
 
 def lookup(ipr: IPRoute, name: str) -> Any | None:
@@ -69,17 +74,18 @@ def ensure_address(ipr: IPRoute, index: int, ip: IPv4Address, prefixlen: int) ->
 
 
 def owned(ipr: IPRoute, names: NetNames) -> list[OwnedLink]:
-    """This node's bridges, VXLAN devices and veths, plus untagged links that carry its names (crash leftovers)."""
+    """This node's bridges, VXLAN devices, SNAT ports and veths, plus untagged links that carry its names (crash
+    leftovers)."""
     result: list[OwnedLink] = []
     tag = names.link_tag
     for link in ipr.link("dump"):
         name = link.get("ifname") or ""
         alias = link.get("ifalias") or None
-        bridge = names.bridge_index(name)
-        vxlan = names.vxlan_index(name)
-        if alias in (None, tag) and (bridge is not None or vxlan is not None):
-            result.append(OwnedLink(name, link["index"], tenant_index=bridge if vxlan is None else vxlan,
-                                    vxlan=vxlan is not None))
+        bridge, vxlan, snat = names.bridge_index(name), names.vxlan_index(name), names.snat_index(name)
+        tenant_index = next((i for i in (bridge, vxlan, snat) if i is not None), None)
+        if alias in (None, tag) and tenant_index is not None:
+            result.append(OwnedLink(name, link["index"], tenant_index=tenant_index, vxlan=vxlan is not None,
+                                    snat=snat is not None))
             continue
         if not names.is_veth(name):
             continue

@@ -18,8 +18,8 @@ from seabox.model import ipam
 from seabox.model.firewall import Firewall
 from seabox.model.ports import PortMapping
 from seabox.node.network import (
-    bridge, egress, fip_rules, fw_rules, lb_load, lb_rules, links, netns, nft, public, spoof_rules, sysctl, veth,
-    vxlan,
+    bridge, egress, fip_rules, fw_rules, lb_load, lb_rules, links, netns, nft, public, snat_port, spoof_rules, sysctl,
+    veth, vxlan,
 )
 from seabox.node.network.names import NetNames, check_container_id
 from seabox.node.network.pull_egress import PullEgress
@@ -61,7 +61,9 @@ class Exposure:
 @dataclass(frozen=True)
 class Service:
     """A load-balanced service of a tenant on this node: VIP:port to its backends (anywhere in the cluster);
-    fip only on the node that holds it, which reaches the backends on this node (local)."""
+    fip only on the node that holds it, which reaches the backends on this node (local) directly and the
+    others from snat, the service's SNAT address (without one, made before services had it: only local),
+    judging those by firewall, the backends' security groups."""
 
     id: str
     tenant_index: int
@@ -71,6 +73,8 @@ class Service:
     backends: tuple[lb_rules.Target, ...] = ()
     fip: IPv4Address | None = None
     local: tuple[lb_rules.Target, ...] = ()
+    snat: IPv4Address | None = None
+    firewall: Firewall | None = None
 
 
 class NodeNetwork:
@@ -277,6 +281,10 @@ class NodeNetwork:
                 log.error("service %s: FIP %s is outside fip_range %s, or this node has no public_interface: "
                           "not served", s.id, s.fip, self.fip_range)  # fmt: skip
                 s = replace(s, fip=None)
+            if s.snat is not None and (s.snat not in tenant.subnet or s.snat in (tenant.gateway, s.vip)):
+                log.error("service %s: SNAT address %s is not a free host address of its tenant subnet %s: its FIP "
+                          "reaches the backends on this node only", s.id, s.snat, tenant.subnet)  # fmt: skip
+                s = replace(s, snat=None)
             desired[s.id] = s
         if not apply:
             with self._lock:
@@ -288,11 +296,11 @@ class NodeNetwork:
                            if sid in desired and set(chosen) <= set(desired[sid].backends)}  # fmt: skip
             self._apply_rules(ipr, only_if_changed=True)
             for link in links.owned(ipr, self.names):
-                if link.tenant_index is not None and not link.vxlan:
+                if link.bridge:
                     tenant = self.tenant(link.tenant_index)
                     bridge.converge_addresses(ipr, link.index, tenant.gateway, tenant.subnet.prefixlen,
                                               self._vips(tenant.index))  # fmt: skip
-                    bridge.converge_neighbours(ipr, link.index, self._backend_ips(tenant.index))
+                    self._converge_ports(ipr, tenant, link.index)
             if self.cfg.public_interface is not None:
                 try:
                     self._announce(ipr, set(self._holders or {}))
@@ -325,6 +333,20 @@ class NodeNetwork:
     def _backend_ips(self, tenant_index: int) -> set[IPv4Address]:
         return {t.ip for s in self._services.values() if s.tenant_index == tenant_index for t in s.backends}
 
+    def _served_fip(self, s: Service) -> IPv4Address | None:
+        """The service's FIP if this node serves it (a container's FIP here wins: logged by _compile)."""
+        return None if s.fip in {f.fip for f in self._fips} else s.fip
+
+    def _snat_addresses(self, tenant_index: int) -> set[IPv4Address]:
+        """The SNAT addresses of the tenant's services whose FIPs this node serves."""
+        return {s.snat for s in self._services.values()
+                if s.tenant_index == tenant_index and s.snat is not None and self._served_fip(s) is not None}  # fmt: skip
+
+    def _converge_ports(self, ipr: IPRoute, tenant: TenantNet, index: int) -> None:
+        """The bridge's neighbour entries for the tenant's backends, and its SNAT port."""
+        bridge.converge_neighbours(ipr, index, self._backend_ips(tenant.index))
+        snat_port.converge(ipr, self.names, tenant.index, index, self._snat_addresses(tenant.index), self.cfg.tenant_mtu)
+
     def _vips(self, tenant_index: int) -> set[IPv4Address]:
         return {s.vip for s in self._services.values() if s.tenant_index == tenant_index}
 
@@ -341,22 +363,41 @@ class NodeNetwork:
 
     def _bridges(self, ipr: IPRoute) -> set[int]:
         """The tenant indexes whose bridges are on this node."""
-        return {link.tenant_index for link in links.owned(ipr, self.names)
-                if link.tenant_index is not None and not link.vxlan}  # fmt: skip
+        return {link.tenant_index for link in links.owned(ipr, self.names) if link.bridge}  # fmt: skip
 
     def _balancers(self, present: set[int]) -> tuple[lb_rules.Balancer, ...]:
         """The services of the tenants whose bridges are on this node, as the table serves them."""
-        container_fips = {f.fip for f in self._fips}
         result = []
         for s in sorted(self._services.values(), key=lambda s: s.id):
             if s.tenant_index not in present:
                 continue
-            fip = None if s.fip in container_fips else s.fip  # a container's FIP here wins (logged by _compile)
+            fip = self._served_fip(s)
             targets = self._least.get(s.id, s.backends) if s.algorithm == "leastconn" else s.backends
-            local = tuple(t for t in targets if t in s.local) or s.local
+            if s.snat is None:  # no SNAT address: the FIP reaches the backends here only
+                reached = tuple(t for t in targets if t in s.local) or s.local
+            else:
+                reached = targets
             result.append(lb_rules.Balancer(s.id, self.names.bridge(s.tenant_index), s.vip, s.port, s.algorithm,
-                                            targets, fip, local if fip is not None else ()))  # fmt: skip
+                                            targets, fip, reached if fip is not None else (), s.snat, s.backends,
+                                            s.local))  # fmt: skip
         return tuple(result)
+
+    def _service_guards(self, balancers: tuple[lb_rules.Balancer, ...]) -> tuple[fw_rules.Guard, ...]:
+        """The backends on other nodes that a FIP served here reaches, guarded by their security groups."""
+        guarded = {g.ip for g in self._guards}
+        guards: dict[IPv4Address, fw_rules.Guard] = {}
+        compiled: dict[str, fw_rules.Allowed] = {}
+        for b in balancers:
+            s = self._services[b.id]
+            if b.fip is None or s.firewall is None:
+                continue
+            key = s.firewall.model_dump_json()
+            for t in b.fip_targets:
+                if t not in b.local and t.ip not in guarded and t.ip not in guards:
+                    if key not in compiled:
+                        compiled[key] = fw_rules.compile_firewall(s.firewall, key)
+                    guards[t.ip] = fw_rules.Guard(t.ip, compiled[key])
+        return tuple(guards.values())
 
     def _compile(
         self, exposures: Mapping[str, Exposure]
@@ -421,7 +462,7 @@ class NodeNetwork:
             ipr, self.names, tenant.index, tenant.gateway, tenant.subnet.prefixlen, self.cfg.tenant_mtu,
             self._vips(tenant.index),
         )
-        bridge.converge_neighbours(ipr, index, self._backend_ips(tenant.index))
+        self._converge_ports(ipr, tenant, index)
         return index
 
     def _ensure_tenant(self, ipr: IPRoute, tenant: TenantNet) -> int:
@@ -434,7 +475,7 @@ class NodeNetwork:
         """The table for what the kernel has (bridges, VXLAN devices and their flood lists), with the
         overlays in pending (tenant index -> peers) as they are about to be."""
         owned = links.owned(ipr, self.names)
-        indexes = sorted(link.tenant_index for link in owned if link.tenant_index is not None and not link.vxlan)
+        indexes = sorted(link.tenant_index for link in owned if link.bridge)
         tenants = []
         for index in indexes:
             tenant = self.tenant(index)
@@ -447,10 +488,11 @@ class NodeNetwork:
             for index, remotes in sorted(peers.items())
         )
         policy = egress.policy(self.cfg, self.listeners, self.resolv_conf)
+        balancers = self._balancers(set(indexes))
         return nft.RuleSet(
             self.table, tuple(tenants), self.gateway_services, policy, overlays, vxlan_port=self.cfg.vxlan_port,
-            public_interface=self.cfg.public_interface, fips=self._fips, guards=self._guards, ports=self._ports,
-            balancers=self._balancers(set(indexes)),
+            public_interface=self.cfg.public_interface, fips=self._fips,
+            guards=self._guards + self._service_guards(balancers), ports=self._ports, balancers=balancers,
         )
 
     def _apply_rules(

@@ -42,7 +42,8 @@ def check_container_id(container_id: str) -> None:
 class NetNames:
     """How one node names what it creates in its network namespace, so that nodes sharing one never clash.
 
-    Tenant bridges are <stem>t<index>, VXLAN devices <stem>v<index>, the host end of a container's
+    Tenant bridges are <stem>t<index>, VXLAN devices <stem>v<index>, SNAT ports <stem>s<index> (their
+    bridge end <stem>p<index>), the host end of a container's
     veth <veth_stem> followed by the first veth_id_chars hex digits of the container id. Every link
     carries "seabox:<table>" (veths: "seabox:<table>:<container id>") in its ifalias.
     """
@@ -80,6 +81,14 @@ class NetNames:
         """The tenant's VXLAN device (attached to its bridge)."""
         return self._tenant_link("v", tenant_index)
 
+    def snat(self, tenant_index: int) -> str:
+        """The host end of the tenant's SNAT port (node/network/snat_port.py)."""
+        return self._tenant_link("s", tenant_index)
+
+    def snat_peer(self, tenant_index: int) -> str:
+        """The bridge end of the tenant's SNAT port."""
+        return self._tenant_link("p", tenant_index)
+
     def veth(self, container_id: str) -> str:
         """The host end of the container's veth."""
         check_container_id(container_id)
@@ -92,6 +101,10 @@ class NetNames:
     def vxlan_index(self, ifname: str) -> int | None:
         """The tenant index if ifname is one of this node's VXLAN device names, else None."""
         return self._parse(ifname, "v")
+
+    def snat_index(self, ifname: str) -> int | None:
+        """The tenant index if ifname is one of this node's SNAT port names (its host end), else None."""
+        return self._parse(ifname, "s")
 
     def is_veth(self, ifname: str) -> bool:
         return re.fullmatch(f"{re.escape(self.veth_stem)}[0-9a-f]{{{self.veth_id_chars}}}", ifname) is not None

@@ -142,7 +142,7 @@ def build_batch(state: RuleSet) -> dict[str, Any]:
     commands += fip_rules.prerouting_rules(state.table, state.fips)
     if state.balancers:
         commands += lb_rules.prerouting_rules(state.table)
-    commands += _forward_rules(state.table)
+    commands += _forward_rules(state)
     commands += _input_rules(state)
     commands += _postrouting_rules(state)
     commands += spoof_rules.commands(state.table, state.ports)
@@ -276,9 +276,12 @@ def _tenant_chains(state: RuleSet, tenant: TenantRules) -> list[Command]:
     return commands
 
 
-def _forward_rules(table: str) -> list[Command]:
-    # Security groups first, on every packet (established ones too): a removed rule cuts its flows.
-    return fw_rules.forward_rules(table) + [
+def _forward_rules(state: RuleSet) -> list[Command]:
+    table = state.table
+    # Security groups first, on every packet (established ones too): a removed rule cuts its flows; only a
+    # service FIP's connections from another node, judged there, come before.
+    services = lb_rules.forward_rules(table) if state.balancers else []
+    return services + fw_rules.forward_rules(table) + [
         rule(table, "forward", _ct_established(), {"accept": None}),
         rule(table, "forward", {"vmap": {"key": meta("iifname"), "data": f"@{TENANT_FORWARD}"}}),
         # From outside, only a published port on a FIP (DNAT'd by prerouting) opens a connection into a
@@ -319,7 +322,7 @@ def _from_others(peers: tuple[IPv4Address, ...]) -> list[Expr]:
 def _postrouting_rules(state: RuleSet) -> list[Command]:
     # Only what came in over this table's bridges: with br_netfilter, frames bridged inside another
     # node's tenant network (same subnets, its own bridge) pass this hook too and must stay untouched.
-    fips = [lb_rules.hairpin_rule(state.table)] if state.balancers else []
+    fips = [lb_rules.hairpin_rule(state.table), lb_rules.snat_rule(state.table)] if state.balancers else []
     if state.public_interface is not None and state.fips:  # before the masquerade, which it replaces
         fips.append(fip_rules.snat_rule(state.table, state.public_interface, OWN_BRIDGES, f"@{TENANT_SUBNETS}"))
     if state.public_interface is not None and (state.fips or state.service_fips):

@@ -47,12 +47,13 @@ def converge_addresses(
             removed.add(address)
     for fip in sorted(fips - present):
         ipr.addr("add", index=index, address=str(fip), prefixlen=FIP_PREFIXLEN)
-        _announce(interface, fip)
+        announce(interface, fip)
     return removed
 
 
-def _announce(interface: str, fip: IPv4Address) -> None:
-    """One unsolicited ARP for fip; arping waits a second for answers that never come, so it is not awaited."""
+def announce(interface: str, fip: IPv4Address) -> None:
+    """One unsolicited ARP for fip (or any address of interface); arping waits a second for answers that never
+    come, so it is not awaited."""
     try:
         proc = subprocess.Popen(
             ["arping", "-U", "-c", "1", "-I", interface, str(fip)],

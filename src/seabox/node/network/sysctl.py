@@ -1,4 +1,5 @@
-"""Kernel settings the node network needs (IPv4 forwarding, IPv6 off and linkdown routes ignored on tenant links), via /proc/sys."""
+"""Kernel settings the node network needs (IPv4 forwarding; on tenant links IPv6 off, linkdown routes ignored, ARP
+for own addresses only), via /proc/sys."""
 
 from __future__ import annotations
 
@@ -32,3 +33,15 @@ def disable_ipv6(ifname: str) -> None:
 def ignore_routes_with_linkdown(ifname: str) -> None:
     """Let the host skip the link's routes while it has no carrier (a bridge without a port up)."""
     ensure(f"net/ipv4/conf/{ifname}/ignore_routes_with_linkdown", "1")
+
+
+def arp_for_own_addresses(ifname: str) -> None:
+    """Answer ARP on the link only for its own addresses, and ask with one of them: a tenant bridge then never
+    claims, with the gateway's MAC that every node's bridge shares, an address of another link (a SNAT port's)."""
+    ensure(f"net/ipv4/conf/{ifname}/arp_ignore", "1")
+    ensure(f"net/ipv4/conf/{ifname}/arp_announce", "2")
+
+
+def loose_reverse_path(ifname: str) -> None:
+    """Take packets on the link from any routable source (the kernel uses the larger of this and conf/all)."""
+    ensure(f"net/ipv4/conf/{ifname}/rp_filter", "2")
