@@ -62,6 +62,9 @@ class FakeAgent:
             return "running" if self.running[cid] else "stopped"
         return None
 
+    async def pid(self, cid: str) -> int:
+        return 100 if self.running.get(cid) else 0
+
     def exit_status(self, cid: str) -> ExitStatus | None:
         return self.exits.get(cid)
 

@@ -253,6 +253,9 @@ class NodeAgent:
     async def state(self, cid: str) -> str | None:
         return await self.runtime_of(cid).state(cid)
 
+    async def pid(self, cid: str) -> int:
+        return await self.runtime_of(cid).pid(cid)
+
     def exit_status(self, cid: str) -> ExitStatus | None:
         return self.runtime_of(cid).exit_status(self.bundle(cid), cid)
 

@@ -339,7 +339,9 @@ class Converger:
         self._record(cid, generation, restarts)
         if live:  # started before the agent last went away, or asked to run and already running
             self.agent.watch(cid)
-            await self._report(ContainerReport(id=cid, generation=generation, state="running", restart_count=restarts))
+            pid = await self.agent.pid(cid)  # a record that lost it (a report while the agent was away) gets it back
+            await self._report(ContainerReport(id=cid, generation=generation, state="running", pid=pid,
+                                               restart_count=restarts))
             return
         status = self.agent.exit_status(cid)
         if status is None and a.spec.desired != "running":

@@ -90,6 +90,10 @@ class RuntimeClass(Protocol):
         """'created', 'running', 'stopped', 'paused', or None for an unknown container."""
         ...
 
+    async def pid(self, cid: str) -> int:
+        """The host pid of the container's main process, 0 when it has none (not running, or unknown)."""
+        ...
+
     def known(self, cid: str) -> bool:
         """Whether the runtime holds any state for the container (cheap: no runtime call)."""
         ...

@@ -167,6 +167,12 @@ class OciRuntime:
         state = await self._runc.state(cid)
         return str(state["status"]) if state else None
 
+    async def pid(self, cid: str) -> int:
+        if not self.known(cid):
+            return 0
+        state = await self._runc.state(cid)
+        return int(state.get("pid") or 0) if state and state.get("status") in ("running", "paused") else 0
+
     def exit_status(self, bundle: Path, cid: str) -> ExitStatus | None:
         files = BundleFiles(bundle)
         exit_file = files.exit_file(cid)
