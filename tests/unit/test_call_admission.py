@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +18,7 @@ from seabox.model.function import Function, FunctionSpec
 from seabox.model.tenant import Tenant
 from seabox.services.function_calls import CallGateway
 from seabox.services.function_exec import Call, Reply
+from seabox.services.function_http import FUNCTION_LABEL, GENERATION_LABEL, HttpExecutor
 from seabox.store.db import open_engine
 from seabox.store.functions import FunctionStore
 from seabox.store.repo import Store
@@ -245,3 +247,33 @@ async def test_a_dead_servers_expired_call_frees_its_slot(gateways: tuple[CallGa
     reply = await one.call(tenant, fn, b"after", {}, sync=True)
     assert isinstance(reply, Reply) and reply.body == b"after"
     assert 0.3 < time.monotonic() - t0 < 2 and gauge.started == [b"after"]
+
+
+# the idle clock of the pool pass -------------------------------------------------------------------
+
+
+class Replicas:
+    """The little of ContainerService that the pool pass uses: one running replica of function f1, and removals."""
+
+    def __init__(self) -> None:
+        self.replica = SimpleNamespace(id="r1", tenant="t1", spec=SimpleNamespace(labels={
+            FUNCTION_LABEL: "f1", GENERATION_LABEL: "1"}), status=SimpleNamespace(state="running", node="n1"))
+        self.removed: list[str] = []
+        self.store = SimpleNamespace(tenant_by_id=lambda _tid: None, get_container=lambda _cid: self.replica,
+                                     list_containers=lambda _tenant=None: [self.replica])
+
+    async def remove(self, _tenant: object, cid: str, force: bool) -> None:
+        self.removed.append(cid)
+
+
+async def test_the_pool_pass_keeps_a_replica_while_its_function_is_called_on_another_server() -> None:
+    containers = Replicas()
+    executor = HttpExecutor(FunctionsConfig(idle_seconds=10), containers)  # type: ignore[arg-type]
+    fn = Function(id="f1", tenant="t1", spec=FunctionSpec(name="f", image="busybox", mode="http"), secret="s",
+                  created_at=time.time())
+    executor.pool(fn).replicas["r1"].idle_since -= 60  # this server has not used it for a minute
+    await executor.converge([fn], [containers.replica], {"f1": time.time() - 1})  # another server's call
+    assert containers.removed == [] and executor.warm_replicas(fn) == 1
+    await executor.converge([fn], [containers.replica], {"f1": time.time() - 11})
+    assert containers.removed == ["r1"] and executor.warm_replicas(fn) == 0
+    await executor.close()
