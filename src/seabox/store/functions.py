@@ -91,7 +91,8 @@ class _Line:
             _k.tenant_id == tenant_id, _k.status.in_(ACTIVE_CALLS)).order_by(_k.arrival, _k.id)).all()
         live = [r for r in rows if r.lease_until >= now]
         queued = [(r.id, r.function_id, r.server) for r in live if r.status == "queued"]
-        specs = conn.execute(select(_f.id, _f.spec).where(_f.id.in_({fid for _, fid, _ in queued}))).all()
+        waiting = {fid for _, fid, _ in queued}
+        specs = conn.execute(select(_f.id, _f.spec).where(_f.id.in_(waiting))).all() if waiting else []
         return cls(running=Counter(r.function_id for r in live if r.status == "running"), queued=queued,
                    limits={fid: FunctionSpec.model_validate(spec).concurrency for fid, spec in specs},
                    next_arrival=max((r.arrival for r in rows), default=0) + 1)
@@ -232,7 +233,7 @@ class FunctionStore:
             servers = {cid: srv for cid, _, srv in line.queued}
             started = [cid for cid in line.admitted(tenant_limit) if servers[cid] == server]
             if started:
-                conn.execute(update(t.function_calls).where(_k.id.in_(started))
+                conn.execute(update(t.function_calls).where(_k.id.in_(started), _k.status == "queued")
                              .values(status="running", started_at=now))
                 conn.execute(update(t.functions).where(_f.id.in_(select(_k.function_id).where(_k.id.in_(started))))
                              .values(last_call_at=now))
