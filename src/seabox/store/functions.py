@@ -214,7 +214,7 @@ class FunctionStore:
             runs = cid in line.admitted(tenant_limit, (cid, fn.id, server))
             if not runs and len(line.queued) >= queue_size:
                 raise TooManyRequests(
-                    f"too many calls: {sum(line.running.values())} running and {len(line.queued)} queued for this "
+                    f"too many calls: {line.running.total()} running and {len(line.queued)} queued for this "
                     f"tenant (at most {tenant_limit} at once, {queue_size} waiting: [functions] tenant_concurrency "
                     "and queue_size); call again later", retry_after=1)
             conn.execute(insert(t.function_calls).values(
