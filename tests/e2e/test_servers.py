@@ -188,7 +188,7 @@ def test_a_tenants_function_calls_on_both_servers_stay_within_tenant_concurrency
     clients: tuple[httpx.Client, httpx.Client], busybox_image: str
 ) -> None:
     a, b = clients
-    r = a.post("/v1/funcs", json={"name": "nap", "image": busybox_image, "cmd": ["sh", "-c", "sleep 2; echo done"],
+    r = a.post("/v1/funcs", json={"name": "nap", "image": busybox_image, "cmd": ["sh", "-c", "sleep 3; echo done"],
                                   "size": "s1", "concurrency": 100})
     assert r.status_code == 201, r.text
     limit = 10  # [functions] tenant_concurrency (the default), for both servers together
@@ -201,7 +201,7 @@ def test_a_tenants_function_calls_on_both_servers_stay_within_tenant_concurrency
         if status["running"] + status["queued"] == 0:
             break
         time.sleep(0.05)
-    assert (most, queued) == (limit, 14 - limit)
+    assert most == limit and queued > 0, (most, queued)  # reached, never passed; the others waited
     results = [(b if c is a else a).get(f"/v1/funcs/calls/{call_id}", params={"wait": "1"}) for c, call_id in calls]
     assert [r.text for r in results] == ["done\n"] * 14
     assert a.delete("/v1/funcs/nap").status_code == 204
