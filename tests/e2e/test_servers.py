@@ -1,5 +1,6 @@
 """Two `seabox server --no-node` on one PostgreSQL behind a balancer, and a node agent that joined through it:
-requests alternate between the servers and get the same answers; one server is killed and the other carries on."""
+requests alternate between the servers and get the same answers, a tenant's function calls on both stay within
+its limits together; one server is killed and the other carries on."""
 
 from __future__ import annotations
 
@@ -181,6 +182,29 @@ def test_each_step_of_a_containers_life_may_go_to_either_server(
     assert wait(b, cid) in (137, 143)
     assert b.delete(f"/v1/containers/{cid}").status_code == 204
     assert a.get(f"/v1/containers/{cid}").status_code == 404
+
+
+def test_a_tenants_function_calls_on_both_servers_stay_within_tenant_concurrency(
+    clients: tuple[httpx.Client, httpx.Client], busybox_image: str
+) -> None:
+    a, b = clients
+    r = a.post("/v1/funcs", json={"name": "nap", "image": busybox_image, "cmd": ["sh", "-c", "sleep 3; echo done"],
+                                  "size": "s1", "concurrency": 100})
+    assert r.status_code == 201, r.text
+    limit = 10  # [functions] tenant_concurrency (the default), for both servers together
+    calls = [(c, c.post("/v1/funcs/nap/call").json()["CallId"]) for c in (a, b) * 7]  # 14 calls, 7 on each
+    most = queued = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = b.get("/v1/funcs/nap/status").json()
+        most, queued = max(most, status["running"]), max(queued, status["queued"])
+        if status["running"] + status["queued"] == 0:
+            break
+        time.sleep(0.05)
+    assert most == limit and queued > 0, (most, queued)  # reached, never passed; the others waited
+    results = [(b if c is a else a).get(f"/v1/funcs/calls/{call_id}", params={"wait": "1"}) for c, call_id in calls]
+    assert [r.text for r in results] == ["done\n"] * 14
+    assert a.delete("/v1/funcs/nap").status_code == 204
 
 
 def test_when_a_server_is_killed_the_other_serves_and_runs_the_controllers(

@@ -1,6 +1,6 @@
-"""Function calls without containers: admission (concurrency, FIFO queue, 429), header filtering and the
-header -> environment mapping, the call gateway's limits and timeouts with a fake executor, and the store's
-secret lookup and call records."""
+"""Function calls without containers: header filtering and the header -> environment mapping, the call
+gateway's limits and timeouts with a fake executor, and the store's secret lookup and call records
+(admission itself: test_call_admission.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from seabox.config import FunctionsConfig
 from seabox.errors import CallTimeout, Conflict, InvalidArgument, PayloadTooLarge, ReplyTooLarge, TooManyRequests
 from seabox.model.function import MAX_BODY, Function, FunctionSpec
 from seabox.model.tenant import Tenant
-from seabox.services.call_slots import CallSlots
 from seabox.services.function_calls import CallGateway, forwarded
 from seabox.services.function_exec import Call, Reply
 from seabox.services.function_stdio import header_env
@@ -21,33 +20,6 @@ from seabox.services.functions import check_spec
 from seabox.store.db import open_engine
 from seabox.store.functions import FunctionStore
 from seabox.store.repo import Store
-
-
-async def test_slots_admit_up_to_the_tenant_limit_then_queue_then_refuse() -> None:
-    slots = CallSlots(tenant_limit=2, queue_size=1)
-    a, b = slots.enter("t", "f", 10), slots.enter("t", "g", 10)
-    assert a.admitted and b.admitted
-    c = slots.enter("t", "f", 10)
-    assert not c.admitted and slots.queued("t") == 1
-    with pytest.raises(TooManyRequests):
-        slots.enter("t", "h", 10)
-    other = slots.enter("u", "x", 10)  # another tenant has slots of its own
-    assert other.admitted
-    slots.leave(a)
-    assert c.admitted and slots.running("t") == 2 and slots.queued("t") == 0
-
-
-async def test_a_function_at_its_concurrency_holds_its_calls_in_order_but_not_other_functions() -> None:
-    slots = CallSlots(tenant_limit=10, queue_size=10)
-    first = slots.enter("t", "f", 1)
-    second, third = slots.enter("t", "f", 1), slots.enter("t", "f", 1)
-    other = slots.enter("t", "g", 1)
-    assert first.admitted and not second.admitted and not third.admitted and other.admitted
-    slots.leave(first)
-    assert second.admitted and not third.admitted
-    slots.leave(third)  # gave up waiting: its place goes
-    slots.leave(second)
-    assert slots.queued("t") == 0 and slots.running("t") == 1
 
 
 def test_hop_by_hop_and_credential_headers_are_dropped_and_repeats_joined() -> None:
@@ -158,8 +130,8 @@ async def test_an_async_result_is_answered_once(store: FunctionStore) -> None:
 async def test_calls_of_a_server_that_stopped_are_failed_and_expired_ones_dropped(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
     fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
-    gone = store.add_call(fn, False, 0, "dead-server", lease=1, ttl=100)
-    done = store.add_call(fn, False, 0, "live", lease=100, ttl=1)
+    gone, _ = store.add_call(fn, False, 0, "dead-server", lease=1, ttl=100, tenant_limit=10, queue_size=10)
+    done, _ = store.add_call(fn, False, 0, "live", lease=100, ttl=1, tenant_limit=10, queue_size=10)
     store.call_ended(done, "done", result_status=200, body=b"", headers={}, error=None, container=None,
                      log_tail=None, read=False)
     assert store.prune(time.time() + 2) == (1, 1)

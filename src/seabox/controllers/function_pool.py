@@ -1,4 +1,8 @@
-"""The function pool pass: keeps each http function's --min-warm replicas up and removes idle or orphaned ones."""
+"""The function pool pass: keeps each http function's --min-warm replicas up and removes idle or orphaned ones.
+
+Idle is judged on the cluster's calls (the store's last call time of each function), not only on the
+calls of the server holding the pass's lease.
+"""
 
 from __future__ import annotations
 
@@ -25,4 +29,5 @@ class FunctionPool:
         tenants = await asyncio.to_thread(self.store.list_tenants)
         fns = [fn for tenant in tenants for fn in await asyncio.to_thread(self.functions.list, tenant.id)]
         containers = await asyncio.to_thread(self.store.list_containers)
-        await self.executor.converge(fns, containers)
+        last_calls = await asyncio.to_thread(self.functions.last_calls, [fn.id for fn in fns if fn.spec.mode == "http"])
+        await self.executor.converge(fns, containers, last_calls)

@@ -2,10 +2,15 @@
 
 A sync call answers the function's reply; an async call answers its id at once and its result is
 kept until it is read once or expires ([functions] result_ttl). The timeout counts from the call's
-arrival, its time in the queue included (504 past it). Every call is a record with the name of the
-server running it and a lease that server renews: a call queued or running on a server that stopped
-is marked failed (status 503, "the server running this call stopped") by the next prune pass after
-its lease ran out, so nothing queued is lost silently; queues themselves do not survive a restart.
+arrival, its time in the queue included (504 past it). Admission is the store's, for every server
+on the database together (store/functions.py): `[functions] tenant_concurrency` and `queue_size`
+bound a tenant's calls on all servers at once, and a tenant's queue is one line across them, first
+in first out. A call waits on the server it arrived at, which starts it when its turn comes: at once
+when one of its own calls ends, else within POLL seconds of a call ending on another server. Every
+call is a record with the name of the server running it and a lease that server renews: a call
+queued or running on a server that stopped holds no slot and no place in the line once its lease
+ran out, and is marked failed (status 503, "the server running this call stopped") by the next
+prune pass, so nothing queued is lost silently; a queued call is never handed to another server.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from seabox.config import FunctionsConfig
 from seabox.errors import CallTimeout, InvalidArgument, PayloadTooLarge, ReplyTooLarge, SeaboxError, TooManyRequests
 from seabox.model.function import MAX_BODY, Function
 from seabox.model.tenant import Tenant
-from seabox.services.call_slots import CallSlots, Ticket
 from seabox.services.function_exec import Call, Executor, Reply, SweepsCalls
 from seabox.store.functions import CallRecord, FunctionStore
 from seabox.store.leases import Lease
@@ -35,6 +39,7 @@ CALL_ID_HEADER = "X-Seabox-Call-Id"
 MAX_HEADERS = 64  # forwarded to a function at most
 MAX_HEADER_BYTES = 16 << 10  # names and values of the forwarded headers together
 OUTCOMES = {504: "timed-out"}  # the record's status for an error's HTTP status (else failed)
+POLL = 0.05  # seconds between looks at the store while calls of this server wait for a slot
 
 
 def _loop_time(deadline: float) -> float:
@@ -71,9 +76,10 @@ class CallGateway:
         self.store = store
         self.executors = executors
         self.server = server
-        self.slots = CallSlots(cfg.tenant_concurrency, cfg.queue_size)
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()  # set (and replaced) whenever a call of this server ends
+        self._waiting: dict[str, dict[str, asyncio.Future[None]]] = {}  # tenant -> queued call -> its turn
+        self._admitter: asyncio.Task[None] | None = None  # starts waiting calls while there are any
 
     async def call(self, tenant: Tenant, fn: Function, body: bytes, headers: dict[str, str], *, sync: bool,
                    method: str = "POST", query: str = "") -> Reply | str:
@@ -87,32 +93,31 @@ class CallGateway:
             raise TooManyRequests(f"{self.cfg.max_results} async results are kept unread for this tenant "
                                   "([functions] max_results): read them (func get) or let them expire", retry_after=60)
         arrived = time.monotonic()
-        ticket = self.slots.enter(tenant.id, fn.id, fn.spec.concurrency)
-        try:
-            call_id = self.store.add_call(fn, sync, len(body), self.server, self.cfg.call_lease, self.cfg.result_ttl)
-        except BaseException:
-            self.slots.leave(ticket)
-            raise
+        call_id, runs = self.store.add_call(fn, sync, len(body), self.server, self.cfg.call_lease,
+                                            self.cfg.result_ttl, tenant_limit=self.cfg.tenant_concurrency,
+                                            queue_size=self.cfg.queue_size)
+        turn = None if runs else self._wait_turn(tenant.id, call_id)
         call = Call(call_id, tenant, fn, body, headers, arrived + fn.spec.timeout, method=method, query=query)
         if sync:
-            return await self._run(executor, call, ticket, sync=True)
-        task = asyncio.create_task(self._quietly(executor, call, ticket), name=f"call-{call_id[:12]}")
+            return await self._run(executor, call, turn, sync=True)
+        task = asyncio.create_task(self._quietly(executor, call, turn), name=f"call-{call_id[:12]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return call_id
 
-    async def _quietly(self, executor: Executor, call: Call, ticket: Ticket) -> None:
+    async def _quietly(self, executor: Executor, call: Call, turn: asyncio.Future[None] | None) -> None:
         with contextlib.suppress(SeaboxError):
-            await self._run(executor, call, ticket, sync=False)
+            await self._run(executor, call, turn, sync=False)
 
-    async def _run(self, executor: Executor, call: Call, ticket: Ticket, *, sync: bool) -> Reply:
-        """Wait for the call's turn, run it by its deadline, record how it ended (also when it is cancelled)."""
+    async def _run(self, executor: Executor, call: Call, turn: asyncio.Future[None] | None, *, sync: bool) -> Reply:
+        """Wait for the call's turn (TURN, if it was queued), run it by its deadline, record how it ended (also
+        when it is cancelled)."""
         name = call.function.spec.name
         try:
             try:
                 async with asyncio.timeout_at(_loop_time(call.deadline)):
-                    await asyncio.shield(ticket.turn)
-                    self.store.call_started(call.id)
+                    if turn is not None:
+                        await turn
                     reply = await executor.run(call)
             except TimeoutError:
                 raise CallTimeout(f"function {name} did not answer within its timeout of "
@@ -130,7 +135,7 @@ class CallGateway:
             self._ended(call, "failed", 500, f"internal error running the call: {type(exc).__name__}", None, sync)
             raise
         finally:
-            self.slots.leave(ticket)
+            self._waiting.get(call.tenant.id, {}).pop(call.id, None)  # gave up waiting: its turn is not taken
         self._ended(call, "done", reply.status, None, reply, sync)
         reply.headers = {**reply.headers, CALL_ID_HEADER: call.id}
         return reply
@@ -145,6 +150,37 @@ class CallGateway:
                               log_tail=reply.log_tail if reply else None, read=sync)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    # the line -----------------------------------------------------------------------------------
+    def _wait_turn(self, tenant_id: str, call_id: str) -> asyncio.Future[None]:
+        """The turn of a queued call of this server: done once the store has started it."""
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(tenant_id, {})[call_id] = turn
+        if self._admitter is None or self._admitter.done():
+            self._admitter = asyncio.create_task(self._admit(), name="function-call-admission")
+        return turn
+
+    async def _admit(self) -> None:
+        """While calls of this server wait: start those whose turn came, then look again once a call of this
+        server ended, or after POLL seconds (a call may have ended on another server, or its lease run out)."""
+        while self._waiting:
+            changed = self._changed
+            for tenant_id in list(self._waiting):
+                try:
+                    started = self.store.start_queued(self.server, tenant_id, self.cfg.tenant_concurrency)
+                except SeaboxError as exc:  # the database is away: the calls wait on, within their deadlines
+                    log.warning("cannot start queued function calls: %s", exc.message)
+                    break
+                waiting = self._waiting.get(tenant_id, {})
+                for call_id in started:
+                    turn = waiting.pop(call_id, None)
+                    if turn is not None and not turn.done():
+                        turn.set_result(None)
+                if not waiting:
+                    self._waiting.pop(tenant_id, None)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL):
+                    await changed.wait()
 
     # results ------------------------------------------------------------------------------------
     async def result(self, tenant: Tenant, call_id: str, wait: float) -> CallRecord:
@@ -179,6 +215,10 @@ class CallGateway:
             log.info("dropped %d expired function call record(s)", dropped)
 
     async def close(self) -> None:
+        if self._admitter is not None:
+            self._admitter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._admitter
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -7,7 +7,9 @@ is that busy another one starts, up to `max_replicas` and the function's --concu
 finds no free replica waits (within its deadline) until one is free or ready: the first call after a
 scale to zero is held until a new replica accepts on its port, never dropped. Replicas of an older
 generation take no new calls and are removed once their calls ended. The pool pass
-(controllers/function_pool.py) keeps --min-warm replicas up and removes idle ones.
+(controllers/function_pool.py) keeps --min-warm replicas up and removes idle ones: a replica is idle
+when neither this server used it nor a call of its function started or ended on any server (the
+store's last call time; a call running anywhere keeps its function busy) for `idle_seconds`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from seabox.config import FunctionsConfig
@@ -246,10 +248,12 @@ class HttpExecutor:
         task.add_done_callback(self._tasks.discard)
 
     # the pool pass --------------------------------------------------------------------------------
-    async def converge(self, functions: Iterable[Function], containers: Iterable[Container]) -> None:
+    async def converge(self, functions: Iterable[Function], containers: Iterable[Container],
+                       last_calls: Mapping[str, float]) -> None:
         """One pass over every http function and every replica container: replicas of functions that are gone,
         of older generations, or no longer running are removed; idle ones beyond --min-warm after
-        idle_seconds; missing --min-warm ones are started (and waited for)."""
+        idle_seconds (since this server last used them and since the function's last call on any server,
+        LAST_CALLS: epoch seconds by function id); missing --min-warm ones are started (and waited for)."""
         wanted = {fn.id: fn for fn in functions if fn.spec.mode == "http"}
         for fid in [fid for fid in self._pools if fid not in wanted]:
             del self._pools[fid]
@@ -266,9 +270,10 @@ class HttpExecutor:
                 await self._remove(tenant, cid)
             await self._forget_stopped(pool, tenant)
             now = time.monotonic()
+            called = time.time() - last_calls.get(fn.id, -math.inf)  # seconds since its last call, cluster-wide
             current = sorted(pool.current(), key=lambda r: r.idle_since, reverse=True)  # the most recently used first
             for r in current[fn.spec.min_warm:]:
-                if r.inflight == 0 and r.ready and now - r.idle_since >= self.cfg.idle_seconds:
+                if r.inflight == 0 and r.ready and min(now - r.idle_since, called) >= self.cfg.idle_seconds:
                     del pool.replicas[r.cid]
                     await self._remove(tenant, r.cid)
             missing = min(fn.spec.min_warm, self.limit(fn)) - len(pool.current()) - pool.starting

@@ -1,11 +1,11 @@
-"""What differs between the two engines, in one place: ON CONFLICT inserts, the database's clock, ordered writers."""
+"""What differs between the two engines, in one place: ON CONFLICT inserts, the database's clock, writer order, row locks."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import ColumnElement, Connection, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -29,3 +29,17 @@ def one_writer_at_a_time(conn: Connection, key: int) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def lock_row(conn: Connection, table: Table, *where: ColumnElement[bool]) -> None:
+    """Until CONN's transaction ends, make other writers that lock TABLE's row WHERE wait.
+
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite has one writer at a time, but its transaction begins
+    only at the first write (a SELECT alone takes no lock): a write that changes nothing begins it,
+    so what this transaction reads next stays true until it commits.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(*table.primary_key.columns).where(*where).with_for_update())
+        return
+    same = next(c for c in table.columns if not c.primary_key)  # a key would draw foreign-key checks
+    conn.execute(update(table).where(*where).values({same.name: same}))

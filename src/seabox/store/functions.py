@@ -1,9 +1,14 @@
-"""Function and function-call records: names unique per tenant, secrets unique overall, call results until read.
+"""Function and function-call records: names unique per tenant, secrets unique overall, admission, results until read.
 
 A public call looks its function up by the SHA-256 of the secret in its URL (an indexed equality on a
 hash, so the lookup's time says nothing about how much of a guess was right). Calls carry the name of
 the server running them and a lease it renews; one whose lease ran out (its server stopped) is marked
 failed by the next prune pass, so a call is never silently lost.
+
+Admission is decided here, for every server on the database at once: a call is recorded queued, with
+its place in its tenant's line, or running, and a queued call becomes running, only in a transaction
+that holds its tenant's row locked and counts the tenant's calls (and its function's) that run now.
+Calls whose lease ran out hold no slot and no place in the line, before the prune pass fails them.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from seabox.errors import Conflict, NotFound
+from seabox.errors import Conflict, NotFound, TooManyRequests
 from seabox.model.function import Function, FunctionSpec
 from seabox.store import tables as t
+from seabox.store.dialect import lock_row
 
 ACTIVE_CALLS = ("queued", "running")
 CALL_STATES = (*ACTIVE_CALLS, "done", "failed", "timed-out")
@@ -65,6 +72,47 @@ class CallRecord:
     @property
     def ended(self) -> bool:
         return self.status not in ACTIVE_CALLS
+
+
+@dataclass
+class _Line:
+    """A tenant's calls holding or waiting for a slot, as read under the tenant's row lock (expired leases left out)."""
+
+    running: Counter[str]  # running calls by function
+    queued: list[tuple[str, str, str]]  # (call, function, server) of the queued calls, first come first
+    limits: dict[str, int]  # the --concurrency of each function with a call queued
+    next_arrival: int  # the place of a call arriving now: after every call of the tenant still active
+
+    @classmethod
+    def locked(cls, conn: Connection, tenant_id: str, now: float) -> _Line:
+        """Lock the tenant's row (until CONN's transaction ends) and read its line."""
+        lock_row(conn, t.tenants, t.tenants.c.id == tenant_id)
+        rows = conn.execute(select(_k.id, _k.function_id, _k.server, _k.status, _k.lease_until, _k.arrival).where(
+            _k.tenant_id == tenant_id, _k.status.in_(ACTIVE_CALLS)).order_by(_k.arrival, _k.id)).all()
+        live = [r for r in rows if r.lease_until >= now]
+        queued = [(r.id, r.function_id, r.server) for r in live if r.status == "queued"]
+        waiting = {fid for _, fid, _ in queued}
+        specs = conn.execute(select(_f.id, _f.spec).where(_f.id.in_(waiting))).all() if waiting else []
+        return cls(running=Counter(r.function_id for r in live if r.status == "running"), queued=queued,
+                   limits={fid: FunctionSpec.model_validate(spec).concurrency for fid, spec in specs},
+                   next_arrival=max((r.arrival for r in rows), default=0) + 1)
+
+    def admitted(self, tenant_limit: int, new: tuple[str, str, str] | None = None) -> list[str]:
+        """The queued calls (then NEW, a call arriving now) that may run now, in line order: while the tenant
+        has fewer than TENANT_LIMIT running, each whose function is below its concurrency and has no earlier
+        call waiting."""
+        running = Counter(self.running)
+        blocked: set[str] = set()  # functions with an earlier call still waiting: first in first out per function
+        out: list[str] = []
+        for cid, fid, _ in [*self.queued, *([new] if new else [])]:
+            if running.total() >= tenant_limit:
+                break
+            if fid not in blocked and running[fid] < self.limits[fid]:
+                running[fid] += 1
+                out.append(cid)
+            else:
+                blocked.add(fid)
+        return out
 
 
 def _call(row: Any) -> CallRecord:
@@ -154,20 +202,53 @@ class FunctionStore:
             conn.execute(delete(t.functions).where(_f.id == fn.id))
 
     # calls ------------------------------------------------------------------------------------
-    def add_call(self, fn: Function, sync: bool, request_size: int, server: str, lease: float, ttl: float) -> str:
+    def add_call(self, fn: Function, sync: bool, request_size: int, server: str, lease: float, ttl: float, *,
+                 tenant_limit: int, queue_size: int) -> tuple[str, bool]:
+        """Record a call of FN run by SERVER: (its id, True) when it may run at once, else (its id, False) with
+        the call queued at the end of its tenant's line; a 429 when that line already holds QUEUE_SIZE calls."""
         now = time.time()
         cid = secrets.token_hex(16)
         with self.engine.begin() as conn:
+            line = _Line.locked(conn, fn.tenant, now)
+            line.limits.setdefault(fn.id, fn.spec.concurrency)
+            runs = cid in line.admitted(tenant_limit, (cid, fn.id, server))
+            if not runs and len(line.queued) >= queue_size:
+                raise TooManyRequests(
+                    f"too many calls: {line.running.total()} running and {len(line.queued)} queued for this "
+                    f"tenant (at most {tenant_limit} at once, {queue_size} waiting: [functions] tenant_concurrency "
+                    "and queue_size); call again later", retry_after=1)
             conn.execute(insert(t.function_calls).values(
-                id=cid, function_id=fn.id, tenant_id=fn.tenant, sync=int(sync), status="queued",
+                id=cid, function_id=fn.id, tenant_id=fn.tenant, sync=int(sync), status="running" if runs else "queued",
                 request_size=request_size, server=server, lease_until=now + lease, created_at=now,
-                expires_at=now + ttl))
-        return cid
+                started_at=now if runs else None, expires_at=now + ttl, arrival=line.next_arrival))
+            if runs:
+                conn.execute(update(t.functions).where(_f.id == fn.id).values(last_call_at=now))
+        return cid, runs
 
-    def call_started(self, call_id: str) -> None:
+    def start_queued(self, server: str, tenant_id: str, tenant_limit: int) -> list[str]:
+        """Start those of SERVER's queued calls of the tenant whose turn came (on any server's count); their ids."""
+        now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(update(t.function_calls).where(_k.id == call_id, _k.status == "queued")
-                         .values(status="running", started_at=time.time()))
+            line = _Line.locked(conn, tenant_id, now)
+            servers = {cid: srv for cid, _, srv in line.queued}
+            started = [cid for cid in line.admitted(tenant_limit) if servers[cid] == server]
+            if started:
+                conn.execute(update(t.function_calls).where(_k.id.in_(started), _k.status == "queued")
+                             .values(status="running", started_at=now))
+                conn.execute(update(t.functions).where(_f.id.in_(select(_k.function_id).where(_k.id.in_(started))))
+                             .values(last_call_at=now))
+        return started
+
+    def last_calls(self, function_ids: list[str]) -> dict[str, float]:
+        """When a call of each of FUNCTION_IDS last started or ended, on any server (now for one with a call
+        running); a function never called is left out."""
+        now = time.time()
+        with self.engine.connect() as conn:
+            out = {fid: at for fid, at in conn.execute(select(_f.id, _f.last_call_at).where(
+                _f.id.in_(function_ids), _f.last_call_at.is_not(None)))}
+            out.update({fid: now for (fid,) in conn.execute(select(_k.function_id).distinct().where(
+                _k.function_id.in_(function_ids), _k.status == "running", _k.lease_until >= now))})
+        return out
 
     def call_ended(self, call_id: str, status: str, *, result_status: int, body: bytes | None,
                    headers: dict[str, str], error: str | None, container: str | None, log_tail: str | None,
@@ -178,6 +259,8 @@ class FunctionStore:
             conn.execute(update(t.function_calls).where(_k.id == call_id, _k.status.in_(ACTIVE_CALLS)).values(
                 status=status, result_status=result_status, result_body=body, result_headers=headers, error=error,
                 container=container, log_tail=log_tail, finished_at=now, read_at=now if read else None))
+            conn.execute(update(t.functions).where(_f.id == select(_k.function_id).where(_k.id == call_id)
+                                                   .scalar_subquery()).values(last_call_at=now))
 
     def get_call(self, tenant_id: str, call_id: str) -> CallRecord:
         with self.engine.connect() as conn:

@@ -262,6 +262,8 @@ functions = Table(
     Column("secret_hash", String(64), nullable=False, unique=True),  # sha256(secret): what a public call looks up
     Column("generation", BigInt, nullable=False),  # grows with every update
     Column("created_at", Float, nullable=False),
+    # when a call of it last started or ended, on any server: the idle clock of scale-to-zero (None: never called)
+    Column("last_call_at", Float, nullable=True),
     UniqueConstraint("tenant_id", "name", name="uq_function_name"),
 )
 
@@ -287,4 +289,7 @@ function_calls = Table(
     Column("finished_at", Float, nullable=True),
     Column("read_at", Float, nullable=True),  # when its result was read (it is dropped then)
     Column("expires_at", Float, nullable=False, index=True),
+    # its place in its tenant's line: after every call of the tenant queued or running when it arrived
+    Column("arrival", BigInt, nullable=False, server_default="0"),
+    Index("ix_function_calls_tenant_status", "tenant_id", "status"),
 )
