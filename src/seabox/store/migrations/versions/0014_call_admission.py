@@ -7,8 +7,8 @@ functions.last_call_at is the idle clock that scale-to-zero reads, whichever ser
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
