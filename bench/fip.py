@@ -10,7 +10,6 @@ import socket
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,7 +23,7 @@ from seabox.model.firewall import Firewall, FirewallRule
 from seabox.model.ports import PortMapping
 from seabox.node.network.manager import Attachment, Exposure, NodeNetwork
 from seabox.node.network.names import NetNames
-from tests.fixtures.public_net import ns_socket, outside_on_public, probe, serve
+from tests.fixtures.public_net import accepting, ns_socket, outside_on_public, probe, serve
 
 PID = os.getpid()
 TABLE = f"seabox_bench_fip_{PID}"
@@ -53,31 +52,14 @@ def sink(path: Path, port: int) -> Iterator[None]:
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("0.0.0.0", port))
     server.listen(64)
-    server.settimeout(0.1)
-    stop = threading.Event()
 
-    def drain(conn: socket.socket) -> None:
-        with conn:
-            buf = bytearray(CHUNK)
-            while conn.recv_into(buf):
-                pass
+    def drain(conn: socket.socket, _peer: tuple[str, int]) -> None:
+        buf = bytearray(CHUNK)
+        while conn.recv_into(buf):
+            pass
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=drain, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with accepting(server, drain):
         yield
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
 
 
 def throughput(outside: Path, address: IPv4Address, port: int) -> float:

@@ -268,3 +268,38 @@ def test_the_source_algorithm_keeps_a_client_on_one_replica(sb: Sb, api: httpx.C
     ok(sb("run", "-d", "--name", "client", busybox_image, *CLIENT))
     answers = hits(sb, "http://sticky/", 12)
     assert "FAIL" not in answers and len(set(answers)) == 1, answers
+
+
+def held(sb: Sb, replica: str, client_ip: str) -> int:
+    """How many TCP connections from CLIENT_IP are open on REPLICA's port 8080, as the replica sees them (httpd
+    listens on an IPv6 socket: netstat shows IPv4 peers as ::ffff:A.B.C.D:PORT)."""
+    count = 0
+    for line in ok(sb("exec", replica, "netstat", "-tn")).splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[5] == "ESTABLISHED" and fields[3].endswith(":8080"):
+            count += fields[4].removeprefix("::ffff:").rsplit(":", 1)[0] == client_ip
+    return count
+
+
+def test_leastconn_sends_new_connections_to_the_replica_holding_fewer(
+    sb: Sb, api: httpx.Client, busybox_image: str,
+) -> None:
+    ok(sb("service", "create", "least", "--replicas", "1", "--port", "80", "--container-port", "8080",
+          "--algorithm", "leastconn", *FAST, busybox_image, *SERVE))
+    [busy] = until(lambda: ready(api, "least", 1), what="1 healthy replica")
+    # three connections held open (nc waits on its stdin) while the service has only this replica
+    holding = "for i in 1 2 3; do sleep 120 | nc least 80 >/dev/null & done; while true; do sleep 1; done"
+    ok(sb("run", "-d", "--name", "client", busybox_image, "sh", "-c", holding))
+    client_ip = api.get("/v1/containers/client").json()["status"]["ip"]
+    until(lambda: held(sb, busy["name"], client_ip) == 3, what="3 connections open on the first replica")
+
+    ok(sb("service", "scale", "least=2"))
+    [idle] = [r for r in until(lambda: ready(api, "least", 2), what="2 healthy replicas") if r["id"] != busy["id"]]
+    name = {r["id"]: api.get(f"/v1/containers/{r['id']}").json()["spec"]["hostname"] for r in (busy, idle)}
+    # the node's next leastconn pass (every 0.5 s) sees 3 open connections on busy, none on idle
+    until(lambda: hits(sb, "http://least/", 3) == [name[idle["id"]]] * 3, budget=5, what="only idle answers")
+    assert hits(sb, "http://least/", 10) == [name[idle["id"]]] * 10
+    assert held(sb, busy["name"], client_ip) == 3  # the held connections stayed with busy
+
+    ok(sb("exec", "client", "killall", "nc"))  # both replicas now hold none: both answer again
+    until(lambda: set(hits(sb, "http://least/", 8)) == set(name.values()), budget=5, what="both answer again")

@@ -8,10 +8,14 @@ import asyncio
 import time
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from seabox.config import FunctionsConfig
-from seabox.errors import CallTimeout, Conflict, InvalidArgument, PayloadTooLarge, ReplyTooLarge, TooManyRequests
-from seabox.model.function import MAX_BODY, Function, FunctionSpec
+from seabox.errors import (
+    CallTimeout, Conflict, InvalidArgument, PayloadTooLarge, ReplyTooLarge, TooManyRequests, validation_error,
+)
+from seabox.model.container import ContainerCreate
+from seabox.model.function import MAX_BODY, Function, FunctionSpec, FunctionUpdate
 from seabox.model.tenant import Tenant
 from seabox.services.function_calls import CallGateway, forwarded
 from seabox.services.function_exec import Call, Reply
@@ -181,3 +185,34 @@ def test_http_only_options_on_a_stdio_function_are_refused_naming_them(change: d
         check_spec(FunctionSpec(name="f", image="busybox", **change), executors)  # type: ignore[arg-type]
     assert exc.value.field == field and "--mode http" in exc.value.message
     check_spec(FunctionSpec(name="f", image="busybox", mode="http", **change), executors)  # type: ignore[arg-type]
+
+
+def env_problem(model: type[BaseModel], request: dict[str, object], entry: str) -> InvalidArgument | None:
+    """The 400 the API answers for REQUEST to MODEL with the env [ENTRY], or None when it is accepted."""
+    try:
+        model.model_validate({**request, "env": [entry]})
+    except ValidationError as exc:
+        return validation_error(exc)
+    return None
+
+
+REQUESTS: list[tuple[type[BaseModel], dict[str, object]]] = [
+    (FunctionSpec, {"name": "f", "image": "busybox"}),  # func create
+    (FunctionUpdate, {}),  # func update
+]
+
+
+@pytest.mark.parametrize("entry", ["A B=1", "A\tB=1", " A=1", "=x", "A", "A=1\0"])
+def test_an_env_entry_a_container_refuses_is_refused_for_a_function_naming_env(entry: str) -> None:
+    container = env_problem(ContainerCreate, {"image": "busybox"}, entry)
+    assert container is not None and container.field == "env"
+    for model, request in REQUESTS:
+        problem = env_problem(model, request, entry)
+        assert problem is not None, (model.__name__, entry)
+        assert (problem.status, problem.field, problem.message) == (400, "env", container.message)
+
+
+@pytest.mark.parametrize("entry", ["A=", "a.b-c=x y", "1=2", "K=a=b", "\u00c4=\u00fc"])
+def test_an_env_entry_a_container_accepts_is_accepted_for_a_function(entry: str) -> None:
+    assert env_problem(ContainerCreate, {"image": "busybox"}, entry) is None
+    assert all(env_problem(model, request, entry) is None for model, request in REQUESTS)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from seabox.model.container import NAME_RE
+from seabox.model.container import NAME_RE, EnvList
 from seabox.model.sizes import DEFAULT_SIZE
 
 FunctionMode = Literal["stdio", "http"]
@@ -21,7 +21,7 @@ class FunctionSpec(BaseModel):
     name: str = Field(pattern=NAME_RE.pattern)
     image: str = Field(min_length=1, max_length=512)
     cmd: list[str] | None = Field(None, max_length=256)
-    env: list[str] = Field(default_factory=list, max_length=256)
+    env: EnvList = Field(default_factory=list, max_length=256)
     size: str = DEFAULT_SIZE
     mode: FunctionMode = "stdio"
     timeout: int = Field(300, ge=1, le=3600)  # seconds a call may run (504 beyond)
@@ -48,7 +48,7 @@ class FunctionUpdate(BaseModel):
 
     image: str | None = Field(None, min_length=1, max_length=512)
     cmd: list[str] | None = Field(None, max_length=256)
-    env: list[str] | None = Field(None, max_length=256)
+    env: EnvList | None = Field(None, max_length=256)
     size: str | None = None
     timeout: int | None = Field(None, ge=1, le=3600)
     concurrency: int | None = Field(None, ge=1, le=1000)
