@@ -18,7 +18,8 @@ from seabox.api.metrics import metrics
 from seabox.api.node import plane as node_plane
 from seabox.api.openapi import build_openapi
 from seabox.api.ratelimit import rate_limit_middleware
-from seabox.api.v1 import containers, crons, fips, functions, images, security_groups, services, system, volumes
+from seabox.api.v1 import (billing, containers, crons, fips, functions, images, security_groups, services, system,
+                           volumes)
 from seabox.services.cloud import Cloud
 
 
@@ -39,7 +40,7 @@ def create_app(cloud: Cloud) -> web.Application:
     app[TENANT] = cloud.store
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
-    for module in (containers, images, volumes, fips, security_groups, services, crons, functions, system,
+    for module in (containers, images, volumes, fips, security_groups, services, crons, functions, system, billing,
                    node_plane):
         app.router.add_routes(module.routes)
     for docker in (docker_system, docker_containers, docker_exec, docker_images, docker_volumes):

@@ -266,3 +266,8 @@ def down(data_dir: Path = DATA_DIR_OPT) -> None:
 from seabox.cli.admin_nodes import node_app  # noqa: E402  (it uses this module's helpers)
 
 app.add_typer(node_app, name="node")
+
+from seabox.cli.admin_billing import invoices_app, prices_app  # noqa: E402  (they use this module's helpers)
+
+app.add_typer(prices_app, name="prices")
+app.add_typer(invoices_app, name="invoices")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from seabox.cli import (admin, containers, crons, fips, functions, images, node, security_groups, server, services,
+from seabox.cli import (admin, billing, containers, crons, fips, functions, images, node, security_groups, server, services,
                         system, volumes)
 from seabox.cli.client import SeaboxGroup
 
@@ -15,7 +15,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (containers, images, volumes, fips, security_groups, services, crons, functions, system):
+for group in (containers, images, volumes, fips, security_groups, services, crons, functions, billing, system):
     group.register(app)
 server.register(app)
 node.register(app)

@@ -41,15 +41,16 @@ class NodeHealth:
                 await self._drain(node, lease)
 
     async def _down(self, node: Node, now: float, lease: Lease) -> None:
-        age = now - node.heartbeat_at.timestamp()
+        last_heard = node.heartbeat_at.timestamp()  # what ran there is billed up to here (billing.meter)
+        age = now - last_heard
         for c in self.store.list_containers(node=node.name):
             if c.spec.desired != "running" or c.status.state not in HELD:
                 continue
-            if movable(c.spec) and await self._move(c, node.name, f"node {node.name} is down", lease):
+            if movable(c.spec) and await self._move(c, node.name, f"node {node.name} is down", lease, last_heard):
                 continue
             st = c.status.model_copy(update={"state": "lost", "pid": 0,
                                              "error": f"node {node.name} is down (no heartbeat for {age:.0f} s)"})
-            self.store.save_status(c.id, st, [ContainerEvent(action="lost", attributes={"node": node.name})], fence=lease)
+            self.store.save_status(c.id, st, [ContainerEvent(action="lost", attributes={"node": node.name}, at=last_heard)], fence=lease)
             await self.bus.notify()
 
     async def _drain(self, node: Node, lease: Lease) -> None:
@@ -63,14 +64,15 @@ class NodeHealth:
             self.store.request_container(c.id, "stopped", stop, fence=lease)
             await self.bus.notify()
 
-    async def _move(self, c: Container, node: str, why: str, lease: Lease) -> bool:
+    async def _move(self, c: Container, node: str, why: str, lease: Lease, at: float | None = None) -> bool:
+        """Place C again on another node (False if none can take it); its run on NODE ended AT (None: now)."""
         try:
             target = self.placer.choose(c.tenant, c.spec.size, avoid=frozenset({node}))
         except Conflict as exc:
             log.info("%s: container %s stays: %s", why, c.id[:12], exc.message)
             return False
         st = c.status.model_copy(update={"state": "created", "pid": 0, "error": f"{why}: placed again on {target}"})
-        moved = [ContainerEvent(action="move", attributes={"from": node, "to": target})]
+        moved = [ContainerEvent(action="move", attributes={"from": node, "to": target}, at=at)]
         if not self.store.move_container(c.id, node, target, st, moved, fence=lease):
             return True  # moved meanwhile (by a server that held the lease before)
         self.store.request_container(c.id, "running", fence=lease)

@@ -9,6 +9,7 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 
+from seabox.billing.accounts import Accounts
 from seabox.config import ServerConfig
 from seabox.controllers import crons as cron_controller
 from seabox.controllers.event_retention import EventRetention
@@ -35,18 +36,20 @@ from seabox.services.placement import Placer
 from seabox.services.security_groups import SecurityGroupService
 from seabox.services.services import ServiceService
 from seabox.services.volumes import VolumeService
+from seabox.store.billing import BillingStore
 from seabox.store.crons import CronStore
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.fips import FipStore
 from seabox.store.functions import FunctionStore
-from seabox.store.leases import Leases
+from seabox.store.leases import Lease, Leases
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
 from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
 from seabox.store.services import ServiceStore
 
+INVOICES_EVERY = 300.0  # seconds between passes issuing the invoices of ended months
 RETENTION_LEASE_TTL = 60.0  # seconds another server waits to prune events after their pruner died
 SERVICES_EVERY = 0.5  # seconds between the services controller's passes (each reconciles for a while)
 SERVICES_LEASE_TTL = 10.0
@@ -80,6 +83,7 @@ class Cloud:
     functions: FunctionService
     calls: CallGateway
     function_pool: FunctionPool
+    accounts: Accounts
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -109,10 +113,12 @@ class Cloud:
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
                    fips=fips, security_groups=security_groups, services=services, crons=crons,
                    functions=functions, calls=calls,
-                   function_pool=FunctionPool(store, function_store, http))
+                   function_pool=FunctionPool(store, function_store, http),
+                   accounts=Accounts(store, BillingStore(store.engine)))
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
+        await asyncio.to_thread(self.accounts.apply_price_file, self.cfg.data_dir / "prices.toml")
         leases = Leases(self.store.engine)
         health = NodeHealth(self.cfg, self.store, self.nodes, self.containers.placer, self.bus)
         beat = self.cfg.nodes.heartbeat_interval
@@ -127,6 +133,8 @@ class Cloud:
                       cron_controller.CronController(self.crons).tick),
             "function-calls": (LeasedPass(leases, "function-calls", self.server, self.cfg.functions.prune_interval,
                                           3 * self.cfg.functions.prune_interval), self.calls.prune),
+            "invoices": (LeasedPass(leases, "invoices", self.server, INVOICES_EVERY, 2 * INVOICES_EVERY),
+                         self._issue_invoices),
             "function-pool": (LeasedPass(leases, "function-pool", self.server, self.cfg.functions.pool_interval,
                                          POOL_LEASE_TTL_FACTOR * self.cfg.functions.pool_interval),
                               self.function_pool.reconcile),
@@ -136,6 +144,10 @@ class Cloud:
         self._loops.append(asyncio.create_task(self.bus.relay(), name="change-relay"))
         self._loops.append(asyncio.create_task(self.exec.run(), name="exec-sessions"))
         self._loops.append(asyncio.create_task(self.calls.renew(), name="function-call-leases"))
+
+    async def _issue_invoices(self, _lease: Lease) -> None:
+        """Issue what ended months owe (an invoice is written once: a second server issuing it too changes nothing)."""
+        await asyncio.to_thread(self.accounts.issue_due)
 
     async def close(self) -> None:
         await self.calls.close()

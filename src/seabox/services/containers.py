@@ -402,7 +402,8 @@ class ContainerService:
             if r.started_at is not None and r.started_at != old.started_at:
                 st.started_at, st.finished_at = r.started_at, None
                 st.exit_code, st.oom_killed, st.error = 0, False, ""
-                events.append(ContainerEvent(action="start", attributes={"image": c.spec.image, "size": c.spec.size}))
+                events.append(ContainerEvent(action="start", attributes={"image": c.spec.image, "size": c.spec.size},
+                                             at=r.started_at.timestamp()))  # the node's clock: billed from then
             st.state, st.pid = "running", r.pid or old.pid
         elif r.failure:  # the start failed: the record keeps the reason
             st.state = "exited" if old.started_at else "created"

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from seabox.billing import meter
 from seabox.errors import Conflict, Forbidden, NotFound
 from seabox.model.fip import Fip, free_addresses, is_address
 from seabox.store import tables as t
@@ -114,6 +115,8 @@ class FipStore:
                     ])
                     if self._count(conn, tenant_id) > quota:  # another process allocated meanwhile (SQLite)
                         raise quota_reached(quota, held)
+                    for a in addresses:
+                        meter.open_interval(conn, tenant_id, "fip", a, a, "fip", now)
                 return addresses
             except IntegrityError as exc:
                 if _taken_by_container(exc):
@@ -169,6 +172,7 @@ class FipStore:
                                f"first (`seabox service detach-fip {row['service_name']}`)", field="fip")
             if not conn.execute(delete(t.fips).where(_c.address == address, _DANGLING)).rowcount:
                 raise Conflict(f"floating IP {address} was attached meanwhile: detach it first", field="fip")
+            meter.close_interval(conn, "fip", address, time.time())
 
     def attach_service(self, tenant_id: str, address: str, service_id: str) -> None:
         """Attach the tenant's dangling ADDRESS to SERVICE_ID, which must have none yet."""

@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from seabox.billing import meter
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.container import Container, ContainerSpec, ContainerStatus, StopRequest
 from seabox.model.event import ContainerEvent, Event
+from seabox.model.sizes import get_size
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume
 from seabox.store import tables as t
@@ -181,6 +183,8 @@ class Store:
                 check_security_groups(conn, tenant_id, spec.security_groups)
                 conn.execute(insert(t.containers).values(**row))
                 add_members(conn, tenant_id, cid, spec.security_groups)
+                meter.open_interval(conn, tenant_id, "rootfs", cid, name, "storage", row["created_at"],
+                                    meter.gigabytes(get_size(spec.size).disk_bytes))
         except IntegrityError as exc:
             if _violates(exc, "uq_container_ip", "containers.tenant_id, containers.ip"):
                 raise Conflict(f"address {ip} is already in use on this tenant network") from None
@@ -246,7 +250,7 @@ class Store:
             conn.execute(
                 update(t.containers).where(t.containers.c.id == cid).values(status=status.model_dump(mode="json"))
             )
-            self._insert_events(conn, cid, events)
+            self._insert_events(conn, cid, events, status.state)
             check_fence(conn, fence)
 
     def request_container(self, cid: str, desired: str, stop: StopRequest | None = None,
@@ -308,12 +312,14 @@ class Store:
         """Delete the record and write the lifecycle events of its end, in one transaction."""
         with self.engine.begin() as conn:
             self._insert_events(conn, cid, events)
+            meter.close_interval(conn, "rootfs", cid, time.time())
             conn.execute(delete(t.containers).where(t.containers.c.id == cid))
 
     @staticmethod
-    def _insert_events(conn: Connection, cid: str, events: Iterable[ContainerEvent]) -> None:
+    def _insert_events(conn: Connection, cid: str, events: Iterable[ContainerEvent], state: str | None = None) -> None:
+        """Write EVENTS and fold them, with the container's new STATE if its status changed, into its meter."""
         rows = list(events)
-        if not rows:
+        if not rows and state != "running":
             return
         record = conn.execute(
             select(t.containers.c.tenant_id, t.containers.c.name).where(t.containers.c.id == cid)
@@ -321,6 +327,9 @@ class Store:
         if record is None:
             return
         now = time.time()
+        meter.container_change(conn, record[0], cid, record[1], rows, now, state)
+        if not rows:
+            return
         conn.execute(
             insert(t.events),
             [
@@ -404,6 +413,8 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.volumes).values(**row))
+                meter.open_interval(conn, tenant_id, "volume", f"{tenant_id}/{name}", name, "storage",
+                                    row["created_at"], meter.gigabytes(size))
         except IntegrityError:
             raise Conflict(f"volume {name!r} already exists", field="name") from None
         return self._volume(row, [])
@@ -429,6 +440,7 @@ class Store:
     def delete_volume(self, tenant_id: str, name: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(t.volumes).where(t.volumes.c.tenant_id == tenant_id, t.volumes.c.name == name))
+            meter.close_interval(conn, "volume", f"{tenant_id}/{name}", time.time())
 
     def volume_users(self, tenant_id: str, name: str) -> list[str]:
         """Names of this tenant's containers (any state) that mount the volume."""

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from seabox.billing import meter
 from seabox.errors import Conflict, NotFound
 from seabox.model import ipam
 from seabox.model.container import ContainerStatus
@@ -72,6 +73,7 @@ class ServiceStore:
                            "status": ServiceStatus(desired=spec.replicas).model_dump(mode="json"),
                            "created_at": time.time()}
                     conn.execute(insert(t.services).values(**row))
+                    meter.open_interval(conn, tenant_id, "service", row["id"], name, "service", row["created_at"])
                 return self.get(tenant_id, name)
             except IntegrityError as exc:
                 if "uq_service_name" in str(exc.orig) or "services.tenant_id, services.name" in str(exc.orig):
@@ -152,6 +154,7 @@ class ServiceStore:
             conn.execute(delete(t.service_replicas).where(_r.service_id == service_id))
             conn.execute(update(t.fips).where(t.fips.c.service_id == service_id).values(service_id=None))
             conn.execute(delete(t.services).where(_s.id == service_id))
+            meter.close_interval(conn, "service", service_id, time.time())
 
     # replicas ----------------------------------------------------------------------------------
     def add_replica(self, service_id: str, container_id: str, generation: int) -> None:

@@ -293,3 +293,46 @@ function_calls = Table(
     Column("arrival", BigInt, nullable=False, server_default="0"),
     Index("ix_function_calls_tenant_status", "tenant_id", "status"),
 )
+
+# billing -----------------------------------------------------------------------------------------
+# The meter's ledger: one row per span a resource was billable (a container's run from start to its
+# end, a rootfs or volume from create to remove, a FIP held, a service up), written in the transaction
+# of the change that opened or closed it. Times are integer milliseconds, so that rating is exact.
+usage_intervals = Table(
+    "usage_intervals",
+    metadata,
+    Column("id", BigInt, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # container | rootfs | volume | fip | service
+    Column("resource_id", String(128), nullable=False),
+    Column("resource_name", String(255), nullable=False),
+    Column("meter", String(32), nullable=False),  # a price book key: container.s4, storage, fip, service
+    Column("quantity", String(40), nullable=False),  # a Decimal: GB for storage, 1 otherwise
+    Column("start_ms", BigInt, nullable=False),
+    Column("end_ms", BigInt, nullable=True),  # None: still open (billed up to now)
+    Column("minimum_ms", BigInt, nullable=False),  # a container start bills at least this long
+    Column("lost", Boolean, nullable=False),  # closed at its node's last heartbeat; a later report amends it
+    Index("ix_usage_tenant_end", "tenant_id", "end_ms"),
+    Index("ix_usage_resource", "kind", "resource_id"),
+)
+
+# price book versions: each in force from effective_at until the next one's
+price_books = Table(
+    "price_books",
+    metadata,
+    Column("id", BigInt, primary_key=True, autoincrement=True),
+    Column("effective_at", Float, nullable=False, unique=True),
+    Column("prices", JSON, nullable=False),  # meter -> Decimal text, the whole book
+    Column("created_at", Float, nullable=False),
+)
+
+# issued invoices: written once on the first pass after their month ends, never changed afterwards
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
+    Column("month", String(7), primary_key=True),  # YYYY-MM
+    Column("issued_at", Float, nullable=False),
+    Column("lines", JSON, nullable=False),
+    Column("total", String(40), nullable=False),
+)

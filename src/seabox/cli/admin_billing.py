@@ -1,0 +1,97 @@
+"""`seabox admin prices` and `seabox admin invoices`: the operator's price book and the invoices issued."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from seabox.cli.client import parse_time
+from seabox.config import DEFAULT_DATA_DIR
+from seabox.errors import SeaboxError
+
+prices_app = typer.Typer(help="The price book: show it, or set prices from now (or a later time) on; the past keeps "
+                         "its prices. DATA_DIR/prices.toml (meter = \"dollars\" lines) is applied at server start.",
+                         no_args_is_help=True)
+invoices_app = typer.Typer(help="Invoices: issued on the first pass after their month ends, never changed afterwards.",
+                           no_args_is_help=True)
+DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
+
+
+def _accounts(data_dir: Path):  # type: ignore[no-untyped-def]
+    # imported here: SQLAlchemy and Alembic would slow every tenant command's start
+    from seabox.billing.accounts import Accounts
+    from seabox.cli.admin import _store
+    from seabox.store.billing import BillingStore
+
+    store = _store(data_dir)
+    return Accounts(store, BillingStore(store.engine))
+
+
+def _show(book) -> None:  # type: ignore[no-untyped-def]
+    from seabox.cli.admin import console
+
+    console.print(f"in force since {book.effective_at.isoformat()}", highlight=False)
+    table = Table("METER", "PRICE", "PER", box=None)
+    for meter, price in book.prices.items():
+        table.add_row(meter, "$" + price, book.units[meter])
+    console.print(table)
+
+
+@prices_app.command("show")
+def prices_show(data_dir: Path = DATA_DIR_OPT) -> None:
+    """The prices in force now."""
+    _show(_accounts(data_dir).prices())
+
+
+@prices_app.command("set")
+def prices_set(
+    changes: Annotated[list[str], typer.Argument(metavar="METER=DOLLARS", help="e.g. container.s4=0.000003 fip=1")],
+    effective: Annotated[
+        float | None,
+        typer.Option("--effective", parser=parse_time, help="When the prices take effect: unix seconds or an ISO time, "
+                     "now or later (default: now)."),
+    ] = None,
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """A new version of the price book, from --effective on (what was used before keeps its old prices)."""
+    from seabox.cli.admin import _fail
+
+    pairs: dict[str, str] = {}
+    for item in changes:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected METER=DOLLARS, got {item!r}", param_hint="METER=DOLLARS")
+        pairs[key] = value
+    try:
+        _show(_accounts(data_dir).set_prices(pairs, effective))
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+
+
+@invoices_app.command("ls")
+def invoices_ls(
+    month: Annotated[str | None, typer.Option("--month", help="Only this month (YYYY-MM).")] = None,
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Every invoice issued: tenant, month, total, when issued."""
+    from datetime import UTC, datetime
+
+    from seabox.billing.accounts import parse_month
+    from seabox.cli.admin import _fail, console
+
+    try:
+        if month is not None:
+            parse_month(month)
+        accounts = _accounts(data_dir)
+        names = {t.id: t.name for t in accounts.store.list_tenants()}
+        table = Table("TENANT", "MONTH", "TOTAL", "ISSUED", box=None)
+        for row in accounts.billing.invoices(month):
+            table.add_row(escape(names.get(row["tenant_id"], row["tenant_id"])), row["month"], "$" + row["total"],
+                          datetime.fromtimestamp(row["issued_at"], UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    console.print(table)

@@ -1,0 +1,145 @@
+"""Billing by the second: the meter's intervals from lifecycle events, and rating them under versioned prices."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, delete
+
+from seabox.billing import meter
+from seabox.billing.prices import DEFAULT_PRICES, PriceBook, PriceHistory
+from seabox.billing.rating import Interval, month_start_ms, rate, total
+from seabox.model.event import ContainerEvent
+from seabox.store import tables as t
+from seabox.store.billing import BillingStore
+
+JAN31 = datetime(2026, 1, 31, 23, 58, tzinfo=UTC).timestamp()  # a month boundary two minutes later
+S4 = DEFAULT_PRICES["container.s4"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    engine = create_engine("sqlite://")
+    t.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def run(start: float, end: float | None, minimum: int = 10_000, meter_: str = "container.s4") -> Interval:
+    return Interval("container", "c1", "web", meter_, Decimal(1), round(start * 1000),
+                    None if end is None else round(end * 1000), minimum)
+
+
+def test_a_run_bills_its_seconds_and_a_short_one_at_least_ten() -> None:
+    [line] = rate([run(0, 100)], PriceHistory(), 0, 10**9, 10**9)
+    assert (line.quantity, line.cost) == (Decimal(100), (S4 * 100).quantize(Decimal("0.000001")))
+    [short] = rate([run(0, 3)], PriceHistory(), 0, 10**9, 10**9)
+    assert short.quantity == 10
+    # still running 4 s after its start: billed to now, and already its 10 s
+    [running] = rate([run(0, None)], PriceHistory(), 0, 10**9, 4000)
+    assert running.quantity == 10
+
+
+def test_a_price_change_mid_run_prices_each_part_by_its_version() -> None:
+    prices = PriceHistory((PriceBook(50.0, {**DEFAULT_PRICES, "container.s4": Decimal("0.001")}),))
+    [line] = rate([run(0, 100)], prices, 0, 10**9, 10**9)
+    assert line.cost == (S4 * 50 + Decimal("0.001") * 50).quantize(Decimal("0.000001"))
+    assert prices.at(49.9).prices["container.s4"] == S4  # the past keeps its price
+
+
+def test_a_fip_bills_once_per_calendar_month_it_was_held_in() -> None:
+    feb, mar = month_start_ms(2026, 2), month_start_ms(2026, 3)
+    held = [Interval("fip", "198.18.0.1", "198.18.0.1", "fip", Decimal(1), feb - 1000, feb + 5000),
+            Interval("fip", "198.18.0.1", "198.18.0.1", "fip", Decimal(1), feb + 9000, None)]
+    lines = rate(held, PriceHistory(), month_start_ms(2026, 1), mar + 10, mar + 10)
+    assert [(x.quantity, x.cost) for x in lines] == [(3, 3)]  # January, February (once), March
+    assert rate(held, PriceHistory(), feb + 7000, mar, mar + 10) == []  # February's month was billed before
+
+
+def test_storage_bills_gigabyte_months_and_day_grouping_splits_at_midnight() -> None:
+    day = 86400
+    volume = Interval("volume", "t/v", "v", "storage", Decimal(10), 0, day * 3000)  # 10 GB for 3 days
+    [line] = rate([volume], PriceHistory(), 0, 10**12, 10**12)
+    assert line.unit == "GB-month" and line.quantity == Decimal(1)  # 30 GB-days are one GB-month
+    assert line.cost == Decimal("0.100000")
+    days = rate([run(day - 5, day + 5)], PriceHistory(), 0, 10**12, 10**12, by="day")
+    assert [(x.key, x.quantity) for x in days] == [("1970-01-01", 5), ("1970-01-02", 5)]
+
+
+# the property: random lifecycles, checked against a reference written independently ----------------
+events = st.lists(st.tuples(st.integers(0, 400), st.sampled_from(["start", "die", "lost", "reported", "price"]),
+                            st.integers(1, 99)), max_size=25)
+
+
+def reference(runs: list[tuple[int, int]], versions: list[tuple[int, Fraction]], month: tuple[int, int]) -> Decimal:
+    """What the month's invoice should say: each run billed max(its length, 10 s), each part of it at the
+    price in force then, counting only the part inside the month."""
+    lo, hi = month_start_ms(*month), month_start_ms(month[0], month[1] + 1)
+    cost = Fraction(0)
+    for start, end in runs:
+        end = max(end, start + 10_000)
+        for i, (since, price) in enumerate(versions):
+            until = versions[i + 1][0] if i + 1 < len(versions) else 10**15
+            a, b = max(start, since, lo), min(end, until, hi)
+            if b > a:
+                cost += Fraction(b - a, 1000) * price
+    return Decimal(cost.numerator) / Decimal(cost.denominator)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=events)
+def test_every_invoice_matches_the_reference_over_random_lifecycles(engine: Engine, history: list) -> None:
+    tenant, cid = uuid.uuid4().hex, uuid.uuid4().hex
+    with engine.begin() as conn:
+        conn.execute(delete(t.price_books))
+    store = BillingStore(engine)
+    runs: list[tuple[int, int]] = []
+    versions: list[tuple[int, Fraction]] = [(0, Fraction(S4))]
+    running_since: int | None = None
+    lost_at: int | None = None  # the start of a run whose node was lost
+    lost_end = 0  # when that node was last heard from
+    clock = JAN31
+    for step, action, value in sorted(history, key=lambda e: e[0]):
+        clock = JAN31 + step + value / 100  # up to ~6 minutes, across the month boundary
+        at = round(clock * 1000)
+        with engine.begin() as conn:
+            if action == "start":
+                if running_since is not None:
+                    runs.append((running_since, at))
+                elif lost_at is not None:  # a fresh start: the lost run stays ended where its node was last heard
+                    runs.append((lost_at, lost_end))
+                    lost_at = None
+                meter.container_change(conn, tenant, cid, "web", [ContainerEvent(action="start", at=clock,
+                                                                                 attributes={"size": "s4"})], clock)
+                running_since = at
+            elif action == "die" and (running_since is not None or lost_at is not None):
+                start = running_since if running_since is not None else lost_at
+                meter.container_change(conn, tenant, cid, "web", [ContainerEvent(action="die", at=clock)], clock)
+                runs.append((start, at))  # type: ignore[arg-type]
+                running_since = lost_at = None
+            elif action == "lost" and running_since is not None:
+                meter.container_change(conn, tenant, cid, "web", [ContainerEvent(action="lost", at=clock)], clock)
+                lost_at, lost_end, running_since = running_since, at, None
+            elif action == "reported" and lost_at is not None:  # its node is back: it ran all along
+                meter.container_change(conn, tenant, cid, "web", [], clock, state="running")
+                running_since, lost_at = lost_at, None
+            elif action == "price":
+                price = Decimal(value) / 10**6
+                if store.add_price_book(PriceBook(clock, {**DEFAULT_PRICES, "container.s4": price})):
+                    versions.append((at, Fraction(price)))
+    now = round((clock + 1000) * 1000)
+    if running_since is not None:
+        runs.append((running_since, now))
+    if lost_at is not None:  # never heard of again: billed to its node's last heartbeat
+        runs.append((lost_at, lost_end))
+    for month in ((2026, 1), (2026, 2)):
+        lo, hi = month_start_ms(*month), month_start_ms(month[0], month[1] + 1)
+        lines = rate(store.intervals(tenant, lo, hi), store.price_history(), lo, hi, now)
+        assert total(lines) == reference(runs, versions, month).quantize(Decimal("0.000001"), ROUND_HALF_EVEN)
