@@ -1,0 +1,98 @@
+"""Per-second billing through the real server and the CLI: seconds billed match a container's real run time
+(within 1 s, the 10 s minimum applied), a restart of the server while a container runs, prices and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.e2e.docker_fixtures import native, ok, pull, until, wiped_tenant
+from tests.fixtures.server import Server, own_server
+
+
+@pytest.fixture
+def tenant(server: Server, busybox_image: str) -> Iterator[str]:
+    with wiped_tenant(server, "bill", "containers") as name:
+        pull(server, name, busybox_image)
+        yield name
+
+
+def usage(server: Server, tenant: str, *args: str) -> dict[str, Any]:
+    return json.loads(ok(server.cli("usage", "--json", *args, tenant=tenant)))
+
+
+def ran_for(server: Server, tenant: str, name: str) -> float:
+    """Seconds NAME ran, from its own StartedAt and FinishedAt as inspect shows them."""
+    with native(server, tenant) as client:
+        status = client.get(f"/v1/containers/{name}").json()["status"]
+    return (datetime.fromisoformat(status["finished_at"]) - datetime.fromisoformat(status["started_at"])).total_seconds()
+
+
+def exited(server: Server, tenant: str, name: str) -> bool:
+    with native(server, tenant) as client:
+        return client.get(f"/v1/containers/{name}").json()["status"]["state"] == "exited"
+
+
+def billed(report: dict[str, Any], name: str) -> Decimal:
+    return sum((Decimal(x["quantity"]) for x in report["lines"] if x["key"] == name
+                and x["meter"].startswith("container.")), Decimal(0))
+
+
+def test_seconds_billed_match_the_real_run_time_and_a_short_run_bills_ten(
+    server: Server, tenant: str, busybox_image: str,
+) -> None:
+    ok(server.cli("run", "-d", "--name", "short", "--size", "s1", busybox_image, "sleep", "1", tenant=tenant))
+    ok(server.cli("run", "-d", "--name", "long", busybox_image, "sleep", "11", tenant=tenant))
+    until(lambda: exited(server, tenant, "long"), budget=30, what="long exited")
+    report = usage(server, tenant, "--by", "container")
+    assert billed(report, "short") == 10  # ran about a second: the minimum
+    assert abs(billed(report, "long") - Decimal(ran_for(server, tenant, "long"))) <= 1, report
+    meters = {x["meter"] for x in usage(server, tenant)["lines"]}
+    assert {"container.s1", "container.s4", "storage"} <= meters  # the sizes, and the root filesystems
+    table = ok(server.cli("usage", tenant=tenant))
+    assert "container.s4" in table and "total: $" in table
+    draft = json.loads(ok(server.cli("invoice", "--json", tenant=tenant)))
+    assert draft["status"] == "draft" and Decimal(draft["total"]) > 0
+    # another tenant sees none of it
+    with wiped_tenant(server, "bill-other", "containers") as other:
+        assert usage(server, other)["lines"] == []
+
+
+def test_bad_windows_months_and_groups_are_refused_naming_them(server: Server, tenant: str) -> None:
+    r = server.cli("usage", "--since", "1h", "--until", "2h", tenant=tenant)
+    assert r.returncode == 1 and "until" in r.stderr, r
+    r = server.cli("invoice", "--month", "2026-13", tenant=tenant)
+    assert r.returncode == 1 and "month" in r.stderr, r
+    with native(server, tenant) as client:
+        bad = client.get("/v1/usage", params={"by": "colour"})
+        assert bad.status_code == 400 and "by" in bad.json()["message"]
+        assert client.get("/v1/usage", params={"since": "soon"}).status_code == 400
+
+
+def test_a_container_running_while_the_server_was_killed_bills_the_time_it_really_ran(
+    registry: str, busybox_image: str,
+) -> None:
+    with own_server(registry, "bill") as srv:
+        pull(srv, "alice", busybox_image)
+        ok(srv.cli("run", "-d", "--name", "job", busybox_image, "sleep", "11", tenant="alice"))
+        until(lambda: billed(usage(srv, "alice", "--by", "container"), "job") > 0, what="job billed")
+        srv.stop(signal.SIGKILL)
+        time.sleep(13)  # it exits while no server runs: billed to then, not to when the server hears of it
+        srv.start()
+        until(lambda: exited(srv, "alice", "job"), budget=20, what="job seen exited")
+        assert abs(billed(usage(srv, "alice", "--by", "container"), "job") - Decimal(ran_for(srv, "alice", "job"))) <= 1
+
+        # the operator's price change applies from now on, and the tenant sees it
+        r = srv.cli("admin", "prices", "set", "container.s4=0.00001", "--data-dir", str(srv.data_dir))
+        assert r.returncode == 0, r
+        book = json.loads(ok(srv.cli("prices", "--json", tenant="alice")))
+        assert book["prices"]["container.s4"] == "0.00001" and book["units"]["fip"] == "month"
+        r = srv.cli("admin", "prices", "set", "container.s4=-1", "--data-dir", str(srv.data_dir))
+        assert r.returncode == 1 and "container.s4" in r.stdout + r.stderr
