@@ -11,11 +11,11 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, delete
+from sqlalchemy import Engine, create_engine, delete, insert
 
 from seabox.billing import meter
 from seabox.billing.prices import DEFAULT_PRICES, PriceBook, PriceHistory
-from seabox.billing.rating import Interval, month_start_ms, rate, total
+from seabox.billing.rating import Interval, Line, month_start_ms, rate, total
 from seabox.model.event import ContainerEvent
 from seabox.store import tables as t
 from seabox.store.billing import BillingStore
@@ -37,39 +37,53 @@ def run(start: float, end: float | None, minimum: int = 10_000, meter_: str = "c
                     None if end is None else round(end * 1000), minimum)
 
 
-def test_a_run_bills_its_seconds_and_a_short_one_at_least_ten() -> None:
-    [line] = rate([run(0, 100)], PriceHistory(), 0, 10**9, 10**9)
+def rated(engine: Engine, intervals: list[Interval], prices: PriceHistory, since: int, until: int, now: int,
+          by: str = "size") -> list[Line]:
+    """INTERVALS written to the ledger of a new tenant, and rated as the accounts rate them."""
+    tenant, store = uuid.uuid4().hex, BillingStore(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(t.usage_intervals), [
+            {"tenant_id": tenant, "kind": iv.kind, "resource_id": iv.resource_id, "resource_name": iv.resource_name,
+             "meter": iv.meter, "quantity": str(iv.quantity), "start_ms": iv.start_ms, "end_ms": iv.end_ms,
+             "minimum_ms": iv.minimum_ms, "lost": False} for iv in intervals])
+    group = "size" if by == "day" else by
+    return rate(lambda lo, hi: store.sums(tenant, group, lo, hi, now), store.fips(tenant, since, until), prices,
+                since, until, now, by)
+
+
+def test_a_run_bills_its_seconds_and_a_short_one_at_least_ten(engine: Engine) -> None:
+    [line] = rated(engine, [run(0, 100)], PriceHistory(), 0, 10**9, 10**9)
     assert (line.quantity, line.cost) == (Decimal(100), (S4 * 100).quantize(Decimal("0.000001")))
-    [short] = rate([run(0, 3)], PriceHistory(), 0, 10**9, 10**9)
+    [short] = rated(engine, [run(0, 3)], PriceHistory(), 0, 10**9, 10**9)
     assert short.quantity == 10
     # still running 4 s after its start: billed to now, and already its 10 s
-    [running] = rate([run(0, None)], PriceHistory(), 0, 10**9, 4000)
+    [running] = rated(engine, [run(0, None)], PriceHistory(), 0, 10**9, 4000)
     assert running.quantity == 10
 
 
-def test_a_price_change_mid_run_prices_each_part_by_its_version() -> None:
+def test_a_price_change_mid_run_prices_each_part_by_its_version(engine: Engine) -> None:
     prices = PriceHistory((PriceBook(50.0, {**DEFAULT_PRICES, "container.s4": Decimal("0.001")}),))
-    [line] = rate([run(0, 100)], prices, 0, 10**9, 10**9)
+    [line] = rated(engine, [run(0, 100)], prices, 0, 10**9, 10**9)
     assert line.cost == (S4 * 50 + Decimal("0.001") * 50).quantize(Decimal("0.000001"))
     assert prices.at(49.9).prices["container.s4"] == S4  # the past keeps its price
 
 
-def test_a_fip_bills_once_per_calendar_month_it_was_held_in() -> None:
+def test_a_fip_bills_once_per_calendar_month_it_was_held_in(engine: Engine) -> None:
     feb, mar = month_start_ms(2026, 2), month_start_ms(2026, 3)
     held = [Interval("fip", "198.18.0.1", "198.18.0.1", "fip", Decimal(1), feb - 1000, feb + 5000),
             Interval("fip", "198.18.0.1", "198.18.0.1", "fip", Decimal(1), feb + 9000, None)]
-    lines = rate(held, PriceHistory(), month_start_ms(2026, 1), mar + 10, mar + 10)
+    lines = rated(engine, held, PriceHistory(), month_start_ms(2026, 1), mar + 10, mar + 10)
     assert [(x.quantity, x.cost) for x in lines] == [(3, 3)]  # January, February (once), March
-    assert rate(held, PriceHistory(), feb + 7000, mar, mar + 10) == []  # February's month was billed before
+    assert rated(engine, held, PriceHistory(), feb + 7000, mar, mar + 10) == []  # February's month was billed before
 
 
-def test_storage_bills_gigabyte_months_and_day_grouping_splits_at_midnight() -> None:
+def test_storage_bills_gigabyte_months_and_day_grouping_splits_at_midnight(engine: Engine) -> None:
     day = 86400
     volume = Interval("volume", "t/v", "v", "storage", Decimal(10), 0, day * 3000)  # 10 GB for 3 days
-    [line] = rate([volume], PriceHistory(), 0, 10**12, 10**12)
+    [line] = rated(engine, [volume], PriceHistory(), 0, 10**12, 10**12)
     assert line.unit == "GB-month" and line.quantity == Decimal(1)  # 30 GB-days are one GB-month
     assert line.cost == Decimal("0.100000")
-    days = rate([run(day - 5, day + 5)], PriceHistory(), 0, 10**12, 10**12, by="day")
+    days = rated(engine, [run(day - 5, day + 5)], PriceHistory(), 0, 10**12, 10**12, by="day")
     assert [(x.key, x.quantity) for x in days] == [("1970-01-01", 5), ("1970-01-02", 5)]
 
 
@@ -141,5 +155,6 @@ def test_every_invoice_matches_the_reference_over_random_lifecycles(engine: Engi
         runs.append((lost_at, lost_end))
     for month in ((2026, 1), (2026, 2)):
         lo, hi = month_start_ms(*month), month_start_ms(month[0], month[1] + 1)
-        lines = rate(store.intervals(tenant, lo, hi), store.price_history(), lo, hi, now)
+        lines = rate(lambda a, b: store.sums(tenant, "size", a, b, now), store.fips(tenant, lo, hi), store.price_history(),
+                     lo, hi, now)
         assert total(lines) == reference(runs, versions, month).quantize(Decimal("0.000001"), ROUND_HALF_EVEN)

@@ -62,8 +62,7 @@ class Accounts:
         if until_ms <= since_ms:
             raise InvalidArgument(f"until ({_at(until_ms).isoformat()}) must be after since "
                                   f"({_at(since_ms).isoformat()})", field="until")
-        lines = rate(self.billing.intervals(tenant.id, since_ms, until_ms), self.billing.price_history(),
-                     since_ms, until_ms, now_ms, by)
+        lines = self._rate(tenant.id, since_ms, until_ms, now_ms, by)
         return Usage(since=_at(since_ms), until=_at(until_ms), by=by, lines=_lines(lines), total=str(total(lines)))
 
     def invoice(self, tenant: Tenant, month: str | None = None, now: float | None = None) -> Invoice:
@@ -81,8 +80,13 @@ class Accounts:
         return self._issued(tenant.id, name, start, end, now_ms)
 
     def _month_lines(self, tenant_id: str, start: int, end: int, now_ms: int) -> list[Line]:
-        return rate(self.billing.intervals(tenant_id, start, end), self.billing.price_history(), start, end,
-                    now_ms, "size")
+        return self._rate(tenant_id, start, end, now_ms, "size")
+
+    def _rate(self, tenant_id: str, since_ms: int, until_ms: int, now_ms: int, by: str) -> list[Line]:
+        group = "size" if by == "day" else by
+        return rate(lambda lo, hi: self.billing.sums(tenant_id, group, lo, hi, now_ms),
+                    self.billing.fips(tenant_id, since_ms, until_ms), self.billing.price_history(),
+                    since_ms, until_ms, now_ms, by)
 
     def _issued(self, tenant_id: str, name: str, start: int, end: int, now_ms: int) -> Invoice:
         row = self.billing.invoice(tenant_id, name)

@@ -1,8 +1,9 @@
 """Rating: what the ledger's intervals cost over a window under the price book's versions, exactly, in Decimal.
 
 Each interval bills the span from its start to its end (to now while open), at least its minimum (a
-container run shorter than 10 s is billed as though it ran 10 s). The span is cut at every price
-change, so each part is priced by the version in force then; a FIP bills one month for each calendar
+container run shorter than 10 s is billed as though it ran 10 s); the database sums those spans over
+each segment of the window between price changes (store.billing.sums), so each part is priced by the
+version in force then; a FIP bills one month for each calendar
 month (UTC) it was held in, priced and counted at the first instant of that month it was held.
 Quantities are in each price's unit; a line's cost is the exact sum rounded half-even to
 MONEY_PLACES places, and a total is the sum of its rounded lines.
@@ -10,7 +11,7 @@ MONEY_PLACES places, and a total is the sum of its rounded lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
@@ -22,6 +23,8 @@ MONEY = Decimal(1).scaleb(-MONEY_PLACES)
 QUANTITY = Decimal("0.000001")
 GROUPS = ("size", "resource", "container", "day")  # what `usage --by` groups lines by
 DAY_MS = 86_400_000
+# (lo, hi) -> (key, meter, quantity, billed milliseconds in [lo, hi)) of every per-time meter (store.billing.sums)
+Sums = Callable[[int, int], Iterable[tuple[str, str, Decimal, int]]]
 
 
 @dataclass(frozen=True)
@@ -75,30 +78,14 @@ def _key(iv: Interval, by: str, at_ms: int) -> str:
 
 
 def _cuts(start: int, end: int, prices: PriceHistory, by_day: bool) -> list[int]:
-    """START, every price change and (BY_DAY) day boundary inside, END: the span's parts' limits."""
+    """START, every price change and (BY_DAY) day boundary inside, END: the limits of the window's segments."""
     cuts = {start, end, *(round(t * 1000) for t in prices.changes_between(start / 1000, end / 1000))}
     if by_day:
         cuts.update(range((start // DAY_MS + 1) * DAY_MS, end, DAY_MS))
     return sorted(c for c in cuts if start <= c <= end)
 
 
-def _timed_parts(iv: Interval, prices: PriceHistory, since: int, until: int, now: int,
-                 by_day: bool) -> Iterator[tuple[int, Decimal, Decimal]]:
-    """(start, quantity, cost) of each part of a per-time interval's billed span inside [SINCE, UNTIL)."""
-    end = iv.end_ms if iv.end_ms is not None else now
-    billed_end = max(end, iv.start_ms + iv.minimum_ms)
-    lo, hi = max(iv.start_ms, since), min(billed_end, until)
-    if lo >= hi:
-        return
-    cuts = _cuts(lo, hi, prices, by_day)
-    for a, b in zip(cuts, cuts[1:]):
-        seconds = Decimal(b - a) / 1000
-        per = SECONDS_PER_MONTH if UNITS[iv.meter] == "GB-month" else 1
-        quantity = seconds * iv.quantity / per
-        yield a, quantity, prices.at(a / 1000).prices[iv.meter] * quantity
-
-
-def _fip_months(ivs: list[Interval], now: int) -> dict[tuple[str, tuple[int, int]], tuple[int, Interval]]:
+def _fip_months(ivs: Iterable[Interval], now: int) -> dict[tuple[str, tuple[int, int]], tuple[int, Interval]]:
     """(resource, month) -> the first instant of that month the FIP was held, and its interval."""
     first: dict[tuple[str, tuple[int, int]], tuple[int, Interval]] = {}
     for iv in ivs:
@@ -113,31 +100,35 @@ def _fip_months(ivs: list[Interval], now: int) -> dict[tuple[str, tuple[int, int
     return first
 
 
-def rate(intervals: Iterable[Interval], prices: PriceHistory, since_ms: int, until_ms: int, now_ms: int,
+def rate(sums: Sums, fips: Iterable[Interval], prices: PriceHistory, since_ms: int, until_ms: int, now_ms: int,
          by: str = "size") -> list[Line]:
-    """The lines of [SINCE, UNTIL) grouped BY one of GROUPS, sorted by key then meter."""
-    sums: dict[tuple[str, str], list[Decimal]] = {}
+    """The lines of [SINCE, UNTIL) grouped BY one of GROUPS, sorted by key then meter.
+
+    SUMS(lo, hi) gives the billed milliseconds of every per-time meter in [lo, hi), grouped by BY's key
+    (by meter for day); FIPS are the FIP intervals that may bill a month inside the window.
+    """
+    totals: dict[tuple[str, str], list[Decimal]] = {}
 
     def add(key: str, meter: str, quantity: Decimal, cost: Decimal) -> None:
-        acc = sums.setdefault((key, meter), [Decimal(0), Decimal(0)])
+        acc = totals.setdefault((key, meter), [Decimal(0), Decimal(0)])
         acc[0] += quantity
         acc[1] += cost
 
-    fips: list[Interval] = []
     with localcontext() as ctx:
         ctx.prec = 50
-        for iv in intervals:
-            if UNITS[iv.meter] == "month":
-                fips.append(iv)
-                continue
-            for at, quantity, cost in _timed_parts(iv, prices, since_ms, until_ms, now_ms, by == "day"):
-                add(_key(iv, by, at), iv.meter, quantity, cost)
-        for (_, _), (at, iv) in _fip_months(fips, now_ms).items():
+        cuts = _cuts(since_ms, until_ms, prices, by == "day")
+        for lo, hi in zip(cuts, cuts[1:]):
+            book = prices.at(lo / 1000).prices
+            for key, meter, quantity, billed_ms in sums(lo, hi):
+                per = SECONDS_PER_MONTH if UNITS[meter] == "GB-month" else 1
+                amount = Decimal(billed_ms) / 1000 * quantity / per
+                add(_day(lo) if by == "day" else key, meter, amount, book[meter] * amount)
+        for at, iv in _fip_months(fips, now_ms).values():
             if since_ms <= at < until_ms:
                 add(_key(iv, by, at), iv.meter, Decimal(1), prices.at(at / 1000).prices[iv.meter])
     return [
         Line(key, meter, UNITS[meter], q.quantize(QUANTITY, ROUND_HALF_EVEN), c.quantize(MONEY, ROUND_HALF_EVEN))
-        for (key, meter), (q, c) in sorted(sums.items())
+        for (key, meter), (q, c) in sorted(totals.items())
     ]
 
 

@@ -6,15 +6,17 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, select
+from sqlalchemy import Engine, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from seabox.billing.meter import CONTAINER_MINIMUM_S
 from seabox.billing.prices import PriceBook, PriceHistory, price_text
 from seabox.billing.rating import Interval, month_of, month_start_ms
 from seabox.store import tables as t
+from seabox.store.dialect import greatest, least
 
 U = t.usage_intervals.c
+MAX_MINIMUM_MS = CONTAINER_MINIMUM_S * 1000  # the longest minimum_ms any interval has
 I = t.invoices.c
 
 
@@ -22,14 +24,29 @@ class BillingStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def intervals(self, tenant_id: str, since_ms: int, until_ms: int) -> list[Interval]:
-        """TENANT_ID's intervals that may bill inside [SINCE, UNTIL): open, or ended at most a minimum before
-        SINCE (or within SINCE's calendar month, for a FIP's month)."""
+    def sums(self, tenant_id: str, group: str, lo: int, hi: int, now_ms: int) -> list[tuple[str, str, Decimal, int]]:
+        """(key, meter, quantity, billed ms in [LO, HI)) of TENANT_ID's per-time meters, summed by the database.
+
+        An interval bills from its start to its end (NOW_MS while open), at least minimum_ms; GROUP is the
+        key: size (the meter), resource (the kind) or container (the resource's name).
+        """
+        key = {"size": U.meter, "resource": U.kind, "container": U.resource_name}[group]
+        with self.engine.connect() as conn:
+            billed_end = greatest(conn, func.coalesce(U.end_ms, now_ms), U.start_ms + U.minimum_ms)
+            part = least(conn, billed_end, hi) - greatest(conn, U.start_ms, lo)
+            q = (select(key, U.meter, U.quantity, func.sum(part))
+                 .where(U.tenant_id == tenant_id, U.kind != "fip", U.start_ms < hi,
+                        or_(U.end_ms.is_(None), U.end_ms >= lo - MAX_MINIMUM_MS), part > 0)
+                 .group_by(key, U.meter, U.quantity))
+            return [(str(k), meter, Decimal(quantity), int(ms)) for k, meter, quantity, ms in conn.execute(q)]
+
+    def fips(self, tenant_id: str, since_ms: int, until_ms: int) -> list[Interval]:
+        """TENANT_ID's FIP intervals that may bill a month inside [SINCE, UNTIL): held then, or earlier in SINCE's
+        calendar month (a month is billed once, at its first instant held)."""
         year, month = month_of(since_ms)
-        reach = min(since_ms - CONTAINER_MINIMUM_S * 1000, month_start_ms(year, month))
         q = select(U.kind, U.resource_id, U.resource_name, U.meter, U.quantity, U.start_ms, U.end_ms,
-                   U.minimum_ms).where(U.tenant_id == tenant_id, U.start_ms < until_ms,
-                                       or_(U.end_ms.is_(None), U.end_ms >= reach))
+                   U.minimum_ms).where(U.tenant_id == tenant_id, U.kind == "fip", U.start_ms < until_ms,
+                                       or_(U.end_ms.is_(None), U.end_ms >= month_start_ms(year, month)))
         with self.engine.connect() as conn:
             return [Interval(r.kind, r.resource_id, r.resource_name, r.meter, Decimal(r.quantity), r.start_ms,
                              r.end_ms, r.minimum_ms) for r in conn.execute(q)]

@@ -43,3 +43,13 @@ def lock_row(conn: Connection, table: Table, *where: ColumnElement[bool]) -> Non
         return
     same = next(c for c in table.columns if not c.primary_key)  # a key would draw foreign-key checks
     conn.execute(update(table).where(*where).values({same.name: same}))
+
+
+def greatest(conn: Connection, *values: Any) -> Any:
+    """The largest of VALUES as a SQL expression: GREATEST on PostgreSQL, SQLite's many-argument max()."""
+    return (func.greatest if conn.dialect.name == "postgresql" else func.max)(*values)
+
+
+def least(conn: Connection, *values: Any) -> Any:
+    """The smallest of VALUES as a SQL expression: LEAST on PostgreSQL, SQLite's many-argument min()."""
+    return (func.least if conn.dialect.name == "postgresql" else func.min)(*values)
