@@ -103,8 +103,8 @@ def test_the_operator_sets_shows_and_resets_quotas_and_bad_input_changes_nothing
         r = admin_quota(server, "set", tenant, *bad)
         assert r.returncode == 1 and says in r.stdout + r.stderr, (bad, r.stdout, r.stderr)
     shown = ok(admin_quota(server, "show", tenant))
-    assert re.search(r"^volumes\s+0\s+1\s+for this tenant$", shown, re.M), shown
-    assert re.search(r"^fips\s+0\s+5\s+for this tenant$", shown, re.M), shown
+    assert re.search(r"^\s*volumes\s+0\s+1\s+for this tenant\s*$", shown, re.M), shown
+    assert re.search(r"^\s*fips\s+0\s+5\s+for this tenant\s*$", shown, re.M), shown
     ok(sb("volume", "create", "data"))
     r = sb("volume", "create", "more")
     assert r.returncode == 1 and "volumes quota of 1 reached: 1 in use" in r.stderr, r.stderr
