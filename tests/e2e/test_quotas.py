@@ -1,4 +1,4 @@
-"""Per-tenant quotas end to end through the real server: `seabox admin quota set`, `seabox quota`, /v1/quota and the 403.
+"""Per-tenant quotas end to end through the real server: `admin quota set`, `seabox quota`, /v1/quota, the 403.
 
 The suite's server raises the operator's defaults (tests/fixtures/server.py SUITE_QUOTAS); each test
 here lowers its own tenant's quotas as an operator would.

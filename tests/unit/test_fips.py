@@ -55,7 +55,8 @@ def test_servers_allocating_at_once_never_share_an_address_or_pass_the_quota(sto
 
     def allocate(engine_index: int, tenant_id: str) -> None:
         try:
-            got.extend(FipStore(engines[engine_index]).allocate(tenant_id, IPv4Network("198.18.0.0/24"), 1, quota=FIPS_2))
+            got.extend(FipStore(engines[engine_index]).allocate(tenant_id, IPv4Network("198.18.0.0/24"), 1,
+                                                                quota=FIPS_2))
         except Forbidden as exc:
             errors.append(exc)
 

@@ -108,7 +108,8 @@ async def test_rmi_refuses_while_the_tenants_container_uses_the_image_unless_for
     svc, store, node = env
     a = store.create_tenant("a")
     await svc.pull(a, "r.example/app:1")
-    store.insert_container(a.id, "c" * 64, "web", "local", None, spec().model_copy(update={"image_id": X}), quota=ROOMY["containers"])
+    store.insert_container(a.id, "c" * 64, "web", "local", None, spec().model_copy(update={"image_id": X}),
+                           quota=ROOMY["containers"])
     with pytest.raises(Conflict, match="web"):
         await svc.remove(a, "r.example/app:1")
     await svc.remove(a, "r.example/app:1", force=True)

@@ -1,4 +1,4 @@
-"""Per-tenant quotas on real SQLite and PostgreSQL: the defaults, overrides, bad input, the 403, and requests at once."""
+"""Per-tenant quotas on real SQLite and PostgreSQL: defaults, overrides, bad input, the 403, requests at once."""
 
 from __future__ import annotations
 

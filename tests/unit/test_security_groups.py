@@ -200,9 +200,11 @@ def test_membership_is_refused_for_unknown_groups_and_blocks_removal(stores: tup
     groups.create(a.id, group(WEB), ROOMY["security_groups"])
     groups.create(b.id, group("name: db\n"), ROOMY["security_groups"])
     with pytest.raises(NotFound):
-        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.9", member_spec("db"), quota=ROOMY["containers"])  # b's
+        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.9", member_spec("db"),
+                               quota=ROOMY["containers"])  # b's
     assert store.list_containers(a.id) == []
-    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("web"), quota=ROOMY["containers"])
+    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("web"),
+                               quota=ROOMY["containers"])
     assert groups.get(a.id, "web").in_use_by == ["app"]
     with pytest.raises(Conflict) as info:
         groups.delete(a.id, "web")
@@ -218,7 +220,8 @@ def test_a_group_named_by_another_groups_rules_stays(stores: tuple[Store, Securi
     store, groups = stores
     a = store.create_tenant("a")
     groups.create(a.id, group("name: db\n"), ROOMY["security_groups"])
-    groups.create(a.id, group("name: app\nrules: [{direction: egress, protocol: tcp, remote_group_name: db}]\n"), ROOMY["security_groups"])
+    groups.create(a.id, group("name: app\nrules: [{direction: egress, protocol: tcp, remote_group_name: db}]\n"),
+                  ROOMY["security_groups"])
     with pytest.raises(Conflict) as info:
         groups.delete(a.id, "db")
     assert "app" in info.value.message
@@ -231,7 +234,8 @@ def test_a_containers_groups_change_all_at_once_or_not_at_all(stores: tuple[Stor
     a = store.create_tenant("a")
     for name in ("g1", "g2", "g3"):
         groups.create(a.id, group(f"name: {name}\n"), ROOMY["security_groups"])
-    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("g1"), quota=ROOMY["containers"])
+    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("g1"),
+                               quota=ROOMY["containers"])
     assert groups.set_container_groups(a.id, c.id, ["g2", "g3"], ["g1"]) == ["g2", "g3"]
     for add, remove, kind in ((["g2"], [], Conflict), ([], ["g1"], Conflict), (["g1", "nope"], [], NotFound)):
         with pytest.raises(kind):
@@ -289,9 +293,11 @@ def test_a_container_in_several_groups_gets_the_union_of_their_rules(
     a = store.create_tenant("a")
     ssh = "  - {direction: ingress, protocol: tcp, port_range_min: 22}\n"
     groups.create(a.id, group("name: g1\nrules:\n" + ssh), ROOMY["security_groups"])
-    groups.create(a.id, group("name: g2\nrules:\n" + ssh + "  - {direction: ingress, protocol: icmp}\n"), ROOMY["security_groups"])
+    groups.create(a.id, group("name: g2\nrules:\n" + ssh + "  - {direction: ingress, protocol: icmp}\n"),
+                  ROOMY["security_groups"])
     groups.create(a.id, group("name: none\n"), ROOMY["security_groups"])
-    store.insert_container(a.id, "1" * 64, "both", "n1", "10.208.1.2", member_spec("g1", "g2"), quota=ROOMY["containers"])
+    store.insert_container(a.id, "1" * 64, "both", "n1", "10.208.1.2", member_spec("g1", "g2"),
+                           quota=ROOMY["containers"])
     store.insert_container(a.id, "2" * 64, "shut", "n1", "10.208.1.3", member_spec("none"), quota=ROOMY["containers"])
     rules = firewall_of(hub, "n1", "both").rules
     assert [(r.protocol, r.port_min) for r in rules] == [("tcp", 22), ("icmp", 0)]  # the shared rule once
@@ -303,9 +309,11 @@ def test_membership_and_rule_changes_change_the_batch_of_every_affected_node(
 ) -> None:
     store, groups = stores
     a = store.create_tenant("a")
-    groups.create(a.id, group("name: db\nrules: [{direction: ingress, protocol: tcp, port_range_min: 5432}]\n"), ROOMY["security_groups"])
+    groups.create(a.id, group("name: db\nrules: [{direction: ingress, protocol: tcp, port_range_min: 5432}]\n"),
+                  ROOMY["security_groups"])
     groups.create(a.id, group("name: app\n"), ROOMY["security_groups"])
-    groups.create(a.id, group("name: dbc\nrules: [{direction: ingress, protocol: tcp, remote_group_name: app}]\n"), ROOMY["security_groups"])
+    groups.create(a.id, group("name: dbc\nrules: [{direction: ingress, protocol: tcp, remote_group_name: app}]\n"),
+                  ROOMY["security_groups"])
     store.insert_container(a.id, "1" * 64, "db", "n1", "10.208.1.2", member_spec("dbc"), quota=ROOMY["containers"])
     etags = {n: hub.batch(n).etag for n in ("n1", "n2")}
     assert firewall_of(hub, "n1", "db").rules[0].remotes == []  # no member yet: matches nothing
@@ -354,7 +362,8 @@ async def test_a_rule_change_through_one_server_wakes_a_nodes_long_poll_on_the_o
     NodeStore(a.store.engine).ensure_local("n1", "local", NodeCapacity("n1", 1024 * MiB, 2))
     service = SecurityGroupService(a.store, SecurityGroupStore(a.store.engine), a, QuotasConfig())
     await service.create(tenant, parse_yaml("name: web\nrules: [{direction: ingress, protocol: tcp, port_range_min: 80}]"))
-    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", member_spec("web"), quota=ROOMY["containers"])
+    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", member_spec("web"),
+                                 quota=ROOMY["containers"])
     hub = NodeHub(b.store, NodeStore(b.store.engine), b, containers=None)  # type: ignore[arg-type]
     for change in (
         service.update(tenant, "web", parse_yaml("rules: [{direction: ingress, protocol: tcp, port_range_min: 81}]")),
@@ -383,7 +392,8 @@ def test_a_group_removed_between_the_check_and_the_insert_is_a_404_and_nothing_i
     monkeypatch.setattr("seabox.store.repo.check_security_groups", lambda *args, **kw: None)
     monkeypatch.setattr("seabox.store.security_groups.check_security_groups", lambda *args, **kw: None)
     with pytest.raises(NotFound) as info:
-        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.3", member_spec("g", "gone"), quota=ROOMY["containers"])
+        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.3", member_spec("g", "gone"),
+                               quota=ROOMY["containers"])
     assert info.value.field == "security_groups"
     assert [x.name for x in store.list_containers(a.id)] == ["app"]
     with pytest.raises(NotFound) as info:

@@ -44,7 +44,8 @@ def test_keys_are_stored_hashed_and_resolve_to_their_tenant(store: Store) -> Non
 
 def test_container_lookup_by_name_id_and_prefix_is_tenant_scoped(store: Store) -> None:
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    c1 = store.insert_container(a.id, "ab12" + "0" * 60, "web", "local", "10.208.1.2", spec(), quota=ROOMY["containers"])
+    c1 = store.insert_container(a.id, "ab12" + "0" * 60, "web", "local", "10.208.1.2", spec(),
+                                quota=ROOMY["containers"])
     store.insert_container(a.id, "ab13" + "0" * 60, "db", "local", "10.208.1.3", spec(), quota=ROOMY["containers"])
     assert store.find_container(a.id, "web").id == c1.id
     assert store.find_container(a.id, c1.id).name == "web"

@@ -88,7 +88,8 @@ class QuotaStore:
     def usage(self, tenant_id: str, defaults: Mapping[str, int]) -> list[QuotaUse]:
         """Every quota of the tenant (DEFAULTS: the operator's) with its limit and use, in QUOTA_KEYS order."""
         with self.engine.connect() as conn:
-            overrides = {key: value for key, value in conn.execute(select(_q.key, _q.value).where(_q.tenant_id == tenant_id))}
+            rows = conn.execute(select(_q.key, _q.value).where(_q.tenant_id == tenant_id))
+            overrides = {key: value for key, value in rows}
             return [
                 QuotaUse(key=key, limit=overrides.get(key, defaults[key]), used=used(conn, tenant_id, key),
                          default=key not in overrides, counts=counts)

@@ -31,7 +31,7 @@ async def info(request: web.Request) -> web.Response:
 
 @routes.get("/v1/quota")
 async def quota(request: web.Request) -> web.Response:
-    """Each of the tenant's quotas: its limit, how much of it is used, and whether the limit is the operator's default."""
+    """Each of the tenant's quotas: its limit, its use, and whether the limit is the operator's default."""
     c = cloud(request)
     return dump(c.quotas.usage(tenant_of(request).id, c.cfg.quotas.defaults()))
 
