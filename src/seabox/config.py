@@ -9,9 +9,10 @@ import re
 import tomllib
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seabox.errors import InvalidArgument
+from seabox.model.quota import MAX_LIMIT, QUOTA_KEYS, Quota
 from seabox.model.runtime import ID_RANGE, RUNTIME_CLASSES, RuntimeName
 from seabox.model.volume import parse_bytes
 
@@ -259,11 +260,29 @@ class NodesConfig(BaseModel):
 
 
 class QuotasConfig(BaseModel):
-    """What each tenant may hold at most; past it a request is refused with a 403 naming the quota."""
+    """The operator's default quotas of every tenant (Hyper.sh's); `seabox admin quota set` overrides them per tenant.
 
-    fips: int = Field(2, ge=0)  # floating IPs allocated (attached or not)
-    crons: int = Field(20, ge=0)  # scheduled jobs (each may fire once a second at most)
-    functions: int = Field(100, ge=0)  # functions
+    Past one a request is refused with a 403 naming the quota, its limit and the use.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    containers: int = Field(10, ge=0, le=MAX_LIMIT)  # containers that exist, running or not
+    function_containers: int = Field(10, ge=0, le=MAX_LIMIT)  # containers of function calls and replicas at once
+    fips: int = Field(2, ge=0, le=MAX_LIMIT)  # floating IPs allocated (attached or not)
+    services: int = Field(5, ge=0, le=MAX_LIMIT)  # load-balanced services
+    volumes: int = Field(40, ge=0, le=MAX_LIMIT)  # volumes
+    security_groups: int = Field(100, ge=0, le=MAX_LIMIT)  # security groups
+    images: int = Field(20, ge=0, le=MAX_LIMIT)  # images (one however many names it has)
+    crons: int = Field(20, ge=0, le=MAX_LIMIT)  # scheduled jobs (each may fire once a second at most)
+    functions: int = Field(100, ge=0, le=MAX_LIMIT)  # functions
+
+    def quota(self, key: str) -> Quota:
+        """The quota KEY with this default."""
+        return Quota(key, getattr(self, key))
+
+    def defaults(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in QUOTA_KEYS}
 
 
 class ServicesConfig(BaseModel):

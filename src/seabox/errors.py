@@ -17,8 +17,8 @@ class SeaboxError(Exception):
         self.message = message
         self.field = field
 
-    def to_json(self) -> dict[str, str]:
-        body = {"message": self.message}
+    def to_json(self) -> dict[str, str | int]:
+        body: dict[str, str | int] = {"message": self.message}
         if self.field:
             body["field"] = self.field
         return body
@@ -44,6 +44,20 @@ class Forbidden(SeaboxError):
     """A valid credential that may not do this (403)."""
 
     status = 403
+
+
+class QuotaExceeded(Forbidden):
+    """The request would take the tenant past one of its quotas (403 naming the quota, its limit and the use)."""
+
+    def __init__(self, quota: str, limit: int, used: int, remedy: str) -> None:
+        super().__init__(f"{quota} quota of {limit} reached: {used} in use; {remedy} or ask the operator for more",
+                         field=quota)
+        self.quota = quota
+        self.limit = limit
+        self.used = used
+
+    def to_json(self) -> dict[str, str | int]:
+        return {**super().to_json(), "quota": self.quota, "limit": self.limit, "used": self.used}
 
 
 class NotFound(SeaboxError):

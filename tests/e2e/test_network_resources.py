@@ -62,7 +62,7 @@ def net(registry: str, busybox_image: str, tmp_path_factory: pytest.TempPathFact
     path = tmp_path_factory.mktemp("outside") / "ns"
     with outside_on_public(path, PUBLIC, PUBLIC_SUBNET, FIP_RANGE) as outside, \
             own_server(registry, "netres", network=f'public_interface = "{PUBLIC}"',
-                       config="[quotas]\nfips = 8\n") as srv:  # fmt: skip
+                       quotas="fips = 8\n") as srv:  # fmt: skip
         yield Net(srv, outside)
 
 

@@ -22,6 +22,7 @@ from seabox.services.function_http import FUNCTION_LABEL, GENERATION_LABEL, Http
 from seabox.store.db import open_engine
 from seabox.store.functions import FunctionStore
 from seabox.store.repo import Store
+from tests.unit.test_store import ROOMY
 
 LEASE, TTL = 30.0, 600.0
 
@@ -44,7 +45,8 @@ def _tenant(store: FunctionStore, name: str = "t") -> Tenant:
 
 
 def _fn(store: FunctionStore, name: str, concurrency: int = 10, tenant: str = "t") -> Function:
-    return store.create(_tenant(store, tenant).id, FunctionSpec(name=name, image="busybox", concurrency=concurrency))
+    return store.create(_tenant(store, tenant).id, FunctionSpec(name=name, image="busybox", concurrency=concurrency),
+                        ROOMY["functions"])
 
 
 def _add(store: FunctionStore, fn: Function, server: str = "s1", *, limit: int = 2, queue: int = 10,

@@ -13,7 +13,7 @@ from seabox.model.container import ContainerStatus
 from seabox.store.db import open_engine
 from seabox.store.leases import Lease, LeaseLost, Leases
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 
 async def test_one_server_at_a_time_runs_a_pass_and_another_takes_over_when_it_stops(db_url: str) -> None:
@@ -62,7 +62,7 @@ async def test_a_server_that_died_holding_a_lease_is_replaced_once_its_lease_exp
 def test_a_holder_that_stalled_past_its_lease_writes_nothing(db_url: str) -> None:
     store = Store(open_engine(db_url))
     tenant = store.create_tenant("a")
-    c = store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", spec())
+    c = store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
     leases = Leases(store.engine)
     stalled = leases.acquire("health", "server-1", ttl=0.2)
     assert stalled is not None

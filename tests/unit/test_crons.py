@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from seabox.controllers.cron_plan import KEEP_MISSED, MISSED_AFTER, decide, plan
 from seabox.errors import Forbidden, validation_error
 from seabox.model.cron import COUNT_CAP, CronCreate, CronSpec, Schedule
+from seabox.model.quota import Quota
 from seabox.store.crons import KEEP_RUNS, CronStore, NewRun
 from seabox.store.db import open_engine
 from seabox.store.repo import Store
@@ -155,7 +156,7 @@ def _spec() -> CronSpec:
 
 def test_a_firing_claimed_by_two_servers_is_recorded_once(crons: tuple[CronStore, CronStore, str]) -> None:
     a, b, tenant = crons
-    a.create(tenant, "job", _spec(), T0, T0 + 1, quota=5)
+    a.create(tenant, "job", _spec(), T0, T0 + 1, quota=Quota("crons", 5))
     [seen_a] = a.due(T0 + 1.1)
     [seen_b] = b.due(T0 + 1.1)  # both servers saw it due
     run = [NewRun(T0 + 1, "schedule", "running", "job-1")]
@@ -171,7 +172,7 @@ def test_a_firing_claimed_by_two_servers_is_recorded_once(crons: tuple[CronStore
 
 def test_only_the_last_runs_are_kept_and_open_ones_stay(crons: tuple[CronStore, CronStore, str]) -> None:
     store, _, tenant = crons
-    store.create(tenant, "job", _spec(), T0, T0 + 1, quota=5)
+    store.create(tenant, "job", _spec(), T0, T0 + 1, quota=Quota("crons", 5))
     first = store.add_run(tenant, "job", NewRun(T0, "manual", "running", "job-0"))
     for i in range(KEEP_RUNS + 20):
         store.add_run(tenant, "job", NewRun(T0 + 1 + i, "schedule", "missed"))
@@ -186,9 +187,9 @@ def test_only_the_last_runs_are_kept_and_open_ones_stay(crons: tuple[CronStore, 
 
 def test_the_crons_quota_and_suspension(crons: tuple[CronStore, CronStore, str]) -> None:
     store, _, tenant = crons
-    store.create(tenant, "a", _spec(), T0, T0 + 1, quota=1)
+    store.create(tenant, "a", _spec(), T0, T0 + 1, quota=Quota("crons", 1))
     with pytest.raises(Forbidden) as exc:
-        store.create(tenant, "b", _spec(), T0, T0 + 1, quota=1)
+        store.create(tenant, "b", _spec(), T0, T0 + 1, quota=Quota("crons", 1))
     assert exc.value.field == "crons"
     store.set_suspended(tenant, "a", True, 0.0, None)
     assert store.due(T0 + 100) == [] and store.get(tenant, "a").next_run is None

@@ -20,7 +20,7 @@ from seabox.store.db import open_engine
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 MiB = 1 << 20
 
@@ -68,7 +68,7 @@ async def test_a_nodes_long_poll_on_one_server_returns_at_once_on_a_change_made_
     a, b = buses
     tenant = a.store.create_tenant("t")
     NodeStore(a.store.engine).ensure_local("n1", "local", NodeCapacity("n1", 1024 * MiB, 2))
-    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", spec())
+    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
     hub = NodeHub(b.store, NodeStore(b.store.engine), b, containers=None)  # type: ignore[arg-type]
     etag = hub.batch("n1").etag
     polling = asyncio.create_task(hub.assignments("n1", etag, 20.0))
@@ -89,8 +89,8 @@ def test_a_start_admitted_by_one_server_counts_on_the_other_until_its_node_acts(
     (store_a, placer_a), (store_b, placer_b) = servers
     NodeStore(store_a.engine).ensure_local("n1", "local", NodeCapacity("n1", 768 * MiB, 2))  # room for one s4
     tenant = store_a.create_tenant("t")
-    one = store_a.insert_container(tenant.id, "a" * 64, "one", "n1", "10.208.1.2", spec())
-    two = store_a.insert_container(tenant.id, "b" * 64, "two", "n1", "10.208.1.3", spec())
+    one = store_a.insert_container(tenant.id, "a" * 64, "one", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
+    two = store_a.insert_container(tenant.id, "b" * 64, "two", "n1", "10.208.1.3", spec(), quota=ROOMY["containers"])
 
     def admit(store: Store, placer: Placer, cid: str) -> int:
         return store.request_start(cid, "n1", lambda placed: placer.admit_start("n1", cid, "s4", placed))

@@ -11,7 +11,7 @@ from seabox.services.nodes import NodeHub
 from seabox.store.db import open_engine
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 MiB = 1 << 20
 
@@ -22,10 +22,12 @@ def test_a_nodes_batch_names_every_container_of_its_tenants_and_follows_renames_
     for name in ("n1", "n2"):
         nodes.ensure_local(name, "local", NodeCapacity(name, 1024 * MiB, 2))
     alice, bob, carol = (store.create_tenant(n) for n in ("alice", "bob", "carol"))
-    store.insert_container(alice.id, "a" * 64, "web", "n1", "10.208.1.2", spec())
-    db = store.insert_container(alice.id, "b" * 64, "db", "n2", "10.208.1.3", spec())  # on the other node
-    store.insert_container(bob.id, "c" * 64, "web", "n1", "10.208.2.2", spec())
-    store.insert_container(carol.id, "d" * 64, "api", "n2", "10.208.3.2", spec())  # no container on n1
+    store.insert_container(alice.id, "a" * 64, "web", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
+    db = store.insert_container(alice.id, "b" * 64, "db", "n2", "10.208.1.3", spec(),
+                                quota=ROOMY["containers"])  # on the other node
+    store.insert_container(bob.id, "c" * 64, "web", "n1", "10.208.2.2", spec(), quota=ROOMY["containers"])
+    store.insert_container(carol.id, "d" * 64, "api", "n2", "10.208.3.2", spec(),
+                           quota=ROOMY["containers"])  # no container on n1
     hub = NodeHub(store, nodes, EventBus(store), containers=None)  # type: ignore[arg-type]
     batch = hub.batch("n1")
     assert batch.hosts == {

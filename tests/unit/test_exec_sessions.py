@@ -18,7 +18,7 @@ from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.notify import Notifier
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 CID = "c" * 64
 CONFIG = ExecConfig(cmd=["sh", "-c", "true"], env=[], workdir=None, user="", tty=True, stdin=False, stdout=True,
@@ -29,7 +29,7 @@ CONFIG = ExecConfig(cmd=["sh", "-c", "true"], env=[], workdir=None, user="", tty
 def setup(db_url: str) -> tuple[Store, ExecSessions, ExecSessions, Tenant]:
     store = Store(open_engine(db_url))
     tenant = store.create_tenant("a")
-    store.insert_container(tenant.id, CID, "web", "n1", "10.208.1.2", spec())
+    store.insert_container(tenant.id, CID, "web", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
     return store, ExecSessions(open_engine(db_url)), ExecSessions(open_engine(db_url)), tenant
 
 
@@ -162,7 +162,7 @@ class FakeContainers:
 async def servers(db_url: str) -> AsyncIterator[tuple[ExecService, ExecService, Store, Tenant]]:
     store = Store(open_engine(db_url))
     tenant = store.create_tenant("a")
-    store.insert_container(tenant.id, CID, "web", "n1", "10.208.1.2", spec())
+    store.insert_container(tenant.id, CID, "web", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
     made = []
     for name in ("server-a", "server-b"):
         engine = open_engine(db_url)

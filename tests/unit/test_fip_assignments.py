@@ -13,9 +13,10 @@ from seabox.services.events import EventBus
 from seabox.services.fips import FipService
 from seabox.services.nodes import NodeHub
 from seabox.store.fips import FipStore
+from seabox.store.quotas import QuotaStore
 from seabox.store.nodes import NodeStore
 from tests.unit.test_cross_server import buses  # noqa: F401  (fixture: two servers' event buses on one database)
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 MiB = 1 << 20
 
@@ -32,9 +33,9 @@ async def test_attach_through_one_server_wakes_the_nodes_long_poll_on_the_other(
     nodes = NodeStore(a.store.engine)
     for node in ("n1", "n2"):
         nodes.ensure_local(node, "local", NodeCapacity(node, 1024 * MiB, 2))
-    web = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", spec())
-    a.store.insert_container(tenant.id, "d" * 64, "db", "n1", "10.208.1.3", spec())
-    service = FipService(ServerConfig(), a.store, FipStore(a.store.engine), a)
+    web = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
+    a.store.insert_container(tenant.id, "d" * 64, "db", "n1", "10.208.1.3", spec(), quota=ROOMY["containers"])
+    service = FipService(ServerConfig(), a.store, FipStore(a.store.engine), QuotaStore(a.store.engine), a)
     hub = NodeHub(b.store, NodeStore(b.store.engine), b, containers=None)  # type: ignore[arg-type]
     [fip] = await service.allocate(tenant)
 

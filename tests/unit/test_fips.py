@@ -9,12 +9,14 @@ import pytest
 
 from seabox.errors import Conflict, Forbidden, NotFound
 from seabox.model.fip import free_addresses
+from seabox.model.quota import Quota
 from seabox.store.db import open_engine
 from seabox.store.fips import FipStore
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 RANGE = IPv4Network("198.18.0.0/29")  # 198.18.0.1 .. 198.18.0.6
+FIPS_3, FIPS_2 = Quota("fips", 3), Quota("fips", 2)
 
 
 @pytest.fixture
@@ -36,13 +38,13 @@ def test_free_addresses_skip_network_broadcast_and_used_ones() -> None:
 
 def test_allocation_is_all_or_nothing_within_the_quota(store: Store, fips: FipStore) -> None:
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    assert fips.allocate(a.id, RANGE, 2, quota=3) == ["198.18.0.1", "198.18.0.2"]
+    assert fips.allocate(a.id, RANGE, 2, quota=FIPS_3) == ["198.18.0.1", "198.18.0.2"]
     with pytest.raises(Forbidden, match="fips quota of 3 reached") as err:
-        fips.allocate(a.id, RANGE, 2, quota=3)
+        fips.allocate(a.id, RANGE, 2, quota=FIPS_3)
     assert err.value.field == "fips"
     assert [f.address for f in fips.list(a.id)] == ["198.18.0.1", "198.18.0.2"]  # nothing more allocated
-    assert fips.allocate(b.id, RANGE, 1, quota=3) == ["198.18.0.3"]  # addresses are unique across tenants
-    assert fips.list(b.id)[0].tenant == b.id and fips.count(a.id) == 2
+    assert fips.allocate(b.id, RANGE, 1, quota=FIPS_3) == ["198.18.0.3"]  # addresses are unique across tenants
+    assert fips.list(b.id)[0].tenant == b.id and len(fips.list(a.id)) == 2
 
 
 def test_servers_allocating_at_once_never_share_an_address_or_pass_the_quota(store: Store, db_url: str) -> None:
@@ -53,7 +55,8 @@ def test_servers_allocating_at_once_never_share_an_address_or_pass_the_quota(sto
 
     def allocate(engine_index: int, tenant_id: str) -> None:
         try:
-            got.extend(FipStore(engines[engine_index]).allocate(tenant_id, IPv4Network("198.18.0.0/24"), 1, quota=2))
+            got.extend(FipStore(engines[engine_index]).allocate(tenant_id, IPv4Network("198.18.0.0/24"), 1,
+                                                                quota=FIPS_2))
         except Forbidden as exc:
             errors.append(exc)
 
@@ -69,9 +72,9 @@ def test_servers_allocating_at_once_never_share_an_address_or_pass_the_quota(sto
 
 def test_attach_moves_only_with_force_and_one_per_container(store: Store, fips: FipStore) -> None:
     a = store.create_tenant("a")
-    web = store.insert_container(a.id, "1" * 64, "web", "local", "10.208.1.2", spec())
-    db = store.insert_container(a.id, "2" * 64, "db", "local", "10.208.1.3", spec())
-    first, second = fips.allocate(a.id, RANGE, 2, quota=2)
+    web = store.insert_container(a.id, "1" * 64, "web", "local", "10.208.1.2", spec(), quota=ROOMY["containers"])
+    db = store.insert_container(a.id, "2" * 64, "db", "local", "10.208.1.3", spec(), quota=ROOMY["containers"])
+    first, second = fips.allocate(a.id, RANGE, 2, quota=FIPS_2)
     fips.attach(a.id, first, web.id, force=False)
     fips.attach(a.id, first, web.id, force=False)  # again: nothing to do
     assert store.get_container(web.id).fip == first and fips.get(a.id, first).container_name == "web"
@@ -93,11 +96,11 @@ def test_attach_moves_only_with_force_and_one_per_container(store: Store, fips: 
 
 def test_names_are_unique_per_tenant_and_find_the_address(store: Store, fips: FipStore) -> None:
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    [x], [y] = fips.allocate(a.id, RANGE, 1, quota=2), fips.allocate(b.id, RANGE, 1, quota=2)
+    [x], [y] = fips.allocate(a.id, RANGE, 1, quota=FIPS_2), fips.allocate(b.id, RANGE, 1, quota=FIPS_2)
     fips.rename(a.id, x, "front")
     fips.rename(b.id, y, "front")  # another tenant may use the same name
     assert fips.get(a.id, "front").address == x and fips.get(b.id, "front").address == y
-    [z] = fips.allocate(a.id, RANGE, 1, quota=2)
+    [z] = fips.allocate(a.id, RANGE, 1, quota=FIPS_2)
     with pytest.raises(Conflict, match="already in use"):
         fips.rename(a.id, z, "front")
     for ref in (y, "nosuch"):  # another tenant's floating IP is as missing as one that does not exist

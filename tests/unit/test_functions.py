@@ -10,7 +10,7 @@ import time
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from seabox.config import FunctionsConfig
+from seabox.config import FunctionsConfig, QuotasConfig
 from seabox.errors import (
     CallTimeout, Conflict, InvalidArgument, PayloadTooLarge, ReplyTooLarge, TooManyRequests, validation_error,
 )
@@ -24,6 +24,7 @@ from seabox.services.functions import check_spec
 from seabox.store.db import open_engine
 from seabox.store.functions import FunctionStore
 from seabox.store.repo import Store
+from tests.unit.test_store import ROOMY
 
 
 def test_hop_by_hop_and_credential_headers_are_dropped_and_repeats_joined() -> None:
@@ -71,14 +72,14 @@ def _tenant_of(store: FunctionStore) -> Tenant:
 
 def test_secrets_open_only_their_function_and_rotate(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
     assert store.by_secret(fn.secret) == fn
     assert store.by_secret(fn.secret + "x") is None
     new = store.update(fn, fn.spec, refresh=True)
     assert new.generation == 2 and new.secret != fn.secret
     assert store.by_secret(fn.secret) is None and store.by_secret(new.secret) == new
     with pytest.raises(Conflict):
-        store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+        store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
 
 
 class FakeExecutor:
@@ -97,7 +98,7 @@ def _gateway(store: FunctionStore, executor: FakeExecutor, **cfg: object) -> Cal
 
 async def test_the_gateway_refuses_a_body_over_1_mib_before_running_anything(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
     executor = FakeExecutor(Reply(200, b"ok"))
     gateway = _gateway(store, executor)
     with pytest.raises(PayloadTooLarge):
@@ -107,7 +108,7 @@ async def test_the_gateway_refuses_a_body_over_1_mib_before_running_anything(sto
 
 async def test_an_oversized_reply_is_a_509_and_a_slow_one_a_504(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox", timeout=1))
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox", timeout=1), ROOMY["functions"])
     with pytest.raises(ReplyTooLarge):
         await _gateway(store, FakeExecutor(Reply(200, b"x" * (MAX_BODY + 1)))).call(tenant, fn, b"", {}, sync=True)
     slow = _gateway(store, FakeExecutor(Reply(200, b"late"), delay=5))
@@ -120,7 +121,7 @@ async def test_an_oversized_reply_is_a_509_and_a_slow_one_a_504(store: FunctionS
 
 async def test_an_async_result_is_answered_once(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
     gateway = _gateway(store, FakeExecutor(Reply(201, b"made", {"X-A": "1"})))
     call_id = await gateway.call(tenant, fn, b"in", {}, sync=False)
     assert isinstance(call_id, str)
@@ -133,7 +134,7 @@ async def test_an_async_result_is_answered_once(store: FunctionStore) -> None:
 
 async def test_calls_of_a_server_that_stopped_are_failed_and_expired_ones_dropped(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
     gone, _ = store.add_call(fn, False, 0, "dead-server", lease=1, ttl=100, tenant_limit=10, queue_size=10)
     done, _ = store.add_call(fn, False, 0, "live", lease=100, ttl=1, tenant_limit=10, queue_size=10)
     store.call_ended(done, "done", result_status=200, body=b"", headers={}, error=None, container=None,
@@ -148,8 +149,8 @@ def test_a_public_url_needs_the_right_secret_and_name(store: FunctionStore) -> N
     from seabox.services.functions import FunctionService
 
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
-    service = FunctionService(store, None, None, {})  # type: ignore[arg-type]
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
+    service = FunctionService(store, None, None, {}, QuotasConfig())  # type: ignore[arg-type]
     assert service.public("f", fn.secret) == fn
     for name, secret in (("g", fn.secret), ("f", fn.secret[:-1]), ("f", "")):
         with pytest.raises(NotFound, match="no such function"):
@@ -158,7 +159,7 @@ def test_a_public_url_needs_the_right_secret_and_name(store: FunctionStore) -> N
 
 async def test_unread_async_results_are_bounded(store: FunctionStore) -> None:
     tenant = _tenant_of(store)
-    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"))
+    fn = store.create(tenant.id, FunctionSpec(name="f", image="busybox"), ROOMY["functions"])
     gateway = _gateway(store, FakeExecutor(Reply(200, b"ok")), max_results=2)
     first = await gateway.call(tenant, fn, b"", {}, sync=False)
     await gateway.call(tenant, fn, b"", {}, sync=False)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from seabox.config import QuotasConfig
 from seabox.errors import Conflict, NotFound
 from seabox.protocol.images import ImageConfig, ImageInfo
 from seabox.services.events import EventBus
@@ -15,8 +16,9 @@ from seabox.services.images import ImageService
 from seabox.services.links import NodeLinks
 from seabox.store.nodes import NodeStore
 from seabox.store.db import open_engine
+from seabox.store.quotas import QuotaStore
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 X = "sha256:" + "1" * 64
 Y = "sha256:" + "2" * 64
@@ -65,7 +67,7 @@ def env(db_url: str) -> tuple[ImageService, Store, FakeNodeImages]:
     node = FakeNodeImages()
     node.registry = {"r.example/app:1": X, "r.example/app:2": X, "r.example/new:1": Y}
     links = NodeLinks(NodeStore(store.engine), 30.0, node)  # type: ignore[arg-type]
-    return ImageService(store, links, EventBus(store)), store, node
+    return ImageService(store, links, EventBus(store), QuotaStore(store.engine), QuotasConfig()), store, node
 
 
 async def test_names_are_per_tenant_and_an_unpulled_id_is_404(env: tuple[ImageService, Store, Any]) -> None:
@@ -106,7 +108,8 @@ async def test_rmi_refuses_while_the_tenants_container_uses_the_image_unless_for
     svc, store, node = env
     a = store.create_tenant("a")
     await svc.pull(a, "r.example/app:1")
-    store.insert_container(a.id, "c" * 64, "web", "local", None, spec().model_copy(update={"image_id": X}))
+    store.insert_container(a.id, "c" * 64, "web", "local", None, spec().model_copy(update={"image_id": X}),
+                           quota=ROOMY["containers"])
     with pytest.raises(Conflict, match="web"):
         await svc.remove(a, "r.example/app:1")
     await svc.remove(a, "r.example/app:1", force=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from seabox.config import QuotasConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, SeaboxError
 from seabox.model.node import NodeCapacity
 from seabox.model.security_group import MAX_DOCUMENT_BYTES, MAX_RULES, parse_yaml, validate_group
@@ -21,7 +22,7 @@ from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
 from tests.unit.test_cross_server import buses  # noqa: F401 - the two-server fixture
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 MiB = 1 << 20
 WEB = """\
@@ -156,11 +157,11 @@ def member_spec(*groups: str) -> Any:
 def test_groups_are_per_tenant_and_names_unique(stores: tuple[Store, SecurityGroupStore]) -> None:
     store, groups = stores
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    created = groups.create(a.id, group(WEB))
+    created = groups.create(a.id, group(WEB), ROOMY["security_groups"])
     assert (created.name, created.generation, len(created.rules), created.in_use_by) == ("web", 1, 3, [])
     with pytest.raises(Conflict):
-        groups.create(a.id, group(WEB))
-    groups.create(b.id, group(WEB))  # the same name in another tenant is another group
+        groups.create(a.id, group(WEB), ROOMY["security_groups"])
+    groups.create(b.id, group(WEB), ROOMY["security_groups"])  # the same name in another tenant is another group
     with pytest.raises(NotFound):
         groups.get(b.id, "db")
     assert [g.name for g in groups.list(a.id)] == ["web"]
@@ -169,20 +170,20 @@ def test_groups_are_per_tenant_and_names_unique(stores: tuple[Store, SecurityGro
 def test_a_remote_group_must_be_the_tenants_own(stores: tuple[Store, SecurityGroupStore]) -> None:
     store, groups = stores
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    groups.create(b.id, group("name: db\n"))
+    groups.create(b.id, group("name: db\n"), ROOMY["security_groups"])
     text = "name: app\nrules:\n  - {direction: ingress, protocol: tcp, port_range_min: 1, remote_group_name: db}\n"
     with pytest.raises(NotFound) as info:
-        groups.create(a.id, group(text))  # b's db is unknown to a
+        groups.create(a.id, group(text), ROOMY["security_groups"])  # b's db is unknown to a
     assert info.value.field == "rules[0].remote_group_name"
     assert groups.list(a.id) == []
-    groups.create(a.id, group("name: db\n"))
-    assert groups.create(a.id, group(text)).rules[0].remote_group_name == "db"
+    groups.create(a.id, group("name: db\n"), ROOMY["security_groups"])
+    assert groups.create(a.id, group(text), ROOMY["security_groups"]).rules[0].remote_group_name == "db"
 
 
 def test_an_update_replaces_every_rule_at_once(stores: tuple[Store, SecurityGroupStore]) -> None:
     store, groups = stores
     a = store.create_tenant("a")
-    groups.create(a.id, group(WEB))
+    groups.create(a.id, group(WEB), ROOMY["security_groups"])
     updated = groups.replace(a.id, group("name: web\ndescription: new\nrules: [{direction: egress, protocol: udp}]\n"))
     assert (updated.generation, updated.description, [r.protocol for r in updated.rules]) == (2, "new", ["udp"])
     bad = "name: web\nrules: [{direction: ingress, protocol: tcp, port_range_min: 1, remote_group_name: nope}]\n"
@@ -196,12 +197,14 @@ def test_an_update_replaces_every_rule_at_once(stores: tuple[Store, SecurityGrou
 def test_membership_is_refused_for_unknown_groups_and_blocks_removal(stores: tuple[Store, SecurityGroupStore]) -> None:
     store, groups = stores
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    groups.create(a.id, group(WEB))
-    groups.create(b.id, group("name: db\n"))
+    groups.create(a.id, group(WEB), ROOMY["security_groups"])
+    groups.create(b.id, group("name: db\n"), ROOMY["security_groups"])
     with pytest.raises(NotFound):
-        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.9", member_spec("db"))  # b's
+        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.9", member_spec("db"),
+                               quota=ROOMY["containers"])  # b's
     assert store.list_containers(a.id) == []
-    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("web"))
+    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("web"),
+                               quota=ROOMY["containers"])
     assert groups.get(a.id, "web").in_use_by == ["app"]
     with pytest.raises(Conflict) as info:
         groups.delete(a.id, "web")
@@ -216,8 +219,9 @@ def test_membership_is_refused_for_unknown_groups_and_blocks_removal(stores: tup
 def test_a_group_named_by_another_groups_rules_stays(stores: tuple[Store, SecurityGroupStore]) -> None:
     store, groups = stores
     a = store.create_tenant("a")
-    groups.create(a.id, group("name: db\n"))
-    groups.create(a.id, group("name: app\nrules: [{direction: egress, protocol: tcp, remote_group_name: db}]\n"))
+    groups.create(a.id, group("name: db\n"), ROOMY["security_groups"])
+    groups.create(a.id, group("name: app\nrules: [{direction: egress, protocol: tcp, remote_group_name: db}]\n"),
+                  ROOMY["security_groups"])
     with pytest.raises(Conflict) as info:
         groups.delete(a.id, "db")
     assert "app" in info.value.message
@@ -229,8 +233,9 @@ def test_a_containers_groups_change_all_at_once_or_not_at_all(stores: tuple[Stor
     store, groups = stores
     a = store.create_tenant("a")
     for name in ("g1", "g2", "g3"):
-        groups.create(a.id, group(f"name: {name}\n"))
-    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("g1"))
+        groups.create(a.id, group(f"name: {name}\n"), ROOMY["security_groups"])
+    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", member_spec("g1"),
+                               quota=ROOMY["containers"])
     assert groups.set_container_groups(a.id, c.id, ["g2", "g3"], ["g1"]) == ["g2", "g3"]
     for add, remove, kind in ((["g2"], [], Conflict), ([], ["g1"], Conflict), (["g1", "nope"], [], NotFound)):
         with pytest.raises(kind):
@@ -262,12 +267,12 @@ def test_the_batch_resolves_remote_groups_to_members_on_every_node(
 ) -> None:
     store, groups = stores
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    groups.create(a.id, group(WEB))
-    groups.create(b.id, group(WEB))
-    store.insert_container(a.id, "1" * 64, "w1", "n1", "10.208.1.12", member_spec("web"))
-    store.insert_container(a.id, "2" * 64, "w2", "n2", "10.208.1.3", member_spec("web"))
-    store.insert_container(a.id, "3" * 64, "plain", "n1", "10.208.1.4", spec())
-    store.insert_container(b.id, "4" * 64, "bw", "n1", "10.208.2.5", member_spec("web"))
+    groups.create(a.id, group(WEB), ROOMY["security_groups"])
+    groups.create(b.id, group(WEB), ROOMY["security_groups"])
+    store.insert_container(a.id, "1" * 64, "w1", "n1", "10.208.1.12", member_spec("web"), quota=ROOMY["containers"])
+    store.insert_container(a.id, "2" * 64, "w2", "n2", "10.208.1.3", member_spec("web"), quota=ROOMY["containers"])
+    store.insert_container(a.id, "3" * 64, "plain", "n1", "10.208.1.4", spec(), quota=ROOMY["containers"])
+    store.insert_container(b.id, "4" * 64, "bw", "n1", "10.208.2.5", member_spec("web"), quota=ROOMY["containers"])
     fw = firewall_of(hub, "n1", "w1")
     assert [r.model_dump() for r in fw.rules] == [
         {"direction": "ingress", "protocol": "tcp", "port_min": 80, "port_max": 81, "remotes": ["203.0.113.0/24"]},
@@ -287,11 +292,13 @@ def test_a_container_in_several_groups_gets_the_union_of_their_rules(
     store, groups = stores
     a = store.create_tenant("a")
     ssh = "  - {direction: ingress, protocol: tcp, port_range_min: 22}\n"
-    groups.create(a.id, group("name: g1\nrules:\n" + ssh))
-    groups.create(a.id, group("name: g2\nrules:\n" + ssh + "  - {direction: ingress, protocol: icmp}\n"))
-    groups.create(a.id, group("name: none\n"))
-    store.insert_container(a.id, "1" * 64, "both", "n1", "10.208.1.2", member_spec("g1", "g2"))
-    store.insert_container(a.id, "2" * 64, "shut", "n1", "10.208.1.3", member_spec("none"))
+    groups.create(a.id, group("name: g1\nrules:\n" + ssh), ROOMY["security_groups"])
+    groups.create(a.id, group("name: g2\nrules:\n" + ssh + "  - {direction: ingress, protocol: icmp}\n"),
+                  ROOMY["security_groups"])
+    groups.create(a.id, group("name: none\n"), ROOMY["security_groups"])
+    store.insert_container(a.id, "1" * 64, "both", "n1", "10.208.1.2", member_spec("g1", "g2"),
+                           quota=ROOMY["containers"])
+    store.insert_container(a.id, "2" * 64, "shut", "n1", "10.208.1.3", member_spec("none"), quota=ROOMY["containers"])
     rules = firewall_of(hub, "n1", "both").rules
     assert [(r.protocol, r.port_min) for r in rules] == [("tcp", 22), ("icmp", 0)]  # the shared rule once
     assert firewall_of(hub, "n1", "shut").rules == []  # in a group without rules: nothing passes
@@ -302,13 +309,15 @@ def test_membership_and_rule_changes_change_the_batch_of_every_affected_node(
 ) -> None:
     store, groups = stores
     a = store.create_tenant("a")
-    groups.create(a.id, group("name: db\nrules: [{direction: ingress, protocol: tcp, port_range_min: 5432}]\n"))
-    groups.create(a.id, group("name: app\n"))
-    groups.create(a.id, group("name: dbc\nrules: [{direction: ingress, protocol: tcp, remote_group_name: app}]\n"))
-    store.insert_container(a.id, "1" * 64, "db", "n1", "10.208.1.2", member_spec("dbc"))
+    groups.create(a.id, group("name: db\nrules: [{direction: ingress, protocol: tcp, port_range_min: 5432}]\n"),
+                  ROOMY["security_groups"])
+    groups.create(a.id, group("name: app\n"), ROOMY["security_groups"])
+    groups.create(a.id, group("name: dbc\nrules: [{direction: ingress, protocol: tcp, remote_group_name: app}]\n"),
+                  ROOMY["security_groups"])
+    store.insert_container(a.id, "1" * 64, "db", "n1", "10.208.1.2", member_spec("dbc"), quota=ROOMY["containers"])
     etags = {n: hub.batch(n).etag for n in ("n1", "n2")}
     assert firewall_of(hub, "n1", "db").rules[0].remotes == []  # no member yet: matches nothing
-    app = store.insert_container(a.id, "2" * 64, "app", "n2", "10.208.1.7", spec())
+    app = store.insert_container(a.id, "2" * 64, "app", "n2", "10.208.1.7", spec(), quota=ROOMY["containers"])
     assert hub.batch("n1").etag != etags["n1"]  # (a new container of the tenant changes its hosts anyway)
     assert firewall_of(hub, "n1", "db").rules[0].remotes == []
     before = hub.batch("n1").etag
@@ -330,10 +339,10 @@ def test_a_batch_with_a_thousand_rules_and_fifty_members_is_built_quickly(
     a = store.create_tenant("a")
     rules = "".join(f"  - {{direction: ingress, protocol: tcp, port_range_min: {1 + i}, remote_group_name: big}}\n"
                     for i in range(MAX_RULES))
-    groups.create(a.id, group("name: big\nrules:\n" + rules))
+    groups.create(a.id, group("name: big\nrules:\n" + rules), ROOMY["security_groups"])
     for i in range(50):
         store.insert_container(a.id, f"{i:064x}", f"m{i}", "n1" if i % 2 else "n2", f"10.208.1.{10 + i}",
-                               member_spec("big"))
+                               member_spec("big"), quota=ROOMY["containers"])
     started = time.monotonic()
     batch = hub.batch("n1")
     took = time.monotonic() - started
@@ -351,9 +360,10 @@ async def test_a_rule_change_through_one_server_wakes_a_nodes_long_poll_on_the_o
     a, b = buses
     tenant = a.store.create_tenant("t")
     NodeStore(a.store.engine).ensure_local("n1", "local", NodeCapacity("n1", 1024 * MiB, 2))
-    service = SecurityGroupService(a.store, SecurityGroupStore(a.store.engine), a)
+    service = SecurityGroupService(a.store, SecurityGroupStore(a.store.engine), a, QuotasConfig())
     await service.create(tenant, parse_yaml("name: web\nrules: [{direction: ingress, protocol: tcp, port_range_min: 80}]"))
-    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", member_spec("web"))
+    c = a.store.insert_container(tenant.id, "c" * 64, "web", "n1", "10.208.1.2", member_spec("web"),
+                                 quota=ROOMY["containers"])
     hub = NodeHub(b.store, NodeStore(b.store.engine), b, containers=None)  # type: ignore[arg-type]
     for change in (
         service.update(tenant, "web", parse_yaml("rules: [{direction: ingress, protocol: tcp, port_range_min: 81}]")),
@@ -376,13 +386,14 @@ def test_a_group_removed_between_the_check_and_the_insert_is_a_404_and_nothing_i
 ) -> None:
     store, groups = stores
     a = store.create_tenant("a")
-    groups.create(a.id, group("name: g\n"))
-    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", spec())
+    groups.create(a.id, group("name: g\n"), ROOMY["security_groups"])
+    c = store.insert_container(a.id, "c" * 64, "app", "local", "10.208.1.2", spec(), quota=ROOMY["containers"])
     # as if another server removed group gone right after this one checked it: the database refuses
     monkeypatch.setattr("seabox.store.repo.check_security_groups", lambda *args, **kw: None)
     monkeypatch.setattr("seabox.store.security_groups.check_security_groups", lambda *args, **kw: None)
     with pytest.raises(NotFound) as info:
-        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.3", member_spec("g", "gone"))
+        store.insert_container(a.id, "d" * 64, "x", "local", "10.208.1.3", member_spec("g", "gone"),
+                               quota=ROOMY["containers"])
     assert info.value.field == "security_groups"
     assert [x.name for x in store.list_containers(a.id)] == ["app"]
     with pytest.raises(NotFound) as info:

@@ -23,7 +23,7 @@ from seabox.store.fips import FipStore
 from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 from seabox.store.services import ServiceStore
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 SUBNET = IPv4Network("10.208.1.0/24")
 MiB = 1 << 20
@@ -67,30 +67,36 @@ def test_virtual_ips_come_from_the_top_of_the_subnet_and_containers_never_get_on
         ipam.allocate_top(IPv4Network("10.208.1.0/30"), {IPv4Address("10.208.1.2")})
     tenant, other = store.create_tenant("a"), store.create_tenant("b")
     services = ServiceStore(store.engine)
-    store.insert_container(tenant.id, "c" * 64, "c", "n1", "10.208.1.254", spec())  # a container took the top one
-    web = services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec())
-    api = services.create(tenant.id, "api", SUBNET, ServiceCreate(name="api", image="x", port=80).spec())
+    store.insert_container(tenant.id, "c" * 64, "c", "n1", "10.208.1.254", spec(),
+                           quota=ROOMY["containers"])  # a container took the top one
+    web = services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec(),
+                          ROOMY["services"])
+    api = services.create(tenant.id, "api", SUBNET, ServiceCreate(name="api", image="x", port=80).spec(),
+                          ROOMY["services"])
     # each takes two: its virtual IP and its SNAT address
     assert [(s.vip, s.snat_ip) for s in (web, api)] == [("10.208.1.253", "10.208.1.252"), ("10.208.1.251", "10.208.1.250")]
-    assert services.create(other.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec()).vip \
+    assert services.create(other.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec(),
+                           ROOMY["services"]).vip \
         == "10.208.1.254"  # per tenant
     # what container allocation skips
     assert {"10.208.1.253", "10.208.1.252", "10.208.1.251", "10.208.1.250"} <= store.used_ips(tenant.id)
     with pytest.raises(Conflict) as exc:
-        services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec())
+        services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec(),
+                        ROOMY["services"])
     assert exc.value.field == "name"
     with pytest.raises(Conflict):  # the name of a container
-        services.create(tenant.id, "c", SUBNET, ServiceCreate(name="c", image="x", port=80).spec())
+        services.create(tenant.id, "c", SUBNET, ServiceCreate(name="c", image="x", port=80).spec(), ROOMY["services"])
     assert store.container_name_taken(tenant.id, "web")  # and a container may not take a service's name
 
 
 def test_removing_a_service_keeps_its_containers_and_detaches_its_floating_ip(store: Store) -> None:
     tenant = store.create_tenant("a")
     services, fips = ServiceStore(store.engine), FipStore(store.engine)
-    svc = services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec())
-    store.insert_container(tenant.id, "c" * 64, "web-1", "n1", "10.208.1.2", spec())
+    svc = services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80).spec(),
+                          ROOMY["services"])
+    store.insert_container(tenant.id, "c" * 64, "web-1", "n1", "10.208.1.2", spec(), quota=ROOMY["containers"])
     services.add_replica(svc.id, "c" * 64, 1)
-    [address] = fips.allocate(tenant.id, IPv4Network("198.18.0.0/30"), 1, 2)
+    [address] = fips.allocate(tenant.id, IPv4Network("198.18.0.0/30"), 1, ROOMY["fips"])
     fips.attach_service(tenant.id, address, svc.id)
     assert fips.list(tenant.id, dangling=True) == []
     assert fips.get(tenant.id, address).service == "web"
@@ -172,17 +178,18 @@ def test_nodes_get_the_balanced_services_health_checks_and_names(store: Store) -
     for node in ("n1", "n2"):
         nodes.ensure_local(node, "local", NodeCapacity(node, 1024 * MiB, 2))
     services, fips = ServiceStore(store.engine), FipStore(store.engine)
-    svc = services.create(tenant.id, "web", SUBNET, ServiceCreate(name="web", image="x", port=80,
-                                                                  container_port=8080, algorithm="source").spec())
+    spec_ = ServiceCreate(name="web", image="x", port=80, container_port=8080, algorithm="source").spec()
+    svc = services.create(tenant.id, "web", SUBNET, spec_, ROOMY["services"])
     placed = {"a": ("n1", True, None), "b": ("n2", True, None), "c": ("n2", False, None), "d": ("n1", True, 5.0)}
     for i, (name, (node, healthy, draining)) in enumerate(placed.items()):
         cid = name * 64
-        store.insert_container(tenant.id, cid, f"web-{name}", node, f"10.208.1.{i + 2}", spec())
+        store.insert_container(tenant.id, cid, f"web-{name}", node, f"10.208.1.{i + 2}", spec(),
+                               quota=ROOMY["containers"])
         store.save_status(cid, ContainerStatus(state="running", ip=f"10.208.1.{i + 2}", healthy=healthy))
         services.add_replica(svc.id, cid, 1)
         if draining:
             services.drain(cid, draining)
-    [address] = fips.allocate(tenant.id, IPv4Network("198.18.0.0/30"), 1, 2)
+    [address] = fips.allocate(tenant.id, IPv4Network("198.18.0.0/30"), 1, ROOMY["fips"])
     fips.attach_service(tenant.id, address, svc.id)
     hub = NodeHub(store, nodes, bus=None, containers=None)  # type: ignore[arg-type]
     n1, n2 = hub.batch("n1"), hub.batch("n2")

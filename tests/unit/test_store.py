@@ -6,8 +6,12 @@ import pytest
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.container import ContainerSpec, RestartPolicy
+from seabox.model.quota import QUOTA_KEYS, Quota
 from seabox.store.db import open_engine
 from seabox.store.repo import Store, hash_key
+
+
+ROOMY = {key: Quota(key, 1000) for key in QUOTA_KEYS}  # quotas these tests never reach
 
 
 @pytest.fixture
@@ -40,8 +44,9 @@ def test_keys_are_stored_hashed_and_resolve_to_their_tenant(store: Store) -> Non
 
 def test_container_lookup_by_name_id_and_prefix_is_tenant_scoped(store: Store) -> None:
     a, b = store.create_tenant("a"), store.create_tenant("b")
-    c1 = store.insert_container(a.id, "ab12" + "0" * 60, "web", "local", "10.208.1.2", spec())
-    store.insert_container(a.id, "ab13" + "0" * 60, "db", "local", "10.208.1.3", spec())
+    c1 = store.insert_container(a.id, "ab12" + "0" * 60, "web", "local", "10.208.1.2", spec(),
+                                quota=ROOMY["containers"])
+    store.insert_container(a.id, "ab13" + "0" * 60, "db", "local", "10.208.1.3", spec(), quota=ROOMY["containers"])
     assert store.find_container(a.id, "web").id == c1.id
     assert store.find_container(a.id, c1.id).name == "web"
     assert store.find_container(a.id, "ab12").name == "web"
@@ -50,7 +55,7 @@ def test_container_lookup_by_name_id_and_prefix_is_tenant_scoped(store: Store) -
     with pytest.raises(NotFound):
         store.find_container(b.id, "web")
     with pytest.raises(Conflict):
-        store.insert_container(a.id, "cc" + "0" * 62, "web", "local", "10.208.1.9", spec())
+        store.insert_container(a.id, "cc" + "0" * 62, "web", "local", "10.208.1.9", spec(), quota=ROOMY["containers"])
     assert store.used_ips(a.id) == {"10.208.1.2", "10.208.1.3"}
     assert store.used_ips(b.id) == set()
 
@@ -82,22 +87,22 @@ def test_an_image_is_needed_while_a_tenant_names_it_or_a_container_is_made_from_
     acme, other = store.create_tenant("acme"), store.create_tenant("other")
     image_id = spec().image_id
     assert not store.image_needed(image_id)
-    store.add_image_ref(acme.id, "docker.io/library/busybox:latest", image_id)
-    store.add_image_ref(other.id, "docker.io/private/x:1", image_id)
+    store.add_image_ref(acme.id, "docker.io/library/busybox:latest", image_id, quota=ROOMY["images"])
+    store.add_image_ref(other.id, "docker.io/private/x:1", image_id, quota=ROOMY["images"])
     assert store.image_ref(acme.id, "docker.io/library/busybox:latest") == image_id
     assert store.image_ref(acme.id, "docker.io/private/x:1") is None
     store.remove_image_refs(acme.id, ["docker.io/library/busybox:latest"])
     assert store.image_needed(image_id)
     store.remove_image_refs(other.id, ["docker.io/private/x:1"])
     assert not store.image_needed(image_id)
-    store.insert_container(acme.id, "c" * 64, "web", "local", None, spec())
+    store.insert_container(acme.id, "c" * 64, "web", "local", None, spec(), quota=ROOMY["containers"])
     assert store.image_needed(image_id) and not store.image_needed("sha256:" + "b" * 64)
 
 
 def test_volumes_of_terabytes_and_long_event_names_fit_and_volumes_list_by_name(store: Store) -> None:
     acme = store.create_tenant("acme")
     for name in ("b", "B", "a", "_x"):
-        store.create_volume(acme.id, name, 16 << 40, {"k": "v"}, "local")
+        store.create_volume(acme.id, name, 16 << 40, {"k": "v"}, "local", quota=ROOMY["volumes"])
     assert store.get_volume(acme.id, "b").size == 16 << 40
     assert [v.name for v in store.list_volumes(acme.id)] == ["B", "_x", "a", "b"]
     tags = ",".join(f"registry.example/team/image-{i}:v{i}" for i in range(40))  # an archive with many tags
@@ -107,15 +112,15 @@ def test_volumes_of_terabytes_and_long_event_names_fit_and_volumes_list_by_name(
 
 def test_an_image_name_moves_to_its_new_image_and_an_ip_clash_is_told_from_a_name_clash(store: Store) -> None:
     acme = store.create_tenant("acme")
-    store.add_image_ref(acme.id, "docker.io/library/app:1", "sha256:" + "1" * 64)
-    store.add_image_ref(acme.id, "docker.io/library/app:1", "sha256:" + "2" * 64)
+    store.add_image_ref(acme.id, "docker.io/library/app:1", "sha256:" + "1" * 64, quota=ROOMY["images"])
+    store.add_image_ref(acme.id, "docker.io/library/app:1", "sha256:" + "2" * 64, quota=ROOMY["images"])
     assert store.image_refs(acme.id) == [("docker.io/library/app:1", "sha256:" + "2" * 64)]
-    store.insert_container(acme.id, "a" * 64, "web", "local", "10.208.1.2", spec())
+    store.insert_container(acme.id, "a" * 64, "web", "local", "10.208.1.2", spec(), quota=ROOMY["containers"])
     with pytest.raises(Conflict, match="address 10.208.1.2"):
-        store.insert_container(acme.id, "b" * 64, "db", "local", "10.208.1.2", spec())
+        store.insert_container(acme.id, "b" * 64, "db", "local", "10.208.1.2", spec(), quota=ROOMY["containers"])
     with pytest.raises(Conflict, match="name 'web'"):
-        store.insert_container(acme.id, "b" * 64, "web", "local", "10.208.1.3", spec())
-    store.insert_container(acme.id, "b" * 64, "db", "local", "10.208.1.3", spec())
+        store.insert_container(acme.id, "b" * 64, "web", "local", "10.208.1.3", spec(), quota=ROOMY["containers"])
+    store.insert_container(acme.id, "b" * 64, "db", "local", "10.208.1.3", spec(), quota=ROOMY["containers"])
     with pytest.raises(Conflict, match="name 'web'"):
         store.rename_container("b" * 64, acme.id, "web")
 
@@ -159,12 +164,12 @@ def test_a_reader_following_event_ids_misses_none_while_two_servers_write(db_url
 def test_a_nul_character_in_one_tenants_spec_breaks_no_query(store: Store) -> None:
     acme = store.create_tenant("acme")
     odd = spec().model_copy(update={"env": ["A=x\x00y"], "labels": {"k\x00": "v\x00"}})
-    store.insert_container(acme.id, "c" * 64, "web", "local", None, odd)
+    store.insert_container(acme.id, "c" * 64, "web", "local", None, odd, quota=ROOMY["containers"])
     store.request_container("c" * 64, "running")  # rewrites the stored spec
     got = store.get_container("c" * 64)
     assert got.spec.env == ["A=x\x00y"] and got.spec.labels == {"k\x00": "v\x00"}
     assert store.image_needed(odd.image_id) and not store.image_needed("sha256:" + "b" * 64)
-    store.create_volume(acme.id, "v", 1 << 30, {"l\x00": "\x00"}, "local")
+    store.create_volume(acme.id, "v", 1 << 30, {"l\x00": "\x00"}, "local", quota=ROOMY["volumes"])
     assert store.get_volume(acme.id, "v").labels == {"l\x00": "\x00"}
     assert store.add_event(acme.id, "container", "create", "c", "web", {"a": "\x00"}).attributes == {"a": "\x00"}
 

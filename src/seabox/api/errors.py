@@ -18,7 +18,7 @@ REDACTED = web.AppKey("redacted_paths", dict)
 CLOSE_AFTER = (408, 413)  # the rest of the body is not read: the connection cannot carry another request
 
 
-def error_response(status: int, body: dict[str, str], headers: dict[str, str] | None = None) -> web.Response:
+def error_response(status: int, body: dict[str, str | int], headers: dict[str, str] | None = None) -> web.Response:
     response = web.json_response(body, status=status, headers=headers)
     if status in CLOSE_AFTER:
         response.force_close()

@@ -16,6 +16,7 @@ from seabox.model.event import Event
 from seabox.model.fip import Fip, FipAllocate, FipAttach, FipDetach, FipName
 from seabox.model.function import Function, FunctionSpec, FunctionStatus, FunctionUpdate
 from seabox.model.image import Image, PullRequest, TagRequest
+from seabox.model.quota import QuotaUse
 from seabox.model.security_group import SecurityGroup, SecurityGroupSpec
 from seabox.model.service import Service, ServiceCreate, ServiceFip, ServiceScale, ServiceUpdate
 from seabox.model.volume import Volume, VolumeCreate
@@ -98,6 +99,8 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("get", "/v1/events", "Lifecycle events as NDJSON (since, until, follow)", None, Event, True),
     ("get", "/v1/sizes", "The size table", None, None, False),
     ("get", "/v1/info", "Tenant and server information", None, None, False),
+    ("get", "/v1/quota", "Your quotas: each key's limit and use (past a limit a request gets a 403 naming it)", None,
+     QuotaUse, True),
 ]
 
 

@@ -1,4 +1,4 @@
-"""`seabox admin`: operator commands that work on the data dir directly (tenants, keys, up/down)."""
+"""`seabox admin`: operator commands that work on the data dir directly (tenants, keys, quotas, up/down)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
-from seabox.errors import SeaboxError, validation_error
+from seabox.errors import InvalidArgument, SeaboxError, validation_error
 
 if TYPE_CHECKING:
     from seabox.store.repo import Store
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Operator commands (run on the server host, as root).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+quota_app = typer.Typer(help="Tenants' quotas: the defaults are [quotas] in config.toml; set overrides them.",
+                        no_args_is_help=True)
+app.add_typer(quota_app, name="quota")
 tls_app = typer.Typer(help="TLS and client certificates (mTLS) for the docker CLI and SDK.", no_args_is_help=True)
 app.add_typer(tls_app, name="tls")
 console = Console()
@@ -188,6 +191,51 @@ def tenant_ls(data_dir: Path = DATA_DIR_OPT) -> None:
             t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )  # fmt: skip
     console.print(table)
+
+
+def _print_quotas(data_dir: Path, store: Store, tenant_name: str) -> None:
+    from seabox.store.quotas import QuotaStore
+
+    tenant = store.tenant_by_name(tenant_name)
+    table = Table("QUOTA", "USED", "LIMIT", "SET", box=None)
+    for q in QuotaStore(store.engine).usage(tenant.id, load_config(data_dir).quotas.defaults()):
+        table.add_row(q.key, str(q.used), str(q.limit), "default" if q.default else "for this tenant")
+    console.print(table)
+
+
+@quota_app.command("show")
+def quota_show(tenant: str, data_dir: Path = DATA_DIR_OPT) -> None:
+    """Show a tenant's quotas: each one's use and limit, and whether the limit is the default or set for it."""
+    try:
+        _print_quotas(data_dir, _store(data_dir), tenant)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+
+
+@quota_app.command("set")
+def quota_set(
+    tenant: str,
+    values: list[str] = typer.Argument(..., metavar="KEY=N...", help="New limits, e.g. containers=20 fips=4; "
+                                       "KEY=default: the default of config.toml again."),
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Set a tenant's quotas (all or none); what it holds already stays, new requests past a limit get a 403."""
+    from seabox.model.quota import parse_quota_values
+    from seabox.store.quotas import QuotaStore
+
+    try:
+        pairs: dict[str, str] = {}
+        for item in values:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InvalidArgument(f"{item!r} is not KEY=N", field=key)
+            pairs[key.strip()] = value
+        limits = parse_quota_values(pairs)
+        store = _store(data_dir)
+        QuotaStore(store.engine).set(store.tenant_by_name(tenant).id, limits)
+        _print_quotas(data_dir, store, tenant)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
 
 
 def _ping(url: str) -> bool:

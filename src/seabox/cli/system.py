@@ -1,4 +1,4 @@
-"""Account and server commands: login, info, version, sizes, the event log and docker-env."""
+"""Account and server commands: login, info, quota, version, sizes, the event log and docker-env."""
 
 from __future__ import annotations
 
@@ -50,6 +50,13 @@ def info() -> None:
     print(f"Tenant: {data['tenant']}")
     print(f"Containers: {data['containers']} (running {data['running']})")
     print(f"Images: {data['images']}")
+
+
+def quota() -> None:
+    """Show your quotas: how much of each you use and its limit (past one a request is refused, nothing made)."""
+    rows = [[q["key"], str(q["used"]), str(q["limit"]) + ("" if q["default"] else " (set for you)"), q["counts"]]
+            for q in connect().get("/v1/quota")]
+    print_table(["QUOTA", "USED", "LIMIT", "COUNTS"], rows)
 
 
 def version() -> None:
@@ -140,6 +147,7 @@ def register(app: typer.Typer) -> None:
     for command, name in (
         (login, "login"),
         (info, "info"),
+        (quota, "quota"),
         (version, "version"),
         (sizes, "sizes"),
         (events, "events"),

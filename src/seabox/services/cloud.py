@@ -45,6 +45,7 @@ from seabox.store.functions import FunctionStore
 from seabox.store.leases import Lease, Leases
 from seabox.store.nodes import NodeStore
 from seabox.store.notify import Notifier
+from seabox.store.quotas import QuotaStore
 from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
 from seabox.store.services import ServiceStore
@@ -76,6 +77,7 @@ class Cloud:
     exec: ExecService
     notifier: Notifier
     server: str  # this process's name among the servers on the database
+    quotas: QuotaStore
     fips: FipService
     security_groups: SecurityGroupService
     services: ServiceService
@@ -94,24 +96,25 @@ class Cloud:
         links = NodeLinks(nodes, cfg.nodes.down_after, local)
         notifier = Notifier(store.engine)
         bus = EventBus(store, notifier)
-        images = ImageService(store, links, bus)
-        volumes = VolumeService(store, links, bus)
+        quotas = QuotaStore(store.engine)
+        images = ImageService(store, links, bus, quotas, cfg.quotas)
+        volumes = VolumeService(store, links, bus, cfg.quotas)
         placer = Placer(cfg, store, nodes)
-        fips = FipService(cfg, store, FipStore(store.engine), bus)
-        containers = ContainerService(cfg, store, links, placer, bus, images, volumes, fips)
+        fips = FipService(cfg, store, FipStore(store.engine), quotas, bus)
+        containers = ContainerService(cfg, store, links, placer, bus, images, volumes, fips, quotas)
         hub = NodeHub(store, nodes, bus, containers)
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
-        security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus)
+        security_groups = SecurityGroupService(store, SecurityGroupStore(store.engine), bus, cfg.quotas)
         services = ServiceService(cfg, ServiceStore(store.engine), fips.fips, containers, bus)
         crons = CronService(cfg, store, CronStore(store.engine), containers, images, bus)
         function_store = FunctionStore(store.engine)
         http = HttpExecutor(cfg.functions, containers)
         executors: dict[str, Executor] = {"stdio": StdioExecutor(containers), "http": http}
-        functions = FunctionService(function_store, images, bus, executors, cfg.quotas.functions)
+        functions = FunctionService(function_store, images, bus, executors, cfg.quotas)
         calls = CallGateway(cfg.functions, function_store, executors, server)
         return cls(cfg, store, bus, nodes, links, images, volumes, containers, hub, exec_, notifier, server,
-                   fips=fips, security_groups=security_groups, services=services, crons=crons,
+                   quotas=quotas, fips=fips, security_groups=security_groups, services=services, crons=crons,
                    functions=functions, calls=calls,
                    function_pool=FunctionPool(store, function_store, http),
                    accounts=Accounts(store, BillingStore(store.engine)))

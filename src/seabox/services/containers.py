@@ -33,6 +33,7 @@ from seabox.services.images import ImageService
 from seabox.services.links import NodeLinks
 from seabox.services.placement import Placer
 from seabox.services.volumes import VolumeService
+from seabox.store.quotas import QuotaStore
 from seabox.store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,11 @@ class ContainerService:
         images: ImageService,
         volumes: VolumeService,
         fips: FipService,
+        quotas: QuotaStore,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.quotas = quotas
         self.links = links
         self.placer = placer
         self.bus = bus
@@ -93,9 +96,13 @@ class ContainerService:
         return c
 
     # create ----------------------------------------------------------------------------
-    async def create(self, tenant: Tenant, req: ContainerCreate, spread: Mapping[str, int] | None = None) -> Container:
-        """A new container; SPREAD (node -> how many of its group each holds) steers it to the node with fewest."""
-        self.store.check_security_groups(tenant.id, req.security_groups)  # a 404 before anything is made
+    async def create(self, tenant: Tenant, req: ContainerCreate, spread: Mapping[str, int] | None = None,
+                     quota: str = "containers") -> Container:
+        """A new container, counted against QUOTA (containers, or function_containers for a function's);
+        SPREAD (node -> how many of its group each holds) steers it to the node with fewest."""
+        counted = self.cfg.quotas.quota(quota)
+        self.quotas.check(tenant.id, counted)  # a 403 or 404 before anything (a volume, say) is made
+        self.store.check_security_groups(tenant.id, req.security_groups)
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config
         imported = resolved.pull is None  # the tenant never pulled it: it came in by an import
@@ -147,7 +154,7 @@ class ContainerService:
             security_groups=req.security_groups,
         )
         parse_signal(spec.stop_signal)
-        container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec)
+        container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec, quota=counted)
         if req.fip is not None:
             try:
                 await self.fips.give(tenant, container, fip)

@@ -50,7 +50,8 @@ class CronService:
         resolved = await self.images.resolve(tenant, req.image)  # a 404 naming image before anything is made
         spec = req.spec().model_copy(update={"image": resolved.name})
         now = time.time()
-        cron = self.crons.create(tenant.id, req.name, spec, now, spec.parsed.next_after(now), self.cfg.quotas.crons)
+        cron = self.crons.create(tenant.id, req.name, spec, now, spec.parsed.next_after(now),
+                                 self.cfg.quotas.quota("crons"))
         await self.bus.emit(tenant.id, "cron", "create", req.name, req.name, {"schedule": spec.schedule})
         return cron
 

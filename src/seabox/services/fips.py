@@ -15,18 +15,21 @@ from seabox.model.container import Container
 from seabox.model.fip import AUTO, Fip
 from seabox.model.tenant import Tenant
 from seabox.services.events import EventBus
-from seabox.store.fips import FipStore, quota_reached
+from seabox.store.fips import FipStore
+from seabox.store.quotas import QuotaStore
 from seabox.store.repo import Store
 
 
 class FipService:
     """Tenant-scoped floating IP operations on the store's records."""
 
-    def __init__(self, cfg: ServerConfig, store: Store, fips: FipStore, bus: EventBus) -> None:
+    def __init__(self, cfg: ServerConfig, store: Store, fips: FipStore, quotas: QuotaStore, bus: EventBus) -> None:
         self.cfg = cfg
         self.store = store
         self.fips = fips
+        self.quotas = quotas
         self.bus = bus
+        self.quota = cfg.quotas.quota("fips")
 
     @property
     def _range(self) -> IPv4Network:
@@ -41,7 +44,7 @@ class FipService:
     async def allocate(self, tenant: Tenant, count: int = 1, pick: bool = False) -> list[Fip]:
         """COUNT floating IPs; with PICK, the tenant's dangling ones first, then new ones for the rest."""
         picked = self.fips.list(tenant.id, dangling=True)[:count] if pick else []
-        new = self.fips.allocate(tenant.id, self._range, count - len(picked), self.cfg.quotas.fips) if count > len(picked) else []
+        new = self.fips.allocate(tenant.id, self._range, count - len(picked), self.quota) if count > len(picked) else []
         for address in new:
             await self.bus.emit(tenant.id, "fip", "allocate", address, address)
         return [*picked, *(self.fips.get(tenant.id, a) for a in new)]
@@ -86,9 +89,7 @@ class FipService:
             dangling = self.fips.list(tenant.id, dangling=True)
             if dangling:
                 return dangling[0].address
-            held = self.fips.count(tenant.id)
-            if held >= self.cfg.quotas.fips:
-                raise quota_reached(self.cfg.quotas.fips, held)
+            self.quotas.check(tenant.id, self.quota)
             return None
         fip = self.fips.get(tenant.id, ref)
         if fip.container is not None:
@@ -102,7 +103,7 @@ class FipService:
     async def give(self, tenant: Tenant, c: Container, address: str | None) -> None:
         """Attach ADDRESS (from plan(); None: a new floating IP) to the new container C."""
         if address is None:
-            [address] = self.fips.allocate(tenant.id, self._range, 1, self.cfg.quotas.fips, c.id)
+            [address] = self.fips.allocate(tenant.id, self._range, 1, self.quota, c.id)
             await self.bus.emit(tenant.id, "fip", "allocate", address, address)
         else:
             self.fips.attach(tenant.id, address, c.id, force=False)

@@ -182,7 +182,7 @@ class HttpExecutor:
                 env=[*fn.spec.env, f"PORT={fn.spec.port}"],
                 labels={FUNCTION_LABEL: fn.id, GENERATION_LABEL: str(fn.generation)},
             )
-            c = await self.containers.create(tenant, req)
+            c = await self.containers.create(tenant, req, quota="function_containers")
             cid = c.id
             pool.replicas[cid] = replica = Replica(cid, c.status.node or "", fn.generation)
             c = await self.containers.start(tenant, cid)

@@ -76,7 +76,7 @@ class StdioExecutor:
             env=[*spec.env, *header_env(call)], size=spec.size, stdin_open=True,
             labels={"seabox.function": spec.name, CALL_LABEL: call.id},
         )
-        c = await self.containers.create(tenant, req)
+        c = await self.containers.create(tenant, req, quota="function_containers")
         attaching = self.containers.attach(tenant, c.id)
         starting = asyncio.ensure_future(self.containers.start(tenant, c.id))
         conn: AttachStdio | None = None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hmac
 
-from seabox.errors import Forbidden, InvalidArgument, NotFound
+from seabox.config import QuotasConfig
+from seabox.errors import InvalidArgument, NotFound
 from seabox.model.function import Function, FunctionSpec, FunctionStatus, FunctionUpdate
 from seabox.model.sizes import get_size
 from seabox.model.tenant import Tenant
@@ -43,9 +44,9 @@ class FunctionService:
     """Tenant-scoped function operations; every change is an event."""
 
     def __init__(self, store: FunctionStore, images: ImageService, bus: EventBus,
-                 executors: dict[str, Executor], quota: int = 100) -> None:
+                 executors: dict[str, Executor], limits: QuotasConfig) -> None:
         self.store = store
-        self.quota = quota
+        self.limits = limits
         self.images = images
         self.bus = bus
         self.executors = executors
@@ -62,12 +63,8 @@ class FunctionService:
 
     async def create(self, tenant: Tenant, spec: FunctionSpec) -> Function:
         check_spec(spec, self.executors)
-        held = self.store.count(tenant.id)
-        if held >= self.quota:
-            raise Forbidden(f"functions quota of {self.quota} reached: you have {held}; remove one "
-                            "(`seabox func rm`) or ask the operator for more", field="functions")
         await self._check_image(tenant, spec.image)
-        fn = self.store.create(tenant.id, spec)
+        fn = self.store.create(tenant.id, spec, self.limits.quota("functions"))
         await self.bus.emit(tenant.id, "function", "create", fn.id, spec.name, {"image": spec.image, "mode": spec.mode})
         return fn
 

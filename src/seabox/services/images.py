@@ -12,13 +12,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seabox.errors import Conflict, InvalidArgument, NotFound
+from seabox.config import QuotasConfig
+from seabox.errors import Conflict, InvalidArgument, NotFound, QuotaExceeded
 from seabox.model.image import Image
 from seabox.model.tenant import Tenant
 from seabox.model.reference import parse_reference
 from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.services.links import NodeLinks
 from seabox.services.events import EventBus
+from seabox.store.quotas import QuotaStore
 from seabox.store.repo import Store
 
 _ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
@@ -76,8 +78,10 @@ def _name_key(ref: str) -> str:
 class ImageService:
     """Images are stored once per node; each tenant sees only the names it pulled, imported or tagged."""
 
-    def __init__(self, store: Store, links: NodeLinks, bus: EventBus) -> None:
+    def __init__(self, store: Store, links: NodeLinks, bus: EventBus, quotas: QuotaStore, limits: QuotasConfig) -> None:
         self.store = store
+        self.quotas = quotas
+        self.quota = limits.quota("images")
         self.links = links
         self.bus = bus
         self._bringing = 0  # pulls and imports in flight: they may name an image a release would delete
@@ -119,7 +123,7 @@ class ImageService:
     def _add_name(self, tenant: Tenant, name: str, image_id: str) -> str | None:
         """Point the tenant's NAME at IMAGE_ID; returns the image NAME named before, if another one."""
         previous = self.store.image_ref(tenant.id, name)
-        self.store.add_image_ref(tenant.id, name, image_id)
+        self.store.add_image_ref(tenant.id, name, image_id, quota=self.quota)
         if name != image_id:
             self.store.remove_image_refs(tenant.id, [image_id])  # named now: no longer an untagged import
         return previous if previous != image_id else None
@@ -151,9 +155,13 @@ class ImageService:
         name = _name_key(ref)
         async with self._bringing_in():
             info = await self.links.default.pull(ref, progress)
-            replaced = self._add_name(tenant, name, info.id)
+            try:
+                replaced = self._add_name(tenant, name, info.id)
+            except QuotaExceeded:
+                self._deferred.add(info.id)  # no tenant may name it now: it goes unless another one does
+                raise
             for digest in info.repo_digests:  # the manifest digest this pull resolved to
-                self.store.add_image_ref(tenant.id, digest, info.id)
+                self.store.add_image_ref(tenant.id, digest, info.id, quota=self.quota)
         await self._release(replaced)
         await self.bus.emit(tenant.id, "image", "pull", info.id, name)
         return await self.inspect(tenant, name)
@@ -162,12 +170,18 @@ class ImageService:
         """Import an archive's images; the tenant gets the names the archive gives them (and only those)."""
         async with self._bringing_in():
             infos = await self.links.default.import_archive(path)
+            new = {info.id for info in infos} - set(self._images(tenant))
+            try:
+                self.quotas.check(tenant.id, self.quota, adding=len(new))  # all of them, or none
+            except QuotaExceeded:
+                self._deferred.update(new)
+                raise
             replaced = []
             for info in infos:
                 if info.repo_tags:
                     replaced += [self._add_name(tenant, tag, info.id) for tag in info.repo_tags]
                 elif info.id not in self._images(tenant):
-                    self.store.add_image_ref(tenant.id, info.id, info.id)
+                    self.store.add_image_ref(tenant.id, info.id, info.id, quota=self.quota)
         await self._release(*replaced)
         for info in infos:
             await self.bus.emit(tenant.id, "image", "import", info.id, ",".join(info.repo_tags))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seabox.config import QuotasConfig
 from seabox.errors import InvalidArgument
 from seabox.model.container import Container
 from seabox.model.security_group import SecurityGroup, group_document, validate_group
@@ -22,14 +23,15 @@ EVENT_TYPE = "security-group"
 class SecurityGroupService:
     """Groups live in the store; nodes learn their resolved rules from their assignment batches."""
 
-    def __init__(self, store: Store, groups: SecurityGroupStore, bus: EventBus) -> None:
+    def __init__(self, store: Store, groups: SecurityGroupStore, bus: EventBus, limits: QuotasConfig) -> None:
         self.store = store
+        self.limits = limits
         self.groups = groups
         self.bus = bus
 
     async def create(self, tenant: Tenant, document: Any) -> SecurityGroup:
         spec = validate_group(document)
-        group = self.groups.create(tenant.id, spec)
+        group = self.groups.create(tenant.id, spec, self.limits.quota("security_groups"))
         await self.bus.emit(tenant.id, EVENT_TYPE, "create", spec.name, spec.name, {"rules": str(len(spec.rules))})
         return group
 

@@ -56,7 +56,7 @@ class ServiceService:
         spec.image = await self._image(tenant, req.image, req.cmd)
         self.containers.store.check_security_groups(tenant.id, spec.security_groups)
         subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
-        svc = self.services.create(tenant.id, req.name, subnet, spec)
+        svc = self.services.create(tenant.id, req.name, subnet, spec, self.cfg.quotas.quota("services"))
         await self.bus.emit(tenant.id, "service", "create", svc.id, svc.name,
                             {"image": spec.image, "replicas": str(spec.replicas), "vip": svc.vip})
         return svc

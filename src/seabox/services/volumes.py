@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from seabox.config import QuotasConfig
 from seabox.errors import Conflict, NotFound
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume, VolumeCreate
@@ -13,15 +14,17 @@ from seabox.store.repo import Store
 class VolumeService:
     """Records live in the store, data on the node that holds the volume."""
 
-    def __init__(self, store: Store, links: NodeLinks, bus: EventBus) -> None:
+    def __init__(self, store: Store, links: NodeLinks, bus: EventBus, limits: QuotasConfig) -> None:
         self.store = store
+        self.limits = limits
         self.links = links
         self.bus = bus
 
     async def create(self, tenant: Tenant, req: VolumeCreate, node: str | None = None) -> Volume:
         """Make the volume on NODE (by default the default node)."""
         link = self.links.get(node) if node else self.links.default
-        vol = self.store.create_volume(tenant.id, req.name, req.size, req.labels, link.name)
+        vol = self.store.create_volume(tenant.id, req.name, req.size, req.labels, link.name,
+                                       quota=self.limits.quota("volumes"))
         try:
             await link.create_volume(tenant.id, req.name, req.size)
         except BaseException:

@@ -7,19 +7,19 @@ both see a firing due record it once: the second one's transaction changes nothi
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from seabox.errors import Conflict, Forbidden, NotFound
+from seabox.errors import Conflict, NotFound
 from seabox.model.cron import Cron, CronRun, CronSpec
+from seabox.model.quota import Quota
+from seabox.store import quotas
 from seabox.store import tables as t
-from seabox.store.dialect import one_writer_at_a_time
 from seabox.store.leases import Lease, check_fence
 
 KEEP_RUNS = 100  # runs kept per cron, the newest
@@ -77,10 +77,6 @@ def _record(row: Any) -> CronRecord:
                       row["last_fired"], row["next_at"])
 
 
-def _tenant_lock(tenant_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(b"crons:" + tenant_id.encode()).digest()[:8], "big") >> 1
-
-
 class CronStore:
     """Typed access to the crons and cron_runs tables."""
 
@@ -88,14 +84,10 @@ class CronStore:
         self.engine = engine
 
     # crons --------------------------------------------------------------------------------------
-    def create(self, tenant_id: str, name: str, spec: CronSpec, now: float, next_at: float, quota: int) -> Cron:
+    def create(self, tenant_id: str, name: str, spec: CronSpec, now: float, next_at: float, quota: Quota) -> Cron:
         try:
             with self.engine.begin() as conn:
-                one_writer_at_a_time(conn, _tenant_lock(tenant_id))
-                held = conn.execute(select(func.count()).select_from(t.crons).where(_c.tenant_id == tenant_id)).scalar_one()
-                if held >= quota:
-                    raise Forbidden(f"crons quota of {quota} reached: you have {held} cron(s); remove one "
-                                    "(`seabox cron rm`) or ask the operator for more", field="crons")
+                quotas.hold(conn, tenant_id, quota)
                 conn.execute(insert(t.crons).values(tenant_id=tenant_id, name=name, spec=spec.model_dump(mode="json"),
                                                     suspended=False, last_fired=now, next_at=next_at, created_at=now))
         except IntegrityError:

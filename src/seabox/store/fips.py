@@ -2,26 +2,26 @@
 
 An address is the table's primary key, so two servers handing out the same free address at once
 cannot both succeed: the loser reads the used addresses again and tries the next. A tenant's quota
-is counted in the allocating transaction, after its insert (SQLite holds the write lock by then) and
-under a per-tenant advisory lock (PostgreSQL), so concurrent allocations never pass it together.
+is counted in the allocating transaction, which holds the tenant's row (store/quotas.py), so
+concurrent allocations never pass it together.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from seabox.billing import meter
-from seabox.errors import Conflict, Forbidden, NotFound
+from seabox.errors import Conflict, NotFound
 from seabox.model.fip import Fip, free_addresses, is_address
+from seabox.model.quota import Quota
+from seabox.store import quotas
 from seabox.store import tables as t
-from seabox.store.dialect import one_writer_at_a_time
 
 ALLOCATE_TRIES = 20
 _c = t.fips.c
@@ -31,11 +31,6 @@ _WITH_CONTAINER = select(t.fips, t.containers.c.name.label("container_name"),
     .outerjoin(t.services, t.services.c.id == _c.service_id)
 )
 _DANGLING = _c.container_id.is_(None) & _c.service_id.is_(None)
-
-
-def _tenant_lock(tenant_id: str) -> int:
-    """The advisory lock key of a tenant's floating IP allocations (a positive 63-bit number)."""
-    return int.from_bytes(hashlib.sha256(b"fips:" + tenant_id.encode()).digest()[:8], "big") >> 1
 
 
 def _fip(row: Any) -> Fip:
@@ -59,11 +54,6 @@ def _name_taken(exc: IntegrityError) -> bool:
     return "uq_fip_name" in str(exc.orig) or "fips.tenant_id, fips.name" in str(exc.orig)
 
 
-def quota_reached(quota: int, held: int) -> Forbidden:
-    return Forbidden(f"fips quota of {quota} reached: you hold {held} floating IP(s); release one "
-                     "(`seabox fip release`) or ask the operator for more", field="fips")
-
-
 class FipStore:
     """Typed access to the fips table; every read is within one tenant."""
 
@@ -79,14 +69,6 @@ class FipStore:
             rows = conn.execute(q).mappings().all()
         return sorted((_fip(r) for r in rows), key=lambda f: IPv4Address(f.address))
 
-    def count(self, tenant_id: str) -> int:
-        with self.engine.connect() as conn:
-            return self._count(conn, tenant_id)
-
-    @staticmethod
-    def _count(conn: Connection, tenant_id: str) -> int:
-        return int(conn.execute(select(func.count()).select_from(t.fips).where(_c.tenant_id == tenant_id)).scalar_one())
-
     def get(self, tenant_id: str, ref: str) -> Fip:
         """The tenant's floating IP by address or name (NotFound for another tenant's, as for a missing one)."""
         key = _c.address if is_address(ref) else _c.name
@@ -96,16 +78,13 @@ class FipStore:
             raise NotFound(f"no such floating IP: {ref}", field="fip")
         return _fip(row)
 
-    def allocate(self, tenant_id: str, network: IPv4Network, count: int, quota: int,
+    def allocate(self, tenant_id: str, network: IPv4Network, count: int, quota: Quota,
                  container_id: str | None = None) -> list[str]:
         """COUNT new addresses for the tenant (attached to CONTAINER_ID if given): all or, past QUOTA, none."""
         for _ in range(ALLOCATE_TRIES):
             try:
                 with self.engine.begin() as conn:
-                    one_writer_at_a_time(conn, _tenant_lock(tenant_id))
-                    held = self._count(conn, tenant_id)
-                    if held + count > quota:
-                        raise quota_reached(quota, held)
+                    quotas.hold(conn, tenant_id, quota, adding=count)
                     used = {r[0] for r in conn.execute(select(_c.address))}
                     addresses = free_addresses(network, used, count)
                     now = time.time()
@@ -113,8 +92,6 @@ class FipStore:
                         {"address": a, "tenant_id": tenant_id, "name": None, "container_id": container_id,
                          "created_at": now} for a in addresses
                     ])
-                    if self._count(conn, tenant_id) > quota:  # another process allocated meanwhile (SQLite)
-                        raise quota_reached(quota, held)
                     for a in addresses:
                         meter.open_interval(conn, tenant_id, "fip", a, a, "fip", now)
                 return addresses

@@ -25,6 +25,8 @@ from sqlalchemy.exc import IntegrityError
 
 from seabox.errors import Conflict, NotFound, TooManyRequests
 from seabox.model.function import Function, FunctionSpec
+from seabox.model.quota import Quota
+from seabox.store import quotas
 from seabox.store import tables as t
 from seabox.store.dialect import lock_row
 
@@ -136,24 +138,20 @@ class FunctionStore:
         self.engine = engine
 
     # functions --------------------------------------------------------------------------------
-    def create(self, tenant_id: str, spec: FunctionSpec) -> Function:
+    def create(self, tenant_id: str, spec: FunctionSpec, quota: Quota) -> Function:
         secret = new_secret()
         row = {"id": secrets.token_hex(16), "tenant_id": tenant_id, "name": spec.name,
                "spec": spec.model_dump(mode="json"), "secret": secret, "secret_hash": secret_hash(secret),
                "generation": 1, "created_at": time.time()}
         try:
             with self.engine.begin() as conn:
+                quotas.hold(conn, tenant_id, quota)
                 conn.execute(insert(t.functions).values(**row))
         except IntegrityError as exc:
             if _name_taken(exc):
                 raise Conflict(f"function name {spec.name!r} is already in use", field="name") from None
             raise
         return _function(row)
-
-    def count(self, tenant_id: str) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(t.functions)
-                                    .where(_f.tenant_id == tenant_id)).scalar_one())
 
     def list(self, tenant_id: str) -> list[Function]:
         with self.engine.connect() as conn:

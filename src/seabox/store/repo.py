@@ -17,8 +17,10 @@ from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.container import Container, ContainerSpec, ContainerStatus, StopRequest
 from seabox.model.event import ContainerEvent, Event
 from seabox.model.sizes import get_size
+from seabox.model.quota import Quota
 from seabox.model.tenant import Tenant
 from seabox.model.volume import Volume
+from seabox.store import quotas
 from seabox.store import tables as t
 from seabox.store.dialect import one_writer_at_a_time, upsert
 from seabox.store.leases import Lease, check_fence
@@ -165,8 +167,9 @@ class Store:
 
     # containers --------------------------------------------------------------
     def insert_container(
-        self, tenant_id: str, cid: str, name: str, node: str, ip: str | None, spec: ContainerSpec
+        self, tenant_id: str, cid: str, name: str, node: str, ip: str | None, spec: ContainerSpec, *, quota: Quota
     ) -> Container:
+        """A new container record, counted against QUOTA (containers, or function_containers)."""
         row = {
             "id": cid,
             "tenant_id": tenant_id,
@@ -177,9 +180,11 @@ class Store:
             "status": ContainerStatus(node=node, ip=ip).model_dump(mode="json"),
             "created_at": time.time(),
             "image_id": spec.image_id,
+            "quota_key": quota.key,
         }
         try:
             with self.engine.begin() as conn:
+                quotas.hold(conn, tenant_id, quota)
                 check_security_groups(conn, tenant_id, spec.security_groups)
                 conn.execute(insert(t.containers).values(**row))
                 add_members(conn, tenant_id, cid, spec.security_groups)
@@ -368,8 +373,10 @@ class Store:
         )
 
     # images (a tenant's references to node images) ---------------------------
-    def add_image_ref(self, tenant_id: str, ref: str, image_id: str) -> None:
+    def add_image_ref(self, tenant_id: str, ref: str, image_id: str, *, quota: Quota) -> None:
+        """Point the tenant's name REF at IMAGE_ID; refused past QUOTA if that makes one image more."""
         with self.engine.begin() as conn:
+            quotas.hold_image(conn, tenant_id, quota, ref, image_id)
             stmt = upsert(conn, t.images).values(tenant_id=tenant_id, ref=ref, image_id=image_id, created_at=time.time())
             conn.execute(
                 stmt.on_conflict_do_update(
@@ -408,10 +415,12 @@ class Store:
             conn.execute(delete(t.images).where(t.images.c.tenant_id == tenant_id, t.images.c.ref.in_(list(refs))))
 
     # volumes -------------------------------------------------------------------
-    def create_volume(self, tenant_id: str, name: str, size: int, labels: dict[str, str], node: str) -> Volume:
+    def create_volume(self, tenant_id: str, name: str, size: int, labels: dict[str, str], node: str, *,
+                      quota: Quota) -> Volume:
         row = {"tenant_id": tenant_id, "name": name, "size": size, "labels": labels, "node": node, "created_at": time.time()}
         try:
             with self.engine.begin() as conn:
+                quotas.hold(conn, tenant_id, quota)
                 conn.execute(insert(t.volumes).values(**row))
                 meter.open_interval(conn, tenant_id, "volume", f"{tenant_id}/{name}", name, "storage",
                                     row["created_at"], meter.gigabytes(size))

@@ -12,7 +12,9 @@ from sqlalchemy.exc import IntegrityError
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.model.container import ContainerSpec, check_group_names
+from seabox.model.quota import Quota
 from seabox.model.security_group import SecurityGroup, SecurityGroupRule, SecurityGroupSpec
+from seabox.store import quotas
 from seabox.store import tables as t
 from seabox.store.repo import _ts, add_members, check_security_groups
 
@@ -37,10 +39,11 @@ class SecurityGroupStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, tenant_id: str, spec: SecurityGroupSpec) -> SecurityGroup:
+    def create(self, tenant_id: str, spec: SecurityGroupSpec, quota: Quota) -> SecurityGroup:
         now = time.time()
         try:
             with self.engine.begin() as conn:
+                quotas.hold(conn, tenant_id, quota)
                 _check_remotes(conn, tenant_id, spec)
                 conn.execute(insert(t.security_groups).values(
                     tenant_id=tenant_id, name=spec.name, description=spec.description,

@@ -23,7 +23,9 @@ from seabox.billing import meter
 from seabox.errors import Conflict, NotFound
 from seabox.model import ipam
 from seabox.model.container import ContainerStatus
+from seabox.model.quota import Quota
 from seabox.model.service import Replica, Service, ServiceSpec, ServiceStatus
+from seabox.store import quotas
 from seabox.store import tables as t
 
 VIP_TRIES = 20
@@ -54,12 +56,13 @@ class ServiceStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, tenant_id: str, name: str, subnet: IPv4Network, spec: ServiceSpec) -> Service:
+    def create(self, tenant_id: str, name: str, subnet: IPv4Network, spec: ServiceSpec, quota: Quota) -> Service:
         """A new service with the two highest addresses of SUBNET that no container or other service holds: its
         virtual IP and its SNAT address."""
         for _ in range(VIP_TRIES):
             try:
                 with self.engine.begin() as conn:
+                    quotas.hold(conn, tenant_id, quota)
                     c = t.containers.c
                     if conn.execute(select(c.id).where(c.tenant_id == tenant_id, c.name == name)).first():
                         raise Conflict(f"service name {name!r} is the name of one of your containers", field="name")

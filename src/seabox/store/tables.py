@@ -35,6 +35,15 @@ tenants = Table(
     Column("allowed_runtimes", JSON, nullable=True),  # None: every class the operator allows
 )
 
+# the operator's quota limits for one tenant where they differ from the defaults in config.toml
+tenant_quotas = Table(
+    "tenant_quotas",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(32), primary_key=True),  # one of model.quota.QUOTA_KEYS
+    Column("value", Integer, nullable=False),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -56,6 +65,8 @@ containers = Table(
     Column("status", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("image_id", String(80), nullable=True, index=True),  # spec.image_id: queries never look into JSON
+    # the quota it counts against: containers, or function_containers for a function's call or replica
+    Column("quota_key", String(32), nullable=False, server_default="containers"),
     UniqueConstraint("tenant_id", "name", name="uq_container_name"),
     UniqueConstraint("tenant_id", "ip", name="uq_container_ip"),
 )

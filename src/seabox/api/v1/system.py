@@ -1,4 +1,4 @@
-"""Native /v1 system routes: who am I, the size table, lifecycle events (optionally followed)."""
+"""Native /v1 system routes: who am I, my quotas, the size table, lifecycle events (optionally followed)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ async def info(request: web.Request) -> web.Response:
             "images": len(await c.images.list(tenant)),
         }
     )
+
+
+@routes.get("/v1/quota")
+async def quota(request: web.Request) -> web.Response:
+    """Each of the tenant's quotas: its limit, its use, and whether the limit is the operator's default."""
+    c = cloud(request)
+    return dump(c.quotas.usage(tenant_of(request).id, c.cfg.quotas.defaults()))
 
 
 @routes.get("/v1/sizes")
