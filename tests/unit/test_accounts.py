@@ -15,7 +15,7 @@ from seabox.model.event import ContainerEvent
 from seabox.store.billing import BillingStore
 from seabox.store.db import open_engine
 from seabox.store.repo import Store
-from tests.unit.test_store import spec
+from tests.unit.test_store import ROOMY, spec
 
 NOV = datetime(2026, 11, 10, tzinfo=UTC).timestamp()
 DEC = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
@@ -30,7 +30,7 @@ def accounts(db_url: str) -> Accounts:
 def ran(accounts: Accounts, tenant_id: str, name: str, start: float, end: float | None) -> str:
     """A container of TENANT_ID that started at START and (if END) exited at END, as node reports say."""
     cid = name * 4
-    accounts.store.insert_container(tenant_id, cid, name, "n1", None, spec())
+    accounts.store.insert_container(tenant_id, cid, name, "n1", None, spec(), quota=ROOMY["containers"])
     accounts.store.save_status(cid, ContainerStatus(state="running"),
                                [ContainerEvent(action="start", attributes={"size": "s4"}, at=start)])
     if end is not None:
