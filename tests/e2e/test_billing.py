@@ -58,6 +58,17 @@ def test_seconds_billed_match_the_real_run_time_and_a_short_run_bills_ten(
     assert {"container.s1", "container.s4", "storage"} <= meters  # the sizes, and the root filesystems
     table = ok(server.cli("usage", tenant=tenant))
     assert "container.s4" in table and "total: $" in table
+    # ps --cost: each container's own cost, its runs and root filesystem, by id (names may be reused)
+    header, *lines = ok(server.cli("ps", "-a", "--cost", tenant=tenant)).splitlines()
+    assert "COST" in header.split()
+    by_id = {x["resource_id"]: Decimal(0) for x in report["lines"]}
+    for x in report["lines"]:
+        by_id[x["resource_id"]] += Decimal(x["cost"])
+    with native(server, tenant) as client:
+        long_id = client.get("/v1/containers/long").json()["id"]
+    [row] = [line for line in lines if line.endswith(" long")]
+    [shown] = [Decimal(cell[1:]) for cell in row.split() if cell.startswith("$")]
+    assert abs(shown - by_id[long_id]) < Decimal("0.00001"), row  # its root filesystem still bills meanwhile
     draft = json.loads(ok(server.cli("invoice", "--json", tenant=tenant)))
     assert draft["status"] == "draft" and Decimal(draft["total"]) > 0
     # another tenant sees none of it

@@ -27,7 +27,8 @@ def _at(ms: int) -> datetime:
 
 
 def _lines(lines: list[Line]) -> list[UsageLine]:
-    return [UsageLine(key=x.key, meter=x.meter, unit=x.unit, quantity=str(x.quantity), cost=str(x.cost)) for x in lines]
+    return [UsageLine(key=x.key, meter=x.meter, unit=x.unit, quantity=str(x.quantity), cost=str(x.cost),
+                      resource_id=x.resource_id) for x in lines]
 
 
 def parse_month(value: str) -> tuple[int, int]:

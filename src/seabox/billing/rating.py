@@ -23,8 +23,9 @@ MONEY = Decimal(1).scaleb(-MONEY_PLACES)
 QUANTITY = Decimal("0.000001")
 GROUPS = ("size", "resource", "container", "day")  # what `usage --by` groups lines by
 DAY_MS = 86_400_000
-# (lo, hi) -> (key, meter, quantity, billed milliseconds in [lo, hi)) of every per-time meter (store.billing.sums)
-Sums = Callable[[int, int], Iterable[tuple[str, str, Decimal, int]]]
+# (lo, hi) -> (key, resource id, meter, quantity, billed milliseconds in [lo, hi)) of every per-time meter
+# (store.billing.sums; the resource id only when grouped by container)
+Sums = Callable[[int, int], Iterable[tuple[str, str, str, Decimal, int]]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Line:
     unit: str
     quantity: Decimal
     cost: Decimal
+    resource_id: str = ""  # grouped by container: whose line it is (names can be reused)
 
 
 def month_start_ms(year: int, month: int) -> int:
@@ -107,10 +109,10 @@ def rate(sums: Sums, fips: Iterable[Interval], prices: PriceHistory, since_ms: i
     SUMS(lo, hi) gives the billed milliseconds of every per-time meter in [lo, hi), grouped by BY's key
     (by meter for day); FIPS are the FIP intervals that may bill a month inside the window.
     """
-    totals: dict[tuple[str, str], list[Decimal]] = {}
+    totals: dict[tuple[str, str, str], list[Decimal]] = {}
 
-    def add(key: str, meter: str, quantity: Decimal, cost: Decimal) -> None:
-        acc = totals.setdefault((key, meter), [Decimal(0), Decimal(0)])
+    def add(key: str, meter: str, quantity: Decimal, cost: Decimal, resource_id: str = "") -> None:
+        acc = totals.setdefault((key, meter, resource_id), [Decimal(0), Decimal(0)])
         acc[0] += quantity
         acc[1] += cost
 
@@ -119,16 +121,18 @@ def rate(sums: Sums, fips: Iterable[Interval], prices: PriceHistory, since_ms: i
         cuts = _cuts(since_ms, until_ms, prices, by == "day")
         for lo, hi in zip(cuts, cuts[1:]):
             book = prices.at(lo / 1000).prices
-            for key, meter, quantity, billed_ms in sums(lo, hi):
+            for key, resource_id, meter, quantity, billed_ms in sums(lo, hi):
                 per = SECONDS_PER_MONTH if UNITS[meter] == "GB-month" else 1
                 amount = Decimal(billed_ms) / 1000 * quantity / per
-                add(_day(lo) if by == "day" else key, meter, amount, book[meter] * amount)
+                add(_day(lo) if by == "day" else key, meter, amount, book[meter] * amount, resource_id)
         for at, iv in _fip_months(fips, now_ms).values():
             if since_ms <= at < until_ms:
-                add(_key(iv, by, at), iv.meter, Decimal(1), prices.at(at / 1000).prices[iv.meter])
+                add(_key(iv, by, at), iv.meter, Decimal(1), prices.at(at / 1000).prices[iv.meter],
+                    iv.resource_id if by == "container" else "")
     return [
-        Line(key, meter, UNITS[meter], q.quantize(QUANTITY, ROUND_HALF_EVEN), c.quantize(MONEY, ROUND_HALF_EVEN))
-        for (key, meter), (q, c) in sorted(totals.items())
+        Line(key, meter, UNITS[meter], q.quantize(QUANTITY, ROUND_HALF_EVEN), c.quantize(MONEY, ROUND_HALF_EVEN),
+             resource_id)
+        for (key, meter, resource_id), (q, c) in sorted(totals.items())
     ]
 
 

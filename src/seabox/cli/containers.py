@@ -8,11 +8,13 @@ import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
 
 from seabox.cli.client import (
+    Client,
     CliError,
     ago,
     connect,
@@ -251,9 +253,12 @@ def ps(
     all_: Annotated[bool, typer.Option("-a", "--all", help="Show all containers (default: running ones).")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print container ids.")] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not shorten ids and commands.")] = False,
+    cost: Annotated[bool, typer.Option("--cost", help="Add a COST column: what each container has cost since it was "
+                                       "created (its runs and its root filesystem), counted to now.")] = False,
 ) -> None:
     """List containers."""
-    containers = sorted(connect().get("/v1/containers", all=all_), key=lambda c: c["created_at"], reverse=True)
+    client = connect()
+    containers = sorted(client.get("/v1/containers", all=all_), key=lambda c: c["created_at"], reverse=True)
     ident: Callable[[str], str] = (lambda i: i) if no_trunc else short_id
     if quiet:
         for c in containers:
@@ -274,7 +279,21 @@ def ps(
         ]
         for c in containers
     ]
-    print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "SIZE", "IP", "PORTS", "NAMES"], rows)
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "SIZE", "IP", "PORTS", "NAMES"]
+    if cost and containers:
+        costs = costs_since(client, min(parse_datetime(c["created_at"]).timestamp() for c in containers))
+        headers.insert(6, "COST")
+        for row, c in zip(rows, containers):
+            row.insert(6, "$" + str(costs.get(c["id"], Decimal(0))))
+    print_table(headers, rows)
+
+
+def costs_since(client: Client, since: float) -> dict[str, Decimal]:
+    """Each resource's cost since SINCE, by its id (a container's runs and root filesystem together)."""
+    costs: dict[str, Decimal] = {}
+    for line in client.get("/v1/usage", by="container", since=since)["lines"]:
+        costs[line["resource_id"]] = costs.get(line["resource_id"], Decimal(0)) + Decimal(line["cost"])
+    return costs
 
 
 # create / run --------------------------------------------------------------------------------

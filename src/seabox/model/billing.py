@@ -13,6 +13,7 @@ class UsageLine(BaseModel):
     unit: str  # second | GB-month | month
     quantity: str
     cost: str  # dollars
+    resource_id: str = ""  # with by=container: the resource's id (a container's, as `seabox ps` shows it)
 
 
 class Usage(BaseModel):

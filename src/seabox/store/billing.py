@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, or_, select
+from sqlalchemy import Engine, func, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from seabox.billing.meter import CONTAINER_MINIMUM_S
@@ -24,21 +24,24 @@ class BillingStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def sums(self, tenant_id: str, group: str, lo: int, hi: int, now_ms: int) -> list[tuple[str, str, Decimal, int]]:
-        """(key, meter, quantity, billed ms in [LO, HI)) of TENANT_ID's per-time meters, summed by the database.
+    def sums(self, tenant_id: str, group: str, lo: int, hi: int,
+             now_ms: int) -> list[tuple[str, str, str, Decimal, int]]:
+        """(key, resource id, meter, quantity, billed ms in [LO, HI)) of TENANT_ID's per-time meters, summed by the
+        database.
 
         An interval bills from its start to its end (NOW_MS while open), at least minimum_ms; GROUP is the
-        key: size (the meter), resource (the kind) or container (the resource's name).
+        key: size (the meter), resource (the kind) or container (the resource's name, and its id).
         """
         key = {"size": U.meter, "resource": U.kind, "container": U.resource_name}[group]
+        resource = U.resource_id if group == "container" else literal("")
         with self.engine.connect() as conn:
             billed_end = greatest(conn, func.coalesce(U.end_ms, now_ms), U.start_ms + U.minimum_ms)
             part = least(conn, billed_end, hi) - greatest(conn, U.start_ms, lo)
-            q = (select(key, U.meter, U.quantity, func.sum(part))
+            q = (select(key, resource, U.meter, U.quantity, func.sum(part))
                  .where(U.tenant_id == tenant_id, U.kind != "fip", U.start_ms < hi,
                         or_(U.end_ms.is_(None), U.end_ms >= lo - MAX_MINIMUM_MS), part > 0)
-                 .group_by(key, U.meter, U.quantity))
-            return [(str(k), meter, Decimal(quantity), int(ms)) for k, meter, quantity, ms in conn.execute(q)]
+                 .group_by(key, resource, U.meter, U.quantity))
+            return [(str(k), str(rid), meter, Decimal(quantity), int(ms)) for k, rid, meter, quantity, ms in conn.execute(q)]
 
     def fips(self, tenant_id: str, since_ms: int, until_ms: int) -> list[Interval]:
         """TENANT_ID's FIP intervals that may bill a month inside [SINCE, UNTIL): held then, or earlier in SINCE's
