@@ -40,6 +40,12 @@ class Unauthorized(SeaboxError):
     status = 401
 
 
+class PaymentRequired(SeaboxError):
+    """The tenant's monthly spend limit is reached: nothing new is created until the operator raises it (402)."""
+
+    status = 402
+
+
 class Forbidden(SeaboxError):
     """A valid credential that may not do this (403)."""
 

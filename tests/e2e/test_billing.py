@@ -107,3 +107,28 @@ def test_a_container_running_while_the_server_was_killed_bills_the_time_it_reall
         assert book["prices"]["container.s4"] == "0.00001" and book["units"]["fip"] == "month"
         r = srv.cli("admin", "prices", "set", "container.s4=-1", "--data-dir", str(srv.data_dir))
         assert r.returncode == 1 and "container.s4" in r.stdout + r.stderr
+
+
+def test_a_spend_limit_refuses_new_creates_and_with_stop_running_stops_what_runs(
+    server: Server, tenant: str, busybox_image: str,
+) -> None:
+    def admin(*args: str) -> None:
+        r = server.cli("admin", "spend-limit", *args, "--data-dir", str(server.data_dir))
+        assert r.returncode == 0, r
+
+    ok(server.cli("run", "-d", "--name", "keeper", busybox_image, "sleep", "300", tenant=tenant))
+    until(lambda: usage(server, tenant)["total"] != "0.000000", what="some spend")
+    admin("set", tenant, "0.000001")
+    r = server.cli("run", "-d", "--name", "more", busybox_image, "true", tenant=tenant)
+    assert r.returncode == 1 and "spend limit of $0.000001 reached" in r.stderr, r
+    r = server.cli("volume", "create", "data", tenant=tenant)
+    assert r.returncode == 1 and "spend limit" in r.stderr, r
+    with native(server, tenant) as client:
+        refused = client.post("/v1/fips", json={"count": 1})
+        assert refused.status_code == 402 and refused.json()["field"] == "spend_limit"
+        assert [c["name"] for c in client.get("/v1/containers", params={"all": "true"}).json()] == ["keeper"]
+    assert not exited(server, tenant, "keeper")  # without --stop-running, what runs keeps running
+    admin("set", tenant, "0.000001", "--stop-running")
+    until(lambda: exited(server, tenant, "keeper"), budget=30, what="keeper stopped at the limit")
+    admin("rm", tenant)
+    ok(server.cli("run", "-d", "--name", "more", busybox_image, "true", tenant=tenant))

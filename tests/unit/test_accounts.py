@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seabox.billing.accounts import Accounts
-from seabox.errors import InvalidArgument
+from seabox.errors import InvalidArgument, PaymentRequired
 from seabox.model.container import ContainerStatus
 from seabox.model.event import ContainerEvent
 from seabox.store.billing import BillingStore
@@ -106,3 +106,25 @@ def test_prices_change_from_now_on_and_bad_ones_change_nothing(accounts: Account
     assert not accounts.apply_price_file(tmp_path / "prices.toml")  # nothing changed the second time
     now = accounts.prices().prices
     assert (now["fip"], now["container.s1"], now["container.s4"]) == ("2", "0.0000005", before.prices["container.s4"])
+
+
+def test_a_spend_limit_refuses_new_creates_once_reached_and_stops_only_when_asked(accounts: Accounts) -> None:
+    acme = accounts.store.create_tenant("acme")
+    accounts.check_spend(acme, now=NOV)  # no limit: nothing refused
+    ran(accounts, acme.id, "web", NOV, NOV + 1000)  # $0.003 of an s4
+    accounts.set_spend_limit(acme, "0.01")
+    accounts.check_spend(acme, now=NOV + 2000)
+    accounts.set_spend_limit(acme, "0.002")
+    with pytest.raises(PaymentRequired) as err:
+        accounts.check_spend(acme, now=NOV + 2000)
+    assert err.value.field == "spend_limit" and "$0.002" in err.value.message
+    assert accounts.over_limit(now=NOV + 2000) == []  # it does not stop what runs
+    accounts.set_spend_limit(acme, "0.002", stop_running=True)
+    assert accounts.over_limit(now=NOV + 2000) == [acme.id]
+    accounts.check_spend(acme, now=DEC + 10)  # a new month starts from nothing
+    for bad in ("-1", "lots", "NaN"):
+        with pytest.raises(InvalidArgument) as err2:
+            accounts.set_spend_limit(acme, bad)
+        assert err2.value.field == "spend_limit"
+    accounts.set_spend_limit(acme, None)
+    accounts.check_spend(acme, now=NOV + 2000)

@@ -18,6 +18,7 @@ from seabox.api.metrics import metrics
 from seabox.api.node import plane as node_plane
 from seabox.api.openapi import build_openapi
 from seabox.api.ratelimit import rate_limit_middleware
+from seabox.api.spend import spend_limit_middleware
 from seabox.api.v1 import (billing, containers, crons, fips, functions, images, security_groups, services, system,
                            volumes)
 from seabox.services.cloud import Cloud
@@ -30,7 +31,7 @@ async def openapi(request: web.Request) -> web.Response:
 def create_app(cloud: Cloud) -> web.Application:
     limits = cloud.cfg.api
     app = web.Application(
-        middlewares=[error_middleware, rate_limit_middleware(limits), auth_middleware],
+        middlewares=[error_middleware, rate_limit_middleware(limits), auth_middleware, spend_limit_middleware],
         client_max_size=limits.max_body_bytes,
     )
     app[CLOUD] = cloud

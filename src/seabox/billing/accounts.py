@@ -12,7 +12,7 @@ from typing import Any
 
 from seabox.billing.prices import UNITS, PriceBook, parse_price, price_text
 from seabox.billing.rating import GROUPS, Line, month_of, month_start_ms, rate, total
-from seabox.errors import Conflict, InvalidArgument
+from seabox.errors import Conflict, InvalidArgument, PaymentRequired
 from seabox.model.billing import Invoice, Prices, Usage, UsageLine
 from seabox.model.tenant import Tenant
 from seabox.store.billing import BillingStore
@@ -112,6 +112,43 @@ class Accounts:
                     issued += 1
                 year, mon = (year + 1, 1) if mon == 12 else (year, mon + 1)
         return issued
+
+    def spent(self, tenant_id: str, now: float) -> Decimal:
+        """What TENANT_ID's use this month has cost so far."""
+        now_ms = round(now * 1000)
+        return total(self._month_lines(tenant_id, month_start_ms(*month_of(now_ms)), now_ms, now_ms))
+
+    def check_spend(self, tenant: Tenant, now: float | None = None) -> None:
+        """Refuse (402) a new create of TENANT once this month's spend has reached its limit."""
+        limit = self.billing.spend_limit(tenant.id)
+        if limit is None:
+            return
+        now = time.time() if now is None else now
+        spent = self.spent(tenant.id, now)
+        if spent >= limit[0]:
+            raise PaymentRequired(f"monthly spend limit of ${limit[0]} reached: ${spent} spent this month; nothing new "
+                                  "is created until next month or until the operator raises the limit",
+                                  field="spend_limit")
+
+    def over_limit(self, now: float | None = None) -> list[str]:
+        """The tenants past their monthly spend limit whose running containers are to be stopped."""
+        now = time.time() if now is None else now
+        return [tid for tid, (monthly, stop) in self.billing.spend_limits().items()
+                if stop and self.spent(tid, now) >= monthly]
+
+    def set_spend_limit(self, tenant: Tenant, monthly: str | None, stop_running: bool = False) -> None:
+        """TENANT's monthly spend limit in dollars (None: none); STOP_RUNNING stops what runs once it is reached."""
+        if monthly is None:
+            self.billing.set_spend_limit(tenant.id, None)
+            return
+        try:
+            value = Decimal(monthly)
+        except ArithmeticError:
+            raise InvalidArgument(f"spend limit must be a number of dollars, not {monthly!r}", field="spend_limit") from None
+        if not value.is_finite() or value < 0 or value > 10**12:
+            raise InvalidArgument(f"spend limit must be from 0 to 1000000000000 dollars, not {monthly}",
+                                  field="spend_limit")
+        self.billing.set_spend_limit(tenant.id, value, stop_running)
 
     def prices(self, at: float | None = None) -> Prices:
         book = self.billing.price_history().at(time.time() if at is None else at)

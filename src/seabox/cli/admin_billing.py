@@ -16,6 +16,8 @@ from seabox.errors import SeaboxError
 prices_app = typer.Typer(help="The price book: show it, or set prices from now (or a later time) on; the past keeps "
                          "its prices. DATA_DIR/prices.toml (meter = \"dollars\" lines) is applied at server start.",
                          no_args_is_help=True)
+spend_app = typer.Typer(help="Monthly spend limits: past one, a tenant creates nothing new (402) until next month; "
+                        "with --stop-running its running containers are stopped too.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices: issued on the first pass after their month ends, never changed afterwards.",
                            no_args_is_help=True)
 DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
@@ -95,3 +97,34 @@ def invoices_ls(
     except SeaboxError as exc:
         raise _fail(exc) from None
     console.print(table)
+
+
+@spend_app.command("set")
+def spend_set(
+    tenant: Annotated[str, typer.Argument(metavar="TENANT")],
+    dollars: Annotated[str, typer.Argument(metavar="DOLLARS", help="The monthly limit, e.g. 50 or 12.5.")],
+    stop_running: Annotated[bool, typer.Option("--stop-running", help="At the limit, also stop what runs.")] = False,
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Set TENANT's monthly spend limit (this month's use counts towards it at once)."""
+    from seabox.cli.admin import _fail, console
+
+    try:
+        accounts = _accounts(data_dir)
+        accounts.set_spend_limit(accounts.store.tenant_by_name(tenant), dollars, stop_running)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    console.print(f"{escape(tenant)}: ${escape(dollars)} a month" + (", running containers stop at it" if stop_running
+                                                                     else ""), highlight=False)
+
+
+@spend_app.command("rm")
+def spend_rm(tenant: Annotated[str, typer.Argument(metavar="TENANT")], data_dir: Path = DATA_DIR_OPT) -> None:
+    """Remove TENANT's monthly spend limit."""
+    from seabox.cli.admin import _fail
+
+    try:
+        accounts = _accounts(data_dir)
+        accounts.set_spend_limit(accounts.store.tenant_by_name(tenant), None)
+    except SeaboxError as exc:
+        raise _fail(exc) from None

@@ -50,6 +50,7 @@ from seabox.store.repo import Store
 from seabox.store.security_groups import SecurityGroupStore
 from seabox.store.services import ServiceStore
 
+SPEND_EVERY = 5.0  # seconds between passes stopping what runs of tenants past a stopping spend limit
 INVOICES_EVERY = 300.0  # seconds between passes issuing the invoices of ended months
 RETENTION_LEASE_TTL = 60.0  # seconds another server waits to prune events after their pruner died
 SERVICES_EVERY = 0.5  # seconds between the services controller's passes (each reconciles for a while)
@@ -101,7 +102,8 @@ class Cloud:
         volumes = VolumeService(store, links, bus, cfg.quotas)
         placer = Placer(cfg, store, nodes)
         fips = FipService(cfg, store, FipStore(store.engine), quotas, bus)
-        containers = ContainerService(cfg, store, links, placer, bus, images, volumes, fips, quotas)
+        accounts = Accounts(store, BillingStore(store.engine))
+        containers = ContainerService(cfg, store, links, placer, bus, images, volumes, fips, quotas, accounts)
         hub = NodeHub(store, nodes, bus, containers)
         server = server_name()
         exec_ = ExecService(ExecSessions(store.engine), containers, notifier, server)
@@ -117,7 +119,7 @@ class Cloud:
                    quotas=quotas, fips=fips, security_groups=security_groups, services=services, crons=crons,
                    functions=functions, calls=calls,
                    function_pool=FunctionPool(store, function_store, http),
-                   accounts=Accounts(store, BillingStore(store.engine)))
+                   accounts=accounts)
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""
@@ -138,6 +140,8 @@ class Cloud:
                                           3 * self.cfg.functions.prune_interval), self.calls.prune),
             "invoices": (LeasedPass(leases, "invoices", self.server, INVOICES_EVERY, 2 * INVOICES_EVERY),
                          self._issue_invoices),
+            "spend-limits": (LeasedPass(leases, "spend-limits", self.server, SPEND_EVERY, 3 * SPEND_EVERY),
+                             self._stop_over_limit),
             "function-pool": (LeasedPass(leases, "function-pool", self.server, self.cfg.functions.pool_interval,
                                          POOL_LEASE_TTL_FACTOR * self.cfg.functions.pool_interval),
                               self.function_pool.reconcile),
@@ -151,6 +155,14 @@ class Cloud:
     async def _issue_invoices(self, _lease: Lease) -> None:
         """Issue what ended months owe (an invoice is written once: a second server issuing it too changes nothing)."""
         await asyncio.to_thread(self.accounts.issue_due)
+
+    async def _stop_over_limit(self, _lease: Lease) -> None:
+        """Stop the running containers of each tenant past a spend limit that stops them (level-triggered)."""
+        for tenant_id in await asyncio.to_thread(self.accounts.over_limit):
+            tenant = self.store.tenant_by_id(tenant_id)
+            for c in self.store.list_containers(tenant_id):
+                if c.spec.desired == "running":
+                    await self.containers.stop(tenant, c.id, timeout=c.spec.stop_timeout)
 
     async def close(self) -> None:
         await self.calls.close()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
+from seabox.billing.accounts import Accounts
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.container import ACTIVE, Container, ContainerCreate, ContainerSpec, StopRequest
@@ -69,10 +70,12 @@ class ContainerService:
         volumes: VolumeService,
         fips: FipService,
         quotas: QuotaStore,
+        accounts: Accounts,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.quotas = quotas
+        self.accounts = accounts
         self.links = links
         self.placer = placer
         self.bus = bus
@@ -102,6 +105,7 @@ class ContainerService:
         SPREAD (node -> how many of its group each holds) steers it to the node with fewest."""
         counted = self.cfg.quotas.quota(quota)
         self.quotas.check(tenant.id, counted)  # a 403 or 404 before anything (a volume, say) is made
+        self.accounts.check_spend(tenant)  # a 402 past the monthly spend limit, for replicas and cron runs too
         self.store.check_security_groups(tenant.id, req.security_groups)
         resolved = await self.images.resolve(tenant, req.image)
         image, cfg = resolved.info, resolved.info.config

@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, literal, or_, select
+from sqlalchemy import Engine, delete, func, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from seabox.billing.meter import CONTAINER_MINIMUM_S
@@ -18,6 +18,7 @@ from seabox.store.dialect import greatest, least
 U = t.usage_intervals.c
 MAX_MINIMUM_MS = CONTAINER_MINIMUM_S * 1000  # the longest minimum_ms any interval has
 I = t.invoices.c
+S = t.spend_limits.c
 
 
 class BillingStore:
@@ -93,3 +94,21 @@ class BillingStore:
             q = q.where(I.month == month)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    def spend_limit(self, tenant_id: str) -> tuple[Decimal, bool] | None:
+        """TENANT_ID's monthly limit in dollars and whether its running containers stop at it (None: no limit)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(S.monthly, S.stop_running).where(S.tenant_id == tenant_id)).first()
+        return (Decimal(row.monthly), bool(row.stop_running)) if row else None
+
+    def spend_limits(self) -> dict[str, tuple[Decimal, bool]]:
+        with self.engine.connect() as conn:
+            return {r.tenant_id: (Decimal(r.monthly), bool(r.stop_running)) for r in conn.execute(select(t.spend_limits))}
+
+    def set_spend_limit(self, tenant_id: str, monthly: Decimal | None, stop_running: bool = False) -> None:
+        """Set (or with None, remove) TENANT_ID's monthly spend limit."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.spend_limits).where(S.tenant_id == tenant_id))
+            if monthly is not None:
+                conn.execute(insert(t.spend_limits).values(tenant_id=tenant_id, monthly=price_text(monthly),
+                                                           stop_running=stop_running))

@@ -347,3 +347,13 @@ invoices = Table(
     Column("lines", JSON, nullable=False),
     Column("total", String(40), nullable=False),
 )
+
+# a tenant's optional monthly spend limit: past it new creates are refused (402), and with stop_running
+# what runs is stopped
+spend_limits = Table(
+    "spend_limits",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("monthly", String(40), nullable=False),  # dollars, a Decimal
+    Column("stop_running", Boolean, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""Billing: the meter's usage intervals, the price book's versions and issued invoices."""
+"""Billing: the meter's usage intervals, the price book's versions, issued invoices and spend limits."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -40,9 +40,16 @@ def upgrade() -> None:
         sa.Column("lines", sa.JSON, nullable=False),
         sa.Column("total", sa.String(40), nullable=False),
     )
+    op.create_table(
+        "spend_limits",
+        sa.Column("tenant_id", sa.String(32), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("monthly", sa.String(40), nullable=False),
+        sa.Column("stop_running", sa.Boolean, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("spend_limits")
     op.drop_table("invoices")
     op.drop_table("price_books")
     op.drop_index("ix_usage_resource", "usage_intervals")
