@@ -120,7 +120,7 @@ def test_every_invoice_matches_the_reference_over_random_lifecycles(engine: Engi
     lost_at: int | None = None  # the start of a run whose node was lost
     lost_end = 0  # when that node was last heard from
     clock = JAN31
-    for step, action, value in sorted(history, key=lambda e: e[0]):
+    for step, action, value in sorted(history, key=lambda e: (e[0], e[2])):  # in time order
         clock = JAN31 + step + value / 100  # up to ~6 minutes, across the month boundary
         at = round(clock * 1000)
         with engine.begin() as conn:
