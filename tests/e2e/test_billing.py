@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import signal
 import time
@@ -11,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.docker_fixtures import native, ok, pull, until, wiped_tenant
@@ -71,6 +74,19 @@ def test_seconds_billed_match_the_real_run_time_and_a_short_run_bills_ten(
     assert abs(shown - by_id[long_id]) < Decimal("0.00001"), row  # its root filesystem still bills meanwhile
     draft = json.loads(ok(server.cli("invoice", "--json", tenant=tenant)))
     assert draft["status"] == "draft" and Decimal(draft["total"]) > 0
+    # the operator's export and metrics carry the same use
+    data_dir = ["--data-dir", str(server.data_dir)]
+    exported = list(csv.DictReader(io.StringIO(ok(server.cli("admin", "usage", "export", *data_dir)))))
+    mine = [r for r in exported if r["tenant"] == tenant and r["resource"] == "short"
+            and r["meter"].startswith("container.")]
+    assert [Decimal(r["quantity"]) for r in mine] == [10], exported
+    events = json.loads(ok(server.cli("admin", "usage", "export", "--format", "cloudevents", *data_dir)))
+    [event] = [e for e in events if e["subject"] == tenant and e["data"]["resource"] == "long"
+               and e["data"]["meter"] == "container.s4"]
+    assert event["specversion"] == "1.0" and event["type"] == "seabox.usage" and event["id"]
+    token = ok(server.cli("admin", "metrics-token", *data_dir)).strip().splitlines()[-1]
+    scraped = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    assert f'seabox_tenant_usage_dollars{{tenant="{tenant}",meter="container.s1"}}' in scraped
     # another tenant sees none of it
     with wiped_tenant(server, "bill-other", "containers") as other:
         assert usage(server, other)["lines"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import secrets
@@ -13,6 +14,7 @@ from seabox import __version__
 from seabox.api.auth import TENANT, request_key
 from seabox.api.common import CLOUD
 from seabox.errors import Forbidden, Unauthorized
+from seabox.services.cloud import Cloud
 
 TOKEN_FILE = "metrics.token"
 
@@ -51,9 +53,24 @@ def _check_operator(request: web.Request) -> None:
     raise Unauthorized("invalid metrics token")
 
 
+def _usage_lines(c: Cloud) -> list[str]:
+    """Each tenant's use this month so far by meter: quantity and cost (what still runs counted to now)."""
+    quantity = ["# HELP seabox_tenant_usage This month's use so far, in each meter's unit (second, GB-month, month).",
+                "# TYPE seabox_tenant_usage gauge"]
+    cost = ["# HELP seabox_tenant_usage_dollars What this month's use has cost so far.",
+            "# TYPE seabox_tenant_usage_dollars gauge"]
+    for tenant in c.store.list_tenants():
+        for line in c.accounts.usage(tenant).lines:
+            labels = f'tenant="{tenant.name}",meter="{line.meter}"'
+            quantity.append(f'seabox_tenant_usage{{{labels},unit="{line.unit}"}} {line.quantity}')
+            cost.append(f"seabox_tenant_usage_dollars{{{labels}}} {line.cost}")
+    return quantity + cost
+
+
 async def metrics(request: web.Request) -> web.Response:
     _check_operator(request)
     c = request.app[CLOUD]
+    usage = await asyncio.to_thread(_usage_lines, c)
     states: dict[str, int] = {}
     for item in c.store.list_containers():
         states[item.status.state] = states.get(item.status.state, 0) + 1
@@ -67,6 +84,7 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP seabox_tenants Tenants.",
         "# TYPE seabox_tenants gauge",
         f"seabox_tenants {len(c.store.list_tenants())}",
+        *usage,
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 

@@ -150,6 +150,12 @@ class Accounts:
                                   field="spend_limit")
         self.billing.set_spend_limit(tenant.id, value, stop_running)
 
+    def export(self, since: float | None = None, until: float | None = None,
+               now: float | None = None) -> list[tuple[Tenant, Usage]]:
+        """Every tenant's usage of [SINCE, UNTIL) by resource (the operator's export), tenants by name."""
+        tenants = sorted(self.store.list_tenants(), key=lambda x: x.name)
+        return [(tenant, self.usage(tenant, since, until, "container", now)) for tenant in tenants]
+
     def prices(self, at: float | None = None) -> Prices:
         book = self.billing.price_history().at(time.time() if at is None else at)
         return Prices(effective_at=datetime.fromtimestamp(book.effective_at, UTC),

@@ -315,8 +315,9 @@ from seabox.cli.admin_nodes import node_app  # noqa: E402  (it uses this module'
 
 app.add_typer(node_app, name="node")
 
-from seabox.cli.admin_billing import invoices_app, prices_app, spend_app  # noqa: E402  (they use this module's helpers)
+from seabox.cli.admin_billing import invoices_app, prices_app, spend_app, usage_app  # noqa: E402  (they use its helpers)
 
 app.add_typer(prices_app, name="prices")
 app.add_typer(invoices_app, name="invoices")
 app.add_typer(spend_app, name="spend-limit")
+app.add_typer(usage_app, name="usage")

@@ -18,6 +18,7 @@ prices_app = typer.Typer(help="The price book: show it, or set prices from now (
                          no_args_is_help=True)
 spend_app = typer.Typer(help="Monthly spend limits: past one, a tenant creates nothing new (402) until next month; "
                         "with --stop-running its running containers are stopped too.", no_args_is_help=True)
+usage_app = typer.Typer(help="Usage for operators who bill elsewhere.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices: issued on the first pass after their month ends, never changed afterwards.",
                            no_args_is_help=True)
 DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
@@ -128,3 +129,51 @@ def spend_rm(tenant: Annotated[str, typer.Argument(metavar="TENANT")], data_dir:
         accounts.set_spend_limit(accounts.store.tenant_by_name(tenant), None)
     except SeaboxError as exc:
         raise _fail(exc) from None
+
+
+@usage_app.command("export")
+def usage_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv (a header row, one row per tenant, resource and meter) or "
+                                     "cloudevents (a JSON array of CloudEvents 1.0, as OpenMeter's batch ingest "
+                                     "takes them).")] = "csv",
+    since: Annotated[float | None, typer.Option("--since", parser=parse_time, help="From: 10m, 1h, unix seconds or "
+                                                "an ISO time (default: the start of this month, UTC).")] = None,
+    until: Annotated[float | None, typer.Option("--until", parser=parse_time, help="Until (default: now).")] = None,
+    data_dir: Path = DATA_DIR_OPT,
+) -> None:
+    """Every tenant's usage and cost of the window, by resource and meter, on stdout."""
+    import csv
+    import hashlib
+    import json
+    import sys
+
+    from seabox.cli.admin import _fail
+
+    if fmt not in ("csv", "cloudevents"):
+        raise typer.BadParameter("use csv or cloudevents", param_hint="'--format'")
+    try:
+        report = _accounts(data_dir).export(since, until)
+    except SeaboxError as exc:
+        raise _fail(exc) from None
+    rows = [{"tenant": tenant.name, "resource_id": line.resource_id, "resource": line.key, "meter": line.meter,
+             "unit": line.unit, "quantity": line.quantity, "cost": line.cost, "since": usage.since.isoformat(),
+             "until": usage.until.isoformat()} for tenant, usage in report for line in usage.lines]
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=["tenant", "resource_id", "resource", "meter", "unit",
+                                                        "quantity", "cost", "since", "until"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    events = [{
+        "specversion": "1.0",
+        "type": "seabox.usage",
+        "source": "seabox",
+        # the same window and resource give the same id: ingesting an export twice counts it once
+        "id": hashlib.sha256("|".join((r["tenant"], r["resource_id"], r["meter"], r["since"], r["until"]))
+                             .encode()).hexdigest()[:32],
+        "subject": r["tenant"],
+        "time": r["until"],
+        "datacontenttype": "application/json",
+        "data": {k: r[k] for k in ("resource_id", "resource", "meter", "unit", "quantity", "cost", "since")},
+    } for r in rows]
+    print(json.dumps(events, indent=2))
