@@ -90,6 +90,10 @@ def test_seconds_billed_match_the_real_run_time_and_a_short_run_bills_ten(
     # another tenant sees none of it
     with wiped_tenant(server, "bill-other", "containers") as other:
         assert usage(server, other)["lines"] == []
+        r = server.cli("usage", "--container", "long", tenant=other)
+        assert r.returncode == 1 and "no such container" in r.stderr, r
+    only = usage(server, tenant, "--container", "long")
+    assert {x["meter"] for x in only["lines"]} == {"container.s4", "storage"}
 
 
 def test_bad_windows_months_and_groups_are_refused_naming_them(server: Server, tenant: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seabox.billing.accounts import Accounts
-from seabox.errors import InvalidArgument, PaymentRequired
+from seabox.errors import InvalidArgument, NotFound, PaymentRequired
 from seabox.model.container import ContainerStatus
 from seabox.model.event import ContainerEvent
 from seabox.store.billing import BillingStore
@@ -52,8 +52,13 @@ def test_usage_bills_each_run_by_the_second_with_a_ten_second_minimum(accounts: 
     by_name = {x.key: x for x in accounts.usage(acme, since=NOV - 1, by="container", now=NOV + 340).lines
                if x.meter.startswith("container.")}
     assert {k: Decimal(v.quantity) for k, v in by_name.items()} == {"web": Decimal("125.5"), "job": 10, "api": 40}
+    only_web = accounts.usage(acme, since=NOV - 1, now=NOV + 340, by="container", container="web").lines
+    assert {x.resource_id for x in only_web} == {"web" * 4}  # (its root filesystem bills from its insert, today)
+    assert [Decimal(x.quantity) for x in only_web if x.meter == "container.s4"] == [Decimal("125.5")]
     other = accounts.store.create_tenant("other")
     assert accounts.usage(other, since=NOV - 1, now=NOV + 340).lines == []  # nothing of acme's
+    with pytest.raises(NotFound):
+        accounts.usage(other, now=NOV + 340, container="web")  # acme's container is not other's to ask about
 
 
 def test_bad_windows_groups_and_months_are_refused_naming_the_field(accounts: Accounts) -> None:

@@ -49,8 +49,9 @@ class Accounts:
         self.billing = billing
 
     def usage(self, tenant: Tenant, since: float | None = None, until: float | None = None, by: str = "size",
-              now: float | None = None) -> Usage:
-        """What TENANT used in [SINCE, UNTIL) (default: this month so far), what is running counted to now."""
+              now: float | None = None, container: str | None = None) -> Usage:
+        """What TENANT used in [SINCE, UNTIL) (default: this month so far), what is running counted to now;
+        with CONTAINER (a name or id of one of TENANT's containers, else a 404), only that container's."""
         now = time.time() if now is None else now
         if by not in GROUPS:
             raise InvalidArgument(f"by must be one of {', '.join(GROUPS)}, not {by!r}", field="by")
@@ -63,7 +64,8 @@ class Accounts:
         if until_ms <= since_ms:
             raise InvalidArgument(f"until ({_at(until_ms).isoformat()}) must be after since "
                                   f"({_at(since_ms).isoformat()})", field="until")
-        lines = self._rate(tenant.id, since_ms, until_ms, now_ms, by)
+        only = self.store.find_container(tenant.id, container).id if container is not None else None
+        lines = self._rate(tenant.id, since_ms, until_ms, now_ms, by, only)
         return Usage(since=_at(since_ms), until=_at(until_ms), by=by, lines=_lines(lines), total=str(total(lines)))
 
     def invoice(self, tenant: Tenant, month: str | None = None, now: float | None = None) -> Invoice:
@@ -83,10 +85,12 @@ class Accounts:
     def _month_lines(self, tenant_id: str, start: int, end: int, now_ms: int) -> list[Line]:
         return self._rate(tenant_id, start, end, now_ms, "size")
 
-    def _rate(self, tenant_id: str, since_ms: int, until_ms: int, now_ms: int, by: str) -> list[Line]:
+    def _rate(self, tenant_id: str, since_ms: int, until_ms: int, now_ms: int, by: str,
+              only: str | None = None) -> list[Line]:
+        """The lines of TENANT_ID's use in the window (with ONLY, that resource's alone: a container has no FIP meter)."""
         group = "size" if by == "day" else by
-        return rate(lambda lo, hi: self.billing.sums(tenant_id, group, lo, hi, now_ms),
-                    self.billing.fips(tenant_id, since_ms, until_ms), self.billing.price_history(),
+        return rate(lambda lo, hi: self.billing.sums(tenant_id, group, lo, hi, now_ms, only),
+                    [] if only else self.billing.fips(tenant_id, since_ms, until_ms), self.billing.price_history(),
                     since_ms, until_ms, now_ms, by)
 
     def _issued(self, tenant_id: str, name: str, start: int, end: int, now_ms: int) -> Invoice:

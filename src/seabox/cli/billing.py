@@ -34,6 +34,8 @@ def usage(
         str, typer.Option("--by", help="Group lines by size (meter: container size, storage, fip, service), resource "
                           "(kind), container (each resource by name) or day (UTC).")
     ] = "size",
+    container: Annotated[str | None, typer.Option("--container", help="Only this container's use (name or id): its "
+                                                  "runs and its root filesystem.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
     """What you have used and what it costs so far, to the second; what still runs is counted up to now.
@@ -44,7 +46,7 @@ def usage(
     """
     if by not in BY:
         raise typer.BadParameter(f"use one of {', '.join(BY)}", param_hint="'--by'")
-    params = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+    params = {k: v for k, v in (("since", since), ("until", until), ("container", container)) if v is not None}
     report = connect().get("/v1/usage", by=by, **params)
     if as_json:
         print(json.dumps(report, indent=2))

@@ -25,13 +25,14 @@ class BillingStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def sums(self, tenant_id: str, group: str, lo: int, hi: int,
-             now_ms: int) -> list[tuple[str, str, str, Decimal, int]]:
+    def sums(self, tenant_id: str, group: str, lo: int, hi: int, now_ms: int,
+             resource_id: str | None = None) -> list[tuple[str, str, str, Decimal, int]]:
         """(key, resource id, meter, quantity, billed ms in [LO, HI)) of TENANT_ID's per-time meters, summed by the
         database.
 
         An interval bills from its start to its end (NOW_MS while open), at least minimum_ms; GROUP is the
-        key: size (the meter), resource (the kind) or container (the resource's name, and its id).
+        key: size (the meter), resource (the kind) or container (the resource's name, and its id). With
+        RESOURCE_ID, only that resource's (a container's runs and root filesystem).
         """
         key = {"size": U.meter, "resource": U.kind, "container": U.resource_name}[group]
         resource = U.resource_id if group == "container" else literal("")
@@ -42,6 +43,8 @@ class BillingStore:
                  .where(U.tenant_id == tenant_id, U.kind != "fip", U.start_ms < hi,
                         or_(U.end_ms.is_(None), U.end_ms >= lo - MAX_MINIMUM_MS), part > 0)
                  .group_by(key, resource, U.meter, U.quantity))
+            if resource_id is not None:
+                q = q.where(U.resource_id == resource_id)
             return [(str(k), str(rid), meter, Decimal(quantity), int(ms)) for k, rid, meter, quantity, ms in conn.execute(q)]
 
     def fips(self, tenant_id: str, since_ms: int, until_ms: int) -> list[Interval]:

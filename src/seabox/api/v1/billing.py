@@ -12,9 +12,9 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/usage")
 async def usage(request: web.Request) -> web.Response:
-    """?since=&until= (unix seconds; default this month so far), ?by=size|resource|container|day."""
+    """?since=&until= (unix seconds; default this month so far), ?by=size|resource|container|day, ?container=."""
     report = cloud(request).accounts.usage(tenant_of(request), number(request, "since"), number(request, "until"),
-                                           request.query.get("by", "size"))
+                                           request.query.get("by", "size"), container=request.query.get("container"))
     return dump(report)
 
 
