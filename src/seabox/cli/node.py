@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -33,6 +32,8 @@ def register(app: typer.Typer) -> None:
         for `seabox server`. The credential from the first join is kept in DATA_DIR/node.json, so a
         restart needs no token. Containers keep running when the agent stops; the next start adopts them.
         """
+        import asyncio
+
         from seabox.config import load_config
         from seabox.node.standalone import run_node
 

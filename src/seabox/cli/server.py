@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -32,6 +31,8 @@ def register(app: typer.Typer) -> None:
         registries) are read from DATA_DIR/config.toml. Containers keep running when the server
         stops; the next start re-adopts them.
         """
+        import asyncio
+
         from seabox.config import load_config
         from seabox.server import serve
 
