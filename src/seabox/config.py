@@ -11,13 +11,12 @@ from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from seabox.defaults import DEFAULT_DATA_DIR, DEFAULT_LISTEN
 from seabox.errors import InvalidArgument
 from seabox.model.quota import MAX_LIMIT, QUOTA_KEYS, Quota
 from seabox.model.runtime import ID_RANGE, RUNTIME_CLASSES, RuntimeName
 from seabox.model.volume import parse_bytes
 
-DEFAULT_DATA_DIR = Path("/var/lib/seabox")
-DEFAULT_LISTEN = "127.0.0.1:8470"
 # Private and shared (CGNAT) ranges: where a host's internal networks usually are.
 DEFAULT_BLOCKED_EGRESS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 

@@ -74,16 +74,10 @@ def _named_on(cluster: Cluster, alice: httpx.Client, image: str, node: str, name
               **spec: object) -> dict:
     """A container (sleep 300, named NAME, SPEC: more of its create body) placed on NODE: the other nodes
     are cordoned meanwhile."""
-    others = [n.name for n in cluster.nodes if n.name != node]
-    for other in others:
-        cluster.admin("node", "cordon", other)
-    try:
+    with cluster.only_on(node):
         r = alice.post("/v1/containers", params={"start": "true"},
                        json={"image": image, "cmd": ["sleep", "300"], **({"name": name} if name else {}), **spec})
         assert r.status_code == 201, r.text
-    finally:
-        for other in others:
-            cluster.admin("node", "uncordon", other)
     assert r.json()["id"][:12] in placed(cluster, node)
     return r.json()
 
@@ -183,7 +177,7 @@ def until(check, timeout: float = 30, what: str = ""):  # type: ignore[no-untype
             return got
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
+        time.sleep(0.1)
 
 
 def _on_n1(cluster: Cluster, alice: httpx.Client, image: str, **policies: str) -> dict[str, dict]:
@@ -251,16 +245,10 @@ def test_a_node_that_stays_away_loses_its_containers_and_drops_the_moved_copies_
 
 def _run_on(cluster: Cluster, client: httpx.Client, node: str, image: str, cmd: list[str], *, start: bool = True,
             **extra: object) -> dict:
-    others = [n.name for n in cluster.nodes if n.name != node]
-    for other in others:
-        cluster.admin("node", "cordon", other)
-    try:
+    with cluster.only_on(node):
         r = client.post("/v1/containers", params={"start": str(start).lower()}, json={"image": image, "cmd": cmd, **extra})
-        assert r.status_code == 201, r.text
-        return r.json()
-    finally:
-        for other in others:
-            cluster.admin("node", "uncordon", other)
+    assert r.status_code == 201, r.text
+    return r.json()
 
 
 def _fetch_on(cluster: Cluster, client: httpx.Client, node: str, image: str, target: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, column, create_engine, insert, select, table
 
 from seabox.store import tables as t
-from seabox.store.db import MIGRATIONS, database_url, migrate, open_engine
+from seabox.store.db import MIGRATIONS, database_url, head_revision, migrate, open_engine
 from seabox.store.tables import metadata
 from tests.fixtures.postgres import ENGINES, Cluster
 
@@ -63,6 +63,18 @@ def test_servers_starting_at_once_on_a_new_database_migrate_it_once(empty_url: s
     with engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
     engine.dispose()
+
+
+def test_the_newest_migration_file_is_the_head_alembic_upgrades_to() -> None:
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def test_opening_a_database_one_revision_behind_upgrades_it(empty_url: str, empty: Engine) -> None:
+    behind = ScriptDirectory(str(MIGRATIONS)).get_revision(head_revision()).down_revision
+    migrate(empty, str(behind))
+    open_engine(empty_url).dispose()
+    with empty.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
 
 
 def test_upgrading_fills_the_new_image_id_column_of_existing_containers(empty: Engine) -> None:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
+from seabox.defaults import DEFAULT_DATA_DIR, DEFAULT_LISTEN
 from seabox.errors import InvalidArgument, SeaboxError, validation_error
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's d
 
 def _store(data_dir: Path) -> Store:
     """The store the server of DATA_DIR uses (database_url in its config.toml, else its SQLite file)."""
-    # imported here: SQLAlchemy and Alembic would slow every tenant command's start
+    # imported here: the config's models, SQLAlchemy and Alembic would slow every tenant command's start
+    from seabox.config import load_config
     from seabox.store.db import open_engine
     from seabox.store.repo import Store
 
@@ -146,6 +147,7 @@ def tenant_set(
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Set a tenant's runtime classes: its default and the ones it may choose (within [isolation] of config.toml)."""
+    from seabox.config import load_config
     from seabox.model.tenant import TenantRuntimes
 
     try:
@@ -194,6 +196,7 @@ def tenant_ls(data_dir: Path = DATA_DIR_OPT) -> None:
 
 
 def _print_quotas(data_dir: Path, store: Store, tenant_name: str) -> None:
+    from seabox.config import load_config
     from seabox.store.quotas import QuotaStore
 
     tenant = store.tenant_by_name(tenant_name)
@@ -253,6 +256,8 @@ def up(
     tenant: str = typer.Option("default", "--tenant", help="Tenant to create (if missing) and issue a key for."),
 ) -> None:
     """Start the embedded server in the background (if not running) and print its URL and a tenant key."""
+    from seabox.config import load_config
+
     cfg = load_config(data_dir, listen=listen)
     host, port = cfg.host_port
     url = f"http://{host}:{port}"

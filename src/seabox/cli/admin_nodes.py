@@ -8,10 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from seabox.config import DEFAULT_DATA_DIR, load_config
+from seabox.defaults import DEFAULT_DATA_DIR
 from seabox.errors import SeaboxError
 from seabox.cli.client import human_bytes
-from seabox.model.container import ACTIVE
 from seabox.model.sizes import SIZES
 
 node_app = typer.Typer(help="Nodes: join tokens, list them, see what runs where, cordon, drain and uncordon.",
@@ -20,8 +19,9 @@ DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's d
 
 
 def _open(data_dir: Path):  # type: ignore[no-untyped-def]
-    # imported here: SQLAlchemy and Alembic would slow every tenant command's start
+    # imported here: the config's models, SQLAlchemy and Alembic would slow every tenant command's start
     from seabox.cli.admin import _store
+    from seabox.config import load_config
     from seabox.store.nodes import NodeStore
 
     store = _store(data_dir)
@@ -32,6 +32,7 @@ def _open(data_dir: Path):  # type: ignore[no-untyped-def]
 def node_ls(data_dir: Path = DATA_DIR_OPT) -> None:
     """List nodes: address, state (ready, down, cordoned, draining), memory allocated/total, containers."""
     from seabox.cli.admin import console
+    from seabox.model.container import ACTIVE
 
     cfg, store, nodes = _open(data_dir)
     now = time.time()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from pathlib import Path
 
 import typer
 
-from seabox.config import DEFAULT_DATA_DIR, load_config
+from seabox.defaults import DEFAULT_DATA_DIR
 from seabox.errors import SeaboxError
 
 
@@ -33,6 +32,9 @@ def register(app: typer.Typer) -> None:
         for `seabox server`. The credential from the first join is kept in DATA_DIR/node.json, so a
         restart needs no token. Containers keep running when the agent stops; the next start adopts them.
         """
+        import asyncio
+
+        from seabox.config import load_config
         from seabox.node.standalone import run_node
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import typer
 
-from seabox.config import DEFAULT_DATA_DIR, DEFAULT_LISTEN, load_config
+from seabox.defaults import DEFAULT_DATA_DIR, DEFAULT_LISTEN
 from seabox.errors import SeaboxError
 
 
@@ -32,6 +31,9 @@ def register(app: typer.Typer) -> None:
         registries) are read from DATA_DIR/config.toml. Containers keep running when the server
         stops; the next start re-adopts them.
         """
+        import asyncio
+
+        from seabox.config import load_config
         from seabox.server import serve
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine.interfaces import ExceptionContext
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -121,11 +119,28 @@ def _one_sqlite_migrator(engine: Engine) -> Iterator[None]:
         os.close(fd)
 
 
+def head_revision() -> str:
+    """The newest revision: migrations are versions/NNNN_name.py, revision NNNN revising the one numbered before."""
+    return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether ENGINE's schema is already at the newest revision (then Alembic need not even be imported)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars()) == [head_revision()]
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade ENGINE's schema to REVISION (the newest by default).
 
     Processes starting together (servers, admin commands) take turns: one migrates, the others find it done.
     """
+    # imported here: Alembic costs every admin command's start a third of a second, and is rarely needed
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with _one_sqlite_migrator(engine), engine.begin() as conn:
@@ -155,7 +170,8 @@ def open_engine(url: str) -> Engine:
     if engine.dialect.name == "postgresql":
         _report_unreachable(engine, make_url(url).render_as_string())  # as the operator wrote it, password hidden
     try:
-        migrate(engine)
+        if not _at_head(engine):
+            migrate(engine)
     except Unavailable:
         engine.dispose()
         raise
