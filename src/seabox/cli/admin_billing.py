@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from seabox.cli.client import parse_time
-from seabox.config import DEFAULT_DATA_DIR
+from seabox.defaults import DEFAULT_DATA_DIR
 from seabox.errors import SeaboxError
 
 prices_app = typer.Typer(help="The price book: show it, or set prices from now (or a later time) on; the past keeps "
