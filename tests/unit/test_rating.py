@@ -83,7 +83,7 @@ def test_storage_bills_gigabyte_months_and_day_grouping_splits_at_midnight(engin
     [line] = rated(engine, [volume], PriceHistory(), 0, 10**12, 10**12)
     assert line.unit == "GB-month" and line.quantity == Decimal(1)  # 30 GB-days are one GB-month
     assert line.cost == Decimal("0.100000")
-    days = rated(engine, [run(day - 5, day + 5)], PriceHistory(), 0, 10**12, 10**12, by="day")
+    days = rated(engine, [run(day - 5, day + 5)], PriceHistory(), 0, 3 * day * 1000, 10**12, by="day")
     assert [(x.key, x.quantity) for x in days] == [("1970-01-01", 5), ("1970-01-02", 5)]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from seabox.billing.prices import UNITS, PriceBook, parse_price, price_text
-from seabox.billing.rating import GROUPS, Line, month_of, month_start_ms, rate, total
+from seabox.billing.rating import DAY_MS, GROUPS, Line, month_of, month_start_ms, rate, total
 from seabox.errors import Conflict, InvalidArgument, PaymentRequired
 from seabox.model.billing import Invoice, Prices, Usage, UsageLine
 from seabox.model.tenant import Tenant
@@ -19,6 +19,7 @@ from seabox.store.billing import BillingStore
 from seabox.store.repo import Store
 
 MONTH = re.compile(r"(\d{4})-(\d{2})")
+MAX_DAYS = 366  # the longest window usage grouped by day covers (one query per day)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()  # before any usage a Seabox can have recorded
 
 
@@ -64,6 +65,8 @@ class Accounts:
         if until_ms <= since_ms:
             raise InvalidArgument(f"until ({_at(until_ms).isoformat()}) must be after since "
                                   f"({_at(since_ms).isoformat()})", field="until")
+        if by == "day" and until_ms - since_ms > MAX_DAYS * DAY_MS:
+            raise InvalidArgument(f"by day covers at most {MAX_DAYS} days: narrow --since/--until", field="since")
         only = self.store.find_container(tenant.id, container).id if container is not None else None
         lines = self._rate(tenant.id, since_ms, until_ms, now_ms, by, only)
         return Usage(since=_at(since_ms), until=_at(until_ms), by=by, lines=_lines(lines), total=str(total(lines)))
