@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -91,9 +92,12 @@ def test_an_ended_month_is_issued_once_and_a_later_price_change_leaves_it(accoun
 
 
 def test_the_invoice_pass_issues_each_ended_month_once(accounts: Accounts) -> None:
-    accounts.store.create_tenant("acme")  # created now: months from this one on end by then
+    acme = accounts.store.create_tenant("acme")  # created now: months from this one on end by then
+    accounts.store.create_tenant("idle")  # has used nothing: nothing due
     later = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() + 70 * 86400
-    assert accounts.issue_due(now=later) == 2
+    assert accounts.issue_due(now=later) == 0
+    ran(accounts, acme.id, "web", time.time(), time.time() + 60)
+    assert accounts.issue_due(now=later) == 2  # this month and the next
     assert accounts.issue_due(now=later) == 0
 
 

@@ -105,16 +105,23 @@ class Accounts:
                        lines=[UsageLine.model_validate(x) for x in row["lines"]], total=row["total"])
 
     def issue_due(self, now: float | None = None) -> int:
-        """Issue every tenant's invoice of each ended month since it was created that is not issued yet; how many."""
+        """Issue each tenant's invoice of every ended month from its first use on that is not issued yet; how many.
+
+        A tenant that has used nothing has nothing due (`invoice --month` still issues its empty month).
+        """
         now = time.time() if now is None else now
         now_ms = round(now * 1000)
         this_month = month_of(now_ms)
         issued = 0
         for tenant in self.store.list_tenants():
-            year, mon = month_of(round(tenant.created_at.timestamp() * 1000))
+            first = self.billing.first_use_ms(tenant.id)
+            if first is None:
+                continue
+            done = self.billing.issued_months(tenant.id)
+            year, mon = max(month_of(first), month_of(round(tenant.created_at.timestamp() * 1000)))
             while (year, mon) < this_month:
                 name = month_name(year, mon)
-                if self.billing.invoice(tenant.id, name) is None:
+                if name not in done:
                     self._issued(tenant.id, name, month_start_ms(year, mon), month_start_ms(year, mon + 1), now_ms)
                     issued += 1
                 year, mon = (year + 1, 1) if mon == 12 else (year, mon + 1)

@@ -91,6 +91,16 @@ class BillingStore:
             pass  # another server issued it first: theirs stands
         return self.invoice(tenant_id, month) or {}
 
+    def first_use_ms(self, tenant_id: str) -> int | None:
+        """When TENANT_ID's earliest usage interval began (None: it has used nothing)."""
+        with self.engine.connect() as conn:
+            first = conn.execute(select(func.min(U.start_ms)).where(U.tenant_id == tenant_id)).scalar()
+        return None if first is None else int(first)
+
+    def issued_months(self, tenant_id: str) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(I.month).where(I.tenant_id == tenant_id))}
+
     def invoices(self, month: str | None = None) -> list[dict[str, Any]]:
         q = select(t.invoices).order_by(I.month, I.tenant_id)
         if month is not None:
