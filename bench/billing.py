@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, text
 
-from bench.results import markdown_table, write_section
+from bench.results import report
 from seabox.billing.accounts import Accounts
 from seabox.billing.rating import month_of, month_start_ms
 from seabox.store import tables as t
@@ -81,12 +81,10 @@ def main() -> None:
         (f"invoice issue, {issued:,} tenants x {RUNS_PER_TENANT} runs, per tenant (peer: that month's usage query)",
          f"{per_tenant:.2f} ms", f"{draft:.2f} ms", f"{per_tenant / draft:.2f}x"),
     ]
-    table_md = markdown_table(rows)
-    print(table_md)
-    write_section("billing", (
+    report("billing", rows, (
         f"## Billing\n\nLatest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench billing` (SQLite, one "
-        "process, no root) on a 2-core machine shared with other work.\n\n" + table_md
-        + f"\nThe ledger holds {runs:,} container runs (a start and a die each: {EVENTS:,} lifecycle events) of "
+        "process, no root) on a 2-core machine shared with other work."), (
+        f"The ledger holds {runs:,} container runs (a start and a die each: {EVENTS:,} lifecycle events) of "
         "one tenant over 500 containers, all in this month, written in bulk as the meter writes them; the "
         f"query is `Accounts.usage` (this month so far, the median of {QUERIES}). The peer is one bare SQL "
         "sum over the same rows (no minimum, no clipping, no pricing): the floor any query over them pays. "
