@@ -78,6 +78,10 @@ class Conflict(SeaboxError):
     status = 409
 
 
+class AddressInUse(Conflict):
+    """A tenant address taken by another request between choosing it and recording it: choose another."""
+
+
 class RequestTimeout(SeaboxError):
     """The client stalled while sending its request (408)."""
 

@@ -11,9 +11,10 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, delete, insert
+from sqlalchemy import Engine, create_engine, delete, insert, select
 
 from seabox.billing import meter
+from seabox.billing.tally import INTERVAL_COLUMNS, tally
 from seabox.billing.prices import DEFAULT_PRICES, PriceBook, PriceHistory
 from seabox.billing.rating import Interval, Line, month_start_ms, rate, total
 from seabox.model.event import ContainerEvent
@@ -46,6 +47,7 @@ def rated(engine: Engine, intervals: list[Interval], prices: PriceHistory, since
             {"tenant_id": tenant, "kind": iv.kind, "resource_id": iv.resource_id, "resource_name": iv.resource_name,
              "meter": iv.meter, "quantity": str(iv.quantity), "start_ms": iv.start_ms, "end_ms": iv.end_ms,
              "minimum_ms": iv.minimum_ms, "lost": False} for iv in intervals])
+        tally(conn, conn.execute(select(*INTERVAL_COLUMNS).where(t.usage_intervals.c.tenant_id == tenant)).all())
     group = "size" if by == "day" else by
     return rate(lambda lo, hi: store.sums(tenant, group, lo, hi, now), store.fips(tenant, since, until), prices,
                 since, until, now, by)

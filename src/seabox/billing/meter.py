@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, insert, select, update
 
+from seabox.billing.tally import retally
 from seabox.model.event import ContainerEvent
 from seabox.model.sizes import GiB, get_size
 from seabox.store import tables as t
@@ -39,6 +40,7 @@ def close_interval(conn: Connection, kind: str, resource_id: str, at: float, los
                                                             U.end_ms.is_(None))):
         conn.execute(update(t.usage_intervals).where(U.id == row.id)
                      .values(end_ms=max(row.start_ms, ms(at)), lost=lost))
+        retally(conn, row.id)
 
 
 def _last_lost(conn: Connection, resource_id: str) -> tuple[int, int] | None:
@@ -73,7 +75,9 @@ def container_change(conn: Connection, tenant_id: str, cid: str, name: str, even
             interval, start_ms = lost
             conn.execute(update(t.usage_intervals).where(U.id == interval)
                          .values(end_ms=max(start_ms, ms(at)), lost=False))
+            retally(conn, interval)
         elif e.action in ("die", "destroy", "move"):
             close_interval(conn, "container", cid, at)
     if state == "running" and (lost := _last_lost(conn, cid)) is not None:
         conn.execute(update(t.usage_intervals).where(U.id == lost[0]).values(end_ms=None, lost=False))
+        retally(conn, lost[0])

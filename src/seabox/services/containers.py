@@ -17,12 +17,13 @@ from ipaddress import IPv4Address
 
 from seabox.billing.accounts import Accounts
 from seabox.config import ServerConfig
-from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
+from seabox.errors import AddressInUse, Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.container import ACTIVE, Container, ContainerCreate, ContainerSpec, StopRequest
 from seabox.model.event import ContainerEvent
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
 from seabox.model.ports import PortMapping, check_ports, with_exposed
+from seabox.model.quota import Quota
 from seabox.model.reference import parse_reference
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.assignments import ContainerReport
@@ -40,6 +41,7 @@ from seabox.store.repo import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
+ADDRESS_TRIES = 8  # addresses tried when other servers take the chosen ones meanwhile
 # How long a request waits for the node to act on it (a start may first unpack the image for the tenant).
 START_WAIT = 300.0
 STOP_GRACE = 60.0  # beyond the stop timeout
@@ -126,8 +128,6 @@ class ContainerService:
         for mount in req.volumes:
             await self.volumes.ensure(tenant, mount.volume, node)
         cid = secrets.token_hex(32)
-        subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
-        ip = ipam.allocate(subnet, {IPv4Address(a) for a in self.store.used_ips(tenant.id)})
         spec = ContainerSpec(
             image=resolved.name,
             image_id=image.id,
@@ -158,7 +158,7 @@ class ContainerService:
             security_groups=req.security_groups,
         )
         parse_signal(spec.stop_signal)
-        container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec, quota=counted)
+        container = self._insert(tenant, cid, name, node, spec, counted)
         if req.fip is not None:
             try:
                 await self.fips.give(tenant, container, fip)
@@ -168,6 +168,20 @@ class ContainerService:
             container = self.store.get_container(cid)
         await self.bus.emit(tenant.id, "container", "create", cid, name, {"image": spec.image, "size": spec.size})
         return container
+
+    def _insert(self, tenant: Tenant, cid: str, name: str, node: str, spec: ContainerSpec, quota: Quota) -> Container:
+        """Record the container at a free address of its tenant's network; another server's create may take
+        the address chosen first (each server chooses from what the store holds): then the next one."""
+        subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
+        used = {IPv4Address(a) for a in self.store.used_ips(tenant.id)}
+        for _ in range(ADDRESS_TRIES - 1):
+            ip = ipam.allocate(subnet, used)
+            try:
+                return self.store.insert_container(tenant.id, cid, name, node, str(ip), spec, quota=quota)
+            except AddressInUse:
+                used.add(ip)
+        return self.store.insert_container(tenant.id, cid, name, node, str(ipam.allocate(subnet, used)), spec,
+                                           quota=quota)
 
     def runtime_class(self, tenant: Tenant, requested: str | None) -> str:
         """The class a container of tenant runs in: as requested, else the tenant's, else the operator's default."""

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, literal, or_, select
+from sqlalchemy import Connection, Engine, Select, Table, delete, func, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from seabox.billing.meter import CONTAINER_MINIMUM_S
+from seabox.billing.tally import DAY_MS
 from seabox.billing.prices import PriceBook, PriceHistory, price_text
 from seabox.billing.rating import Interval, month_of, month_start_ms
 from seabox.store import tables as t
 from seabox.store.dialect import greatest, least
 
 U = t.usage_intervals.c
-MAX_MINIMUM_MS = CONTAINER_MINIMUM_S * 1000  # the longest minimum_ms any interval has
+P = t.usage_pieces.c
+D = t.usage_days.c
 I = t.invoices.c
 S = t.spend_limits.c
 
@@ -32,20 +34,57 @@ class BillingStore:
 
         An interval bills from its start to its end (NOW_MS while open), at least minimum_ms; GROUP is the
         key: size (the meter), resource (the kind) or container (the resource's name, and its id). With
-        RESOURCE_ID, only that resource's (a container's runs and root filesystem).
+        RESOURCE_ID, only that resource's (a container's runs and root filesystem). Closed intervals are
+        read from the day rollup (billing/tally.py): whole days inside the window from their sums, the
+        days it cuts from their pieces; open ones from the ledger.
         """
-        key = {"size": U.meter, "resource": U.kind, "container": U.resource_name}[group]
-        resource = U.resource_id if group == "container" else literal("")
+        first_day = -(-lo // DAY_MS) * DAY_MS  # the first midnight at or after LO
+        last_day = hi - hi % DAY_MS  # the last midnight at or before HI
+        edges = [(lo, hi)] if first_day >= last_day else [(lo, first_day), (last_day, hi)]
+        totals: dict[tuple[str, str, str, str], int] = defaultdict(int)
         with self.engine.connect() as conn:
-            billed_end = greatest(conn, func.coalesce(U.end_ms, now_ms), U.start_ms + U.minimum_ms)
-            part = least(conn, billed_end, hi) - greatest(conn, U.start_ms, lo)
-            q = (select(key, resource, U.meter, U.quantity, func.sum(part))
-                 .where(U.tenant_id == tenant_id, U.kind != "fip", U.start_ms < hi,
-                        or_(U.end_ms.is_(None), U.end_ms >= lo - MAX_MINIMUM_MS), part > 0)
-                 .group_by(key, resource, U.meter, U.quantity))
-            if resource_id is not None:
-                q = q.where(U.resource_id == resource_id)
-            return [(str(k), str(rid), meter, Decimal(quantity), int(ms)) for k, rid, meter, quantity, ms in conn.execute(q)]
+            queries = [self._open(conn, group, lo, hi, now_ms)]
+            queries += [self._pieces(conn, group, a, b) for a, b in edges if a < b]
+            if first_day < last_day:
+                queries.append(self._days(group, first_day, last_day))
+            for q, table in queries:
+                q = q.where(table.c.tenant_id == tenant_id)
+                if resource_id is not None:
+                    q = q.where(table.c.resource_id == resource_id)
+                for k, rid, meter, quantity, billed in conn.execute(q):
+                    totals[(str(k), str(rid), meter, quantity)] += int(billed)
+        return [(k, rid, meter, Decimal(quantity), billed)
+                for (k, rid, meter, quantity), billed in totals.items() if billed > 0]
+
+    @staticmethod
+    def _key(table: Table, group: str) -> tuple[Any, Any]:
+        c = table.c
+        return ({"size": c.meter, "resource": c.kind, "container": c.resource_name}[group],
+                c.resource_id if group == "container" else literal(""))
+
+    def _open(self, conn: Connection, group: str, lo: int, hi: int, now_ms: int) -> tuple[Select[Any], Table]:
+        """Open intervals' billed ms in [LO, HI): billed to NOW_MS, at least their minimum."""
+        key, resource = self._key(t.usage_intervals, group)
+        billed_end = greatest(conn, now_ms, U.start_ms + U.minimum_ms)
+        part = least(conn, billed_end, hi) - greatest(conn, U.start_ms, lo)
+        return (select(key, resource, U.meter, U.quantity, func.sum(part))
+                .where(U.end_ms.is_(None), U.kind != "fip", U.start_ms < hi, part > 0)
+                .group_by(key, resource, U.meter, U.quantity)), t.usage_intervals
+
+    def _pieces(self, conn: Connection, group: str, a: int, b: int) -> tuple[Select[Any], Table]:
+        """Closed intervals' billed ms in [A, B), a window inside at most two days, from those days' pieces."""
+        key, resource = self._key(t.usage_pieces, group)
+        part = least(conn, P.end_ms, b) - greatest(conn, P.start_ms, a)
+        return (select(key, resource, P.meter, P.quantity, func.sum(part))
+                .where(P.day_ms >= a - a % DAY_MS, P.day_ms < b, part > 0)
+                .group_by(key, resource, P.meter, P.quantity)), t.usage_pieces
+
+    def _days(self, group: str, first: int, last: int) -> tuple[Select[Any], Table]:
+        """Closed intervals' billed ms in the whole days from midnight FIRST to midnight LAST."""
+        key, resource = self._key(t.usage_days, group)
+        return (select(key, resource, D.meter, D.quantity, func.sum(D.billed_ms))
+                .where(D.day_ms >= first, D.day_ms < last)
+                .group_by(key, resource, D.meter, D.quantity)), t.usage_days
 
     def fips(self, tenant_id: str, since_ms: int, until_ms: int) -> list[Interval]:
         """TENANT_ID's FIP intervals that may bill a month inside [SINCE, UNTIL): held then, or earlier in SINCE's

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, u
 from sqlalchemy.exc import IntegrityError
 
 from seabox.billing import meter
-from seabox.errors import Conflict, InvalidArgument, NotFound
+from seabox.errors import AddressInUse, Conflict, InvalidArgument, NotFound
 from seabox.model.container import Container, ContainerSpec, ContainerStatus, StopRequest
 from seabox.model.event import ContainerEvent, Event
 from seabox.model.sizes import get_size
@@ -192,7 +192,7 @@ class Store:
                                     meter.gigabytes(get_size(spec.size).disk_bytes))
         except IntegrityError as exc:
             if _violates(exc, "uq_container_ip", "containers.tenant_id, containers.ip"):
-                raise Conflict(f"address {ip} is already in use on this tenant network") from None
+                raise AddressInUse(f"address {ip} is already in use on this tenant network") from None
             raise Conflict(f"container name {name!r} is already in use", field="name") from None
         return self._container(row)
 

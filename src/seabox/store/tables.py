@@ -327,6 +327,40 @@ usage_intervals = Table(
     Index("ix_usage_resource", "kind", "resource_id"),
 )
 
+# The day rollup of closed intervals, kept in step with each interval's end (billing/tally.py): an
+# interval's billed span cut at UTC midnights into pieces, and each day's billed ms summed per
+# resource and meter, so a query over whole days reads one row per resource a day, and only the
+# pieces of the days it cuts.
+usage_pieces = Table(
+    "usage_pieces",
+    metadata,
+    Column("id", BigInt, primary_key=True, autoincrement=True),
+    Column("interval_id", BigInt, nullable=False, index=True),
+    Column("tenant_id", String(32), nullable=False),
+    Column("day_ms", BigInt, nullable=False),  # the UTC midnight the piece's day begins at
+    Column("kind", String(16), nullable=False),
+    Column("resource_id", String(128), nullable=False),
+    Column("resource_name", String(255), nullable=False),
+    Column("meter", String(32), nullable=False),
+    Column("quantity", String(40), nullable=False),
+    Column("start_ms", BigInt, nullable=False),
+    Column("end_ms", BigInt, nullable=False),  # the billed end: the minimum applied
+    Index("ix_usage_pieces_tenant_day", "tenant_id", "day_ms"),
+)
+
+usage_days = Table(
+    "usage_days",
+    metadata,
+    Column("tenant_id", String(32), primary_key=True),
+    Column("day_ms", BigInt, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("resource_id", String(128), primary_key=True),
+    Column("resource_name", String(255), primary_key=True),
+    Column("meter", String(32), primary_key=True),
+    Column("quantity", String(40), primary_key=True),
+    Column("billed_ms", BigInt, nullable=False),
+)
+
 # price book versions: each in force from effective_at until the next one's
 price_books = Table(
     "price_books",
