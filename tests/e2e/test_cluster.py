@@ -9,6 +9,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -241,6 +243,17 @@ def test_a_node_that_stays_away_loses_its_containers_and_drops_the_moved_copies_
     until(lambda: alice.get(f"/v1/containers/{c['stays']['id']}").json()["status"]["state"] == "running",
           what="the lost container, still running on n1, to be found again")
     assert alice.get(f"/v1/containers/{c['moves']['id']}").json()["status"]["state"] == "running"
+
+    # it ran all along while its node was away: it is billed for all of it, not only up to the node's
+    # last heartbeat (its node agent was killed with SIGKILL, then reported it running)
+    stays = c["stays"]["id"]
+    assert alice.post(f"/v1/containers/{stays}/stop", params={"t": "1"}).status_code == 200
+    status = alice.get(f"/v1/containers/{stays}").json()["status"]
+    ran = datetime.fromisoformat(status["finished_at"]) - datetime.fromisoformat(status["started_at"])
+    lines = alice.get("/v1/usage", params={"by": "container"}).json()["lines"]
+    billed = sum(Decimal(x["quantity"]) for x in lines
+                 if x["key"] == c["stays"]["name"] and x["meter"].startswith("container."))
+    assert abs(billed - Decimal(ran.total_seconds())) <= 1, (billed, ran)
 
 
 def _run_on(cluster: Cluster, client: httpx.Client, node: str, image: str, cmd: list[str], *, start: bool = True,

@@ -6,6 +6,7 @@ here lowers its own tenant's quotas as an operator would.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -79,7 +80,7 @@ def test_creates_at_once_never_pass_the_quota(server: Server, tenant: str, sb: C
 
     def create(i: int) -> None:
         go.wait()
-        results.append(sb("create", "--name", f"c{i}", busybox_image, *SLEEP))
+        results.append(sb("create", "--name", f"c{i}", "-v", f"data{i}:/data", busybox_image, *SLEEP))
 
     threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
     for th in threads:
@@ -92,6 +93,9 @@ def test_creates_at_once_never_pass_the_quota(server: Server, tenant: str, sb: C
     assert all("containers quota of 3 reached: 3 in use" in r.stderr for r in refused), [r.stderr for r in refused]
     assert len(ok(sb("ps", "-a", "-q")).split()) == 3
     assert quota_rows(sb)["containers"] == ["3", "3 (set for you)"]
+    # a refused create leaves no volume behind, even one `-v` made before the last slot was taken
+    names = {json.loads(ok(sb("inspect", r.stdout.strip())))[0]["name"] for r in made}
+    assert set(ok(sb("volume", "ls", "-q")).split()) == {"data" + n[1:] for n in names}
 
 
 def test_the_operator_sets_shows_and_resets_quotas_and_bad_input_changes_nothing(

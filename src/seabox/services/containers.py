@@ -125,8 +125,6 @@ class ContainerService:
         runtime_class = self.runtime_class(tenant, req.runtime_class)
         ports = _published(req, cfg.exposed_ports)
         fip = self.fips.plan(tenant, req.fip) if req.fip is not None else None
-        for mount in req.volumes:
-            await self.volumes.ensure(tenant, mount.volume, node)
         cid = secrets.token_hex(32)
         spec = ContainerSpec(
             image=resolved.name,
@@ -158,7 +156,13 @@ class ContainerService:
             security_groups=req.security_groups,
         )
         parse_signal(spec.stop_signal)
-        container = self._insert(tenant, cid, name, node, spec, counted)
+        made = [m.volume for m in req.volumes if await self.volumes.ensure(tenant, m.volume, node)]
+        try:
+            container = self._insert(tenant, cid, name, node, spec, counted)
+        except BaseException:  # the last container slot taken meanwhile, say: the volumes made for it go too
+            for volume in made:
+                await self.volumes.remove(tenant, volume)
+            raise
         if req.fip is not None:
             try:
                 await self.fips.give(tenant, container, fip)

@@ -33,12 +33,15 @@ class VolumeService:
         await self.bus.emit(tenant.id, "volume", "create", req.name, req.name, {"size": str(req.size)})
         return vol
 
-    async def ensure(self, tenant: Tenant, name: str, node: str) -> None:
-        """Create the volume on NODE with default settings if the tenant has none by that name (as `docker run -v` does)."""
+    async def ensure(self, tenant: Tenant, name: str, node: str) -> bool:
+        """Create the volume on NODE with default settings if the tenant has none by that name (as `docker run -v`
+        does); whether it made one."""
         try:
             self.store.get_volume(tenant.id, name)
         except NotFound:
             await self.create(tenant, VolumeCreate(name=name), node)
+            return True
+        return False
 
     def list(self, tenant: Tenant) -> list[Volume]:
         return self.store.list_volumes(tenant.id)
