@@ -136,7 +136,9 @@ def test_a_spend_limit_refuses_new_creates_and_with_stop_running_stops_what_runs
         r = server.cli("admin", "spend-limit", *args, "--data-dir", str(server.data_dir))
         assert r.returncode == 0, r
 
-    ok(server.cli("run", "-d", "--name", "keeper", busybox_image, "sleep", "300", tenant=tenant))
+    # a shell that exits at SIGTERM (sleep as PID 1 ignores it, and a stop waits out the 10 s timeout)
+    ok(server.cli("run", "-d", "--name", "keeper", busybox_image, "sh", "-c",
+                  "trap 'exit 0' TERM; while true; do sleep 1; done", tenant=tenant))
     until(lambda: usage(server, tenant)["total"] != "0.000000", what="some spend")
     admin("set", tenant, "0.000001")
     r = server.cli("run", "-d", "--name", "more", busybox_image, "true", tenant=tenant)
