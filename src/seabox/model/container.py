@@ -15,9 +15,10 @@ from seabox.model.security import UlimitSpec, normalize_capability
 from seabox.model.sizes import DEFAULT_SIZE, check_size
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-# Docker's rule for volume names (at least two characters), bounded at 255 (a file name's limit)
-VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,254}$")
-VOLUME_NAME_RULE = "2-255 of [a-zA-Z0-9_.-], starting with a letter or digit"
+# Docker's rule for volume names, bounded at 255 (a file name's limit); one character is allowed too, as Seabox
+# always did (Docker asks for two), so that the volumes made so far stay mountable
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+VOLUME_NAME_RULE = "1-255 of [a-zA-Z0-9_.-], starting with a letter or digit"
 ENV_KEY_RE = re.compile(r"^[^=\s]+$")
 
 # lost: its node is down, and nothing can say whether it still runs

@@ -1,4 +1,4 @@
-"""Volume names up to 255 characters, as Docker allows (PostgreSQL enforces the length SQLite ignores)."""
+"""Volume names up to 255 characters, as Docker allows (SQLite: the table is copied, as batch mode does)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -8,12 +8,10 @@ down_revision = "0016"
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.alter_column("volumes", "name", type_=sa.String(255), existing_nullable=False)
+    with op.batch_alter_table("volumes") as batch:
+        batch.alter_column("name", type_=sa.String(255), existing_type=sa.String(63), existing_nullable=False)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.alter_column("volumes", "name", type_=sa.String(63), existing_nullable=False)
+    with op.batch_alter_table("volumes") as batch:
+        batch.alter_column("name", type_=sa.String(63), existing_type=sa.String(255), existing_nullable=False)
