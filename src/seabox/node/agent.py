@@ -265,9 +265,9 @@ class NodeAgent:
         state = await runtime.state(cid)
         if state not in ("running", "paused"):
             raise Conflict(f"container {cid[:12]} is not running")
-        await runtime.kill(cid, signal)
-        if state == "paused":
+        if state == "paused":  # a frozen process takes no signal (runc refuses to send one): thawed first
             await runtime.resume(cid)
+        await runtime.kill(cid, signal)
 
     async def pause(self, cid: str) -> None:
         await self.runtime_of(cid).pause(cid)
@@ -281,10 +281,10 @@ class NodeAgent:
         state = await runtime.state(cid)
         if state not in ("running", "paused", "created"):
             return
+        if state == "paused":  # a frozen process takes no signal: thawed first
+            await runtime.resume(cid)
         try:
             await runtime.kill(cid, signal)
-            if state == "paused":  # the signal waits for the thaw
-                await runtime.resume(cid)
             await asyncio.wait_for(runtime.wait_exit(self.bundle(cid), cid), timeout)
         except (TimeoutError, Conflict):
             pass
@@ -300,9 +300,9 @@ class NodeAgent:
         runtime = self.runtime_of(cid)
         state = await runtime.state(cid)
         if state in ("running", "paused", "created"):
-            await runtime.kill(cid, "KILL")
-            if state == "paused":  # a frozen process dies once thawed
+            if state == "paused":  # a frozen process takes no signal: thawed first
                 await runtime.resume(cid)
+            await runtime.kill(cid, "KILL")
             await runtime.wait_exit(self.bundle(cid), cid)
         await runtime.delete(cid)
         await asyncio.to_thread(self.network.detach, cid)
