@@ -53,14 +53,23 @@ class FakeAgent:
         self.balanced: list[tuple[Service, ...]] = []
         self.primed: list[tuple[Service, ...]] = []  # recorded for the first table, before expose applies it
         self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
+        self.paused: set[str] = set()
 
     def bundle(self, cid: str) -> Path:
         return self.root / cid
 
     async def state(self, cid: str) -> str | None:
         if cid in self.running:
-            return "running" if self.running[cid] else "stopped"
+            return ("paused" if cid in self.paused else "running") if self.running[cid] else "stopped"
         return None
+
+    async def pause(self, cid: str) -> None:
+        self.calls.append(("pause", cid))
+        self.paused.add(cid)
+
+    async def resume(self, cid: str) -> None:
+        self.calls.append(("resume", cid))
+        self.paused.discard(cid)
 
     async def pid(self, cid: str) -> int:
         return 100 if self.running.get(cid) else 0
@@ -217,6 +226,22 @@ async def test_a_stop_of_a_running_container_reports_the_exit_with_the_stop_gene
     await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", kill)]))
     await settle(conv)
     assert states(plane)[-1] == ("exited", 3, 0)
+
+
+async def test_pause_and_unpause_are_desired_state_kept_across_an_agent_restart(env: Any) -> None:
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())]))
+    await settle(conv)
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", spec(generation=2, paused=True))]))
+    await settle(conv)
+    assert states(plane)[-1] == ("paused", 2, 0) and agent.paused == {"a"}
+    again = Converger(agent, plane)  # type: ignore[arg-type]
+    await again.apply(AssignmentBatch(etag="2", containers=[assign("a", spec(generation=2, paused=True))]))
+    await settle(again)
+    assert states(plane)[-1] == ("paused", 2, 0) and [c for c in agent.calls if c[0] == "pause"] == [("pause", "a")]
+    await again.apply(AssignmentBatch(etag="3", containers=[assign("a", spec(generation=3))]))
+    await settle(again)
+    assert states(plane)[-1] == ("running", 3, 0) and agent.paused == set()
 
 
 async def test_adoption_keeps_running_containers_starts_unfinished_ones_and_removes_orphans(env: Any) -> None:

@@ -10,6 +10,7 @@ from seabox.api.common import CLOUD
 from seabox.api.docker import containers as docker_containers
 from seabox.api.docker import exec as docker_exec
 from seabox.api.docker import images as docker_images
+from seabox.api.docker import lifecycle as docker_lifecycle
 from seabox.api.docker import system as docker_system
 from seabox.api.docker import volumes as docker_volumes
 from seabox.api.docker.routing import add_fallback, docker_headers
@@ -44,7 +45,7 @@ def create_app(cloud: Cloud) -> web.Application:
     for module in (containers, images, volumes, fips, security_groups, services, crons, functions, system, billing,
                    node_plane):
         app.router.add_routes(module.routes)
-    for docker in (docker_system, docker_containers, docker_exec, docker_images, docker_volumes):
+    for docker in (docker_system, docker_lifecycle, docker_containers, docker_exec, docker_images, docker_volumes):
         docker.routes.add_to(app)
     add_fallback(app)
     app.on_response_prepare.append(docker_headers)

@@ -17,7 +17,7 @@ from seabox.store.nodes import NodeStore
 from seabox.store.repo import Store
 
 log = logging.getLogger(__name__)
-HELD = ("running", "restarting", "created")  # what a node may still be doing with a container
+HELD = ("running", "paused", "restarting", "created")  # what a node may still be doing with a container
 
 
 class NodeHealth:

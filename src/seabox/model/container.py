@@ -15,13 +15,16 @@ from seabox.model.security import UlimitSpec, normalize_capability
 from seabox.model.sizes import DEFAULT_SIZE, check_size
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+# Docker's rule for volume names, bounded at 255 (a file name's limit); one character is allowed too, as Seabox
+# always did (Docker asks for two), so that the volumes made so far stay mountable
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+VOLUME_NAME_RULE = "1-255 of [a-zA-Z0-9_.-], starting with a letter or digit"
 ENV_KEY_RE = re.compile(r"^[^=\s]+$")
 
 # lost: its node is down, and nothing can say whether it still runs
-State = Literal["created", "running", "restarting", "exited", "dead", "removing", "lost"]
+State = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing", "lost"]
 # the states in which a container holds its size on its node (and `ps` lists it without --all)
-ACTIVE: tuple[State, ...] = ("running", "restarting")
+ACTIVE: tuple[State, ...] = ("running", "paused", "restarting")
 
 
 MAX_GROUPS_PER_CONTAINER = 16
@@ -120,7 +123,7 @@ class VolumeMount(BaseModel):
                 f"host paths cannot be mounted ({v!r}): create a volume with `seabox volume create` and mount it by name"
             )
         if not VOLUME_NAME_RE.match(v):
-            raise ValueError(f"invalid volume name {v!r}: use letters, digits, '_', '.', '-'")
+            raise ValueError(f"invalid volume name {v[:80]!r}: {VOLUME_NAME_RULE}")
         return v
 
     @field_validator("path")
@@ -242,6 +245,7 @@ class ContainerSpec(BaseModel):
     """The stored desired state: the request resolved against the image's config."""
 
     image: str  # canonical reference, e.g. docker.io/library/busybox:latest
+    image_ref: str | None = None  # the reference as the tenant gave it (busybox): what inspect and ps show
     image_id: str
     # imported, not pulled: only the node that holds the import can run it (no node can pull it)
     image_imported: bool = False
@@ -272,7 +276,8 @@ class ContainerSpec(BaseModel):
     security_groups: list[str] = Field(default_factory=list)  # group names, in the order given
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
     desired: Literal["created", "running", "stopped", "removed"] = "created"
-    generation: int = 0  # bumped by every start, stop, kill and remove
+    generation: int = 0  # bumped by every start, stop, kill, pause, unpause and remove
+    paused: bool = False  # its processes are to be frozen while it runs (docker pause); a start clears it
     stop: StopRequest | None = None  # how the last stop or kill is to be done
 
 

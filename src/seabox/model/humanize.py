@@ -52,8 +52,9 @@ def status_words(
 ) -> str:
     """A container's STATUS column as `docker ps` words it."""
     now = now or datetime.now(UTC)
-    if state == "running":
-        return f"Up {human_duration((now - started_at).total_seconds())}" if started_at else "Up"
+    if state in ("running", "paused"):
+        up = f"Up {human_duration((now - started_at).total_seconds())}" if started_at else "Up"
+        return up + " (Paused)" if state == "paused" else up
     if state in ("exited", "restarting"):
         word = "Exited" if state == "exited" else "Restarting"
         if finished_at is None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seabox.model.container import VOLUME_NAME_RE
+from seabox.model.container import VOLUME_NAME_RE, VOLUME_NAME_RULE
 
 DEFAULT_VOLUME_SIZE = 10 << 30
 # A volume is an ext4 image of its size: mkfs needs a few hundred KiB, a host ext4 file tops out at 16 TiB.
@@ -39,7 +39,7 @@ class VolumeCreate(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         if not VOLUME_NAME_RE.match(v):
-            raise ValueError(f"invalid volume name {v!r}: 1-63 of [a-zA-Z0-9_.-]")
+            raise ValueError(f"invalid volume name {v[:80]!r}: {VOLUME_NAME_RULE}")
         return v
 
     @field_validator("size", mode="before")

@@ -260,16 +260,29 @@ class NodeAgent:
         return self.runtime_of(cid).exit_status(self.bundle(cid), cid)
 
     async def kill(self, cid: str, signal: int | str) -> None:
+        """Signal the container's main process; a paused container is thawed after, so the signal lands now."""
         runtime = self.runtime_of(cid)
-        if await runtime.state(cid) not in ("running", "paused"):
+        state = await runtime.state(cid)
+        if state not in ("running", "paused"):
             raise Conflict(f"container {cid[:12]} is not running")
+        if state == "paused":  # a frozen process takes no signal (runc refuses to send one): thawed first
+            await runtime.resume(cid)
         await runtime.kill(cid, signal)
+
+    async def pause(self, cid: str) -> None:
+        await self.runtime_of(cid).pause(cid)
+
+    async def resume(self, cid: str) -> None:
+        await self.runtime_of(cid).resume(cid)
 
     async def stop(self, cid: str, timeout: float, signal: int | str) -> None:
         """SIGNAL, then SIGKILL after TIMEOUT seconds; returns once the process is gone."""
         runtime = self.runtime_of(cid)
-        if await runtime.state(cid) not in ("running", "paused", "created"):
+        state = await runtime.state(cid)
+        if state not in ("running", "paused", "created"):
             return
+        if state == "paused":  # a frozen process takes no signal: thawed first
+            await runtime.resume(cid)
         try:
             await runtime.kill(cid, signal)
             await asyncio.wait_for(runtime.wait_exit(self.bundle(cid), cid), timeout)
@@ -285,7 +298,10 @@ class NodeAgent:
         if watcher:
             watcher.cancel()
         runtime = self.runtime_of(cid)
-        if await runtime.state(cid) in ("running", "paused", "created"):
+        state = await runtime.state(cid)
+        if state in ("running", "paused", "created"):
+            if state == "paused":  # a frozen process takes no signal: thawed first
+                await runtime.resume(cid)
             await runtime.kill(cid, "KILL")
             await runtime.wait_exit(self.bundle(cid), cid)
         await runtime.delete(cid)

@@ -23,9 +23,9 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from seabox.errors import RuntimeFailure
+from seabox.errors import RuntimeFailure, SeaboxError
 from seabox.model.container import Container, ContainerStatus, movable
 from seabox.node import health
 from seabox.node.agent import NodeAgent
@@ -337,10 +337,11 @@ class Converger:
             await self._stop(a, state)
             return
         self._record(cid, generation, restarts)
-        if live:  # started before the agent last went away, or asked to run and already running
+        if live:  # started before the agent last went away, or asked to run (or to pause or thaw) and running
             self.agent.watch(cid)
+            state = await self._freeze(a, state)
             pid = await self.agent.pid(cid)  # a record that lost it (a report while the agent was away) gets it back
-            await self._report(ContainerReport(id=cid, generation=generation, state="running", pid=pid,
+            await self._report(ContainerReport(id=cid, generation=generation, state=state, pid=pid,
                                                restart_count=restarts))
             return
         status = self.agent.exit_status(cid)
@@ -349,6 +350,17 @@ class Converger:
             return
         # it ended while no agent watched it (or the host lost it: then at an unknown time)
         await self._exited(a, status or ExitStatus(255, _now(), False), restarts)
+
+    async def _freeze(self, a: Assignment, state: str) -> Literal["running", "paused"]:
+        """Pause or thaw the live container as its assignment asks; the state it is in after."""
+        want: Literal["running", "paused"] = "paused" if a.spec.paused else "running"
+        if state != want:
+            try:
+                await (self.agent.pause(a.id) if want == "paused" else self.agent.resume(a.id))
+            except SeaboxError as exc:
+                log.warning("%s of %s failed: %s", "pause" if want == "paused" else "resume", a.id[:12], exc)
+                return "paused" if state == "paused" else "running"
+        return want
 
     async def _start(self, a: Assignment, generation: int, restarts: int) -> None:
         placement = Placement(_container(a), a.tenant_id, a.tenant_index)

@@ -13,7 +13,7 @@ from seabox.model.health import HealthCheck
 from seabox.protocol.balancing import BalancedService
 
 HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
-ReportedState = Literal["created", "running", "restarting", "exited", "removed"]
+ReportedState = Literal["created", "running", "paused", "restarting", "exited", "removed"]
 
 
 class Assignment(BaseModel):

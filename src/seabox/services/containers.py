@@ -11,14 +11,14 @@ import logging
 import secrets
 import signal as signals
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
 from seabox.billing.accounts import Accounts
 from seabox.config import ServerConfig
 from seabox.errors import AddressInUse, Conflict, InvalidArgument, NotFound, RuntimeFailure
-from seabox.model.container import ACTIVE, Container, ContainerCreate, ContainerSpec, StopRequest
+from seabox.model.container import ACTIVE, Container, ContainerCreate, ContainerSpec, RestartPolicy, StopRequest
 from seabox.model.event import ContainerEvent
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
@@ -93,9 +93,11 @@ class ContainerService:
     def get(self, tenant: Tenant, ref: str) -> Container:
         return self.store.find_container(tenant.id, ref)
 
-    def get_running(self, tenant: Tenant, ref: str) -> Container:
-        """The container, or a 409 if it is not running (for exec, stats, top, resize)."""
+    def get_running(self, tenant: Tenant, ref: str, *, paused: bool = False) -> Container:
+        """The container, or a 409 if it is not running (for exec, stats, top, resize); PAUSED: a paused one too."""
         c = self.get(tenant, ref)
+        if c.status.state == "paused" and not paused:
+            raise Conflict(f"container {c.name} is paused: unpause it first")
         if c.status.state != "running":
             raise Conflict(f"container {c.name} is not running")
         return c
@@ -128,6 +130,7 @@ class ContainerService:
         cid = secrets.token_hex(32)
         spec = ContainerSpec(
             image=resolved.name,
+            image_ref=req.image,
             image_id=image.id,
             image_imported=imported,
             image_pull=resolved.pull,
@@ -230,6 +233,8 @@ class ContainerService:
         c = self.get(tenant, ref)
         if c.status.state == "running":
             return c
+        if c.status.state == "paused":
+            raise Conflict(f"container {c.name} is paused: unpause it instead")
         generation = await self.ask_start(c)
         c = await self._acted_on(c.id, generation, START_WAIT)
         st = c.status
@@ -276,15 +281,90 @@ class ContainerService:
         return await self._acted_on(c.id, generation, grace + STOP_GRACE)
 
     async def kill(self, tenant: Tenant, ref: str, signal: str = "KILL") -> Container:
+        """Signal the container; a SIGKILL returns once the record shows it ended (inspect right after says so)."""
         c = self.get(tenant, ref)
         sig = parse_signal(signal)
-        if c.status.state != "running":
+        if c.status.state not in ("running", "paused"):
             raise Conflict(f"container {c.name} is not running")
         if sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):  # meant to end it: no restart after
             generation = await self._ask(c.id, "stopped", StopRequest(signal=sig.name))
-            return await self._acted_on(c.id, generation, STOP_GRACE)
+            c = await self._acted_on(c.id, generation, STOP_GRACE)
+            return await self._ended(c) if sig == signals.SIGKILL else c
         await self.links.get(c.status.node).signal(c.id, sig.name)
         return c
+
+    async def _ended(self, c: Container) -> Container:
+        """The record once it no longer shows C running (a SIGKILL cannot be ignored), or as it is after STOP_GRACE."""
+        deadline = time.monotonic() + STOP_GRACE
+        while c.status.state in ACTIVE and time.monotonic() < deadline:
+            await self.bus.wait(min(deadline - time.monotonic(), 1.0))
+            try:
+                c = self.store.get_container(c.id)
+            except NotFound:  # removed on its exit (auto-remove)
+                return c
+        return c
+
+    # pause / unpause -----------------------------------------------------------------------
+    async def pause(self, tenant: Tenant, ref: str) -> Container:
+        """Freeze the container's processes (cgroup freezer; gVisor: its sandbox); it keeps its size and address."""
+        c = self.get(tenant, ref)
+        if c.status.state == "paused":
+            raise Conflict(f"container {c.name} is already paused")
+        if c.status.state != "running":
+            raise Conflict(f"container {c.name} is not running")
+        return await self._freeze(c, True)
+
+    async def unpause(self, tenant: Tenant, ref: str) -> Container:
+        c = self.get(tenant, ref)
+        if c.status.state != "paused":
+            raise Conflict(f"container {c.name} is not paused")
+        return await self._freeze(c, False)
+
+    async def _freeze(self, c: Container, paused: bool) -> Container:
+        generation = self.store.request_container(c.id, "running", paused=paused)
+        await self.bus.notify()
+        c = await self._acted_on(c.id, generation, STOP_GRACE)
+        if (c.status.state == "paused") != paused:
+            raise RuntimeFailure(c.status.error or f"container {c.name} could not be {'paused' if paused else 'unpaused'}")
+        return c
+
+    # update --------------------------------------------------------------------------------
+    async def update(self, tenant: Tenant, ref: str, size: str | None, restart: RestartPolicy | None) -> Container:
+        """A new size (the rules of create: a size that fits a node, the spend limit) or restart policy.
+
+        A size applies at the container's next start: a running one is refused (stop it first)."""
+        c = self.get(tenant, ref)
+        changes: dict[str, object] = {}
+        if size is not None and size != c.spec.size:
+            if c.status.state not in ("created", "exited", "dead"):
+                raise Conflict(f"container {c.name} is {c.status.state}: stop it to change its size "
+                               "(the new size applies when it starts)", field="size")
+            self.accounts.check_spend(tenant)
+            self.placer.choose(tenant.id, size, c.status.node, pinned_by=f"container {c.name}")
+            changes["size"] = size
+        if restart is not None:
+            if c.spec.auto_remove and restart.name != "no":
+                raise Conflict("a container removed on exit (--rm) cannot have a restart policy", field="RestartPolicy")
+            changes["restart"] = restart.model_dump()
+        if not changes:
+            return c
+        c = self.store.update_container(c.id, changes)
+        await self.bus.emit(tenant.id, "container", "update", c.id, c.name,
+                            {k: str(v) for k, v in (("size", size), ("restart", restart)) if v is not None})
+        return c
+
+    # prune ---------------------------------------------------------------------------------
+    async def prune(self, tenant: Tenant, keep: Callable[[Container], bool]) -> list[Container]:
+        """Remove every stopped container of the tenant that KEEP does not hold back; the ones removed."""
+        removed = []
+        for c in self.list(tenant, all_=True):
+            if c.status.state in ("created", "exited", "dead") and not keep(c):
+                try:
+                    await self.remove(tenant, c.id)
+                except NotFound:  # removed meanwhile
+                    continue
+                removed.append(c)
+        return removed
 
     async def restart(self, tenant: Tenant, ref: str, timeout: float | None = None) -> Container:
         await self.stop(tenant, ref, timeout)
@@ -390,11 +470,11 @@ class ContainerService:
         await self.links.get(c.status.node).resize(c.id, height, width)
 
     async def stats(self, tenant: Tenant, ref: str) -> Stats:
-        c = self.get_running(tenant, ref)
+        c = self.get_running(tenant, ref, paused=True)
         return await self.links.get(c.status.node).stats(c.id)
 
     async def top(self, tenant: Tenant, ref: str) -> list[tuple[int, str]]:
-        c = self.get_running(tenant, ref)
+        c = self.get_running(tenant, ref, paused=True)
         return await self.links.get(c.status.node).top(c.id)
 
     async def _gone(self, c: Container, events: list[ContainerEvent]) -> None:
@@ -427,13 +507,16 @@ class ContainerService:
             events.append(ContainerEvent(action="destroy", attributes={"image": c.spec.image}))
             await self._gone(c, events)
             return
-        if r.state == "running":
+        if r.state in ("running", "paused"):
             if r.started_at is not None and r.started_at != old.started_at:
                 st.started_at, st.finished_at = r.started_at, None
                 st.exit_code, st.oom_killed, st.error = 0, False, ""
                 events.append(ContainerEvent(action="start", attributes={"image": c.spec.image, "size": c.spec.size},
                                              at=r.started_at.timestamp()))  # the node's clock: billed from then
-            st.state, st.pid = "running", r.pid or old.pid
+            elif {old.state, r.state} == {"running", "paused"}:
+                events.append(ContainerEvent(action="pause" if r.state == "paused" else "unpause",
+                                             attributes={"image": c.spec.image}))
+            st.state, st.pid = r.state, r.pid or old.pid
         elif r.failure:  # the start failed: the record keeps the reason
             st.state = "exited" if old.started_at else "created"
             st.error, st.exit_code, st.pid = r.error, r.exit_code, 0
@@ -442,7 +525,7 @@ class ContainerService:
             if exited:
                 st.exit_code, st.oom_killed, st.finished_at = r.exit_code, r.oom_killed, r.finished_at
         st.restart_count = r.restart_count if r.state != "created" or r.failure else old.restart_count
-        st.healthy = r.healthy if st.state == "running" else None
+        st.healthy = r.healthy if st.state in ("running", "paused") else None
         if st != old or events:
             self.store.save_status(c.id, st, events)
             await self.bus.notify()

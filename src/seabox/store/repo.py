@@ -259,10 +259,12 @@ class Store:
             check_fence(conn, fence)
 
     def request_container(self, cid: str, desired: str, stop: StopRequest | None = None,
-                          fence: Lease | None = None) -> int:
-        """Set what the tenant wants of the container and bump its spec generation; returns the new one."""
+                          fence: Lease | None = None, *, paused: bool = False) -> int:
+        """Set what the tenant wants of the container and bump its spec generation; returns the new one.
+
+        PAUSED: its processes are to be frozen (every other request thaws them)."""
         with self.engine.begin() as conn:
-            generation = self._request(conn, cid, desired, stop)
+            generation = self._request(conn, cid, desired, stop, paused)
             check_fence(conn, fence)
         return generation
 
@@ -279,7 +281,7 @@ class Store:
             return self._request(conn, cid, "running", None)
 
     @staticmethod
-    def _request(conn: Connection, cid: str, desired: str, stop: StopRequest | None) -> int:
+    def _request(conn: Connection, cid: str, desired: str, stop: StopRequest | None, paused: bool = False) -> int:
         c = t.containers.c
         row = conn.execute(select(c.spec).where(c.id == cid).with_for_update()).first()
         if row is None:
@@ -288,8 +290,20 @@ class Store:
         spec.desired = desired  # type: ignore[assignment]
         spec.generation += 1
         spec.stop = stop
+        spec.paused = paused
         conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
         return spec.generation
+
+    def update_container(self, cid: str, changes: dict[str, object]) -> Container:
+        """Set spec fields CHANGES (size, restart) without a new generation: what its node reads at the next start."""
+        c = t.containers.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(c.spec).where(c.id == cid).with_for_update()).first()
+            if row is None:
+                raise NotFound(f"no such container: {cid}")
+            spec = ContainerSpec.model_validate({**row[0], **changes})
+            conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
+        return self.get_container(cid)
 
     def move_container(self, cid: str, from_node: str, to_node: str, status: ContainerStatus,
                        events: Iterable[ContainerEvent] = (), fence: Lease | None = None) -> bool:

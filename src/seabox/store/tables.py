@@ -84,7 +84,7 @@ volumes = Table(
     "volumes",
     metadata,
     Column("tenant_id", String(32), ForeignKey("tenants.id"), primary_key=True),
-    Column("name", String(63), primary_key=True),
+    Column("name", String(255), primary_key=True),  # model.container.VOLUME_NAME_RE
     Column("size", BigInt, nullable=False),  # bytes
     Column("labels", JSON, nullable=False),
     Column("node", String(63), nullable=False),

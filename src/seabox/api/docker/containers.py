@@ -18,7 +18,7 @@ from seabox.api.docker.hijack import Stream, client_gone
 from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.api.docker.schema import ContainerCreateBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotModified, SeaboxError
-from seabox.model.container import Container, check_tenant_labels
+from seabox.model.container import ACTIVE, Container, check_tenant_labels
 from seabox.protocol.streams import AttachStdio
 from seabox.protocol.runtime import Stats
 
@@ -96,7 +96,7 @@ async def stop(request: web.Request) -> web.Response:
     svc = cloud(request).containers
     tenant = tenant_of(request)
     timeout = number(request, "t")
-    if svc.get(tenant, _ref(request)).status.state not in ("running", "restarting"):
+    if svc.get(tenant, _ref(request)).status.state not in ACTIVE:
         raise NotModified("already stopped")
     await svc.stop(tenant, _ref(request), timeout, request.query.get("signal"))
     return web.Response(status=204)

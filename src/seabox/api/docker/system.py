@@ -19,6 +19,9 @@ from seabox.api.docker.routing import (
     DockerRoutes,
     query_filters,
 )
+from seabox.api.docker import translate
+from seabox.api.docker import volumes as docker_volumes
+from seabox.api.docker.images import familiar
 from seabox.model.event import Event
 
 routes = DockerRoutes()
@@ -58,12 +61,44 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response(_version())
 
 
+@routes.get("/system/df")
+async def disk_usage(request: web.Request) -> web.Response:
+    """`docker system df`: image sizes as the image store has them; container and volume use is not measured
+    (a walk of every rootfs upper and volume per request is not cheap), so SizeRw is 0 and volume Size -1
+    (the CLI prints N/A); there is no build cache."""
+    c = cloud(request)
+    tenant = tenant_of(request)
+    containers = c.containers.list(tenant, all_=True)
+    images = await c.images.list(tenant)
+    users: dict[str, int] = {}
+    for x in containers:
+        users[x.spec.image_id] = users.get(x.spec.image_id, 0) + 1
+    sizes = {img.id: img.size for img in images}
+    return web.json_response({
+        "LayersSize": sum(sizes.values()),
+        "Images": [
+            {"Id": img.id, "ParentId": "", "RepoTags": [familiar(t) for t in img.repo_tags] or ["<none>:<none>"],
+             "RepoDigests": [familiar(d) for d in img.repo_digests],
+             "Created": int(img.created.timestamp()) if img.created else 0, "Size": img.size, "SharedSize": -1,
+             "VirtualSize": img.size, "Labels": img.labels or None, "Containers": users.get(img.id, 0)}
+            for img in images
+        ],
+        "Containers": [
+            {**translate.summary(x, c.cfg.network, tenant), "SizeRw": 0, "SizeRootFs": sizes.get(x.spec.image_id, 0)}
+            for x in containers
+        ],
+        "Volumes": [docker_volumes.volume_json(v) for v in c.volumes.list(tenant)],
+        "BuildCache": [],
+    })
+
+
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
     c = cloud(request)
     tenant = tenant_of(request)
     containers = c.containers.list(tenant, all_=True)
     running = sum(1 for x in containers if x.status.state == "running")
+    paused = sum(1 for x in containers if x.status.state == "paused")
     nodes = c.nodes.list()
     return web.json_response(
         {
@@ -71,8 +106,8 @@ async def info(request: web.Request) -> web.Response:
             "Name": "seabox",
             "Containers": len(containers),
             "ContainersRunning": running,
-            "ContainersPaused": 0,
-            "ContainersStopped": len(containers) - running,
+            "ContainersPaused": paused,
+            "ContainersStopped": len(containers) - running - paused,
             "Images": len(await c.images.list(tenant)),
             "Driver": "overlay",
             "DriverStatus": [],

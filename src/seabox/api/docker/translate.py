@@ -291,8 +291,8 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Args": spec.args[1:],
         "State": {
             "Status": "dead" if st.state == "lost" else st.state,  # Docker has no lost
-            "Running": st.state == "running",
-            "Paused": False,
+            "Running": st.state in ("running", "paused"),  # as Docker: a paused container runs
+            "Paused": st.state == "paused",
             "Restarting": st.state == "restarting",
             "OOMKilled": st.oom_killed,
             "Dead": st.state in ("dead", "lost"),
@@ -349,7 +349,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "StdinOnce": False,
             "Env": spec.env,
             "Cmd": spec.cmd,
-            "Image": spec.image,
+            "Image": spec.image_ref or spec.image,
             "Volumes": None,
             "WorkingDir": spec.workdir,
             "Entrypoint": spec.entrypoint,
@@ -379,7 +379,7 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
     return {
         "Id": c.id,
         "Names": ["/" + c.name],
-        "Image": c.spec.image,
+        "Image": c.spec.image_ref or c.spec.image,
         "ImageID": c.spec.image_id,
         "Command": " ".join(c.spec.args),
         "Created": int(c.created_at.timestamp()),

@@ -82,6 +82,14 @@ class RuntimeClass(Protocol):
         """Signal the container's main process; Conflict if it is not running."""
         ...
 
+    async def pause(self, cid: str) -> None:
+        """Freeze the running container's processes (state 'paused'); Conflict if it is not running."""
+        ...
+
+    async def resume(self, cid: str) -> None:
+        """Thaw the paused container (state 'running' again); Conflict if it is not paused."""
+        ...
+
     async def delete(self, cid: str) -> None:
         """Kill if needed and drop the runtime's state; bundle files stay. Idempotent."""
         ...

@@ -105,6 +105,12 @@ class Runc:
     async def kill(self, cid: str, signal: int) -> None:
         await self._run(cid, "kill", cid, str(signal))
 
+    async def pause(self, cid: str) -> None:
+        await self._run(cid, "pause", cid)
+
+    async def resume(self, cid: str) -> None:
+        await self._run(cid, "resume", cid)
+
     async def delete(self, cid: str) -> None:
         """Kill the container if needed and remove its state; succeeds for an unknown id."""
         await self._run(cid, "delete", "--force", cid)

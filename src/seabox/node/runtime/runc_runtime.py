@@ -141,6 +141,12 @@ class OciRuntime:
     async def kill(self, cid: str, signal: int | str) -> None:
         await self._runc.kill(cid, parse_signal(signal))
 
+    async def pause(self, cid: str) -> None:
+        await self._runc.pause(cid)
+
+    async def resume(self, cid: str) -> None:
+        await self._runc.resume(cid)
+
     async def delete(self, cid: str) -> None:
         """runc delete --force, then wait for the container's conmon to record the exit and leave."""
         link = self._sockets / cid

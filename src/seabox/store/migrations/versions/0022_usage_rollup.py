@@ -8,7 +8,7 @@ from alembic import op
 from seabox.billing.tally import cut
 
 revision = "0022"
-down_revision = "0016"
+down_revision = "0021"
 BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 DAY_KEY = ("tenant_id", "day_ms", "kind", "resource_id", "resource_name", "meter", "quantity")
 

@@ -1,0 +1,215 @@
+"""Container and volume lifecycle through the docker CLI and SDK: pause, update, prunes, system df, volume filters."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from seabox.model.runtime import RUNTIME_CLASSES
+from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, pull, sdk_client, unique, wait_for
+from tests.fixtures.server import Server, class_tenant, param_of
+
+GiB = 1 << 30
+
+
+@pytest.fixture
+def dcli(request: pytest.FixtureRequest, server: Server, tmp_path: Path) -> Iterator[DockerCli]:
+    """The docker CLI as tenant dockerlife (in a runtime class: see each_class); what it made is removed afterwards."""
+    tenant = class_tenant(server, "dockerlife", param_of(request))
+    with cleaned(server, tenant):
+        yield DockerCli(server, tenant, docker_config(server, tenant, tmp_path))
+
+
+each_class = pytest.mark.parametrize("dcli", RUNTIME_CLASSES, indirect=True)
+
+
+@pytest.fixture
+def image(dcli: DockerCli, busybox_image: str) -> str:
+    pull(dcli.server, dcli.tenant, busybox_image)
+    return busybox_image
+
+
+@pytest.fixture
+def sdk(server: Server, tmp_path: Path, busybox_image: str) -> Iterator[docker.DockerClient]:
+    with cleaned(server, "dockerlifesdk"):
+        pull(server, "dockerlifesdk", busybox_image)
+        client = sdk_client(server, "dockerlifesdk", tmp_path)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _count(dcli: DockerCli, name: str) -> int:
+    return len(dcli.ok("logs", name).split())
+
+
+@each_class
+def test_pause_freezes_refuses_exec_and_unpause_thaws(dcli: DockerCli, image: str) -> None:
+    name = unique("paused")
+    since = str(time.time() - 1)
+    dcli.ok("run", "-d", "--name", name, image, "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done")
+    wait_for(lambda: _count(dcli, name) > 2)
+    assert dcli.ok("pause", name) == f"{name}\n"
+    state = dcli.inspect("-f", "{{json .State}}", name)
+    assert state["Status"] == "paused" and state["Paused"] is True and state["Running"] is True
+    assert "(Paused)" in dcli.ok("ps", "--format", "{{.Status}}", "--filter", f"name={name}")
+    frozen = _count(dcli, name)
+    time.sleep(0.4)
+    assert _count(dcli, name) == frozen  # nothing ran while frozen
+    r = dcli("exec", name, "true")
+    assert r.returncode != 0 and "paused" in r.stderr, r.stderr
+    r = dcli("pause", name)
+    assert r.returncode == 1 and "already paused" in r.stderr, r.stderr
+    r = dcli("start", name)
+    assert r.returncode == 1 and "unpause" in r.stderr, r.stderr
+    assert dcli.ok("unpause", name) == f"{name}\n"
+    assert dcli.ok("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", name) == "running false\n"
+    wait_for(lambda: _count(dcli, name) > frozen)
+    assert dcli.ok("exec", name, "echo", "thawed") == "thawed\n"
+    r = dcli("unpause", name)
+    assert r.returncode == 1 and "not paused" in r.stderr, r.stderr
+    events = dcli.lines("events", "--since", since, "--until", str(time.time() + 1), "--filter", f"container={name}",
+                        "--format", "{{.Action}}")
+    assert [e for e in events if e in ("pause", "unpause")] == ["pause", "unpause"], events
+    dcli.ok("pause", name)  # a paused container stops like any other
+    t0 = time.monotonic()
+    dcli.ok("stop", "-t", "1", name)
+    assert time.monotonic() - t0 < 8
+    assert dcli.ok("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", name) == "exited false\n"
+
+
+def test_kill_of_a_paused_container_and_inspect_right_after_a_kill(dcli: DockerCli, image: str) -> None:
+    name = unique("killed")
+    dcli.ok("run", "-d", "--name", name, image, "sleep", "300")
+    dcli.ok("kill", name)
+    state = dcli.inspect("-f", "{{json .State}}", name)  # at once: no "running" after kill returns
+    assert (state["Status"], state["Running"], state["ExitCode"]) == ("exited", False, 137), state
+    dcli.ok("start", name)
+    dcli.ok("pause", name)
+    dcli.ok("kill", name)
+    assert dcli.ok("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name) == "exited 137\n"
+
+
+def test_config_image_and_ps_show_the_reference_the_user_gave(dcli: DockerCli, image: str) -> None:
+    given = image.removesuffix(":latest")  # no tag: Docker keeps it so
+    name = unique("ref")
+    dcli.ok("create", "--name", name, given, "true")
+    assert dcli.ok("inspect", "-f", "{{.Config.Image}}", name) == f"{given}\n"
+    assert dcli.ok("ps", "-a", "--format", "{{.Image}}", "--filter", f"name={name}") == f"{given}\n"
+
+
+def test_update_changes_size_and_restart_policy_and_refuses_the_rest(dcli: DockerCli, image: str) -> None:
+    name = unique("upd")
+    dcli.ok("create", "--name", name, "--memory", "256m", image, "sleep", "300")
+    before = dcli.inspect("-f", "{{.HostConfig.Memory}}", name)
+    assert dcli.ok("update", "--memory", "1g", "--restart", "on-failure:3", name) == f"{name}\n"
+    hc = dcli.inspect("-f", "{{json .HostConfig}}", name)
+    assert hc["Memory"] >= GiB > before and hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    dcli.ok("start", name)
+    r = dcli("update", "--memory", "2g", name)
+    assert r.returncode == 1 and "stop it" in r.stderr, r.stderr
+    dcli.ok("update", "--restart", "always", name)  # a policy changes while it runs
+    assert dcli.ok("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", name) == "always\n"
+    for option, field in ((["--cpuset-cpus", "0"], "CpusetCpus"), (["--pids-limit", "50"], "PidsLimit"),
+                          (["--blkio-weight", "300"], "BlkioWeight")):
+        r = dcli("update", *option, name)
+        assert r.returncode == 1 and field in r.stderr, (option, r.stderr)
+    r = dcli("update", "--memory", "100000g", name)
+    assert r.returncode == 1 and "largest size" in r.stderr, r.stderr
+
+
+def test_container_prune_with_label_and_until_filters(dcli: DockerCli, image: str) -> None:
+    keep, plain = unique("keep"), unique("plain")
+    dcli.ok("create", "--name", keep, "--label", "keep=yes", image, "true")
+    dcli.ok("create", "--name", plain, image, "true")
+    running = unique("running")
+    dcli.ok("run", "-d", "--name", running, image, "sleep", "300")
+    assert dcli.ok("container", "prune", "-f", "--filter", "until=1h").count("\n") <= 1  # all newer: none
+    plain_id = dcli.ok("inspect", "-f", "{{.Id}}", plain).strip()
+    assert plain_id in dcli.ok("container", "prune", "-f", "--filter", "label!=keep")  # it prints what it removed
+    left = set(dcli.lines("ps", "-a", "--format", "{{.Names}}"))
+    assert left == {keep, running}, left
+    dcli.ok("container", "prune", "-f", "--filter", "label=keep=yes")
+    assert set(dcli.lines("ps", "-a", "--format", "{{.Names}}")) == {running}
+    r = dcli("container", "prune", "-f", "--filter", "dangling=true")
+    assert r.returncode == 1 and "dangling" in r.stderr, r.stderr
+
+
+def test_volume_prune_takes_anonymous_volumes_unless_all(dcli: DockerCli, image: str) -> None:
+    anonymous = dcli.ok("volume", "create").strip()
+    named, used = unique("named"), unique("used")
+    dcli.ok("volume", "create", "--label", "team=a", named)
+    dcli.ok("run", "-d", "-v", f"{used}:/data", image, "sleep", "300")
+    assert dcli.ok("volume", "prune", "-f").split().count(anonymous) == 1
+    assert set(dcli.lines("volume", "ls", "-q")) == {named, used}
+    dcli.ok("volume", "prune", "-af", "--filter", "label=team=b")
+    assert set(dcli.lines("volume", "ls", "-q")) == {named, used}
+    dcli.ok("volume", "prune", "-af")
+    assert dcli.lines("volume", "ls", "-q") == [used]  # mounted: kept
+
+
+def test_volume_ls_filters_and_names(dcli: DockerCli, image: str) -> None:
+    red, blue = unique("red"), unique("blue")
+    dcli.ok("volume", "create", "--label", "color=red", red)
+    dcli.ok("volume", "create", "--label", "color=blue", "--label", "shiny", blue)
+    dcli.ok("run", "-d", "-v", f"{blue}:/data", image, "sleep", "300")
+    assert dcli.lines("volume", "ls", "-q", "--filter", "label=color=red") == [red]
+    assert dcli.lines("volume", "ls", "-q", "--filter", "label=shiny") == [blue]
+    assert dcli.lines("volume", "ls", "-q", "--filter", "name=red-") == [red]
+    assert dcli.lines("volume", "ls", "-q", "--filter", "dangling=true") == [red]
+    assert dcli.lines("volume", "ls", "-q", "--filter", "dangling=false") == [blue]
+    r = dcli("volume", "ls", "--filter", "colour=red")
+    assert r.returncode == 1 and "colour" in r.stderr, r.stderr
+    long = "v" * 255
+    assert dcli.ok("volume", "create", long) == f"{long}\n"
+    assert dcli.ok("volume", "inspect", "-f", "{{.Name}}", long) == f"{long}\n"
+    for bad in ("v" * 256, "_under", "a/b"):
+        r = dcli("volume", "create", bad)
+        assert r.returncode == 1 and "invalid volume name" in r.stderr and "/var" not in r.stderr, (bad, r.stderr)
+
+
+def test_system_df_shows_images_containers_and_volumes(dcli: DockerCli, image: str) -> None:
+    vol = unique("dfvol")
+    dcli.ok("run", "-d", "-v", f"{vol}:/data", image, "sleep", "300")
+    rows = {json.loads(line)["Type"]: json.loads(line) for line in dcli.lines("system", "df", "--format", "{{json .}}")}
+    assert set(rows) == {"Images", "Containers", "Local Volumes", "Build Cache"}
+    assert rows["Images"]["TotalCount"] == "1" and rows["Images"]["Active"] == "1" and rows["Images"]["Size"] != "0B"
+    assert rows["Containers"]["TotalCount"] == "1" and rows["Local Volumes"]["TotalCount"] == "1"
+    verbose = dcli.ok("system", "df", "-v")
+    assert vol in verbose and "busybox" in verbose
+
+
+def test_sdk_pause_update_prunes_and_df(sdk: docker.DockerClient, busybox_image: str) -> None:
+    c = sdk.containers.run(busybox_image, ["sleep", "300"], detach=True)
+    c.pause()
+    c.reload()
+    assert c.status == "paused" and c.attrs["State"]["Paused"] is True
+    with pytest.raises(docker.errors.APIError) as err:
+        c.exec_run("true")
+    assert err.value.status_code == 409
+    c.unpause()
+    c.reload()
+    assert c.status == "running"
+    c.update(restart_policy={"Name": "unless-stopped"})
+    c.reload()
+    assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    with pytest.raises(docker.errors.APIError) as err:
+        c.update(cpuset_cpus="0")
+    assert err.value.status_code == 400 and "CpusetCpus" in str(err.value)
+    stopped = sdk.containers.create(busybox_image, ["true"], labels={"job": "x"})
+    stopped.update(mem_limit="1g")
+    stopped.reload()
+    assert stopped.attrs["HostConfig"]["Memory"] >= GiB
+    assert sdk.containers.prune(filters={"label": "job=y"})["ContainersDeleted"] is None
+    assert sdk.containers.prune(filters={"label": "job=x"})["ContainersDeleted"] == [stopped.id]
+    vol = sdk.volumes.create()
+    assert sdk.volumes.list(filters={"dangling": True})[0].name == vol.name
+    assert sdk.volumes.prune()["VolumesDeleted"] == [vol.name]
+    df = sdk.df()
+    assert [x["Id"] for x in df["Containers"]] == [c.id] and df["BuildCache"] == [] and df["LayersSize"] > 0
