@@ -22,7 +22,9 @@ from seabox.model.container import ACTIVE, Container, ContainerCreate, Container
 from seabox.model.event import ContainerEvent
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
+from seabox.model.options import check_options
 from seabox.model.ports import PortMapping, check_ports, with_exposed
+from seabox.model.sizes import get_size
 from seabox.model.reference import parse_reference
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.assignments import ContainerReport
@@ -121,13 +123,14 @@ class ContainerService:
             raise InvalidArgument("no command given and the image has none", field="cmd")
         env = _merge_env(cfg.env, req.env)
         runtime_class = self.runtime_class(tenant, req.runtime_class)
-        ports = _published(req, cfg.exposed_ports)
+        check_options(req, runtime_class, get_size(req.size).memory_bytes, self.placer.nodes.get(node).cpus)
+        ports = _published(req, cfg.exposed_ports) if req.network == "default" else []
         fip = self.fips.plan(tenant, req.fip) if req.fip is not None else None
         for mount in req.volumes:
             await self.volumes.ensure(tenant, mount.volume, node)
         cid = secrets.token_hex(32)
         subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
-        ip = ipam.allocate(subnet, {IPv4Address(a) for a in self.store.used_ips(tenant.id)})
+        ip = ipam.allocate(subnet, {IPv4Address(a) for a in self.store.used_ips(tenant.id)}) if req.network == "default" else None
         spec = ContainerSpec(
             image=resolved.name,
             image_id=image.id,
@@ -154,11 +157,20 @@ class ContainerService:
             read_only=req.read_only,
             ulimits=req.ulimits,
             pids_limit=req.pids_limit,
+            cap_add=req.cap_add,
+            seccomp_profile=req.seccomp_profile,
+            tmpfs=req.tmpfs,
+            init=req.init,
+            group_add=req.group_add,
+            cpuset_cpus=req.cpuset_cpus,
+            memory_swappiness=req.memory_swappiness,
+            log=req.log,
+            network=req.network,
             ports=ports,
             security_groups=req.security_groups,
         )
         parse_signal(spec.stop_signal)
-        container = self.store.insert_container(tenant.id, cid, name, node, str(ip), spec, quota=counted)
+        container = self.store.insert_container(tenant.id, cid, name, node, ip and str(ip), spec, quota=counted)
         if req.fip is not None:
             try:
                 await self.fips.give(tenant, container, fip)
