@@ -123,7 +123,8 @@ def _cap_add(hc: dict[str, Any]) -> list[str]:
         try:
             normalize_capability(str(name))
         except ValueError as exc:
-            raise _refuse(f"--cap-add {name}", f"only Docker's default set can be added back: {exc}",
+            raise _refuse(f"--cap-add {str(name).upper().removeprefix('CAP_')}",
+                          f"only Docker's default set can be added back: {exc}",
                           "HostConfig.CapAdd") from None
         if str(name).upper() == "ALL":
             raise _refuse("--cap-add ALL", "name the default capabilities to add back", "HostConfig.CapAdd")
