@@ -85,6 +85,7 @@ REFUSED_CONFIG: dict[str, tuple[str, str]] = {
     "NetworkDisabled": ("NetworkDisabled", "use --network none"),
     "OnBuild": ("OnBuild", "docker build is not offered: build elsewhere and docker load or push"),
     "Shell": ("Shell", "a build option: docker build is not offered"),
+    "Volumes": ("anonymous volumes (-v /path)", "name the volume: -v NAME:/path"),
 }
 LOG_DRIVERS = ("", "json-file", "k8s-file", "local")  # each is the node's k8s-file log, read by docker logs
 SWAP_FIELD = "HostConfig.MemorySwappiness"
