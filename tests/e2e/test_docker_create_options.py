@@ -82,6 +82,14 @@ def test_network_none_has_only_loopback(dcli: DockerCli, busybox_image: str) -> 
     assert dcli.ok("logs", cid).split() == ["lo"]
 
 
+def test_log_max_size_bounds_the_log(dcli: DockerCli, busybox_image: str) -> None:
+    cid = dcli.ok("run", "-d", "--log-opt", "max-size=8k", busybox_image,
+                  "sh", "-c", "for i in $(seq 1000); do echo line-$i-padding-padding; done").strip()
+    assert dcli.ok("wait", cid).strip() == "0"
+    out = dcli.ok("logs", cid)
+    assert "line-1000-" in out and len(out) < 8192 < 1000 * len("line-1000-padding-padding\n")
+
+
 @pytest.mark.parametrize("args, words", [
     (("--cap-add", "SYS_ADMIN"), "--cap-add SYS_ADMIN is not supported"),
     (("--log-driver", "syslog"), "--log-driver syslog is not supported"),

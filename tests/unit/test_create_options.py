@@ -62,6 +62,8 @@ def test_anonymous_volumes_are_refused() -> None:
     with pytest.raises(InvalidArgument) as err:
         create_request({"Image": "busybox", "Volumes": {"/data": {}}}, None)
     assert err.value.field == "Volumes" and "-v NAME:/path" in err.value.message
+    named = create_request({"Image": "busybox", "Volumes": {"/data": {}}, "HostConfig": {"Binds": ["v:/data"]}}, None)
+    assert [str(v) for v in named.volumes] == ["v:/data"]
 
 
 def test_capabilities_add_back_after_drop() -> None:

@@ -85,7 +85,6 @@ REFUSED_CONFIG: dict[str, tuple[str, str]] = {
     "NetworkDisabled": ("NetworkDisabled", "use --network none"),
     "OnBuild": ("OnBuild", "docker build is not offered: build elsewhere and docker load or push"),
     "Shell": ("Shell", "a build option: docker build is not offered"),
-    "Volumes": ("anonymous volumes (-v /path)", "name the volume: -v NAME:/path"),
 }
 LOG_DRIVERS = ("", "json-file", "k8s-file", "local")  # each is the node's k8s-file log, read by docker logs
 SWAP_FIELD = "HostConfig.MemorySwappiness"
@@ -250,6 +249,14 @@ def _volumes(hc: dict[str, Any]) -> list[VolumeMount]:
     return mounts
 
 
+def _check_anonymous(body: dict[str, Any], mounts: list[VolumeMount]) -> None:
+    """Refuse Config.Volumes paths no named volume is mounted at (docker-py lists the named ones there too)."""
+    named = {m.path for m in mounts}
+    for path in body.get("Volumes") or {}:
+        if path not in named:
+            raise _refuse(f"an anonymous volume at {path}", "name the volume: -v NAME:/path", "Volumes")
+
+
 def _port_key(key: str, field: str) -> PortMapping:
     """Docker's "80/tcp" (or "80") as a mapping of that port to itself (400 naming FIELD if it is not one)."""
     try:
@@ -333,6 +340,8 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
     labels = {k: v for k, v in given.items() if k != SIZE_LABEL and not k.startswith(SG_LABEL)}
     entrypoint = _as_list(body.get("Entrypoint"))
     ports, publish_all = _ports(body, hc)
+    volumes = _volumes(hc)
+    _check_anonymous(body, volumes)
     return ContainerCreate.model_validate(
         {
             "image": body["Image"],
@@ -342,7 +351,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "env": body.get("Env") or [],
             "labels": labels,
             "size": _size(body, hc),
-            "volumes": _volumes(hc),
+            "volumes": volumes,
             "workdir": body.get("WorkingDir") or None,
             "user": body.get("User") or None,
             "hostname": body.get("Hostname") or None,
@@ -530,7 +539,7 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Labels": labels_of(c),
         "State": c.status.state,
         "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
-        "HostConfig": {"NetworkMode": "bridge"},
+        "HostConfig": {"NetworkMode": "none" if c.spec.network == "none" else "bridge"},
         "NetworkSettings": {"Networks": {"bridge": network} if network else {}},
         "Mounts": _mounts(c),
     }
