@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= /var/lib/seabox
 LISTEN ?= 127.0.0.1:8470
-APT_PKGS := runc runsc conmon skopeo umoci nftables iproute2 busybox-static docker-registry debootstrap mount e2fsprogs util-linux zstd postgresql iputils-arping
+APT_PKGS := runc runsc conmon tini skopeo umoci nftables iproute2 busybox-static docker-registry debootstrap mount e2fsprogs util-linux zstd postgresql iputils-arping
 PYTEST_ARGS ?=
 FIGURES ?=
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from seabox.errors import InvalidArgument
+from seabox.model.options import MAX_GROUP_ADD, MAX_TMPFS, LogLimits, TmpfsMount, check_group, check_seccomp_profile, parse_cpuset
 from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
@@ -179,6 +180,15 @@ class ContainerCreate(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list, max_length=32)
     pids_limit: int | None = Field(None, ge=1, le=1 << 22)
+    cap_add: list[str] = Field(default_factory=list, max_length=64)  # within Docker's default set
+    seccomp_profile: str | None = None  # a profile in Docker's JSON format: narrows Seabox's default filter
+    tmpfs: list[TmpfsMount] = Field(default_factory=list, max_length=MAX_TMPFS)
+    init: bool = False  # tini as PID 1, reaping zombies and forwarding signals
+    group_add: list[str] = Field(default_factory=list, max_length=MAX_GROUP_ADD)  # gids or group names
+    cpuset_cpus: str | None = None  # the node's cpus the container may run on, as 0-2,4
+    memory_swappiness: int | None = Field(None, ge=0, le=0)  # containers have no swap: only 0 holds
+    log: LogLimits = Field(default_factory=LogLimits)
+    network: Literal["default", "none"] = "default"  # none: loopback only, no address, no floating IP
     # published ports: mappings, or "[FIP_PORT:]CONTAINER_PORT[/tcp|udp]" strings (ranges expand)
     ports: list[PortMapping] = Field(default_factory=list)
     # also publish every port the image exposes, on the same port number (Docker's -P)
@@ -202,6 +212,38 @@ class ContainerCreate(BaseModel):
     @classmethod
     def _cap_drop(cls, v: list[str]) -> list[str]:
         return sorted({normalize_capability(name) for name in v})
+
+    @field_validator("cap_add")
+    @classmethod
+    def _cap_add(cls, v: list[str]) -> list[str]:
+        names = sorted({normalize_capability(name) for name in v})
+        if "ALL" in names:
+            raise ValueError("--cap-add ALL would grant capabilities containers never have: name the ones to add back")
+        return names
+
+    @field_validator("seccomp_profile")
+    @classmethod
+    def _seccomp(cls, v: str | None) -> str | None:
+        return None if v is None else check_seccomp_profile(v)
+
+    @field_validator("group_add")
+    @classmethod
+    def _group_add(cls, v: list[str]) -> list[str]:
+        return [check_group(g) for g in v]
+
+    @field_validator("cpuset_cpus")
+    @classmethod
+    def _cpuset(cls, v: str | None) -> str | None:
+        if v:
+            parse_cpuset(v)
+        return v or None
+
+    @field_validator("tmpfs")
+    @classmethod
+    def _tmpfs(cls, v: list[TmpfsMount]) -> list[TmpfsMount]:
+        if len({t.path for t in v}) != len(v):
+            raise ValueError("each tmpfs path may be given once")
+        return v
 
     @field_validator("ulimits", mode="before")
     @classmethod
@@ -272,6 +314,15 @@ class ContainerSpec(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list)
     pids_limit: int | None = None
+    cap_add: list[str] = Field(default_factory=list)
+    seccomp_profile: str | None = None
+    tmpfs: list[TmpfsMount] = Field(default_factory=list)
+    init: bool = False
+    group_add: list[str] = Field(default_factory=list)
+    cpuset_cpus: str | None = None
+    memory_swappiness: int | None = None
+    log: LogLimits = Field(default_factory=LogLimits)
+    network: Literal["default", "none"] = "default"
     ports: list[PortMapping] = Field(default_factory=list)  # published on the container's floating IP
     security_groups: list[str] = Field(default_factory=list)  # group names, in the order given
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on

@@ -21,7 +21,7 @@ from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
 from seabox.node.network.manager import Exposure, NodeNetwork, Service
 from seabox.node.network.names import check_container_id
-from seabox.node.runtime.base import IdMap, Mount, RunSpec, Ulimit
+from seabox.node.runtime.base import IdMap, Mount, RunSpec, Tmpfs, Ulimit
 from seabox.protocol.assignments import HostsEntry
 from seabox.protocol.images import ImageInfo
 from seabox.protocol.link import ExitCallback
@@ -31,6 +31,7 @@ from seabox.node.runtime.exec import ExecProcess
 from seabox.node.tcp_dial import LocalTcp, open_tcp
 from seabox.node.runtime.gvisor import GvisorRuntime
 from seabox.node.runtime.runc_runtime import OciRuntime, RuncRuntime
+from seabox.node.runtime.spec import init_binary
 from seabox.node.volumes.store import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,13 @@ class NodeAgent:
             cap_drop=list(c.spec.cap_drop),
             readonly_rootfs=c.spec.read_only,
             ulimits=[Ulimit(u.name, u.soft, u.hard) for u in c.spec.ulimits],
+            cap_add=list(c.spec.cap_add),
+            seccomp_profile=c.spec.seccomp_profile,
+            tmpfs=[Tmpfs(t.path, t.mount_options(size.memory_bytes // 2)) for t in c.spec.tmpfs],
+            init=init_binary() if c.spec.init else None,
+            group_add=list(c.spec.group_add),
+            cpuset_cpus=c.spec.cpuset_cpus,
+            log_size_max=c.spec.log.max_size,
         )
 
     def before_start(self, cid: str, hook: Callable[[], Awaitable[None]]) -> None:

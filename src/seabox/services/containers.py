@@ -22,8 +22,10 @@ from seabox.model.container import ACTIVE, Container, ContainerCreate, Container
 from seabox.model.event import ContainerEvent
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
+from seabox.model.options import check_options
 from seabox.model.ports import PortMapping, check_ports, with_exposed
 from seabox.model.quota import Quota
+from seabox.model.sizes import get_size
 from seabox.model.reference import parse_reference
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.assignments import ContainerReport
@@ -125,7 +127,8 @@ class ContainerService:
             raise InvalidArgument("no command given and the image has none", field="cmd")
         env = _merge_env(cfg.env, req.env)
         runtime_class = self.runtime_class(tenant, req.runtime_class)
-        ports = _published(req, cfg.exposed_ports)
+        check_options(req, runtime_class, get_size(req.size).memory_bytes, self.placer.nodes.get(node).cpus)
+        ports = _published(req, cfg.exposed_ports) if req.network == "default" else []
         fip = self.fips.plan(tenant, req.fip) if req.fip is not None else None
         cid = secrets.token_hex(32)
         spec = ContainerSpec(
@@ -155,6 +158,15 @@ class ContainerService:
             read_only=req.read_only,
             ulimits=req.ulimits,
             pids_limit=req.pids_limit,
+            cap_add=req.cap_add,
+            seccomp_profile=req.seccomp_profile,
+            tmpfs=req.tmpfs,
+            init=req.init,
+            group_add=req.group_add,
+            cpuset_cpus=req.cpuset_cpus,
+            memory_swappiness=req.memory_swappiness,
+            log=req.log,
+            network=req.network,
             ports=ports,
             security_groups=req.security_groups,
         )
@@ -178,7 +190,10 @@ class ContainerService:
 
     def _insert(self, tenant: Tenant, cid: str, name: str, node: str, spec: ContainerSpec, quota: Quota) -> Container:
         """Record the container at a free address of its tenant's network; another server's create may take
-        the address chosen first (each server chooses from what the store holds): then the next one."""
+        the address chosen first (each server chooses from what the store holds): then the next one. With
+        --network none it has no address."""
+        if spec.network == "none":
+            return self.store.insert_container(tenant.id, cid, name, node, None, spec, quota=quota)
         subnet = ipam.tenant_subnet(self.cfg.network, tenant.index)
         used = {IPv4Address(a) for a in self.store.used_ips(tenant.id)}
         for _ in range(ADDRESS_TRIES - 1):

@@ -15,6 +15,8 @@ from seabox.model.container import (
     VolumeMount,
 )
 from seabox.model.humanize import status_words
+from seabox.model.options import parse_bytes
+from seabox.model.security import normalize_capability
 from seabox.model.ports import PortMapping, parse_ports
 from seabox.model.sizes import DEFAULT_SIZE, SIZES, get_size, smallest_fitting
 from seabox.model.tenant import Tenant
@@ -35,23 +37,98 @@ def _refuse(option: str, instead: str, field: str) -> InvalidArgument:
     return InvalidArgument(f"{option} is not supported by Seabox: {instead}", field=field)
 
 
-def _check_host_config(hc: dict[str, Any]) -> None:
-    """Refuse every HostConfig option that would reach the host or that Seabox cannot honour."""
-    if hc.get("Privileged"):
-        raise _refuse("--privileged", "containers run with the default capability set", "HostConfig.Privileged")
+# HostConfig options Seabox refuses when set to anything but their zero value: field -> (option, what to use instead)
+REFUSED_HOST: dict[str, tuple[str, str]] = {
+    "Privileged": ("--privileged", "containers run with the default capability set: add back one with --cap-add"),
+    "Devices": ("--device", "host devices are not exposed to tenants"),
+    "DeviceCgroupRules": ("--device-cgroup-rule", "host devices are not exposed to tenants"),
+    "DeviceRequests": ("--gpus", "nodes offer no GPUs"),
+    "VolumesFrom": ("--volumes-from", "mount the same named volume with -v NAME:/path"),
+    "VolumeDriver": ("--volume-driver", "volumes are the node's local filesystems"),
+    "CgroupParent": ("--cgroup-parent", "each container's cgroup is placed by its node"),
+    "Cgroup": ("--cgroup", "containers get their own cgroup"),
+    "BlkioWeight": ("--blkio-weight", "disk throughput is not divided per container"),
+    "BlkioWeightDevice": ("--blkio-weight-device", "disk throughput is not divided per container"),
+    "BlkioDeviceReadBps": ("--device-read-bps", "disk throughput is not divided per container"),
+    "BlkioDeviceWriteBps": ("--device-write-bps", "disk throughput is not divided per container"),
+    "BlkioDeviceReadIOps": ("--device-read-iops", "disk throughput is not divided per container"),
+    "BlkioDeviceWriteIOps": ("--device-write-iops", "disk throughput is not divided per container"),
+    "CpuPeriod": ("--cpu-period", "choose a size (--cpus or the sh_hyper_instancetype label)"),
+    "CpuQuota": ("--cpu-quota", "choose a size (--cpus or the sh_hyper_instancetype label)"),
+    "CpuRealtimePeriod": ("--cpu-rt-period", "no realtime scheduling for tenants"),
+    "CpuRealtimeRuntime": ("--cpu-rt-runtime", "no realtime scheduling for tenants"),
+    "CpusetMems": ("--cpuset-mems", "memory nodes are the node's to place"),
+    "CpuCount": ("--cpu-count", "a Windows option: choose a size"),
+    "CpuPercent": ("--cpu-percent", "a Windows option: choose a size"),
+    "IOMaximumIOps": ("--io-maxiops", "a Windows option"),
+    "IOMaximumBandwidth": ("--io-maxbandwidth", "a Windows option"),
+    "KernelMemoryTCP": ("--kernel-memory-tcp", "the size's memory limit covers it"),
+    "MemoryReservation": ("--memory-reservation", "a size reserves its whole memory: choose a smaller size"),
+    "OomKillDisable": ("--oom-kill-disable", "a container past its size's memory is killed"),
+    "OomScoreAdj": ("--oom-score-adj", "every container has the same OOM score"),
+    "ShmSize": ("--shm-size", "/dev/shm is 64 MiB: mount a larger one with --tmpfs /dev/shm:size=..."),
+    "Sysctls": ("--sysctl", "kernel settings are the node's"),
+    "StorageOpt": ("--storage-opt", "the rootfs size comes with the container's size"),
+    "Dns": ("--dns", "containers resolve through the tenant's DNS server (names of its containers and services)"),
+    "DnsOptions": ("--dns-option", "containers resolve through the tenant's DNS server"),
+    "DnsSearch": ("--dns-search", "containers resolve through the tenant's DNS server"),
+    "ExtraHosts": ("--add-host", "name containers and reach them by name on the tenant network"),
+    "Links": ("--link", "containers reach each other by name on the tenant network"),
+    "Annotations": ("--annotation", "use labels"),
+    "MaskedPaths": ("MaskedPaths", "every container has Docker's masked paths"),
+    "ReadonlyPaths": ("ReadonlyPaths", "every container has Docker's read-only paths"),
+}
+# Config options refused the same way
+REFUSED_CONFIG: dict[str, tuple[str, str]] = {
+    "Domainname": ("--domainname", "set --hostname"),
+    "MacAddress": ("--mac-address", "each address's MAC is derived from it"),
+    "NetworkDisabled": ("NetworkDisabled", "use --network none"),
+    "OnBuild": ("OnBuild", "docker build is not offered: build elsewhere and docker load or push"),
+    "Shell": ("Shell", "a build option: docker build is not offered"),
+}
+LOG_DRIVERS = ("", "json-file", "k8s-file", "local")  # each is the node's k8s-file log, read by docker logs
+SWAP_FIELD = "HostConfig.MemorySwappiness"
+
+
+def _set(value: Any) -> bool:
+    return value not in (None, 0, "", [], {}, False)
+
+
+def _check_host_config(body: dict[str, Any], hc: dict[str, Any]) -> None:
+    """Refuse every option that would reach the host or that Seabox cannot honour."""
+    for table, where, fields in ((REFUSED_HOST, "HostConfig.", hc), (REFUSED_CONFIG, "", body)):
+        for key, (option, instead) in table.items():
+            if _set(fields.get(key)):
+                raise _refuse(option, instead, where + key)
     mode = hc.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge"):
-        raise _refuse(f"--network={mode}", "every container is on its tenant's private network", "HostConfig.NetworkMode")
-    for key, flag in (("PidMode", "--pid"), ("IpcMode", "--ipc"), ("UTSMode", "--uts"), ("UsernsMode", "--userns")):
+    if mode not in ("default", "bridge", "none"):
+        raise _refuse(f"--network={mode}", "every container is on its tenant's private network (or none)",
+                      "HostConfig.NetworkMode")
+    for key, flag in (("PidMode", "--pid"), ("IpcMode", "--ipc"), ("UTSMode", "--uts"), ("UsernsMode", "--userns"),
+                      ("CgroupnsMode", "--cgroupns")):
         value = hc.get(key) or ""
         if value and value not in ("private", "shareable", ""):
             raise _refuse(f"{flag}={value}", "containers get their own namespaces", f"HostConfig.{key}")
-    if hc.get("CapAdd"):
-        raise _refuse("--cap-add", "containers run with the default capability set", "HostConfig.CapAdd")
-    if hc.get("Devices"):
-        raise _refuse("--device", "host devices are not exposed to tenants", "HostConfig.Devices")
-    if hc.get("VolumesFrom"):
-        raise _refuse("--volumes-from", "mount the same named volume with -v NAME:/path", "HostConfig.VolumesFrom")
+    if (hc.get("Isolation") or "default") != "default":
+        raise _refuse(f"--isolation={hc['Isolation']}", "use --runtime runc or gvisor", "HostConfig.Isolation")
+    for endpoint in ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).values():
+        ipam_config = (endpoint or {}).get("IPAMConfig") or {}
+        if _set(ipam_config.get("IPv4Address")) or _set(ipam_config.get("IPv6Address")):
+            raise _refuse("--ip", "the tenant network gives each container its address", "NetworkingConfig")
+
+
+def _cap_add(hc: dict[str, Any]) -> list[str]:
+    names = hc.get("CapAdd") or []
+    for name in names:
+        try:
+            normalize_capability(str(name))
+        except ValueError as exc:
+            raise _refuse(f"--cap-add {str(name).upper().removeprefix('CAP_')}",
+                          f"only Docker's default set can be added back: {exc}",
+                          "HostConfig.CapAdd") from None
+        if str(name).upper() == "ALL":
+            raise _refuse("--cap-add ALL", "name the default capabilities to add back", "HostConfig.CapAdd")
+    return [str(n) for n in names]
 
 
 # Docker's names for Seabox's runtime classes (`docker run --runtime runsc` is gVisor's usual name).
@@ -70,20 +147,30 @@ def _runtime(hc: dict[str, Any]) -> str | None:
     return RUNTIME_ALIASES[name]
 
 
-def _security_opts(hc: dict[str, Any]) -> None:
-    """Accept no-new-privileges (always on); refuse every option that would weaken or replace the defaults."""
+def _security_opts(hc: dict[str, Any]) -> str | None:
+    """The seccomp profile given (None: the default); no-new-privileges is always on; 400 for what would weaken it."""
+    profile = None
     for opt in hc.get("SecurityOpt") or []:
-        key, sep, value = str(opt).replace(":", "=", 1).partition("=")
+        text = str(opt)
+        key, sep, value = text.partition("=")
+        if not sep:  # Docker's older KEY:VALUE spelling
+            key, sep, value = text.partition(":")
         if key == NO_NEW_PRIVILEGES and (not sep or value == "true"):
             continue
         if key == NO_NEW_PRIVILEGES:
             raise _refuse(f"--security-opt {opt}", "no-new-privileges is always on", "HostConfig.SecurityOpt")
+        if key == "seccomp" and value in ("builtin", "default"):
+            continue
+        if key == "seccomp" and value != "unconfined":
+            profile = value
+            continue
         raise _refuse(
-            f"--security-opt {opt}",
-            "every container runs with Seabox's seccomp profile and user namespace; "
-            "use --runtime gvisor for a stronger sandbox",
+            f"--security-opt {text[:40]}",
+            "every container runs with Seabox's seccomp profile (or a narrower one: --security-opt seccomp=FILE) "
+            "and user namespace; use --runtime gvisor for a stronger sandbox",
             "HostConfig.SecurityOpt",
         )
+    return profile
 
 
 def _ulimits(hc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,6 +178,48 @@ def _ulimits(hc: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(limits, list) or not all(isinstance(u, dict) for u in limits):
         raise InvalidArgument("Ulimits must be a list of {Name, Soft, Hard}", field="HostConfig.Ulimits")
     return [{"name": u.get("Name"), "soft": u.get("Soft"), "hard": u.get("Hard")} for u in limits]
+
+
+def _tmpfs(hc: dict[str, Any]) -> list[dict[str, str]]:
+    given = hc.get("Tmpfs") or {}
+    if not isinstance(given, dict):
+        raise InvalidArgument("Tmpfs must be an object of path to options", field="HostConfig.Tmpfs")
+    return [{"path": path, "options": str(options or "")} for path, options in given.items()]
+
+
+def _log(hc: dict[str, Any]) -> dict[str, Any]:
+    config = hc.get("LogConfig") or {}
+    driver = config.get("Type") or ""
+    if driver not in LOG_DRIVERS:
+        raise _refuse(f"--log-driver {driver}", "logs are kept by the node (docker logs reads them): "
+                      "use json-file with --log-opt max-size", "HostConfig.LogConfig.Type")
+    options = config.get("Config") or {}
+    for key in options:
+        if key not in ("max-size", "max-file"):
+            raise _refuse(f"--log-opt {key}", "only max-size and max-file are honoured", "HostConfig.LogConfig.Config")
+    limits: dict[str, Any] = {"options": dict(options)}
+    try:
+        if "max-size" in options:
+            limits["max_size"] = parse_bytes(str(options["max-size"]), "max-size")
+        if "max-file" in options:
+            limits["max_file"] = int(options["max-file"])
+    except ValueError as exc:
+        raise InvalidArgument(f"--log-opt: {exc}", field="HostConfig.LogConfig.Config") from None
+    if limits.get("max_file", 1) != 1:
+        raise _refuse(f"--log-opt max-file={options['max-file']}",
+                      "the node keeps one log file, started afresh past max-size: use max-file=1",
+                      "HostConfig.LogConfig.Config")
+    return limits
+
+
+def _swappiness(hc: dict[str, Any]) -> int | None:
+    value = hc.get("MemorySwappiness")
+    if value is None or value == -1:
+        return None
+    if value != 0:
+        raise _refuse(f"--memory-swappiness={value}", "containers have no swap (MemorySwap equals Memory): "
+                      "only 0 holds", SWAP_FIELD)
+    return 0
 
 
 def _pids_limit(hc: dict[str, Any]) -> int | None:
@@ -118,6 +247,14 @@ def _volumes(hc: dict[str, Any]) -> list[VolumeMount]:
             raise InvalidArgument("anonymous volumes are not supported: name the volume", field="HostConfig.Mounts")
         mounts.append(VolumeMount(volume=m["Source"], path=m.get("Target", ""), readonly=bool(m.get("ReadOnly"))))
     return mounts
+
+
+def _check_anonymous(body: dict[str, Any], mounts: list[VolumeMount]) -> None:
+    """Refuse Config.Volumes paths no named volume is mounted at (docker-py lists the named ones there too)."""
+    named = {m.path for m in mounts}
+    for path in body.get("Volumes") or {}:
+        if path not in named:
+            raise _refuse(f"an anonymous volume at {path}", "name the volume: -v NAME:/path", "Volumes")
 
 
 def _port_key(key: str, field: str) -> PortMapping:
@@ -195,8 +332,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
     if not isinstance(body, dict) or not body.get("Image"):
         raise InvalidArgument("Image is required", field="Image")
     hc = body.get("HostConfig") or {}
-    _check_host_config(hc)
-    _security_opts(hc)
+    _check_host_config(body, hc)
     policy = hc.get("RestartPolicy") or {}
     given = body.get("Labels") or {}
     if not isinstance(given, dict):
@@ -204,6 +340,8 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
     labels = {k: v for k, v in given.items() if k != SIZE_LABEL and not k.startswith(SG_LABEL)}
     entrypoint = _as_list(body.get("Entrypoint"))
     ports, publish_all = _ports(body, hc)
+    volumes = _volumes(hc)
+    _check_anonymous(body, volumes)
     return ContainerCreate.model_validate(
         {
             "image": body["Image"],
@@ -213,7 +351,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "env": body.get("Env") or [],
             "labels": labels,
             "size": _size(body, hc),
-            "volumes": _volumes(hc),
+            "volumes": volumes,
             "workdir": body.get("WorkingDir") or None,
             "user": body.get("User") or None,
             "hostname": body.get("Hostname") or None,
@@ -230,6 +368,15 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "read_only": bool(hc.get("ReadonlyRootfs")),
             "ulimits": _ulimits(hc),
             "pids_limit": _pids_limit(hc),
+            "cap_add": _cap_add(hc),
+            "seccomp_profile": _security_opts(hc),
+            "tmpfs": _tmpfs(hc),
+            "init": bool(hc.get("Init")),
+            "group_add": [str(g) for g in hc.get("GroupAdd") or []],
+            "cpuset_cpus": hc.get("CpusetCpus") or None,
+            "memory_swappiness": _swappiness(hc),
+            "log": _log(hc),
+            "network": "none" if hc.get("NetworkMode") == "none" else "default",
             "ports": ports,
             "publish_all": publish_all,
             "security_groups": _security_groups(given),
@@ -317,8 +464,8 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": {
             "Binds": [str(v) for v in spec.volumes],
-            "LogConfig": {"Type": "json-file", "Config": {}},
-            "NetworkMode": "bridge",
+            "LogConfig": {"Type": "json-file", "Config": spec.log.options},
+            "NetworkMode": "none" if spec.network == "none" else "bridge",
             "PortBindings": _bindings(c, ""),
             "RestartPolicy": {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries},
             "AutoRemove": spec.auto_remove,
@@ -329,10 +476,15 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "NanoCpus": int(size.cpus * 1e9),
             "CpuShares": size.cpu_shares,
             "Runtime": spec.runtime_class,
-            "CapAdd": None,
+            "CapAdd": [cap.removeprefix("CAP_") for cap in spec.cap_add] or None,
             "CapDrop": [cap.removeprefix("CAP_") for cap in spec.cap_drop] or None,
             "ReadonlyRootfs": spec.read_only,
-            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "SecurityOpt": [NO_NEW_PRIVILEGES, *([f"seccomp={spec.seccomp_profile}"] if spec.seccomp_profile else [])],
+            "Tmpfs": {t.path: t.options for t in spec.tmpfs} or None,
+            "Init": spec.init or None,
+            "GroupAdd": spec.group_add or None,
+            "CpusetCpus": spec.cpuset_cpus or "",
+            "MemorySwappiness": spec.memory_swappiness,
             "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits] or None,
             "PidsLimit": spec.pids_limit if spec.pids_limit is not None else SIZES[spec.size].pids,
         },
@@ -387,7 +539,7 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Labels": labels_of(c),
         "State": c.status.state,
         "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
-        "HostConfig": {"NetworkMode": "bridge"},
+        "HostConfig": {"NetworkMode": "none" if c.spec.network == "none" else "bridge"},
         "NetworkSettings": {"Networks": {"bridge": network} if network else {}},
         "Mounts": _mounts(c),
     }

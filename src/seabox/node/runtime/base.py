@@ -21,6 +21,14 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs mount with its mount options (size included)."""
+
+    destination: str
+    options: list[str]
+
+
+@dataclass(frozen=True)
 class IdMap:
     """Container ids 0..size-1 are host ids host_base..host_base+size-1 (one tenant's user namespace)."""
 
@@ -63,6 +71,13 @@ class RunSpec:
     cap_drop: list[str] = field(default_factory=list)  # CAP_ names, or ALL
     readonly_rootfs: bool = False
     ulimits: list[Ulimit] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)  # CAP_ names within Docker's default set
+    seccomp_profile: str | None = None  # Docker-format JSON that narrows the default filter
+    tmpfs: list[Tmpfs] = field(default_factory=list)
+    init: Path | None = None  # a static init binary run as PID 1 (mounted at /sbin/docker-init)
+    group_add: list[str] = field(default_factory=list)  # gids or names in the rootfs /etc/group
+    cpuset_cpus: str | None = None
+    log_size_max: int | None = None  # bytes; past it conmon starts the log afresh
 
 
 class RuntimeClass(Protocol):

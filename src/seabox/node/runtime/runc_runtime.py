@@ -22,7 +22,7 @@ from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
 from seabox.node.runtime.runc import Runc
-from seabox.node.runtime.spec import NOFILE_LIMIT, build_config, resolve_user
+from seabox.node.runtime.spec import NOFILE_LIMIT, build_config, resolve_groups, resolve_user, with_groups
 
 RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
@@ -95,7 +95,7 @@ class OciRuntime:
 
     async def create(self, spec: RunSpec) -> int:
         files = BundleFiles(spec.bundle)
-        user = resolve_user(files.rootfs, spec.user)
+        user = with_groups(resolve_user(files.rootfs, spec.user), resolve_groups(files.rootfs, spec.group_add))
         check_ulimits(spec.ulimits)
         config = self.adjust_config(build_config(spec, user, nofile=self._nofile))
         if spec.cwd != "/":
@@ -123,7 +123,7 @@ class OciRuntime:
             tty=spec.tty,
             stdin=spec.open_stdin,
             prefix=tuple(self._runc.enter(spec.id)),
-            log_size_max=self._log_size_max,
+            log_size_max=min((m for m in (self._log_size_max, spec.log_size_max) if m is not None), default=None),
         )
         try:
             return await conmon.launch(self._conmon, files, options)

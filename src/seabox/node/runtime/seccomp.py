@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 EPERM = 1
@@ -112,3 +113,30 @@ def default_profile(machine: str) -> dict[str, Any]:
         "architectures": ARCHITECTURES.get(machine, []),
         "syscalls": syscalls,
     }
+
+
+def narrowed(profile: dict[str, Any], tenant_json: str) -> dict[str, Any]:
+    """PROFILE with only the calls a tenant's Docker-format profile also allows: a call PROFILE refuses stays
+    refused, whatever the tenant's says. With a refusing default, the calls it allows by name (with or without
+    conditions on their arguments) are kept; with an allowing default, those it names with another action go."""
+    tenant = json.loads(tenant_json)
+    rules = [r for r in tenant.get("syscalls", []) if isinstance(r, dict)]
+
+    def named(allowed: bool) -> set[str]:
+        return {str(n) for r in rules if (r.get("action") == "SCMP_ACT_ALLOW") == allowed for n in r.get("names", [])}
+
+    allowing = tenant["defaultAction"] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+    denied, allowed = named(False), named(True)
+
+    def keep(name: str) -> bool:
+        return name not in denied if allowing else name in allowed
+
+    syscalls = []
+    for rule in profile["syscalls"]:
+        if rule["action"] != "SCMP_ACT_ALLOW":
+            syscalls.append(rule)
+            continue
+        names = [n for n in rule["names"] if keep(n)]
+        if names:
+            syscalls.append({**rule, "names": names})
+    return {**profile, "syscalls": syscalls}

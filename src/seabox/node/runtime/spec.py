@@ -21,6 +21,8 @@ NOFILE_LIMIT = 1_048_576
 CGROUP_PARENT = "/seabox"
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _PASSWD_LIMIT = 4 << 20
+TINI = Path("/usr/bin/tini-static")  # Debian's tini: a static init, so it runs in any image
+INIT_PATH = "/sbin/docker-init"  # where Docker mounts its init
 
 MASKED_PATHS = [
     "/proc/asound",
@@ -145,6 +147,35 @@ def resolve_user(rootfs: Path, user: str) -> ProcessUser:
     return ProcessUser(uid, gid, additional)
 
 
+def resolve_groups(rootfs: Path, names: list[str]) -> list[int]:
+    """The gids of --group-add NAMES: numbers as given, names looked up in the rootfs /etc/group."""
+    if not names:
+        return []
+    known = {name: gid for name, gid, _ in _parse_group(_read_text(rootfs, "/etc/group"))}
+    gids: list[int] = []
+    for name in names:
+        if name.isdecimal():
+            gids.append(_numeric_id(name, "gid"))
+        elif name in known:
+            gids.append(known[name])
+        else:
+            raise InvalidArgument(f"unable to find group {name}: no matching entries in group file", field="group_add")
+    return gids
+
+
+def with_groups(user: ProcessUser, gids: list[int]) -> ProcessUser:
+    """USER with GIDS added to its supplementary groups (each once)."""
+    extra = [g for g in dict.fromkeys(gids) if g not in user.additional_gids]
+    return ProcessUser(user.uid, user.gid, [*user.additional_gids, *extra]) if extra else user
+
+
+def init_binary() -> Path:
+    """The init a container started with --init runs as PID 1 (Debian's tini-static on the node)."""
+    if not TINI.is_file():
+        raise InvalidArgument(f"--init needs {TINI} on the node (Debian package tini)", field="init")
+    return TINI
+
+
 def process_env(env: list[str], tty: bool) -> list[str]:
     """The environment as given, plus Docker's default PATH (and TERM for a terminal) when missing."""
     names = {entry.partition("=")[0] for entry in env}
@@ -191,6 +222,12 @@ def _validate(spec: RunSpec) -> None:
     for name in spec.cap_drop:
         if name != "ALL" and name not in DEFAULT_CAPABILITIES:
             raise InvalidArgument(f"cannot drop {name}: not a capability containers have", field="cap_drop")
+    for name in spec.cap_add:
+        if name not in DEFAULT_CAPABILITIES:
+            raise InvalidArgument(f"cannot add {name}: only Docker's default capabilities", field="cap_add")
+    for tmpfs in spec.tmpfs:
+        if not tmpfs.destination.startswith("/") or ".." in tmpfs.destination.split("/"):
+            raise InvalidArgument(f"tmpfs destination {tmpfs.destination!r} must be absolute and plain", field="tmpfs")
     for ulimit in spec.ulimits:
         if ulimit.name not in ULIMIT_NAMES:
             raise InvalidArgument(f"unknown ulimit {ulimit.name!r}", field="ulimits")
@@ -256,6 +293,11 @@ def _mounts(spec: RunSpec) -> list[dict[str, Any]]:
                 "options": ["rbind", "rprivate", "nosuid", "nodev", "ro" if mount.readonly else "rw"],
             }
         )
+    for tmpfs in spec.tmpfs:
+        mounts.append({"destination": tmpfs.destination, "type": "tmpfs", "source": "tmpfs", "options": tmpfs.options})
+    if spec.init is not None:
+        mounts.append({"destination": INIT_PATH, "type": "bind", "source": str(spec.init),
+                       "options": ["rbind", "rprivate", "nosuid", "nodev", "ro"]})
     return mounts
 
 
@@ -271,6 +313,8 @@ def _resources(spec: RunSpec) -> dict[str, Any]:
             rule["minor"] = minor
         devices.append(rule)
     cpu: dict[str, Any] = {"shares": spec.cpu_shares}
+    if spec.cpuset_cpus:
+        cpu["cpus"] = spec.cpuset_cpus
     if spec.cpu_quota is not None:
         cpu["quota"] = round(spec.cpu_quota * CFS_PERIOD_US)
         cpu["period"] = CFS_PERIOD_US
@@ -284,11 +328,9 @@ def _resources(spec: RunSpec) -> dict[str, Any]:
     return resources
 
 
-def capabilities(cap_drop: list[str]) -> list[str]:
-    """Docker's default capabilities less those dropped ("ALL" drops every one)."""
-    if "ALL" in cap_drop:
-        return []
-    return [cap for cap in DEFAULT_CAPABILITIES if cap not in cap_drop]
+def capabilities(cap_drop: list[str], cap_add: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Docker's default capabilities less those dropped ("ALL" drops every one), with those added back."""
+    return [cap for cap in DEFAULT_CAPABILITIES if cap in cap_add or ("ALL" not in cap_drop and cap not in cap_drop)]
 
 
 def _rlimits(ulimits: list[Ulimit], nofile: int) -> list[dict[str, Any]]:
@@ -308,7 +350,7 @@ def build_config(spec: RunSpec, user: ProcessUser, *, nofile: int = NOFILE_LIMIT
     process_user: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
     if user.additional_gids:
         process_user["additionalGids"] = list(user.additional_gids)
-    caps = capabilities(spec.cap_drop)
+    caps = capabilities(spec.cap_drop, spec.cap_add)
     network: dict[str, str] = {"type": "network"}
     if spec.netns is not None:
         network["path"] = str(spec.netns)
@@ -326,13 +368,14 @@ def build_config(spec: RunSpec, user: ProcessUser, *, nofile: int = NOFILE_LIMIT
         linux["uidMappings"] = mapping
         linux["gidMappings"] = [dict(m) for m in mapping]
     if spec.seccomp:
-        linux["seccomp"] = seccomp.default_profile(platform.machine())
+        profile = seccomp.default_profile(platform.machine())
+        linux["seccomp"] = profile if spec.seccomp_profile is None else seccomp.narrowed(profile, spec.seccomp_profile)
     return {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": spec.tty,
             "user": process_user,
-            "args": list(spec.args),
+            "args": [INIT_PATH, "--", *spec.args] if spec.init is not None else list(spec.args),
             "env": process_env(spec.env, spec.tty),
             "cwd": spec.cwd,
             "capabilities": {
