@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from seabox.errors import InvalidArgument
+from seabox.model.healthcheck import Health, Healthcheck
 from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
@@ -176,6 +177,8 @@ class ContainerCreate(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list, max_length=32)
     pids_limit: int | None = Field(None, ge=1, le=1 << 22)
+    # None: the image's HEALTHCHECK, if any; test ["NONE"] turns it off; unset fields come from the image's
+    healthcheck: Healthcheck | None = None
     # published ports: mappings, or "[FIP_PORT:]CONTAINER_PORT[/tcp|udp]" strings (ranges expand)
     ports: list[PortMapping] = Field(default_factory=list)
     # also publish every port the image exposes, on the same port number (Docker's -P)
@@ -268,6 +271,7 @@ class ContainerSpec(BaseModel):
     read_only: bool = False
     ulimits: list[UlimitSpec] = Field(default_factory=list)
     pids_limit: int | None = None
+    healthcheck: Healthcheck | None = None  # merged with the image's; its node probes it while it runs if enabled
     ports: list[PortMapping] = Field(default_factory=list)  # published on the container's floating IP
     security_groups: list[str] = Field(default_factory=list)  # group names, in the order given
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
@@ -300,6 +304,8 @@ class ContainerStatus(BaseModel):
     generation: int = 0  # the spec generation the node last acted on
     # the outcome of its health check while it runs (None: it has none, or it is not yet decided)
     healthy: bool | None = None
+    # its healthcheck's state while it runs (None: it has no healthcheck, or it is not running)
+    health: Health | None = None
 
 
 class Container(BaseModel):
