@@ -15,7 +15,17 @@ from typing import Any
 import docker
 import pytest
 
-from tests.e2e.docker_fixtures import DOCKER, DockerCli, cleaned, docker_config, pull, sdk_client, unique, wait_for
+from tests.e2e.docker_fixtures import (
+    DOCKER,
+    DockerCli,
+    cleaned,
+    docker_config,
+    native,
+    pull,
+    sdk_client,
+    unique,
+    wait_for,
+)
 from tests.fixtures.images import LAYOUT_TAG
 from tests.fixtures.server import Server
 
@@ -148,3 +158,18 @@ def test_sdk_sees_health_and_refuses_a_bad_test(server: Server, dcli: DockerCli,
         assert caught.value.status_code == 400 and "Healthcheck.Test" in str(caught.value)
     finally:
         sdk.close()
+
+
+def test_native_api_and_seabox_ps_show_the_health(server: Server, dcli: DockerCli, busybox_image: str) -> None:
+    with native(server, dcli.tenant) as api:
+        r = api.post("/v1/containers", params={"start": "true"}, json={
+            "image": busybox_image, "cmd": ["sleep", "60"], "name": unique("native"),
+            "healthcheck": {"test": ["CMD", "true"], "interval": 0.2, "retries": 1}})
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        h = wait_for(lambda: (x := api.get(f"/v1/containers/{cid}").json()["status"]["health"])
+                     and x["status"] == "healthy" and x)
+        assert h["failing_streak"] == 0 and h["log"][-1]["exit_code"] == 0
+        assert "(healthy)" in server.cli("ps", tenant=dcli.tenant).stdout
+        bad = api.post("/v1/containers", json={"image": busybox_image, "healthcheck": {"test": ["CMD"], "interval": 0.01}})
+        assert bad.status_code == 400 and "healthcheck" in bad.text
