@@ -90,6 +90,8 @@ def test_a_healthy_container_goes_from_starting_to_healthy(dcli: DockerCli, busy
     assert config == {"Test": ["CMD-SHELL", "echo fine"], "Interval": 200_000_000, "Timeout": 2_000_000_000,
                       "Retries": 2}
     assert "(healthy)" in dcli.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}")
+    assert dcli.lines("ps", "--filter", "health=healthy", "--format", "{{.Names}}") == [name]
+    assert dcli.lines("ps", "--filter", "health=unhealthy", "--format", "{{.Names}}") == []
 
 
 def test_a_failing_check_makes_it_unhealthy_with_streak_log_and_events(dcli: DockerCli, busybox_image: str) -> None:
