@@ -239,6 +239,7 @@ def status_text(container: dict[str, Any], now: datetime | None = None) -> str:
         parse_datetime(st["started_at"]) if st.get("started_at") else None,
         parse_datetime(st["finished_at"]) if st.get("finished_at") else None,
         now,
+        health=(st.get("health") or {}).get("status"),
     )
 
 

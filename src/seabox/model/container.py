@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from seabox.errors import InvalidArgument
 from seabox.model.options import MAX_GROUP_ADD, MAX_TMPFS, LogLimits, TmpfsMount, check_group, check_seccomp_profile, parse_cpuset
+from seabox.model.healthcheck import Health, Healthcheck
 from seabox.model.ports import PortMapping, check_ports, expand
 from seabox.model.runtime import RuntimeName
 from seabox.model.security import UlimitSpec, normalize_capability
@@ -189,6 +190,8 @@ class ContainerCreate(BaseModel):
     memory_swappiness: int | None = Field(None, ge=0, le=0)  # containers have no swap: only 0 holds
     log: LogLimits = Field(default_factory=LogLimits)
     network: Literal["default", "none"] = "default"  # none: loopback only, no address, no floating IP
+    # None: the image's HEALTHCHECK, if any; test ["NONE"] turns it off; unset fields come from the image's
+    healthcheck: Healthcheck | None = None
     # published ports: mappings, or "[FIP_PORT:]CONTAINER_PORT[/tcp|udp]" strings (ranges expand)
     ports: list[PortMapping] = Field(default_factory=list)
     # also publish every port the image exposes, on the same port number (Docker's -P)
@@ -323,6 +326,7 @@ class ContainerSpec(BaseModel):
     memory_swappiness: int | None = None
     log: LogLimits = Field(default_factory=LogLimits)
     network: Literal["default", "none"] = "default"
+    healthcheck: Healthcheck | None = None  # merged with the image's; its node probes it while it runs if enabled
     ports: list[PortMapping] = Field(default_factory=list)  # published on the container's floating IP
     security_groups: list[str] = Field(default_factory=list)  # group names, in the order given
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
@@ -356,6 +360,8 @@ class ContainerStatus(BaseModel):
     generation: int = 0  # the spec generation the node last acted on
     # the outcome of its health check while it runs (None: it has none, or it is not yet decided)
     healthy: bool | None = None
+    # its healthcheck's state while it runs (None: it has no healthcheck, or it is not running)
+    health: Health | None = None
 
 
 class Container(BaseModel):

@@ -47,14 +47,18 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // (24 * 365)} years"
 
 
+HEALTH_WORDS = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+
+
 def status_words(
-    state: str, exit_code: int, started_at: datetime | None, finished_at: datetime | None, now: datetime | None = None
+    state: str, exit_code: int, started_at: datetime | None, finished_at: datetime | None, now: datetime | None = None,
+    health: str | None = None,
 ) -> str:
-    """A container's STATUS column as `docker ps` words it."""
+    """A container's STATUS column as `docker ps` words it (HEALTH: its healthcheck's status while it runs)."""
     now = now or datetime.now(UTC)
     if state in ("running", "paused"):
         up = f"Up {human_duration((now - started_at).total_seconds())}" if started_at else "Up"
-        return up + " (Paused)" if state == "paused" else up
+        return up + " (Paused)" if state == "paused" else up + HEALTH_WORDS.get(health or "", "")
     if state in ("exited", "restarting"):
         word = "Exited" if state == "exited" else "Restarting"
         if finished_at is None:

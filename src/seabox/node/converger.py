@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 from seabox.errors import RuntimeFailure, SeaboxError
 from seabox.model.container import Container, ContainerStatus, movable
-from seabox.node import health
+from seabox.model.healthcheck import Healthcheck
+from seabox.node import health, healthcheck
 from seabox.node.agent import NodeAgent
 from seabox.node.network.lb_rules import Target
 from seabox.node.network.manager import Exposure, Service
@@ -93,6 +94,7 @@ class Converger:
         self._services: tuple[Service, ...] | None = None
         self._rebalancer: asyncio.Task[None] | None = None  # while a leastconn service is here
         self.prober = health.Prober(self._health_changed)
+        self.checker = healthcheck.Checker(self._probed, self._run_check)
         agent.on_exit = self._on_exit
 
     # the watch loop -----------------------------------------------------------------------
@@ -260,20 +262,36 @@ class Converger:
             self.prober.forget(report.id)
         else:
             self.prober.watch(report.id, target)
-        return report.model_copy(update={"healthy": self.prober.healthy(report.id)})
+        a = self._assigned.get(report.id)
+        check = a.spec.healthcheck if a is not None and report.state == "running" else None
+        if check is None or not check.enabled:
+            self.checker.forget(report.id)
+        else:
+            self.checker.watch(report.id, check)
+        return report.model_copy(update={"healthy": self.prober.healthy(report.id),
+                                         "health": self.checker.health(report.id)})
 
     async def _sync_health(self, a: Assignment) -> None:
         """A running container whose health check came, went or changed: probed as it says now."""
         last = self._reported.get(a.id)
         if last is None or last.state != "running":
             return
-        if self._healthy(last).healthy != last.healthy:
+        now = self._healthy(last)
+        if now.healthy != last.healthy or now.health != last.health:
             await self._report(last)
 
     async def _health_changed(self, cid: str, healthy: bool) -> None:
         last = self._reported.get(cid)
         if last is not None and last.state == "running" and last.healthy != healthy:
             await self._report(last)  # with the health the prober has now
+
+    async def _probed(self, cid: str) -> None:
+        last = self._reported.get(cid)
+        if last is not None and last.state == "running":
+            await self._report(last)  # with the health the checker has now
+
+    async def _run_check(self, cid: str, check: Healthcheck) -> tuple[int, str]:
+        return await healthcheck.run_probe(self.agent.exec, cid, check)
 
     def _changed(self, a: Assignment) -> bool:
         old = self._assigned.get(a.id)
@@ -434,6 +452,7 @@ class Converger:
         self._reported.pop(cid, None)
         self._locks.pop(cid, None)
         self.prober.forget(cid)
+        self.checker.forget(cid)
 
     # exits and restarts ---------------------------------------------------------------------
     async def _on_exit(self, cid: str, status: ExitStatus) -> None:
@@ -524,6 +543,7 @@ class Converger:
 
     async def close(self) -> None:
         await self.prober.close()
+        await self.checker.close()
         tasks = [*self._tasks, *self._restarts.values(), *([self._rebalancer] if self._rebalancer else [])]
         for task in tasks:
             task.cancel()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from seabox.model.container import ContainerSpec
 from seabox.model.firewall import Firewall
 from seabox.model.health import HealthCheck
+from seabox.model.healthcheck import Health
 from seabox.protocol.balancing import BalancedService
 
 HostsEntry = tuple[str, list[str]]  # an address and the names that resolve to it
@@ -67,3 +68,5 @@ class ContainerReport(BaseModel):
     restart_count: int = 0
     # the outcome of its health check (None: it has none, or it is not running or not yet decided)
     healthy: bool | None = None
+    # its healthcheck's state (spec.healthcheck; None: it has none, or it is not running)
+    health: Health | None = None

@@ -35,6 +35,7 @@ class ImageConfig:
     exposed_ports: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     stop_signal: str = ""
+    healthcheck: dict[str, Any] | None = None  # HEALTHCHECK, as the image config holds it (Docker's form)
 
     @classmethod
     def from_oci(cls, config: dict[str, Any]) -> ImageConfig:
@@ -49,6 +50,7 @@ class ImageConfig:
             exposed_ports=sorted(config.get("ExposedPorts") or {}),
             volumes=sorted(config.get("Volumes") or {}),
             stop_signal=config.get("StopSignal") or "",
+            healthcheck=config["Healthcheck"] if isinstance(config.get("Healthcheck"), dict) else None,
         )
 
 

@@ -14,12 +14,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
+from typing import Any
 
 from seabox.billing.accounts import Accounts
 from seabox.config import ServerConfig
 from seabox.errors import AddressInUse, Conflict, InvalidArgument, NotFound, RuntimeFailure
 from seabox.model.container import ACTIVE, Container, ContainerCreate, ContainerSpec, RestartPolicy, StopRequest
 from seabox.model.event import ContainerEvent
+from seabox.model.healthcheck import Healthcheck
 from seabox.model.tenant import Tenant
 from seabox.model import ipam
 from seabox.model.options import check_options
@@ -167,6 +169,7 @@ class ContainerService:
             memory_swappiness=req.memory_swappiness,
             log=req.log,
             network=req.network,
+            healthcheck=_healthcheck(req, cfg.healthcheck),
             ports=ports,
             security_groups=req.security_groups,
         )
@@ -541,6 +544,10 @@ class ContainerService:
                 st.exit_code, st.oom_killed, st.finished_at = r.exit_code, r.oom_killed, r.finished_at
         st.restart_count = r.restart_count if r.state != "created" or r.failure else old.restart_count
         st.healthy = r.healthy if st.state in ("running", "paused") else None
+        st.health = r.health if st.state in ("running", "paused") else None
+        status = st.health.status if st.health is not None else "starting"
+        if status != "starting" and (old.health is None or old.health.status != status):
+            events.append(ContainerEvent(action=f"health_status: {status}", attributes={"image": c.spec.image}))
         if st != old or events:
             self.store.save_status(c.id, st, events)
             await self.bus.notify()
@@ -554,6 +561,17 @@ def _published(req: ContainerCreate, exposed: list[str]) -> list[PortMapping]:
         return check_ports(with_exposed(req.ports, exposed))
     except ValueError as exc:
         raise InvalidArgument(f"ports: {exc}", field="ports") from None
+
+
+def _healthcheck(req: ContainerCreate, image: dict[str, Any] | None) -> Healthcheck | None:
+    """The request's healthcheck with what it leaves unset taken from the image's HEALTHCHECK (Docker's merge)."""
+    try:
+        from_image = Healthcheck.from_docker(image, "image Healthcheck")
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"the image's HEALTHCHECK is invalid: {exc.message}", field="image") from None
+    if req.healthcheck is None:
+        return from_image
+    return req.healthcheck.merged(from_image)
 
 
 def _merge_env(image_env: list[str], overrides: list[str]) -> list[str]:

@@ -39,6 +39,8 @@ def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
             return False
         if key == "status" and c.status.state not in values:
             return False
+        if key == "health" and (c.status.health.status if c.status.health is not None else "none") not in values:
+            return False
         if key == "exited" and not (c.status.state == "exited" and str(c.status.exit_code) in values):
             return False
         if key == "ancestor" and not any(v in (c.spec.image, c.spec.image_id) or c.spec.image.endswith("/" + v)

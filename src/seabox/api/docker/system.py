@@ -169,7 +169,7 @@ def docker_event(e: Event) -> dict[str, Any]:
 def _wanted(e: Event, filters: dict[str, list[str]]) -> bool:
     checks = {
         "type": [e.type],
-        "event": [e.action],
+        "event": [e.action, e.action.partition(":")[0]],  # health_status matches "health_status: healthy"
         "container": [e.resource_id, e.resource_name] if e.type == "container" else [],
         "image": [e.resource_id, e.resource_name, e.attributes.get("image", "")],
         "volume": [e.resource_id] if e.type == "volume" else [],

@@ -14,6 +14,7 @@ from seabox.model.container import (
     RestartPolicy,
     VolumeMount,
 )
+from seabox.model.healthcheck import Health, Healthcheck
 from seabox.model.humanize import status_words
 from seabox.model.options import parse_bytes
 from seabox.model.security import normalize_capability
@@ -377,6 +378,7 @@ def create_request(body: dict[str, Any], name: str | None) -> ContainerCreate:
             "memory_swappiness": _swappiness(hc),
             "log": _log(hc),
             "network": "none" if hc.get("NetworkMode") == "none" else "default",
+            "healthcheck": Healthcheck.from_docker(body.get("Healthcheck"), "Healthcheck"),
             "ports": ports,
             "publish_all": publish_all,
             "security_groups": _security_groups(given),
@@ -448,6 +450,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "Error": st.error,
             "StartedAt": rfc3339(st.started_at),
             "FinishedAt": rfc3339(st.finished_at),
+            **({"Health": _health(st.health)} if st.health is not None else {}),
         },
         "Image": spec.image_id,
         "ResolvConfPath": "",
@@ -509,6 +512,7 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
             "Labels": labels_of(c),
             "StopSignal": spec.stop_signal,
             "StopTimeout": spec.stop_timeout,
+            **({"Healthcheck": spec.healthcheck.to_docker()} if spec.healthcheck is not None else {}),
         },
         "NetworkSettings": {
             "Bridge": "",
@@ -525,6 +529,13 @@ def inspect(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
     }
 
 
+def _health(h: Health) -> dict[str, Any]:
+    """State.Health as Docker shows it."""
+    return {"Status": h.status, "FailingStreak": h.failing_streak,
+            "Log": [{"Start": rfc3339(p.start), "End": rfc3339(p.end), "ExitCode": p.exit_code, "Output": p.output}
+                    for p in h.log]}
+
+
 def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
     """One entry of GET /containers/json."""
     network = _network(c, net, tenant)
@@ -538,7 +549,8 @@ def summary(c: Container, net: NetworkConfig, tenant: Tenant) -> dict[str, Any]:
         "Ports": _summary_ports(c),
         "Labels": labels_of(c),
         "State": c.status.state,
-        "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at),
+        "Status": status_words(c.status.state, c.status.exit_code, c.status.started_at, c.status.finished_at,
+                               health=c.status.health.status if c.status.health is not None else None),
         "HostConfig": {"NetworkMode": "none" if c.spec.network == "none" else "bridge"},
         "NetworkSettings": {"Networks": {"bridge": network} if network else {}},
         "Mounts": _mounts(c),
