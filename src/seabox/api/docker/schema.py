@@ -103,6 +103,7 @@ class ExecCreateBody(DockerBody):
     AttachStdin: bool | None = None
     AttachStdout: bool | None = None
     AttachStderr: bool | None = None
+    DetachKeys: str | None = None
 
 
 class ExecStartBody(DockerBody):
