@@ -96,7 +96,7 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_creates_nothing(api: Api, bus
     cases = [
         ({"image": busybox_image, "size": "xxl"}, 400, "size"),
         ({"image": "Bad Ref!!"}, 400, "invalid reference"),
-        ({"image": busybox_image, "env": ["NOEQUALS"]}, 400, "KEY=VALUE"),
+        ({"image": busybox_image, "env": ["=NOKEY"]}, 400, "KEY=VALUE"),
         ({"image": busybox_image, "volumes": ["/etc:/host"]}, 400, "host paths"),
         ({"image": busybox_image, "restart": "sometimes"}, 400, "restart"),
         ({"image": busybox_image, "bogus": 1}, 400, "bogus"),

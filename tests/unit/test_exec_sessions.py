@@ -13,7 +13,7 @@ import pytest
 from seabox.errors import Conflict, NotFound
 from seabox.model.exec import LOST_EXIT_CODE, ExecConfig
 from seabox.model.tenant import Tenant
-from seabox.services.exec import ExecService
+from seabox.services.exec import ExecService, failed_start_exit_code
 from seabox.store.db import open_engine
 from seabox.store.exec_sessions import ExecSessions
 from seabox.store.notify import Notifier
@@ -215,3 +215,18 @@ async def test_a_session_whose_client_left_has_its_process_killed_and_its_end_re
     a.abandon(session.id, proc)
     assert await _exited(b, tenant, s.id) == 7
     assert a.containers.process.killed == 9  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ('exec failed: unable to start container process: exec: "nope": executable file not found in $PATH', 127),
+        ('exec failed: unable to start container process: exec: "/nope": stat /nope: no such file or directory',
+         127),
+        ('exec failed: unable to start container process: exec: "/etc/passwd": permission denied', 126),
+        ('exec failed: unable to start container process: exec: "/tmp": is a directory', 126),
+        ("exec failed: something else entirely", 128),
+    ],
+)
+def test_an_exec_the_runtime_could_not_start_gets_dockers_exit_code(message: str, code: int) -> None:
+    assert failed_start_exit_code(message) == code

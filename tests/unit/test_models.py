@@ -27,7 +27,7 @@ def test_defaults() -> None:
     [
         ({"size": "xl9"}, "size", "unknown size"),
         ({"name": "-bad"}, "name", "invalid container name"),
-        ({"env": ["A"]}, "env", "KEY=VALUE"),
+        ({"env": ["=A"]}, "env", "KEY=VALUE"),
         ({"restart": "on-failure:x"}, "restart", "whole number"),
         ({"restart": "always:3"}, "restart", "only on-failure"),
         ({"volumes": ["data"]}, "volumes", "NAME:/path"),

@@ -46,12 +46,13 @@ def check_tenant_labels(labels: dict[str, str]) -> None:
 
 
 def check_env(items: list[str]) -> list[str]:
-    """ITEMS if each is an environment entry KEY=VALUE: a key without '=' or whitespace, and no NUL anywhere
-    (a process's environment cannot carry one). The one rule for containers, services, crons and functions."""
+    """ITEMS if each is an environment entry KEY=VALUE, or a bare KEY (as Docker: KEY is then unset): a key
+    without '=' or whitespace, and no NUL anywhere (a process's environment cannot carry one). The one rule
+    for containers, services, crons and functions."""
     for item in items:
-        key, sep, _ = item.partition("=")
-        if not sep or not ENV_KEY_RE.match(key) or "\0" in item:
-            raise ValueError(f"environment entries must be KEY=VALUE, got {item[:80]!r}")
+        key = item.partition("=")[0]
+        if not ENV_KEY_RE.match(key) or "\0" in item:
+            raise ValueError(f"environment entries must be KEY=VALUE or KEY, got {item[:80]!r}")
     return items
 
 

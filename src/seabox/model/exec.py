@@ -21,6 +21,7 @@ class ExecConfig:
     stdin: bool
     stdout: bool
     stderr: bool
+    detach_keys: str = ""  # as the client gave them (Docker's syntax); "" is ctrl-p,ctrl-q
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
     q = request.query
     tail = int(q["tail"]) if q.get("tail") else None
     since = datetime.fromtimestamp(float(q["since"]), UTC) if q.get("since") else None
+    until = datetime.fromtimestamp(float(q["until"]), UTC) if q.get("until") else None
     stopped: Callable[[str], Awaitable[None]] = request.app[STOPPED]  # type: ignore[assignment]
     entries = _link(request).logs(cid, follow=q.get("follow") == "1", tail=tail, since=since,
-                                  until_stopped=lambda: stopped(cid))
+                                  until_stopped=lambda: stopped(cid), until=until)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     with contextlib.suppress(ConnectionResetError):

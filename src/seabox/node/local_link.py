@@ -40,11 +40,12 @@ class LocalLink(NodeLink):
         tail: int | None,
         since: datetime | None,
         until_stopped: Callable[[], Awaitable[None]],
+        until: datetime | None = None,
     ) -> AsyncIterator[LogEntry]:
         path = self.agent.log_path(cid)
         if follow:
-            return follow_log(path, until_stopped(), tail=tail, since=since)
-        return _iterate(read_log(path, tail=tail, since=since))
+            return follow_log(path, until_stopped(), tail=tail, since=since, until=until)
+        return _iterate(read_log(path, tail=tail, since=since, until=until))
 
     async def exec(
         self,

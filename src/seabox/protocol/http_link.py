@@ -86,12 +86,15 @@ class HttpNodeLink(NodeLink):
         tail: int | None,
         since: datetime | None,
         until_stopped: Callable[[], Awaitable[None]],
+        until: datetime | None = None,
     ) -> AsyncIterator[LogEntry]:
         params = {"follow": "1" if follow else "0"}
         if tail is not None:
             params["tail"] = str(tail)
         if since is not None:
             params["since"] = str(since.timestamp())
+        if until is not None:
+            params["until"] = str(until.timestamp())
         return self._logs(cid, params)
 
     async def _logs(self, cid: str, params: dict[str, str]) -> AsyncIterator[LogEntry]:

@@ -62,8 +62,10 @@ class NodeLink(ABC):
         tail: int | None,
         since: datetime | None,
         until_stopped: Callable[[], Awaitable[None]],
+        until: datetime | None = None,
     ) -> AsyncIterator[LogEntry]:
-        """The container's output lines; with follow, new ones until until_stopped() returns."""
+        """The container's output lines (written up to UNTIL); with follow, new ones until until_stopped()
+        returns or UNTIL has passed."""
 
     @abstractmethod
     async def exec(

@@ -444,13 +444,17 @@ class ContainerService:
 
     # logs and exec ---------------------------------------------------------------------------
     def logs(
-        self, tenant: Tenant, ref: str, *, follow: bool = False, tail: int | None = None, since: float | None = None
+        self, tenant: Tenant, ref: str, *, follow: bool = False, tail: int | None = None, since: float | None = None,
+        until: float | None = None,
     ) -> AsyncIterator[LogEntry]:
-        """The container's output lines; with follow, new lines until the container stops."""
+        """The container's output lines (up to UNTIL, seconds since the epoch); with follow, new lines until
+        the container stops or UNTIL has passed."""
         c = self.get(tenant, ref)
         since_at = datetime.fromtimestamp(since, UTC) if since else None
+        until_at = datetime.fromtimestamp(until, UTC) if until else None
         follow = follow and c.status.state in ACTIVE
-        return self.links.get(c.status.node).logs(c.id, follow=follow, tail=tail, since=since_at, until_stopped=lambda: self._stopped(c.id))
+        return self.links.get(c.status.node).logs(c.id, follow=follow, tail=tail, since=since_at,
+                                                  until_stopped=lambda: self._stopped(c.id), until=until_at)
 
     async def _stopped(self, cid: str) -> None:
         while True:
@@ -575,9 +579,10 @@ def _healthcheck(req: ContainerCreate, image: dict[str, Any] | None) -> Healthch
 
 
 def _merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
-    merged: dict[str, str] = {}
+    """The image's environment with the overrides; a bare KEY stays bare (the node leaves KEY unset), as Docker."""
+    merged: dict[str, str | None] = {}
     for item in [*image_env, *overrides]:
-        key, _, value = item.partition("=")
-        merged[key] = value
+        key, sep, value = item.partition("=")
+        merged[key] = value if sep else None
     merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    return [f"{k}={v}" for k, v in merged.items()]
+    return [k if v is None else f"{k}={v}" for k, v in merged.items()]

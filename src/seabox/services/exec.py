@@ -16,6 +16,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from seabox.errors import RuntimeFailure
 from seabox.model.exec import ExecConfig, ExecSession
 from seabox.model.tenant import Tenant
 from seabox.protocol.streams import ExecStream
@@ -28,6 +29,17 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 10.0  # seconds a running session stays this server's without a renewal
 RENEW_EVERY = 3.0
 RESIZE_CHANNEL = "seabox_exec_resize"
+
+
+def failed_start_exit_code(message: str) -> int:
+    """The exit code Docker gives an exec the runtime could not start, from the runtime's message:
+    126 when the command cannot be invoked, 127 when it is not there, 128 for anything else."""
+    text = message.lower()
+    if "permission denied" in text or "is a directory" in text:
+        return 126
+    if any(s in text for s in ("not a directory", "executable file not found", "no such file or directory")):
+        return 127
+    return 128
 
 
 class _Relay:
@@ -79,14 +91,20 @@ class ExecService:
         return session, proc
 
     async def finish(self, sid: str, proc: ExecStream) -> int:
-        """Wait for the process's exit code and record it."""
+        """Wait for the process's exit code and record it. If the runtime could not start the process,
+        Docker's code for that is recorded and RuntimeFailure raised with the runtime's message."""
+        failure: RuntimeFailure | None = None
         try:
             code = await proc.wait()
+        except RuntimeFailure as exc:
+            failure, code = exc, failed_start_exit_code(exc.message)
         finally:
             self._relays.pop(sid, None)
         if not self.sessions.finish(sid, self.server, code):
             log.warning("exec %s ended with %d after it was taken for lost (this server stalled past its lease)",
                         sid[:12], code)
+        if failure is not None:
+            raise failure
         return code
 
     def detach(self, sid: str, proc: ExecStream) -> None:
@@ -100,12 +118,14 @@ class ExecService:
     async def _drain(self, sid: str, proc: ExecStream) -> None:
         async for _ in proc:
             pass
-        await self.finish(sid, proc)
+        with contextlib.suppress(RuntimeFailure):  # no one to tell: its exit code is recorded
+            await self.finish(sid, proc)
 
     async def _stop(self, sid: str, proc: ExecStream) -> None:
         proc.close()
         await proc.kill()
-        await self.finish(sid, proc)
+        with contextlib.suppress(RuntimeFailure):
+            await self.finish(sid, proc)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

@@ -14,7 +14,7 @@ from aiohttp import web
 from seabox.api.auth import tenant_of
 from seabox.api.common import cloud, flag, integer, number
 from seabox.api.docker import translate
-from seabox.api.docker.hijack import Stream, client_gone
+from seabox.api.docker.hijack import DetachWatch, Stream, client_gone, feed_input, parse_detach_keys
 from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.api.docker.schema import ContainerCreateBody, docker_body
 from seabox.errors import Conflict, InvalidArgument, NotModified, SeaboxError
@@ -173,11 +173,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument(f"tail must be a number or 'all', got {tail_text!r}", field="tail")
     tail = None if tail_text in ("all", "") or int(tail_text) < 0 else int(tail_text)
     since = number(request, "since") or None
+    until = number(request, "until") or None
     timestamps = flag(request, "timestamps")
     c = svc.get(tenant_of(request), _ref(request))
     out = await Stream(request, multiplexed=not c.spec.tty).open()
     try:
-        entries = svc.logs(tenant_of(request), c.id, follow=flag(request, "follow"), tail=tail, since=since)
+        entries = svc.logs(tenant_of(request), c.id, follow=flag(request, "follow"), tail=tail, since=since,
+                           until=until)
         async for entry in entries:
             if entry.stream in streams:
                 data = (entry.timestamp + " ").encode() + entry.data if timestamps else entry.data
@@ -197,6 +199,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise Conflict(f"container {c.name} is {c.status.state}: cannot attach")
     streams = _wanted_streams(request)
     want_stdin = flag(request, "stdin") and c.spec.stdin_open
+    keys = parse_detach_keys(request.query.get("detachKeys", ""), "detachKeys")
+    # as Docker: the detach keys are read in a terminal's input only
+    watch = DetachWatch(keys) if c.spec.tty and want_stdin else None
     pending = svc.attach(tenant, c.id)
     out = await Stream(request, multiplexed=not c.spec.tty).open()
     try:
@@ -211,7 +216,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         if pending not in done:
             return await out.close()
         conn = pending.result()
-        await _pump(out, conn, streams, want_stdin)
+        await _pump(out, conn, streams, want_stdin, watch)
     except ConnectionResetError:
         pass
     finally:
@@ -222,23 +227,26 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return await out.close()
 
 
-async def _pump(out: Stream, conn: AttachStdio, streams: set[str], stdin: bool) -> None:
-    async def feed_stdin() -> None:
-        while data := await out.receive():
-            if stdin:
-                await conn.write(data)
-        if stdin:
-            conn.close_stdin()
+async def _pump(out: Stream, conn: AttachStdio, streams: set[str], stdin: bool, watch: DetachWatch | None) -> None:
+    """Relay until the container's output ends or the client types the detach keys (WATCH, on a terminal)."""
 
-    feeder = asyncio.ensure_future(feed_stdin())
-    try:
+    async def relay_output() -> None:
         async for stream, data in conn:
             if stream in streams:
                 await out.send(stream, data)
+
+    tasks = [asyncio.ensure_future(feed_input(out, conn.write if stdin else None, conn.close_stdin, watch)),
+             asyncio.ensure_future(relay_output())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if tasks[1] in done:
+            tasks[1].result()  # ConnectionResetError if the client left
     finally:
-        feeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await feeder
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 @routes.post("/containers/{id}/resize")

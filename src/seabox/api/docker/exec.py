@@ -13,10 +13,10 @@ from aiohttp import web
 from seabox.api.auth import tenant_of
 from seabox.api.common import cloud, integer
 from seabox.api.docker.containers import MAX_TERMINAL
-from seabox.api.docker.hijack import Stream
+from seabox.api.docker.hijack import DetachWatch, Stream, feed_input, parse_detach_keys
 from seabox.api.docker.routing import DockerRoutes
 from seabox.api.docker.schema import ExecCreateBody, ExecStartBody, docker_body
-from seabox.errors import InvalidArgument
+from seabox.errors import InvalidArgument, RuntimeFailure
 from seabox.model.exec import ExecConfig
 
 routes = DockerRoutes()
@@ -30,6 +30,8 @@ async def create(request: web.Request) -> web.Response:
         raise InvalidArgument("Cmd is required: no command to run", field="Cmd")
     if body.get("Privileged"):
         raise InvalidArgument("privileged exec is not supported by Seabox", field="Privileged")
+    detach_keys = str(body.get("DetachKeys") or "")
+    parse_detach_keys(detach_keys, "DetachKeys")
     config = ExecConfig(
         cmd=[str(x) for x in cmd],
         env=body.get("Env") or [],
@@ -39,6 +41,7 @@ async def create(request: web.Request) -> web.Response:
         stdin=bool(body.get("AttachStdin")),
         stdout=bool(body.get("AttachStdout", True)),
         stderr=bool(body.get("AttachStderr", True)),
+        detach_keys=detach_keys,
     )
     session = cloud(request).exec.create(tenant_of(request), request.match_info["id"], config)
     return web.json_response({"Id": session.id}, status=201)
@@ -51,7 +54,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     sid = request.match_info["id"]
     cfg = svc.get(tenant, sid).config  # a 404 before the body is looked at
     body = await docker_body(request, ExecStartBody)
-    tty = bool(body.get("Tty", cfg.tty))
+    tty = cfg.tty  # the process's terminal is the exec's, from create; the start body's Tty frames the output
+    multiplexed = not body.get("Tty", cfg.tty)
     detach = bool(body.get("Detach"))
     console = body.get("ConsoleSize")
     size = (int(console[0]), int(console[1])) if tty and console and len(console) == 2 and all(console) else None
@@ -60,36 +64,49 @@ async def start(request: web.Request) -> web.StreamResponse:
         svc.detach(session.id, proc)
         return web.json_response({}, status=200)
     try:
-        out = await Stream(request, multiplexed=not tty).open()
+        out = await Stream(request, multiplexed=multiplexed).open()
     except BaseException:
         svc.abandon(session.id, proc)
         raise
     streams = {s for s, on in (("stdout", cfg.stdout), ("stderr", cfg.stderr)) if on}
+    # as Docker, the detach keys are read in a terminal's input only
+    watch = DetachWatch(parse_detach_keys(cfg.detach_keys, "DetachKeys")) if tty and cfg.stdin else None
 
-    async def feed_stdin() -> None:
-        while data := await out.receive():
-            if cfg.stdin:
-                await proc.write_stdin(data)
-        if cfg.stdin:
-            proc.close_stdin()
-
-    feeder = asyncio.ensure_future(feed_stdin())
-    ended = False
-    try:
+    async def relay_output() -> None:
         async for stream, data in proc:
             if stream in streams or tty:
                 await out.send("stdout" if tty else stream, data)
-        ended = True
-    except ConnectionResetError:  # the client left: its process is stopped just below
+
+    feeder = asyncio.ensure_future(feed_input(out, proc.write_stdin if cfg.stdin else None, proc.close_stdin, watch))
+    relay = asyncio.ensure_future(relay_output())
+    ended = detached = False
+    try:
+        done, _ = await asyncio.wait({feeder, relay}, return_when=asyncio.FIRST_COMPLETED)
+        if relay in done:
+            relay.result()
+            ended = True
+        else:
+            detached = True
+    except ConnectionResetError:  # the client left
         pass
     finally:
-        feeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await feeder
-        if not ended:  # the client left (or the server stops): stop the process, stop holding its output
-            svc.abandon(session.id, proc)
+        for task in (feeder, relay):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if not ended:
+            # A client that leaves a terminal detaches from it, as in Docker (the docker CLI detaches so:
+            # it reads the detach keys itself and closes the connection); without one the process is stopped.
+            if detached or tty:
+                svc.detach(session.id, proc)
+            else:
+                svc.abandon(session.id, proc)
     if ended:
-        await svc.finish(session.id, proc)  # recorded before the client sees the stream end
+        try:
+            await svc.finish(session.id, proc)  # recorded before the client sees the stream end
+        except RuntimeFailure as exc:  # as Docker: the runtime's error on the stream, then its end
+            with contextlib.suppress(ConnectionResetError):
+                await out.send("stdout", f"OCI runtime exec failed: {exc.message}\r\n".encode())
     return await out.close()
 
 
@@ -104,7 +121,7 @@ async def inspect(request: web.Request) -> web.Response:
             "Running": s.state == "running",
             "ExitCode": s.exit_code,
             "CanRemove": False,
-            "DetachKeys": "",
+            "DetachKeys": parse_detach_keys(cfg.detach_keys, "DetachKeys").decode() if cfg.detach_keys else "",
             "OpenStdin": cfg.stdin,
             "OpenStdout": cfg.stdout,
             "OpenStderr": cfg.stderr,

@@ -4,13 +4,86 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from seabox.errors import Conflict, InvalidArgument
+
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
+
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
+_CTRL_KEYS = ["ctrl-" + c for c in "@abcdefghijklmnopqrstuvwxyz[\\]^_"]  # their codes are 0..31
+
+
+def parse_detach_keys(text: str, field: str) -> bytes:
+    """Docker's detach key sequence: comma-separated single characters, ctrl-@..ctrl-_ or DEL; '' is the default."""
+    if not text:
+        return DEFAULT_DETACH_KEYS
+    codes = bytearray()
+    for key in text.split(","):
+        if len(key) == 1 and key.isascii():
+            codes.append(ord(key))
+        elif key in _CTRL_KEYS:
+            codes.append(_CTRL_KEYS.index(key))
+        elif key == "DEL":
+            codes.append(127)
+        else:
+            raise InvalidArgument(f"invalid detach keys ({text}): unknown character {key!r}; use letters, "
+                                  "ctrl-a..ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_ or DEL, "
+                                  "separated by commas", field=field)
+    return bytes(codes)
+
+
+class DetachWatch:
+    """Finds the detach key sequence in a terminal's input, across chunks: the bytes before it go on, a
+    partial match is held back until the next byte tells whether it was the sequence."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self._held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """The input to pass on, and whether the sequence ended in DATA (what follows it is dropped)."""
+        text = self._held + data
+        found = text.find(self.keys)
+        if found >= 0:
+            self._held = b""
+            return text[:found], True
+        keep = next((n for n in range(min(len(self.keys) - 1, len(text)), 0, -1)
+                     if self.keys.startswith(text[-n:])), 0)
+        self._held = text[len(text) - keep:]
+        return text[:len(text) - keep], False
+
+
+async def feed_input(out: Stream, write: Callable[[bytes], Awaitable[None]] | None, close: Callable[[], None],
+                     watch: DetachWatch | None) -> None:
+    """Pass what the client sends to WRITE (None: dropped) and CLOSE it when the client ends its side.
+
+    Returns when the client detaches: it typed the detach keys, or (as Docker) ended a terminal's input
+    (WATCH is set for a terminal). Otherwise it never returns: the output goes on after the input.
+    """
+    writing = write is not None
+    while data := await out.receive():
+        detached = False
+        if watch is not None:
+            data, detached = watch.feed(data)
+        if write is not None and writing and data:
+            try:
+                await write(data)
+            except Conflict:  # the process closed its stdin: what the client sends goes nowhere
+                writing = False
+        if detached:
+            return
+    if watch is not None:
+        return
+    if writing:
+        close()
+    await asyncio.Event().wait()
 
 
 def frame(stream: str, data: bytes) -> bytes:

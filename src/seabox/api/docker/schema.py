@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from seabox.api.body import json_body
 
@@ -103,6 +103,8 @@ class ExecCreateBody(DockerBody):
     AttachStdin: bool | None = None
     AttachStdout: bool | None = None
     AttachStderr: bool | None = None
+    # Docker reads JSON keys without regard to case; docker-py sends this one as detachKeys
+    DetachKeys: str | None = Field(None, validation_alias=AliasChoices("DetachKeys", "detachKeys"))
 
 
 class ExecStartBody(DockerBody):

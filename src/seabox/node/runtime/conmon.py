@@ -112,6 +112,8 @@ def _argv(conmon: str, files: BundleFiles, options: ConmonOptions) -> list[str]:
         argv.append("--terminal")
     if options.stdin:
         argv.append("--stdin")
+        if options.tty:  # as Docker: a terminal's input outlives every attach (^D ends it, typed in)
+            argv.append("--leave-stdin-open")
     return argv
 
 

@@ -260,7 +260,9 @@ class OciRuntime:
         files = BundleFiles(Path(state["bundle"]))  # runsc's state names no rootfs
         process_user = resolve_user(files.rootfs, user) if user else None
         names = {entry.partition("=")[0] for entry in env}
-        exec_env = [*env, "TERM=xterm"] if tty and "TERM" not in names else list(env)
+        exec_env = [entry for entry in env if "=" in entry]  # a bare KEY sets nothing (as Docker)
+        if tty and "TERM" not in names:
+            exec_env.append("TERM=xterm")
         workdir = self.state_dir / "exec" / uuid.uuid4().hex
         pid_file, log_file = workdir / "pid", workdir / "runc.log"
         workdir.mkdir(parents=True)

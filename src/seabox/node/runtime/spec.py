@@ -177,9 +177,10 @@ def init_binary() -> Path:
 
 
 def process_env(env: list[str], tty: bool) -> list[str]:
-    """The environment as given, plus Docker's default PATH (and TERM for a terminal) when missing."""
+    """The environment as given, plus Docker's default PATH (and TERM for a terminal) when not named; a bare
+    KEY (no '=') names KEY without setting it, so it stays unset (as Docker)."""
     names = {entry.partition("=")[0] for entry in env}
-    result = list(env)
+    result = [entry for entry in env if "=" in entry]
     if "PATH" not in names:
         result.insert(0, DEFAULT_PATH)
     if tty and "TERM" not in names:
