@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,13 +132,22 @@ def test_sdk_put_and_get_archive(sdk: docker.DockerClient, image: str) -> None:
         c.put_archive("/etc/hostname", _tar(_file("x")))
 
 
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A host directory the tests' archives aim at (not under /tmp: gVisor mounts its own tmpfs there)."""
+    path = Path("/var/tmp") / unique("seabox-sentinel")
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
 @each_class
 def test_a_hostile_archive_writes_nothing_outside_the_container(sdk: docker.DockerClient, image: str,
-                                                                tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
+                                                                outside: Path) -> None:
     c = sdk.containers.run(image, ["sleep", "60"], detach=True)
-    c.exec_run(["mkdir", "/dest"])
+    c.exec_run(["mkdir", "-p", "/dest", str(outside)])
     # absolute names and absolute symlinks (in the archive) land inside the container's root
     hostile = _tar(_file(str(outside / "abs")), _symlink("esc", str(outside)), _file("esc/via-link"),
                    _symlink("up", "../../../../../../.."), _file("up" + str(outside / "via-up")))
@@ -148,7 +158,6 @@ def test_a_hostile_archive_writes_nothing_outside_the_container(sdk: docker.Dock
     assert c.exec_run(["cat", str(outside / "via-up")]).output == b"x"
     # a symlink already in the rootfs, absolute or relative, resolves inside it too
     c.exec_run(["ln", "-s", str(outside), "/abslink"])
-    c.exec_run(["mkdir", "-p", str(outside)])
     assert c.put_archive("/abslink", _tar(_file("from-rootfs-link")))
     assert list(outside.iterdir()) == []
     assert c.exec_run(["cat", str(outside / "from-rootfs-link")]).output == b"x"

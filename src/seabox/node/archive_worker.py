@@ -59,9 +59,15 @@ def _lstat(path: str) -> os.stat_result:
         raise Refused("invalid", f"{path}: a component of the path is not a directory") from None
 
 
+def _resolved(path: str) -> str:
+    """PATH with `..` folded; a trailing "/" or "/." asks for what a final symlink points at, as in Docker."""
+    clean = os.path.normpath(path)
+    return os.path.realpath(clean) if path.endswith(("/", "/.")) else clean
+
+
 def path_stat(path: str) -> dict[str, Any]:
     """Docker's ContainerPathStat of PATH (a symlink's own, with the path it resolves to)."""
-    clean = os.path.normpath(path)
+    clean = _resolved(path)
     st = _lstat(clean)
     target = ""
     if stat.S_ISLNK(st.st_mode):
@@ -82,7 +88,7 @@ def _to_container(base: int) -> Any:
 
 def write_tar(path: str, base: int) -> None:
     """PATH as Docker's archive GET sends it: rebased on its own name ("." for a trailing "/.")."""
-    clean = os.path.normpath(path)
+    clean = _resolved(path)
     _lstat(clean)
     name = "." if path.endswith("/.") else os.path.basename(clean) or "."
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
