@@ -9,10 +9,10 @@ Owners are shifted by the container's host id base (its user namespace) both way
 
 from __future__ import annotations
 
-import bz2  # noqa: F401  (compressed uploads: imported before the chroot hides the stdlib)
-import gzip  # noqa: F401
+import bz2
+import gzip
 import json
-import lzma  # noqa: F401
+import lzma
 import os
 import stat
 import sys
@@ -20,6 +20,7 @@ import tarfile
 from datetime import UTC, datetime
 from typing import Any
 
+DECOMPRESSORS = (bz2, gzip, lzma)  # for compressed uploads: loaded before the chroot hides the stdlib
 ID_RANGE = 65536  # seabox.model.runtime.ID_RANGE (this process imports nothing of seabox)
 OVERFLOW_ID = 65534  # what the kernel shows for an id outside a user namespace's map
 WHITEOUT = ".wh."
