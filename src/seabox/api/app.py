@@ -7,6 +7,7 @@ from aiohttp import web
 from seabox.api.auth import TENANT, auth_middleware
 from seabox.api.body import LIMITS
 from seabox.api.common import CLOUD
+from seabox.api.docker import archive as docker_archive
 from seabox.api.docker import containers as docker_containers
 from seabox.api.docker import exec as docker_exec
 from seabox.api.docker import images as docker_images
@@ -45,7 +46,8 @@ def create_app(cloud: Cloud) -> web.Application:
     for module in (containers, images, volumes, fips, security_groups, services, crons, functions, system, billing,
                    node_plane):
         app.router.add_routes(module.routes)
-    for docker in (docker_system, docker_lifecycle, docker_containers, docker_exec, docker_images, docker_volumes):
+    for docker in (docker_system, docker_lifecycle, docker_containers, docker_archive, docker_exec, docker_images,
+                   docker_volumes):
         docker.routes.add_to(app)
     add_fallback(app)
     app.on_response_prepare.append(docker_headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,23 +62,29 @@ async def read_capped(request: web.Request, cap: int, too_large: Callable[[], Pa
     return b"".join(chunks)
 
 
-async def spool_upload(request: web.Request, path: Path) -> None:
-    """Write an upload's body to PATH: at most max_upload_bytes, never stalling longer than body_timeout."""
+async def upload_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """An upload's body as it arrives: at most max_upload_bytes, never stalling longer than body_timeout."""
     cfg = limits(request)
     _check_length(request, cfg.max_upload_bytes, "max_upload_bytes")
     size = 0
+    while True:
+        try:
+            async with asyncio.timeout(cfg.body_timeout):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise _stalled(cfg, "stalled: no data") from None
+        if not chunk:
+            return
+        size += len(chunk)
+        if size > cfg.max_upload_bytes:
+            raise _too_large(cfg.max_upload_bytes, "max_upload_bytes")
+        yield chunk
+
+
+async def spool_upload(request: web.Request, path: Path) -> None:
+    """Write an upload's body to PATH (see upload_chunks)."""
     with open(path, "wb") as f:
-        while True:
-            try:
-                async with asyncio.timeout(cfg.body_timeout):
-                    chunk = await request.content.readany()
-            except TimeoutError:
-                raise _stalled(cfg, "stalled: no data") from None
-            if not chunk:
-                return
-            size += len(chunk)
-            if size > cfg.max_upload_bytes:
-                raise _too_large(cfg.max_upload_bytes, "max_upload_bytes")
+        async for chunk in upload_chunks(request):
             f.write(chunk)
 
 

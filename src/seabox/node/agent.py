@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -15,13 +15,15 @@ from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure, U
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
-from seabox.node import hostdirs, identity
+from seabox.node import archive, hostdirs, identity
 from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers, resolv_conf_text
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
+from seabox.node.mounts import is_mounted
 from seabox.node.network.manager import Exposure, NodeNetwork, Service
 from seabox.node.network.names import check_container_id
 from seabox.node.runtime.base import IdMap, Mount, RunSpec, Tmpfs, Ulimit
+from seabox.protocol.archive import Change, PathStat, UploadOptions
 from seabox.protocol.assignments import HostsEntry
 from seabox.protocol.images import ImageInfo
 from seabox.protocol.link import ExitCallback
@@ -317,6 +319,31 @@ class NodeAgent:
         bundle = self.bundle(cid)
         await asyncio.to_thread(unmount_overlay, bundle)
         await asyncio.to_thread(shutil.rmtree, bundle, True)
+
+    # files ---------------------------------------------------------------------------
+    async def _root(self, p: Placement) -> Path:
+        """The container's merged rootfs, mounted first if it is not (never started, or the node restarted)."""
+        merged = self.bundle(p.container.id) / "rootfs"
+        if not (merged.is_dir() and is_mounted(merged)):
+            await self.prepare(p)
+        return merged
+
+    async def path_stat(self, p: Placement, path: str) -> PathStat:
+        return await archive.path_stat(await self._root(p), path)
+
+    async def read_archive(self, p: Placement, path: str) -> AsyncIterator[bytes]:
+        return await archive.read_tar(await self._root(p), path, self.id_base(p) or 0)
+
+    async def write_archive(self, p: Placement, path: str, data: AsyncIterator[bytes], options: UploadOptions) -> None:
+        await archive.write_tar(await self._root(p), path, data, self.id_base(p) or 0, options)
+
+    async def export(self, p: Placement) -> AsyncIterator[bytes]:
+        return await archive.export_tar(await self._root(p), self.id_base(p) or 0)
+
+    async def changes(self, p: Placement) -> list[Change]:
+        await self._root(p)
+        upper = self.bundle(p.container.id) / "disk" / "upper"
+        return await asyncio.to_thread(archive.changes, upper, self.images.rootfs(p.container.spec.image_id))
 
     # streams and readings ------------------------------------------------------------
     def log_path(self, cid: str) -> Path:

@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from pydantic import TypeAdapter
 
 from seabox.errors import InvalidArgument, SeaboxError, Unauthorized
 from seabox.node.local_link import LocalLink
+from seabox.protocol.archive import UploadOptions
 from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.protocol.placement import placement_from
 from seabox.protocol.runtime import Stats
 from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
 from seabox.protocol.wire import LINK_PREFIX
@@ -242,6 +244,55 @@ async def _pump_tcp(ws: web.WebSocketResponse, conn: TcpStream) -> None:
     while data := await conn.read():
         await ws.send_bytes(data)
     await ws.send_json({"eof": True})
+
+
+@routes.post(LINK_PREFIX + "/files/stat")
+async def path_stat(request: web.Request) -> web.Response:
+    body = await _json(request)
+    found = await _link(request).path_stat(placement_from(body["placement"]), str(body["path"]))
+    return web.json_response(text=found.model_dump_json())
+
+
+async def _send_tar(request: web.Request, chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await response.prepare(request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@routes.post(LINK_PREFIX + "/files/archive")
+async def read_archive(request: web.Request) -> web.StreamResponse:
+    body = await _json(request)
+    return await _send_tar(request, await _link(request).read_archive(placement_from(body["placement"]), str(body["path"])))
+
+
+@routes.post(LINK_PREFIX + "/files/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    body = await _json(request)
+    return await _send_tar(request, await _link(request).export(placement_from(body["placement"])))
+
+
+@routes.post(LINK_PREFIX + "/files/changes")
+async def changes(request: web.Request) -> web.Response:
+    body = await _json(request)
+    found = await _link(request).changes(placement_from(body["placement"]))
+    return web.json_response([c.model_dump() for c in found])
+
+
+@routes.post(LINK_PREFIX + "/files/upload")
+async def upload(request: web.Request) -> web.Response:
+    """The body: one JSON line {"placement", "path", "options"}, then the tar."""
+    head = json.loads(await request.content.readuntil(b"\n"))
+
+    async def tar() -> AsyncIterator[bytes]:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            yield chunk
+
+    await _link(request).write_archive(placement_from(head["placement"]), str(head["path"]), tar(),
+                                       UploadOptions.model_validate(head["options"]))
+    return web.Response(status=204)
 
 
 @routes.post(LINK_PREFIX + "/images/pull")

@@ -11,9 +11,11 @@ from seabox.model.node import NodeCapacity
 from seabox.node.agent import NodeAgent
 from seabox.node.runtime.attach import AttachStream
 from seabox.node.runtime.logs import follow_log, read_log
+from seabox.protocol.archive import Change, PathStat, UploadOptions
 from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.protocol.link import NodeLink
 from seabox.protocol.logs import LogEntry
+from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import Stats
 from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
 
@@ -88,6 +90,22 @@ class LocalLink(NodeLink):
 
     async def top(self, cid: str) -> list[tuple[int, str]]:
         return await self.agent.top(cid)
+
+    # files ------------------------------------------------------------------------------------
+    async def path_stat(self, p: Placement, path: str) -> PathStat:
+        return await self.agent.path_stat(p, path)
+
+    async def read_archive(self, p: Placement, path: str) -> AsyncIterator[bytes]:
+        return await self.agent.read_archive(p, path)
+
+    async def write_archive(self, p: Placement, path: str, data: AsyncIterator[bytes], options: UploadOptions) -> None:
+        await self.agent.write_archive(p, path, data, options)
+
+    async def export(self, p: Placement) -> AsyncIterator[bytes]:
+        return await self.agent.export(p)
+
+    async def changes(self, p: Placement) -> list[Change]:
+        return await self.agent.changes(p)
 
     # images and volumes ---------------------------------------------------------------------
     async def pull(self, ref: str, progress: Callable[[PullProgress], None] | None) -> ImageInfo:

@@ -17,9 +17,11 @@ from pydantic import TypeAdapter
 
 from seabox.errors import Conflict, UpstreamError
 from seabox.model.node import NodeCapacity
+from seabox.protocol.archive import Change, PathStat, UploadOptions
 from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.protocol.link import NodeLink
 from seabox.protocol.logs import LogEntry
+from seabox.protocol.placement import Placement, placement_json
 from seabox.protocol.runtime import Stats
 from seabox.protocol.wire import LINK_PREFIX, WireError
 from seabox.protocol.wire_errors import error_from
@@ -29,6 +31,7 @@ _INFO = TypeAdapter(ImageInfo)
 _INFOS = TypeAdapter(list[ImageInfo])
 _STATS = TypeAdapter(Stats)
 _PROGRESS = TypeAdapter(PullProgress)
+_CHANGES = TypeAdapter(list[Change])
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=60)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
@@ -161,6 +164,54 @@ class HttpNodeLink(NodeLink):
 
     async def top(self, cid: str) -> list[tuple[int, str]]:
         return [(int(pid), str(cmd)) for pid, cmd in json.loads(await self._call("GET", f"/containers/{cid}/top"))]
+
+    async def path_stat(self, p: Placement, path: str) -> PathStat:
+        body = {"placement": placement_json(p), "path": path}
+        return PathStat.model_validate_json(await self._call("POST", "/files/stat", json=body))
+
+    async def _tar(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        try:
+            r = await self._client().post(self.base + path, json=body, timeout=STREAM_TIMEOUT)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"node {self.name} cannot be reached: {exc}") from None
+        try:
+            await _checked(r)
+        except BaseException:
+            r.release()
+            raise
+        return self._chunks(r)
+
+    async def _chunks(self, r: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in r.content.iter_chunked(1 << 20):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"node {self.name}: a tar stream broke off: {exc}") from None
+        finally:
+            r.release()
+
+    async def read_archive(self, p: Placement, path: str) -> AsyncIterator[bytes]:
+        return await self._tar("/files/archive", {"placement": placement_json(p), "path": path})
+
+    async def write_archive(self, p: Placement, path: str, data: AsyncIterator[bytes], options: UploadOptions) -> None:
+        head = {"placement": placement_json(p), "path": path, "options": options.model_dump(mode="json")}
+
+        async def body() -> AsyncIterator[bytes]:
+            yield json.dumps(head).encode() + b"\n"
+            async for chunk in data:
+                yield chunk
+
+        try:
+            async with self._client().post(self.base + "/files/upload", data=body(), timeout=STREAM_TIMEOUT) as r:
+                await _checked(r)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"node {self.name}: upload: {exc}") from None
+
+    async def export(self, p: Placement) -> AsyncIterator[bytes]:
+        return await self._tar("/files/export", {"placement": placement_json(p)})
+
+    async def changes(self, p: Placement) -> list[Change]:
+        return _CHANGES.validate_json(await self._call("POST", "/files/changes", json={"placement": placement_json(p)}))
 
     async def pull(self, ref: str, progress: Callable[[PullProgress], None] | None) -> ImageInfo:
         try:

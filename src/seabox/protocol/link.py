@@ -14,9 +14,11 @@ from datetime import datetime
 from pathlib import Path
 
 from seabox.model.node import NodeCapacity
+from seabox.protocol.archive import Change, PathStat, UploadOptions
 from seabox.protocol.assignments import AssignmentBatch, ContainerReport
 from seabox.protocol.images import ImageInfo, PullProgress
 from seabox.protocol.logs import LogEntry
+from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
 
@@ -103,6 +105,27 @@ class NodeLink(ABC):
     @abstractmethod
     async def top(self, cid: str) -> list[tuple[int, str]]:
         """The container's processes: (pid, command line)."""
+
+    # files ------------------------------------------------------------------------------------
+    @abstractmethod
+    async def path_stat(self, p: Placement, path: str) -> PathStat:
+        """The stat of PATH in the container's rootfs (NotFound if it has none)."""
+
+    @abstractmethod
+    async def read_archive(self, p: Placement, path: str) -> AsyncIterator[bytes]:
+        """PATH of the container's rootfs as a tar, running or not (Docker's archive GET)."""
+
+    @abstractmethod
+    async def write_archive(self, p: Placement, path: str, data: AsyncIterator[bytes], options: UploadOptions) -> None:
+        """Unpack the tar DATA into directory PATH of the container's rootfs, confined to it."""
+
+    @abstractmethod
+    async def export(self, p: Placement) -> AsyncIterator[bytes]:
+        """The container's whole rootfs as a tar."""
+
+    @abstractmethod
+    async def changes(self, p: Placement) -> list[Change]:
+        """What the container changed against its image."""
 
     # images and volumes ---------------------------------------------------------------------
     @abstractmethod

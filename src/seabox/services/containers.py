@@ -29,6 +29,8 @@ from seabox.model.ports import PortMapping, check_ports, with_exposed
 from seabox.model.quota import Quota
 from seabox.model.sizes import get_size
 from seabox.model.reference import parse_reference
+from seabox.protocol.link import NodeLink
+from seabox.protocol.placement import Placement
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.assignments import ContainerReport
 from seabox.protocol.runtime import Stats
@@ -498,6 +500,14 @@ class ContainerService:
     async def top(self, tenant: Tenant, ref: str) -> list[tuple[int, str]]:
         c = self.get_running(tenant, ref, paused=True)
         return await self.links.get(c.status.node).top(c.id)
+
+    # files -----------------------------------------------------------------------------------
+    def files(self, tenant: Tenant, ref: str) -> tuple[Container, NodeLink, Placement]:
+        """The container, the node that holds its rootfs, and what that node needs to mount it."""
+        c = self.get(tenant, ref)
+        if not c.status.node:
+            raise Conflict(f"container {c.name} is not placed on a node yet")
+        return c, self.links.get(c.status.node), Placement(c, tenant.id, tenant.index)
 
     async def _gone(self, c: Container, events: list[ContainerEvent]) -> None:
         """Delete the record with the events of its end; its image goes too if nothing else needs it."""

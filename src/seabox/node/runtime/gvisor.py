@@ -35,8 +35,11 @@ class GvisorRuntime(OciRuntime):
         def enter(cid: str) -> list[str]:
             return [NSENTER, f"--net={netns_path(cid)}"]
 
+        # the root mount is shared with the node (docker cp writes and reads it from the host), so the
+        # Sentry revalidates what it caches instead of assuming it alone changes the rootfs
         runtime = Runc(
-            runsc, state_dir / "runsc", extra_args=("--network=host",), enter=enter, terminal_by_process_file=True
+            runsc, state_dir / "runsc", extra_args=("--network=host", "--file-access=shared"), enter=enter,
+            terminal_by_process_file=True,
         )
         super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
 
