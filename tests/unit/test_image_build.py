@@ -38,6 +38,8 @@ def test_commit_body_sets_fields_and_refuses_unknown_ones() -> None:
     out = apply_body(ImageConfig(cmd=["sh"]), {"Cmd": ["true"], "Env": ["A=b"], "Tty": False, "Hostname": "",
                                                 "ExposedPorts": {"8080/tcp": {}}})
     assert out.cmd == ["true"] and out.env == ["A=b"] and out.exposed_ports == ["8080/tcp"]
+    merged = apply_body(ImageConfig(env=["A=a", "P=/bin"], labels={"x": "1"}), {"Env": ["A=b"], "Labels": {"y": "2"}})
+    assert merged.env == ["A=b", "P=/bin"] and merged.labels == {"x": "1", "y": "2"}
     with pytest.raises(InvalidArgument) as err:
         apply_body(ImageConfig(), {"Memory": 5})
     assert err.value.field == "Memory"

@@ -96,7 +96,8 @@ def apply_changes(config: ImageConfig, changes: list[str]) -> ImageConfig:
 
 
 def apply_body(config: ImageConfig, body: dict[str, Any]) -> ImageConfig:
-    """CONFIG with the commit body's Config fields that are set replacing its own (as `docker commit` does)."""
+    """CONFIG with the commit body's Config fields that are set replacing its own, as `docker commit` does: Env,
+    Labels, ExposedPorts and Volumes are merged (the body's entries first), the others replaced."""
     out = replace(config)
     for key, value in body.items():
         if key in _CONTAINER_ONLY or value in (None, "", [], {}, False, 0):
@@ -108,15 +109,18 @@ def apply_body(config: ImageConfig, body: dict[str, Any]) -> ImageConfig:
         if key in ("ExposedPorts", "Volumes"):
             if not isinstance(value, dict):
                 raise InvalidArgument(f"commit config {key} must be an object", field=key)
-            value = sorted(_port(p) for p in value) if key == "ExposedPorts" else sorted(value)
+            value = sorted({*getattr(out, name), *(_port(p) if key == "ExposedPorts" else p for p in value)})
         elif key in ("Cmd", "Entrypoint", "Env"):
             if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
                 raise InvalidArgument(f"commit config {key} must be a list of strings", field=key)
         elif key == "Labels":
             if not isinstance(value, dict):
                 raise InvalidArgument("commit config Labels must be an object", field=key)
-            value = {str(k): str(v) for k, v in value.items()}
+            value = {**out.labels, **{str(k): str(v) for k, v in value.items()}}
         elif not isinstance(value, str):
             raise InvalidArgument(f"commit config {key} must be a string", field=key)
+        if key == "Env":
+            given = {e.partition("=")[0] for e in value}
+            value = [*value, *(e for e in out.env if e.partition("=")[0] not in given)]
         setattr(out, name, value)
     return out
