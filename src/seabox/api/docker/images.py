@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
-from seabox.api.body import json_body, spool_upload
+from seabox.api.body import limits, parse_json, read_body, spool_upload
 from seabox.api.common import cloud, flag, import_uploaded_archive
 from seabox.api.docker.image_changes import apply_body, apply_changes
 from seabox.api.docker.routing import DockerRoutes, query_filters
@@ -228,10 +228,11 @@ async def commit(request: web.Request) -> web.Response:
     container = c.containers.get(tenant, ref)
     if container.status.node is None:
         raise InvalidArgument(f"container {ref} has not been placed on a node yet: start it first", field="container")
-    body = await json_body(request) if request.can_read_body else None
-    if body is not None and not isinstance(body, dict):
+    raw = await read_body(request)
+    body = {} if raw.strip() in (b"", b"null") else parse_json(raw, limits(request).max_json_depth)
+    if not isinstance(body, dict):
         raise InvalidArgument("the commit body must be a container config object", field="body")
-    config = apply_body(await c.images.base_config(tenant, container), body or {})
+    config = apply_body(await c.images.base_config(tenant, container), body)
     config = apply_changes(config, request.query.getall("changes", []))
     spec = NewImage(config, comment=request.query.get("comment", ""), author=request.query.get("author", ""),
                     created_by=f"commit of {container.name}")
