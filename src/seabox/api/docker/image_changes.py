@@ -69,8 +69,8 @@ def apply_changes(config: ImageConfig, changes: list[str]) -> ImageConfig:
         instruction, _, value = line.strip().partition(" ")
         instruction, value = instruction.upper(), value.strip()
         if instruction not in CHANGE_INSTRUCTIONS:
-            raise InvalidArgument(f"change {line!r}: only {', '.join(CHANGE_INSTRUCTIONS)} can be changed on commit "
-                                  "or import", field="changes")
+            raise InvalidArgument(f"changes: {line!r} is refused: only {', '.join(CHANGE_INSTRUCTIONS)} can be "
+                                  "changed on commit or import", field="changes")
         if not value:
             raise InvalidArgument(f"change {instruction} needs an argument", field="changes")
         if instruction == "CMD":
