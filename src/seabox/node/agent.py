@@ -101,6 +101,13 @@ class NodeAgent:
     def bundle(self, cid: str) -> Path:
         return self.root / "containers" / cid
 
+    def upper_dir(self, cid: str) -> Path:
+        """The container's filesystem changes (its overlay upper dir); NotFound if this node holds none."""
+        upper = self.bundle(cid) / "disk" / "upper"
+        if not upper.is_dir():
+            raise NotFound(f"container {cid[:12]} has no filesystem on node {self.name}")
+        return upper
+
     def hosts_file(self, tenant_index: int) -> Path:
         return self.root / "tenants" / str(tenant_index) / "hosts"
 

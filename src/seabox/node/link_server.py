@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 from seabox.errors import InvalidArgument, SeaboxError, Unauthorized
 from seabox.node.local_link import LocalLink
 from seabox.protocol.archive import UploadOptions
-from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.protocol.images import HistoryEntry, ImageConfig, ImageInfo, NewImage, PullProgress
 from seabox.protocol.placement import placement_from
 from seabox.protocol.runtime import Stats
 from seabox.protocol.streams import AttachStdio, ExecStream, TcpStream
@@ -39,6 +39,7 @@ MAX_CONTROL = 1 << 16
 _INFO = TypeAdapter(ImageInfo)
 _INFOS = TypeAdapter(list[ImageInfo])
 _STATS = TypeAdapter(Stats)
+_HISTORY = TypeAdapter(list[HistoryEntry])
 _PROGRESS = TypeAdapter(PullProgress)
 LINK = web.AppKey("link", LocalLink)
 SECRET = web.AppKey("secret", str)
@@ -331,6 +332,50 @@ async def import_(request: web.Request) -> web.Response:
         spool.flush()
         infos = await link.import_archive(Path(spool.name))
     return web.json_response(text=_INFOS.dump_json(infos).decode())
+
+
+def _new_image(data: dict[str, Any]) -> NewImage:
+    return NewImage(**{**data, "config": ImageConfig(**data["config"])})
+
+
+@routes.post(LINK_PREFIX + "/images/import-rootfs")
+async def import_rootfs(request: web.Request) -> web.Response:
+    link = _link(request)
+    spec = _new_image(json.loads(request.query["spec"]))
+    with tempfile.NamedTemporaryFile(dir=link.agent.root / "images", prefix="upload-", suffix=".tar") as spool:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            spool.write(chunk)
+        spool.flush()
+        info = await link.import_rootfs(Path(spool.name), spec)
+    return web.json_response(text=_INFO.dump_json(info).decode())
+
+
+@routes.post(LINK_PREFIX + "/containers/{cid}/commit")
+async def commit(request: web.Request) -> web.Response:
+    body = await _json(request)
+    info = await _link(request).commit(request.match_info["cid"], str(body["image_id"]), _new_image(body["spec"]))
+    return web.json_response(text=_INFO.dump_json(info).decode())
+
+
+@routes.get(LINK_PREFIX + "/images/{id}/history")
+async def history(request: web.Request) -> web.Response:
+    return web.json_response(text=_HISTORY.dump_json(await _link(request).history(request.match_info["id"])).decode())
+
+
+@routes.post(LINK_PREFIX + "/images/save")
+async def save(request: web.Request) -> web.StreamResponse:
+    link = _link(request)
+    images = [(str(i), [str(n) for n in names]) for i, names in (await _json(request))["images"]]
+    with tempfile.TemporaryDirectory(dir=link.agent.root / "images") as tmp:
+        out = Path(tmp) / "save.tar"
+        await link.save(images, out)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await response.prepare(request)
+        with out.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                await response.write(chunk)
+        await response.write_eof()
+    return response
 
 
 @routes.get(LINK_PREFIX + "/images/{id}")

@@ -12,7 +12,7 @@ from seabox.node.agent import NodeAgent
 from seabox.node.runtime.attach import AttachStream
 from seabox.node.runtime.logs import follow_log, read_log
 from seabox.protocol.archive import Change, PathStat, UploadOptions
-from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.protocol.images import HistoryEntry, ImageInfo, NewImage, PullProgress
 from seabox.protocol.link import NodeLink
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.placement import Placement
@@ -113,6 +113,18 @@ class LocalLink(NodeLink):
 
     async def import_archive(self, path: Path) -> list[ImageInfo]:
         return await self.agent.images.import_archive(path)
+
+    async def import_rootfs(self, path: Path, spec: NewImage) -> ImageInfo:
+        return await self.agent.images.import_rootfs(path, spec)
+
+    async def commit(self, cid: str, image_id: str, spec: NewImage) -> ImageInfo:
+        return await self.agent.images.commit(image_id, self.agent.upper_dir(cid), spec)
+
+    async def history(self, image_id: str) -> list[HistoryEntry]:
+        return self.agent.images.history(image_id)
+
+    async def save(self, images: list[tuple[str, list[str]]], out: Path) -> None:
+        await self.agent.images.save(images, out)
 
     async def image(self, image_id: str) -> ImageInfo:
         return self.agent.images.get(image_id)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal as signals
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from pydantic import TypeAdapter
 from seabox.errors import Conflict, UpstreamError
 from seabox.model.node import NodeCapacity
 from seabox.protocol.archive import Change, PathStat, UploadOptions
-from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.protocol.images import HistoryEntry, ImageInfo, NewImage, PullProgress
 from seabox.protocol.link import NodeLink
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.placement import Placement, placement_json
@@ -30,6 +31,7 @@ STREAMS = {1: "stdout", 2: "stderr"}
 _INFO = TypeAdapter(ImageInfo)
 _INFOS = TypeAdapter(list[ImageInfo])
 _STATS = TypeAdapter(Stats)
+_HISTORY = TypeAdapter(list[HistoryEntry])
 _PROGRESS = TypeAdapter(PullProgress)
 _CHANGES = TypeAdapter(list[Change])
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -238,6 +240,34 @@ class HttpNodeLink(NodeLink):
                     return _INFOS.validate_json(await r.read())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise UpstreamError(f"node {self.name}: import: {exc}") from None
+
+    async def import_rootfs(self, path: Path, spec: NewImage) -> ImageInfo:
+        with path.open("rb") as f:
+            try:
+                async with self._client().post(self.base + "/images/import-rootfs", data=f, timeout=STREAM_TIMEOUT,
+                                               params={"spec": json.dumps(asdict(spec))}) as r:
+                    await _checked(r)
+                    return _INFO.validate_json(await r.read())
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamError(f"node {self.name}: import: {exc}") from None
+
+    async def commit(self, cid: str, image_id: str, spec: NewImage) -> ImageInfo:
+        body = {"image_id": image_id, "spec": asdict(spec)}
+        return _INFO.validate_json(await self._call("POST", f"/containers/{cid}/commit", json=body))
+
+    async def history(self, image_id: str) -> list[HistoryEntry]:
+        return _HISTORY.validate_json(await self._call("GET", f"/images/{image_id}/history"))
+
+    async def save(self, images: list[tuple[str, list[str]]], out: Path) -> None:
+        try:
+            async with self._client().post(self.base + "/images/save", json={"images": images},
+                                           timeout=STREAM_TIMEOUT) as r:
+                await _checked(r)
+                with out.open("wb") as f:
+                    async for chunk in r.content.iter_chunked(1 << 20):
+                        f.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"node {self.name}: save: {exc}") from None
 
     async def image(self, image_id: str) -> ImageInfo:
         return _INFO.validate_json(await self._call("GET", f"/images/{image_id}"))

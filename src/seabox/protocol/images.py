@@ -1,4 +1,4 @@
-"""What a node reports about its images: pull progress, and each stored image's metadata and config."""
+"""What a node reports about its images: pull progress, each stored image's metadata, config and history."""
 
 from __future__ import annotations
 
@@ -52,6 +52,35 @@ class ImageConfig:
             stop_signal=config.get("StopSignal") or "",
             healthcheck=config["Healthcheck"] if isinstance(config.get("Healthcheck"), dict) else None,
         )
+
+    def to_oci(self) -> dict[str, Any]:
+        """The `config` object of an OCI image config blob holding these values."""
+        out: dict[str, Any] = {"Env": self.env, "Cmd": self.cmd, "Entrypoint": self.entrypoint,
+                               "WorkingDir": self.working_dir, "User": self.user, "Labels": self.labels,
+                               "ExposedPorts": {p: {} for p in self.exposed_ports},
+                               "Volumes": {v: {} for v in self.volumes}, "StopSignal": self.stop_signal}
+        return {k: v for k, v in out.items() if v not in (None, "", {}, [])}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One step of an image's history, newest first: the layer it made (if any) and how."""
+
+    created: datetime | None
+    created_by: str
+    comment: str
+    size: int  # bytes of the layer's blob; 0 for a step that made no layer
+    empty_layer: bool
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """The config and history words of an image the node builds (an import or a commit)."""
+
+    config: ImageConfig
+    comment: str = ""
+    author: str = ""
+    created_by: str = ""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from seabox.model.node import NodeCapacity
 from seabox.protocol.archive import Change, PathStat, UploadOptions
 from seabox.protocol.assignments import AssignmentBatch, ContainerReport
-from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.protocol.images import HistoryEntry, ImageInfo, NewImage, PullProgress
 from seabox.protocol.logs import LogEntry
 from seabox.protocol.placement import Placement
 from seabox.protocol.runtime import ExitStatus, Stats
@@ -135,6 +135,22 @@ class NodeLink(ABC):
     @abstractmethod
     async def import_archive(self, path: Path) -> list[ImageInfo]:
         """Import the images of an archive (docker save or OCI layout tar) into the node's image store."""
+
+    @abstractmethod
+    async def import_rootfs(self, path: Path, spec: NewImage) -> ImageInfo:
+        """A new one-layer image from the filesystem tarball at PATH (docker import)."""
+
+    @abstractmethod
+    async def commit(self, cid: str, image_id: str, spec: NewImage) -> ImageInfo:
+        """A new image: IMAGE_ID (the container's) with the container's filesystem changes as its top layer."""
+
+    @abstractmethod
+    async def history(self, image_id: str) -> list[HistoryEntry]:
+        """The stored image's history, newest first."""
+
+    @abstractmethod
+    async def save(self, images: list[tuple[str, list[str]]], out: Path) -> None:
+        """Write a docker-archive of the (image id, names) pairs to the local file OUT."""
 
     @abstractmethod
     async def image(self, image_id: str) -> ImageInfo:

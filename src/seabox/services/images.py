@@ -1,4 +1,4 @@
-"""A tenant's images: pull, import, tag, list, inspect and remove, over the node's shared image store.
+"""A tenant's images: pull, import, commit, tag, list, inspect, history, save, prune and remove, over the node's shared image store.
 
 The node stores each image once (layers and unpacked rootfs shared); which names a tenant sees comes
 only from that tenant's rows in the store's image table, never from the node's own tag index.
@@ -17,7 +17,8 @@ from seabox.errors import Conflict, InvalidArgument, NotFound, QuotaExceeded
 from seabox.model.image import Image
 from seabox.model.tenant import Tenant
 from seabox.model.reference import parse_reference
-from seabox.protocol.images import ImageInfo, PullProgress
+from seabox.model.container import Container
+from seabox.protocol.images import HistoryEntry, ImageConfig, ImageInfo, NewImage, PullProgress
 from seabox.services.links import NodeLinks
 from seabox.services.events import EventBus
 from seabox.store.quotas import QuotaStore
@@ -186,6 +187,90 @@ class ImageService:
         for info in infos:
             await self.bus.emit(tenant.id, "image", "import", info.id, ",".join(info.repo_tags))
         return [await self.inspect(tenant, info.id) for info in infos]
+
+    async def import_rootfs(self, tenant: Tenant, path: Path, spec: NewImage, name: str | None) -> Image:
+        """A new image from a filesystem tarball (`docker import`), named NAME for the tenant (or untagged)."""
+        key = self._tag_key(name) if name else None
+        async with self._bringing_in():
+            info = await self.links.default.import_rootfs(path, spec)
+            replaced = self._name_new(tenant, info, key)
+        await self._release(replaced)
+        await self.bus.emit(tenant.id, "image", "import", info.id, key or "")
+        return await self.inspect(tenant, info.id)
+
+    async def commit(self, tenant: Tenant, container: Container, spec: NewImage, name: str | None) -> Image:
+        """A new image of the container's image with its filesystem changes on top (`docker commit`)."""
+        key = self._tag_key(name) if name else None
+        async with self._bringing_in():
+            info = await self.links.get(container.status.node).commit(container.id, container.spec.image_id, spec)
+            replaced = self._name_new(tenant, info, key)
+        await self._release(replaced)
+        await self.bus.emit(tenant.id, "image", "commit", info.id, key or "")
+        return await self.inspect(tenant, info.id)
+
+    async def base_config(self, tenant: Tenant, container: Container) -> ImageConfig:
+        """What `docker commit` starts from: the container's image config with the container's own settings."""
+        config = (await self.links.image(container.spec.image_id))[1].config
+        spec = container.spec
+        config.env, config.cmd, config.entrypoint = list(spec.env), spec.cmd, spec.entrypoint
+        config.working_dir, config.user, config.labels = spec.workdir, spec.user, dict(spec.labels)
+        config.stop_signal = spec.stop_signal if spec.stop_signal != "SIGTERM" else config.stop_signal
+        return config
+
+    def _tag_key(self, name: str) -> str:
+        parsed = parse_reference(name)
+        if parsed.digest:
+            raise InvalidArgument(f"cannot name a new image with a digest reference {name!r}: give a tag", field="repo")
+        return parsed.name
+
+    def _name_new(self, tenant: Tenant, info: ImageInfo, key: str | None) -> str | None:
+        """Give the tenant the image a node just made, by KEY or untagged; the image goes if the quota refuses."""
+        try:
+            if key is not None:
+                return self._add_name(tenant, key, info.id)
+            if info.id not in self._images(tenant):
+                self.store.add_image_ref(tenant.id, info.id, info.id, quota=self.quota)
+            return None
+        except QuotaExceeded:
+            self._deferred.add(info.id)
+            raise
+
+    async def history(self, tenant: Tenant, ref: str) -> tuple[Image, list[HistoryEntry]]:
+        img, _ = self._match(tenant, ref)
+        link, info = await self.links.image(img.id)
+        return to_model(info, img), await link.history(img.id)
+
+    async def save(self, tenant: Tenant, refs: list[str], out: Path) -> None:
+        """Write a docker-archive of the tenant's images REFS to OUT, each carrying the tenant's name given
+        (all its tags when named by id), never another tenant's names."""
+        chosen: dict[str, list[str]] = {}
+        for ref in refs:
+            img, name = self._match(tenant, ref)
+            names = chosen.setdefault(img.id, [])
+            for tag in ([name] if name and "@" not in name else sorted(img.tags)):
+                if tag not in names:
+                    names.append(tag)
+        if not chosen:
+            raise InvalidArgument("name at least one image to save", field="names")
+        node = {(await self.links.image(i))[0].name for i in chosen}
+        if len(node) > 1:
+            raise Conflict("the images to save are on different nodes: save them one at a time")
+        await self.links.get(node.pop()).save(list(chosen.items()), out)
+
+    async def prune(self, tenant: Tenant, keep: Callable[[Image], bool], dangling_only: bool) -> list[Image]:
+        """Remove the tenant's images no container of its uses, that are dangling (no name) if DANGLING_ONLY,
+        and that KEEP does not keep; the images removed."""
+        used = {c.spec.image_id for c in self.store.list_containers(tenant.id)}
+        removed = []
+        for image in await self.list(tenant):
+            dangling = not image.repo_tags and not image.repo_digests
+            if image.id in used or (dangling_only and not dangling) or keep(image):
+                continue
+            self.store.remove_image_refs(tenant.id, self._images(tenant)[image.id].names)
+            await self.bus.emit(tenant.id, "image", "delete", image.id, image.id)
+            await self._release(image.id)
+            removed.append(image)
+        return removed
 
     async def tag(self, tenant: Tenant, source: str, target: str) -> Image:
         """Give the tenant's image SOURCE the extra name TARGET (a tag, not a digest)."""

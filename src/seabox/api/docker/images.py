@@ -1,21 +1,27 @@
-"""Docker image endpoints: list, pull (with Docker's progress stream), inspect, tag, remove, load."""
+"""Docker image endpoints: list, pull (with Docker's progress stream), import, commit, inspect, history, tag, save, load, prune, remove."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from seabox.api.auth import tenant_of
+from seabox.api.body import limits, parse_json, read_body, spool_upload
 from seabox.api.common import cloud, flag, import_uploaded_archive
-from seabox.api.docker.routing import DockerRoutes
+from seabox.api.docker.image_changes import apply_body, apply_changes
+from seabox.api.docker.routing import DockerRoutes, query_filters
 from seabox.api.docker.translate import rfc3339
 from seabox.errors import InvalidArgument, NotImplementedYet, SeaboxError
 from seabox.model.image import Image
 from seabox.model.reference import ImageRef, parse_reference
-from seabox.protocol.images import PullProgress
+from seabox.protocol.images import ImageConfig, NewImage, PullProgress
 
 routes = DockerRoutes()
 
@@ -69,7 +75,7 @@ def _progress_lines(p: PullProgress, ref: ImageRef, layers: list[str]) -> list[d
 async def pull(request: web.Request) -> web.StreamResponse:
     """`docker pull` / the CLI's pull-on-404: a JSON stream of progress, errors as errorDetail lines."""
     if request.query.get("fromSrc"):
-        raise NotImplementedYet("importing a root filesystem (docker import) is not supported: use docker load")
+        return await _import_rootfs(request)
     name = request.query.get("fromImage")
     if not name:
         raise InvalidArgument("fromImage is required", field="fromImage")
@@ -177,3 +183,160 @@ async def load(request: web.Request) -> web.StreamResponse:
             await response.write(json.dumps({"stream": f"{word}: {name}\n"}).encode() + b"\r\n")
     await response.write_eof()
     return response
+
+
+def _new_name(request: web.Request) -> str | None:
+    repo = request.query.get("repo")
+    if not repo:
+        if request.query.get("tag"):
+            raise InvalidArgument("tag needs repo", field="tag")
+        return None
+    return f"{repo}:{request.query['tag']}" if request.query.get("tag") else repo
+
+
+async def _import_rootfs(request: web.Request) -> web.Response:
+    """`docker import FILE|- [REPO[:TAG]]`: the request body is the filesystem tarball."""
+    if request.query["fromSrc"] != "-":
+        raise InvalidArgument("fromSrc must be '-' (the tarball in the request body): Seabox fetches no URL; "
+                              "download it and give the file", field="fromSrc")
+    if request.query.get("platform") not in (None, "", "linux", "linux/amd64"):
+        raise InvalidArgument("platform: Seabox imports linux/amd64 images only", field="platform")
+    config = apply_changes(ImageConfig(), request.query.getall("changes", []))
+    spec = NewImage(config, comment=request.query.get("message", ""), created_by="Imported from -")
+    name = _new_name(request)
+    c = cloud(request)
+    tmp_root = c.cfg.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        path = Path(tmp) / "rootfs.tar"
+        await spool_upload(request, path)
+        image = await c.images.import_rootfs(tenant_of(request), path, spec, name)
+    return web.json_response({"status": image.id})
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    """`docker commit CONTAINER [REPO[:TAG]]`: the container's filesystem changes as a new image's top layer.
+
+    pause is accepted and not acted on: the changes are read as they are at the time of the call."""
+    ref = request.query.get("container")
+    if not ref:
+        raise InvalidArgument("container is required", field="container")
+    flag(request, "pause", True)
+    c = cloud(request)
+    tenant = tenant_of(request)
+    container = c.containers.get(tenant, ref)
+    if container.status.node is None:
+        raise InvalidArgument(f"container {ref} has not been placed on a node yet: start it first", field="container")
+    raw = await read_body(request)
+    body = {} if raw.strip() in (b"", b"null") else parse_json(raw, limits(request).max_json_depth)
+    if not isinstance(body, dict):
+        raise InvalidArgument("the commit body must be a container config object", field="body")
+    config = apply_body(await c.images.base_config(tenant, container), body)
+    config = apply_changes(config, request.query.getall("changes", []))
+    spec = NewImage(config, comment=request.query.get("comment", ""), author=request.query.get("author", ""),
+                    created_by=f"commit of {container.name}")
+    image = await c.images.commit(tenant, container, spec, _new_name(request))
+    return web.json_response({"Id": image.id}, status=201)
+
+
+@routes.get(r"/images/{name:.+}/history")
+async def history(request: web.Request) -> web.Response:
+    image, steps = await cloud(request).images.history(tenant_of(request), request.match_info["name"])
+    out = []
+    for i, step in enumerate(steps):
+        out.append({
+            "Id": image.id if i == 0 else "<missing>",
+            "Created": int(step.created.timestamp()) if step.created else 0,
+            "CreatedBy": step.created_by,
+            "Tags": [familiar(t) for t in image.repo_tags] if i == 0 else None,
+            "Size": step.size,
+            "Comment": step.comment,
+        })
+    return web.json_response(out)
+
+
+async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
+    c = cloud(request)
+    tmp_root = c.cfg.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        out = Path(tmp) / "save.tar"
+        await c.images.save(tenant_of(request), names, out)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await response.prepare(request)
+        with out.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                await response.write(chunk)
+        await response.write_eof()
+    return response
+
+
+@routes.get("/images/get")
+async def save_many(request: web.Request) -> web.StreamResponse:
+    """`docker save IMAGE...`: one docker-archive of them all."""
+    return await _save(request, request.query.getall("names", []))
+
+
+@routes.get(r"/images/{name:.+}/get")
+async def save_one(request: web.Request) -> web.StreamResponse:
+    return await _save(request, [request.match_info["name"]])
+
+
+_PRUNE_FILTERS = ("dangling", "until", "label", "label!")
+
+
+def _label_match(labels: dict[str, str], wanted: str) -> bool:
+    key, eq, value = wanted.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+@routes.post("/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    """`docker image prune [-a] [--filter dangling=|until=|label=|label!=]`: the tenant's unused images."""
+    filters = query_filters(request)
+    for key in filters:
+        if key not in _PRUNE_FILTERS:
+            raise InvalidArgument(f"filter {key} is not supported by image prune: use one of "
+                                  f"{', '.join(_PRUNE_FILTERS)}", field="filters")
+    dangling = [v.lower() for v in filters.get("dangling", ["true"])]
+    if any(v not in ("true", "false", "1", "0") for v in dangling):
+        raise InvalidArgument("filter dangling must be true or false", field="filters")
+    until = _until(filters.get("until", []))
+    labels, not_labels = filters.get("label", []), filters.get("label!", [])
+
+    def keep(image: Image) -> bool:
+        created = image.created.timestamp() if image.created else 0.0
+        return (until is not None and created >= until) \
+            or not all(_label_match(image.labels, w) for w in labels) \
+            or any(_label_match(image.labels, w) for w in not_labels)
+
+    removed = await cloud(request).images.prune(tenant_of(request), keep, dangling_only=dangling[0] in ("true", "1"))
+    deleted: list[dict[str, str]] = []
+    for image in removed:
+        deleted += [{"Untagged": familiar(n)} for n in [*image.repo_tags, *image.repo_digests]]
+        deleted.append({"Deleted": image.id})
+    return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": sum(i.size for i in removed)})
+
+
+def _until(values: list[str]) -> float | None:
+    """The `until` filter: a unix time, an RFC 3339 time or a duration before now (10m, 24h)."""
+    if not values:
+        return None
+    value = values[-1]
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+            return time.time() - float(value[:-1]) * units[value[-1]]
+        if value.replace(".", "", 1).isdigit():
+            return float(value)
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"filter until {value!r}: give a unix time, an RFC 3339 time or a duration like 24h",
+                              field="filters") from None
+
+
+@routes.post("/build")
+async def build(request: web.Request) -> web.Response:
+    raise NotImplementedYet("docker build is not supported by Seabox: build the image elsewhere, then "
+                            "`docker save IMAGE | docker load` it (or push it to a registry and pull it)")

@@ -1,4 +1,4 @@
-"""The node's image store: pulls and imports images into one shared OCI layout and unpacks each image once."""
+"""The node's image store: pulls, imports and builds images into one shared OCI layout, unpacks each image once, and saves them as archives."""
 
 from __future__ import annotations
 
@@ -31,13 +31,15 @@ from seabox.errors import (
     UpstreamError,
 )
 from seabox.model.runtime import ID_RANGE
+from seabox.node.images.build import history_of, merge_archives, set_config
+from seabox.node.images.layer_tar import decompress_layer, upper_to_layer
 from seabox.node.images.layout import OciLayout, write_json_atomic
 from seabox.model.reference import ImageRef, parse_reference
 from seabox.node.images.registry import Source, allowed_internal, sources
 from seabox.node.images.registry_hosts import Pin, admit, allowed_destinations
 from seabox.node.network.pull_egress import PullEgress
 from seabox.node.images.tools import ToolResult, run_tool
-from seabox.protocol.images import ImageConfig, ImageInfo, PullProgress
+from seabox.protocol.images import HistoryEntry, ImageConfig, ImageInfo, NewImage, PullProgress
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +414,81 @@ class ImageStore:
                 info = await self._register(descriptor, tags=image.tags, digests=[], on_unpack=lambda: None)
                 infos.append(replace(info, repo_tags=image.tags))
         return infos
+
+    async def import_rootfs(self, tarball: Path, spec: NewImage) -> ImageInfo:
+        """A new one-layer image whose filesystem is TARBALL (`docker import`; gzip, bzip2 or xz allowed)."""
+        layer = self._tmp / f"import-{uuid.uuid4().hex}.tar"
+        try:
+            await asyncio.to_thread(decompress_layer, tarball, layer)
+            return await self._build(None, layer, spec)
+        finally:
+            layer.unlink(missing_ok=True)
+
+    async def commit(self, image_id: str, upper: Path, spec: NewImage) -> ImageInfo:
+        """A new image: IMAGE_ID with the overlay upper dir UPPER (owned from the container's root up) as its top layer."""
+        layer = self._tmp / f"commit-{uuid.uuid4().hex}.tar"
+        try:
+            await asyncio.to_thread(upper_to_layer, upper, layer, os.lstat(upper).st_uid)
+            return await self._build(image_id, layer, spec)
+        finally:
+            layer.unlink(missing_ok=True)
+
+    async def _build(self, base_id: str | None, layer: Path, spec: NewImage) -> ImageInfo:
+        """Base image BASE_ID (or nothing) plus the uncompressed layer tarball LAYER, with SPEC's config, stored
+        through the same copy, layer scan and unpack as a pull."""
+        scratch = self._tmp / f"build-{uuid.uuid4().hex}"
+        image = f"{scratch}:{_PULL_REF}"
+        async with self._writing():
+            try:
+                if base_id is None:
+                    steps = [["umoci", "init", "--layout", str(scratch)], ["umoci", "new", "--image", image]]
+                else:
+                    if base_id not in self._images:
+                        raise NotFound(f"no such image: {base_id}")
+                    source = f"oci:{self._layout.path}:{_layout_ref(base_id)}"
+                    steps = [self._skopeo("copy", source, f"oci:{image}")]
+                history = [f"--history.{k}={v}" for k, v in
+                           (("comment", spec.comment), ("author", spec.author), ("created_by", spec.created_by)) if v]
+                steps.append(["umoci", "raw", "add-layer", *history, "--image", image, str(layer)])
+                for argv in steps:
+                    result = await run_tool(argv, env=self._skopeo_env())
+                    if not result.ok:
+                        raise RuntimeFailure(f"cannot build the image: {result.reason}")
+                await asyncio.to_thread(set_config, OciLayout(scratch), _PULL_REF, spec)
+                descriptor = await self._copy(
+                    f"oci:{image}", [], on_blob=lambda digest, done: None,
+                    error=lambda result: RuntimeFailure(f"cannot store the image: {result.reason}"),
+                )
+                return await self._register(descriptor, tags=[], digests=[], on_unpack=lambda: None)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def history(self, image_id: str) -> builtins.list[HistoryEntry]:
+        """The image's history, newest first, from its config and manifest."""
+        if image_id not in self._images:
+            raise NotFound(f"no such image: {image_id}")
+        manifest = self._layout.read_json_blob(self._images[image_id].manifest["digest"])
+        return history_of(manifest, self._layout.read_json_blob(image_id))
+
+    async def save(self, images: builtins.list[tuple[str, builtins.list[str]]], out: Path) -> None:
+        """Write one docker-archive at OUT holding each (image id, names to give it) of IMAGES, loadable by `docker load`."""
+        parts: builtins.list[Path] = []
+        async with self._writing():  # no blob is collected while skopeo reads them
+            try:
+                for image_id, names in images:
+                    if image_id not in self._images:
+                        raise NotFound(f"no such image: {image_id}")
+                    parts.append(self._tmp / f"save-{uuid.uuid4().hex}.tar")
+                    dest = f"docker-archive:{parts[-1]}" + (f":{names[0]}" if names else "")
+                    extra = [f"--additional-tag={n}" for n in names[1:]]
+                    argv = self._skopeo("copy", *extra, f"oci:{self._layout.path}:{_layout_ref(image_id)}", dest)
+                    result = await run_tool(argv, env=self._skopeo_env())
+                    if not result.ok:
+                        raise RuntimeFailure(f"cannot save image {image_id[:19]}: {result.reason}")
+                await asyncio.to_thread(merge_archives, parts, out)
+            finally:
+                for part in parts:
+                    part.unlink(missing_ok=True)
 
     def _skopeo(self, *args: str) -> builtins.list[str]:
         # Seabox checks no image signatures, so skopeo needs no trust policy file on the host.
