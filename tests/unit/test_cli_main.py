@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from typer.main import get_command_name
 from typer.testing import CliRunner
 
-from seabox.cli.main import app, only
+from seabox import __version__
+from seabox.cli.main import MODULES, OWNER, root, only
 
+app = root(list(MODULES))
 NAMES = sorted({c.name or get_command_name(c.callback.__name__) for c in app.registered_commands if c.callback}
                | {g.name for g in app.registered_groups if g.name})
+
+
+def test_the_table_of_owners_names_every_command_once() -> None:
+    assert sorted(OWNER) == NAMES and len(OWNER) == sum(len(names) for names in MODULES.values())
+    for module, names in MODULES.items():
+        alone = root([module])
+        assert {c.name for c in alone.registered_commands} | {g.name for g in alone.registered_groups} == set(names)
+
+
+def test_version_prints_the_client_version_without_loading_the_commands() -> None:
+    code = ("import sys; from seabox.cli.main import main; sys.argv = ['seabox', '--version']; main(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('typer', 'seabox.cli.', 'httpx', 'pydantic'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == f"seabox version {__version__}\n['seabox.cli.main']\n"
+
+
+def test_ps_loads_neither_httpx_nor_pydantic_nor_the_other_commands() -> None:
+    code = ("import sys; from seabox.cli.main import only; only('ps'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('seabox.cli.', 'httpx', 'pydantic', 'rich'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "['seabox.cli.client', 'seabox.cli.containers', 'seabox.cli.images', 'seabox.cli.main']\n"
 
 
 @pytest.mark.parametrize("name", NAMES)
