@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import quote, urlencode, urlsplit
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
+from typer.core import TyperCommand, TyperGroup, TyperOption, _TyperParameter
 
 from seabox import __version__
 from seabox.model.humanize import human_duration
@@ -70,24 +71,49 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+@dataclass(frozen=True)
+class DeferredCoercion(RuntimeParam):
+    """Typer's check of one parameter's value, built only for a value that needs it: Typer builds a pydantic
+    TypeAdapter per parameter, given or not, and that costs a call a fifth of a second or more. An unset value
+    and text (what every str and list[str] parameter gets from the command line) need none."""
+
+    descriptor: TypeDescriptor
+
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        if self.parameter_info.parser is None and self.descriptor.file_annotation is None:
+            if self.annotation is str and isinstance(value, str):
+                return value
+            if self.annotation == list[str] and isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
+                return list(value)
+        return build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+
+def defer_coercion(command: Any) -> None:
+    """Give every parameter of COMMAND and of the commands under it (--help too) a DeferredCoercion."""
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if isinstance(param, _TyperParameter) and param._runtime_param is None:
+            descriptor = param.type_descriptor
+            param._runtime_param = DeferredCoercion(
+                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, descriptor=descriptor
+            )
+    for sub in getattr(command, "commands", {}).values():
+        defer_coercion(sub)
+
+
 class SeaboxGroup(TyperGroup):
-    """The root command group: any CliError a command lets escape becomes `error: MESSAGE` and exit 1."""
+    """The root command group: its parameters' checks are deferred, and any CliError a command lets escape becomes
+    `error: MESSAGE` and exit 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        defer_coercion(self)
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CliError as exc:
             fail(exc.message)
-
-
-def unset_help_is_false(command: Any) -> None:
-    """Give the --help of COMMAND and of every command under it the default False: Typer checks an unset flag
-    (None) through a pydantic TypeAdapter, and building one costs each call a fifth of a second."""
-    option = command.get_help_option(typer.Context(command))
-    if option is not None:
-        option.default = False
-    for sub in getattr(command, "commands", {}).values():
-        unset_help_is_false(sub)
 
 
 # configuration ------------------------------------------------------------------------------

@@ -82,13 +82,8 @@ def main() -> None:
 
         print(f"seabox version {__version__}")
         return
-    from typer.main import get_command
-
-    from seabox.cli.client import unset_help_is_false
-
-    command = get_command((only(args[0]) if args else None) or root(list(MODULES)))
-    unset_help_is_false(command)
-    command()
+    app = only(args[0]) if args else None
+    (app or root(list(MODULES)))()
 
 
 if __name__ == "__main__":
