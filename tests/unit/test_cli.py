@@ -23,8 +23,9 @@ from typer.testing import CliRunner, Result
 
 from seabox.cli.client import human_bytes, human_duration, parse_time
 from seabox.cli.containers import status_text
-from seabox.cli.main import app
+from seabox.cli.main import MODULES, root
 
+app = root(list(MODULES))
 CID = "3f2a" + "0" * 56
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

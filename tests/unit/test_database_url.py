@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from seabox.cli.main import app
+from seabox.cli.main import MODULES, root
 from seabox.errors import InvalidArgument, Unavailable
 from seabox.store.db import database_url, open_engine
 from seabox.store.repo import Store
+
+app = root(list(MODULES))
 from tests.fixtures.postgres import Cluster
 from tests.fixtures.server import free_port
 

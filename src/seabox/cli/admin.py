@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -249,6 +250,29 @@ def _ping(url: str) -> bool:
         return False
 
 
+def offer_busybox(url: str, key: str) -> None:
+    """Import a busybox image built from this host's busybox-static for the tenant of KEY unless it has one
+    (the quick start's first `seabox run` then needs no registry)."""
+    from seabox.cli.local_image import busybox_archive
+
+    headers = {"X-Api-Key": key}
+    try:
+        urllib.request.urlopen(urllib.request.Request(url + "/v1/images/busybox", headers=headers), timeout=10).close()
+        return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+    try:
+        with busybox_archive() as archive, archive.open("rb") as f:
+            request = urllib.request.Request(url + "/v1/images/import", data=f, method="POST", headers={
+                **headers, "Content-Length": str(archive.stat().st_size)})
+            urllib.request.urlopen(request, timeout=120).close()
+    except SeaboxError as exc:
+        print(f"no local busybox image: {exc.message}")
+        return
+    print("imported busybox:latest (built from this host's busybox-static)")
+
+
 @app.command("up")
 def up(
     data_dir: Path = DATA_DIR_OPT,
@@ -284,6 +308,7 @@ def up(
     except SeaboxError:
         t = store.create_tenant(tenant)
     key = store.issue_key(t.id)
+    offer_busybox(url, key)
     print(f"Seabox is up: {url}  (data dir {data_dir}, log {data_dir / 'server.log'})")
     bindir = Path(sys.executable).parent
     print(f"tenant {t.name}; use it with:")

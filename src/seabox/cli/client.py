@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import select
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
+from typer.core import TyperCommand, TyperGroup, TyperOption, _TyperParameter
 
+from seabox import __version__
 from seabox.model.humanize import human_duration
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 ENV_URL = "SEABOX_URL"
 ENV_KEY = "SEABOX_API_KEY"
 ENV_CONFIG = "SEABOX_CONFIG"
-TIMEOUT = httpx.Timeout(None, connect=10.0)
+CONNECT_TIMEOUT = 10.0  # seconds to reach the server; an answer may then take as long as it takes (streams, waits)
+USER_AGENT = f"seabox-cli/{__version__}"
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def styled(stream: TextIO) -> bool:
+    """Whether output to STREAM gets colour and bold: a terminal, or FORCE_COLOR (Rich is imported only then)."""
+    return bool(os.environ.get("FORCE_COLOR")) or stream.isatty()
+
+
+@cache
+def console(stderr: bool = False) -> Console:
+    """The Rich console for our stdout or stderr (progress displays, styled lines)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 class CliError(Exception):
@@ -42,8 +57,13 @@ class CliError(Exception):
 
 
 def report(message: str) -> None:
-    """Print `error: MESSAGE` on stderr."""
-    err.print(f"[red]error:[/red] {escape(message)}")
+    """Print `error: MESSAGE` on stderr (`error:` in red on a terminal)."""
+    if styled(sys.stderr):
+        from rich.markup import escape
+
+        console(stderr=True).print(f"[red]error:[/red] {escape(message)}")
+    else:
+        print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -51,8 +71,43 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+@dataclass(frozen=True)
+class DeferredCoercion(RuntimeParam):
+    """Typer's check of one parameter's value, built only for a value that needs it: Typer builds a pydantic
+    TypeAdapter per parameter, given or not, and that costs a call a fifth of a second or more. An unset value
+    and text (what every str and list[str] parameter gets from the command line) need none."""
+
+    descriptor: TypeDescriptor
+
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        if self.parameter_info.parser is None and self.descriptor.file_annotation is None:
+            if self.annotation is str and isinstance(value, str):
+                return value
+            if self.annotation == list[str] and isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
+                return list(value)
+        return build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+
+def defer_coercion(command: Any) -> None:
+    """Give every parameter of COMMAND and of the commands under it (--help too) a DeferredCoercion."""
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if isinstance(param, _TyperParameter) and param._runtime_param is None:
+            descriptor = param.type_descriptor
+            param._runtime_param = DeferredCoercion(
+                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, descriptor=descriptor
+            )
+    for sub in getattr(command, "commands", {}).values():
+        defer_coercion(sub)
+
+
 class SeaboxGroup(TyperGroup):
-    """The root command group: any CliError a command lets escape becomes `error: MESSAGE` and exit 1."""
+    """The root command group: its parameters' checks are deferred, and any CliError a command lets escape becomes
+    `error: MESSAGE` and exit 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        defer_coercion(self)
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -137,30 +192,105 @@ def _query(params: dict[str, Any] | None) -> dict[str, str]:
     return query
 
 
+@dataclass
+class Response:
+    """One whole answer of the server."""
+
+    status_code: int
+    reason_phrase: str
+    headers: http.client.HTTPMessage
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class Client:
-    """The native /v1 API of one server, as one tenant (X-Api-Key on every request)."""
+    """The native /v1 API of one server, as one tenant (X-Api-Key on every request), over one kept-alive
+    connection (the standard library's http.client: a command starts without loading an HTTP stack)."""
 
     def __init__(self, url: str, key: str) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, headers={"X-Api-Key": key}, timeout=TIMEOUT)
+        self.headers = {"X-Api-Key": key, "User-Agent": USER_AGENT}
+        self._conn: http.client.HTTPConnection | None = None
 
-    @contextmanager
-    def _transport_errors(self) -> Iterator[None]:
+    def _connection(self) -> http.client.HTTPConnection:
+        """The open connection, or a new one if there is none or the server closed the idle one."""
+        if self._conn is not None and self._conn.sock is not None:
+            if not select.select([self._conn.sock], [], [], 0)[0]:
+                return self._conn
+            self._conn.close()  # readable while idle: the server closed it
+        parts = urlsplit(self.url)
         try:
-            yield
-        except httpx.ConnectError as exc:
-            raise CliError(f"the Seabox server at {self.url} is not reachable: {_reason(exc)}") from None
-        except httpx.TimeoutException:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host = port = None
+        kinds = {"http": http.client.HTTPConnection, "https": http.client.HTTPSConnection}
+        if parts.scheme not in kinds or not host:
+            raise CliError(f"invalid server URL {self.url!r}: use http://HOST:PORT or https://HOST")
+        conn = kinds[parts.scheme](host, port, timeout=CONNECT_TIMEOUT)
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(None)
+        self._conn = conn
+        return conn
+
+    def _open(self, method: str, url: str, params: dict[str, Any] | None, body: Any, content: Any,
+              headers: dict[str, str] | None) -> http.client.HTTPResponse:
+        """Send one request and read the answer's head (its body is left to read)."""
+        query = urlencode(_query(params))
+        target = self.url.split("://", 1)[-1].partition("/")[2]
+        path = ("/" + target).rstrip("/") + url + (("&" if "?" in url else "?") + query if query else "")
+        sent = {**self.headers, **(headers or {})}
+        if body is not None:
+            content = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        try:
+            conn = self._connection()
+        except TimeoutError:
             raise CliError(f"the Seabox server at {self.url} did not answer in time") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            raise CliError(f"invalid server URL {self.url!r}: use http://HOST:PORT or https://HOST") from None
-        except httpx.TransportError as exc:
+        except OSError as exc:
+            raise CliError(f"the Seabox server at {self.url} is not reachable: {_reason(exc)}") from None
+        try:
+            conn.request(method, path, body=content, headers=sent)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
 
-    def _check(self, response: httpx.Response) -> None:
+    def _read(self, response: http.client.HTTPResponse) -> Response:
+        try:
+            content = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
+        return Response(response.status, response.reason, response.headers, content)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        content: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """One request and its whole answer, whatever its status."""
+        return self._read(self._open(method, url, params, body, content, headers))
+
+    def _check(self, response: Response) -> None:
         if response.status_code < 400:
             return
-        response.read()
         try:
             message = response.json().get("message")
         except (ValueError, AttributeError):
@@ -182,10 +312,7 @@ class Client:
         headers: dict[str, str] | None = None,
     ) -> Any:
         """One request; the decoded JSON answer (None when the answer has no body)."""
-        with self._transport_errors():
-            response = self.http.request(
-                method, url, params=_query(params), json=body, content=content, headers=headers
-            )
+        response = self.request(method, url, params=params, body=body, content=content, headers=headers)
         self._check(response)
         return response.json() if response.content else None
 
@@ -202,9 +329,12 @@ class Client:
         self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None
     ) -> Iterator[dict[str, Any]]:
         """The objects of an NDJSON answer, one per line, as the server flushes them."""
-        with self._transport_errors(), self.http.stream(method, url, params=_query(params), json=body) as response:
-            self._check(response)
-            for line in response.iter_lines():
+        response = self._open(method, url, params, body, None, None)
+        if response.status >= 400:
+            self._check(self._read(response))
+        finished = False
+        try:
+            while line := response.readline():
                 if not line.strip():
                     continue
                 try:
@@ -212,6 +342,12 @@ class Client:
                 except ValueError:
                     raise CliError(f"the server sent a malformed stream line: {line[:200]!r}") from None
                 yield item
+            finished = True
+        except (OSError, http.client.HTTPException) as exc:
+            raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
+        finally:
+            if not finished:  # left before its end: the rest of the answer would be read by the next request
+                self.close()
 
 
 def _reason(exc: Exception) -> str:
@@ -264,7 +400,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     def line(cells: Sequence[str]) -> str:
         return "   ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    out.print(Text(line(headers), style="bold"))
+    if styled(sys.stdout):
+        from rich.text import Text
+
+        console().print(Text(line(headers), style="bold"))
+    else:
+        print(line(headers))
     for row in rows:
         print(line(row))
     sys.stdout.flush()

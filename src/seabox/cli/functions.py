@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from seabox.cli.client import CliError, Client, connect, each, inspect_all, print_table, quoted, report
+from seabox.cli.client import CliError, Response, connect, each, inspect_all, print_table, quoted, report
 from seabox.cli.images import create_pulling
 
 func_app = typer.Typer(
@@ -134,13 +134,7 @@ def _data(data: str | None) -> bytes:
         raise typer.BadParameter(f"cannot read {data}: {exc.strerror}", param_hint="'--data'") from None
 
 
-def _answer(api: Client, method: str, url: str, **kw: Any) -> Any:
-    """The raw answer of one request (the CLI's errors for 4xx/5xx from Seabox itself)."""
-    with api._transport_errors():
-        return api.http.request(method, url, **kw)
-
-
-def _print_reply(response: Any) -> None:
+def _print_reply(response: Response) -> None:
     """A function's reply: its body to stdout; a non-zero exit (or an error) as the command's failure."""
     status = response.headers.get("X-Seabox-Call-Status", "done")
     if status != "done" or (response.status_code >= 400 and EXIT_HEADER not in response.headers):
@@ -164,8 +158,7 @@ def call(
 ) -> None:
     """Call a function. Async (default): prints the call id, for `func get`; --sync prints the reply."""
     api = connect()
-    response = _answer(api, "POST", func_path(name, "call"), params={"sync": "true" if sync else "false"},
-                       content=_data(data), timeout=3700)
+    response = api.request("POST", func_path(name, "call"), params={"sync": sync}, content=_data(data))
     if not sync and response.status_code == 202:
         print(response.json()["CallId"])
         return
@@ -181,8 +174,7 @@ def get(
 ) -> None:
     """Print an async call's result (a result is answered once, then dropped); exits 2 while it still runs."""
     api = connect()
-    response = _answer(api, "GET", f"/v1/funcs/calls/{quoted(call_id)}", params={"wait": "true" if wait else "false"},
-                       timeout=3700)
+    response = api.request("GET", f"/v1/funcs/calls/{quoted(call_id)}", params={"wait": wait})
     if "X-Seabox-Call-Status" not in response.headers:
         api._check(response)
     if response.status_code == 202:

@@ -6,18 +6,17 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from seabox.cli.client import (
     Client,
     CliError,
     ago,
     connect,
+    console,
     each,
-    err,
     human_bytes,
     inspect_all,
     print_table,
@@ -26,6 +25,9 @@ from seabox.cli.client import (
 )
 from seabox.errors import SeaboxError
 from seabox.model.reference import parse_reference
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 image_app = typer.Typer(help="Manage images: pull, list, inspect, import and remove.", no_args_is_help=True)
 REF_SAFE = "/:@"
@@ -59,8 +61,10 @@ class PullDisplay:
 
 def pull_image(api: Client, ref: str) -> dict[str, Any]:
     """Pull REF showing progress on stderr; the pulled image (an error line from the server fails the pull)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
     columns = (SpinnerColumn(finished_text=" "), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=err) as progress:
+    with Progress(*columns, console=console(stderr=True)) as progress:
         display = PullDisplay(progress, ref)
         for item in api.stream("POST", "/v1/images/pull", body={"image": ref}):
             if "progress" in item:
@@ -81,7 +85,7 @@ def create_pulling(api: Client, path: str, body: dict[str, Any]) -> dict[str, An
     except CliError as exc:
         if exc.status != 404 or not exc.message.startswith("no such image"):
             raise
-    err.print(f"Unable to find image '{body['image']}' here; pulling it", markup=False)
+    print(f"Unable to find image '{body['image']}' here; pulling it", file=sys.stderr, flush=True)
     pull_image(api, body["image"])
     created = api.post(path, body)
     return created
