@@ -203,7 +203,7 @@ REQUESTS: list[tuple[type[BaseModel], dict[str, object]]] = [
 ]
 
 
-@pytest.mark.parametrize("entry", ["A B=1", "A\tB=1", " A=1", "=x", "A", "A=1\0"])
+@pytest.mark.parametrize("entry", ["A B=1", "A\tB=1", " A=1", "=x", "A=1\0"])
 def test_an_env_entry_a_container_refuses_is_refused_for_a_function_naming_env(entry: str) -> None:
     container = env_problem(ContainerCreate, {"image": "busybox"}, entry)
     assert container is not None and container.field == "env"
@@ -213,7 +213,7 @@ def test_an_env_entry_a_container_refuses_is_refused_for_a_function_naming_env(e
         assert (problem.status, problem.field, problem.message) == (400, "env", container.message)
 
 
-@pytest.mark.parametrize("entry", ["A=", "a.b-c=x y", "1=2", "K=a=b", "\u00c4=\u00fc"])
+@pytest.mark.parametrize("entry", ["A=", "a.b-c=x y", "1=2", "K=a=b", "A", "\u00c4=\u00fc"])
 def test_an_env_entry_a_container_accepts_is_accepted_for_a_function(entry: str) -> None:
     assert env_problem(ContainerCreate, {"image": "busybox"}, entry) is None
     assert all(env_problem(model, request, entry) is None for model, request in REQUESTS)

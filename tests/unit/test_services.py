@@ -40,7 +40,7 @@ def store(db_url: str) -> Store:
     ({"port": 65536}, "port"), ({"container_port": 0}, "container_port"), ({"algorithm": "random"}, "algorithm"),
     ({"protocol": "udp"}, "protocol"), ({"name": "a_b"}, "name"), ({"name": "x" * 57}, "name"),
     ({"health_interval": 0.1}, "health_interval"), ({"health_fall": 0}, "health_fall"),
-    ({"health_path": "no-slash"}, "health_path"), ({"health_path": "/hz"}, "health_path"), ({"env": ["NOVALUE"]}, "env"), ({"size": "huge"}, "size"),
+    ({"health_path": "no-slash"}, "health_path"), ({"health_path": "/hz"}, "health_path"), ({"size": "huge"}, "size"),
     ({"security_groups": ["a", "a"]}, "security_groups"), ({"volumes": ["/host:/data"]}, "volumes.volume"),
     ({"extra": 1}, "extra"),
 ])
