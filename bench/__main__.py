@@ -9,7 +9,8 @@ times; needs root), `dns` (query latency through a tenant resolver, against its 
 directly; needs root), `service` (requests through a load-balanced service's VIP, against the same
 replica directly; needs root) and `func` (a cold stdio function call against `seabox run --rm`, a warm
 http-mode call against a direct request to its replica; needs root), `cli` (`seabox --version`, `ps`
-and `run --rm` against the same docker commands on one server; needs root) and `billing` (a usage query over
+and `run --rm` against the same docker commands on one server; needs root), `cp` (`docker cp` of a
+100 MiB file into a container against `tar` into a local directory; needs root) and `billing` (a usage query over
 100,000 lifecycle events, invoices for 1,000 tenants). No argument runs them all.
 """
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import billing, cli, cluster, fip, func, overlay, resolver, scheduler, service
+from bench import billing, cli, cluster, cp, fip, func, overlay, resolver, scheduler, service
 from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -312,7 +313,7 @@ def runtime() -> None:
     ))
 
 
-FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "billing": billing.main, "cli": cli.main,
+FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "billing": billing.main, "cli": cli.main, "cp": cp.main,
                                      "cluster": cluster.main,
                                      "overlay": overlay.main, "fip": fip.main,
                                      "dns": resolver.main, "service": service.main, "func": func.main}

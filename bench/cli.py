@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,13 +43,15 @@ def _pairs(args: list[str], env: dict[str, str]) -> tuple[list[float], list[floa
     return ours, docker
 
 
-def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="seabox-bench-cli-"))
+@contextmanager
+def docker_server(name: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A server of its own with busybox pulled for tenant `bench`: (the image, an environment in which both
+    `seabox` and the docker CLI reach it as that tenant)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"seabox-bench-{name}-"))
     workdir.chmod(0o711)  # a user-namespaced container's root walks through it to its bundle
     data_dir = workdir / "data"
     data_dir.mkdir()
-    table = f"seabox_bench_cli_{os.getpid()}"
-    figures: dict[str, tuple[list[float], list[float]]] = {}
+    table = f"seabox_bench_{name}_{os.getpid()}"
     with built_busybox_layout() as layout, running_registry() as registry:
         image = push_busybox(registry, layout)
         (data_dir / "config.toml").write_text(node_config(table, registry))
@@ -64,13 +68,19 @@ def main() -> None:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env.update(DOCKER_HOST=f"tcp://127.0.0.1:{server.port}", DOCKER_CONFIG=str(config),
                        PYTHONPATH=os.pathsep.join(sys.path))
-            figures["--version"] = _pairs(["--version"], env)
-            figures["ps"] = _pairs(["ps"], env)
-            figures["run --rm busybox true"] = _pairs(["run", "--rm", image, "true"], env)
+            yield image, env
         finally:
             server.stop(signal.SIGTERM)
             teardown_node(data_dir, table)
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    figures: dict[str, tuple[list[float], list[float]]] = {}
+    with docker_server("cli") as (image, env):
+        figures["--version"] = _pairs(["--version"], env)
+        figures["ps"] = _pairs(["ps"], env)
+        figures["run --rm busybox true"] = _pairs(["run", "--rm", image, "true"], env)
     targets = {"ps": " (target <= 4x)", "run --rm busybox true": " (target <= 1.3x)"}
     rows = []
     for args, (ours, docker) in figures.items():
