@@ -48,7 +48,8 @@ def test_replicas_spread_over_the_nodes_and_a_replacement_keeps_the_spread(
 ) -> None:
     ok(sb("service", "create", "web", "--replicas", "4", "--port", "80", "--container-port", "8080", *FAST,
           busybox_image, *SERVE))
-    replicas = until(lambda: ready(api, "web", 4), budget=30, what="4 healthy replicas")
+    replicas = until(lambda: ready(api, "web", 4), budget=60,
+                     what="4 healthy replicas (the first start of the image on each node may take a while)")
     on = spread(cluster, replicas)
     assert sorted(len(v) for v in on.values()) == [2, 2], on
     gone = sorted(on["n1"])[0]

@@ -163,6 +163,8 @@ def test_an_update_replaces_the_replicas_of_the_older_generation(carol: httpx.Cl
 def test_a_restarted_server_finds_its_warm_replicas_again(fn_server: Server, carol: httpx.Client,
                                                           busybox_image: str) -> None:
     create(carol, busybox_image, "keep", min_warm=1)
+    # the call goes to the min-warm replica once it is up (a call before then may start a second one)
+    until(lambda: carol.get("/v1/funcs/keep/status").json()["warm_replicas"] == 1, 30)
     before = call(carol, "keep", b"a")
     assert before.status_code == 200
     fn_server.stop()
