@@ -49,7 +49,7 @@ def main() -> None:
             peer.append(_tar_into(source, dest))
             shutil.rmtree(dest)
     a, b = statistics.median(ours) * 1000, statistics.median(peer) * 1000
-    report("cp", [("`docker cp` of a 100 MiB file into a container, p50 (peer: `tar -c | tar -x` of it into a "
+    report("cp", [("`docker cp` of a 100 MiB file into a container, p50 (peer: `tar -c` piped to `tar -x`, into a "
                    "local directory)", f"{a:.0f} ms", f"{b:.0f} ms", f"{a / b:.2f}x")],
            f"## docker cp\n\nLatest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench cp` ({RUNS} copies, "
            "interleaved with the peer) on a 2-core machine shared with other work.",
