@@ -1,4 +1,4 @@
-"""Docker container pause, unpause, update and prune: desired state for the node, the rest refused by name."""
+"""Docker container pause, unpause, update (a size applied live) and prune: desired state for the node, the rest refused by name."""
 
 from __future__ import annotations
 
