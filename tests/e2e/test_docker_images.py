@@ -127,6 +127,15 @@ def test_commit_keeps_the_written_file_and_the_changed_cmd(dcli: DockerCli, othe
     assert r.returncode != 0 and "changes" in r.stderr
 
 
+def _human(n: float) -> str:
+    """A byte count as the docker CLI prints it (go-units HumanSize: 4 significant digits, powers of 1000)."""
+    units = ["B", "kB", "MB", "GB", "TB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n, i = n / 1000, i + 1
+    return f"{n:.4g}{units[i]}"
+
+
 def _actions(dcli: DockerCli, name: str, since: str) -> list[str]:
     return [a for a in dcli.lines("events", "--since", since, "--until", str(time.time() + 1), "--filter",
                                   f"container={name}", "--format", "{{.Action}}") if a in ("pause", "unpause")]
@@ -168,8 +177,11 @@ def test_image_prune_removes_dangling_then_unused_only(dcli: DockerCli, image: s
     assert dangling not in listed and listed.strip()
     dcli.ok("import", str(_rootfs_tar(tmp_path / "r2.tgz")), "labelled/app:1")
     assert "labelled" not in dcli.ok("image", "prune", "-a", "-f", "--filter", "label=nothing=here")
+    size = dcli.inspect("labelled/app:1")[0]["Size"]
     out = dcli.ok("image", "prune", "-a", "-f")
-    assert "labelled/app:1" in out
+    assert "labelled/app:1" in out and size > 0
+    # SpaceReclaimed: the unpacked bytes of the images it removed (the CLI prints 4 significant digits)
+    assert f"Total reclaimed space: {_human(size)}" in out, out
     remaining = dcli.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
     assert "keep/used:1" in remaining and "labelled" not in remaining
     r = dcli("image", "prune", "-f", "--filter", "reference=x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,30 @@ def test_container_prune_with_label_and_until_filters(dcli: DockerCli, image: st
     assert set(dcli.lines("ps", "-a", "--format", "{{.Names}}")) == {running}
     r = dcli("container", "prune", "-f", "--filter", "dangling=true")
     assert r.returncode == 1 and "dangling" in r.stderr, r.stderr
+
+
+MiB = 1 << 20
+
+
+def test_prunes_report_the_space_they_reclaim(dcli: DockerCli, image: str, sdk: docker.DockerClient,
+                                             busybox_image: str) -> None:
+    """SpaceReclaimed: the writable layers of the containers removed, the bytes of the volumes removed."""
+    wrote = unique("wrote")
+    dcli.ok("run", "--name", wrote, image, "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=5")
+    dcli.ok("create", image, "true")  # never started: no layer
+    out = dcli.ok("container", "prune", "-f")
+    reclaimed = re.search(r"Total reclaimed space: ([\d.]+)MB", out)
+    assert reclaimed and 5 * MiB <= float(reclaimed[1]) * 1e6 < 6 * MiB, out
+    vol = unique("filled")
+    dcli.ok("volume", "create", vol)
+    dcli.ok("run", "--rm", "-v", f"{vol}:/data", image, "dd", "if=/dev/zero", "of=/data/f", "bs=1M", "count=3")
+    out = dcli.ok("volume", "prune", "-af")
+    reclaimed = re.search(r"Total reclaimed space: ([\d.]+)MB", out)
+    assert reclaimed and 3 * MiB <= float(reclaimed[1]) * 1e6 < 4 * MiB, out
+    c = sdk.containers.run(busybox_image, ["sh", "-c", "head -c 100000 /dev/zero > /f"], detach=True)
+    c.wait(timeout=30)
+    assert sdk.containers.prune()["SpaceReclaimed"] == 100_000
+    assert sdk.volumes.prune()["SpaceReclaimed"] == 0
 
 
 def test_volume_prune_takes_anonymous_volumes_unless_all(dcli: DockerCli, image: str) -> None:

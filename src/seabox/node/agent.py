@@ -16,7 +16,7 @@ from seabox.model.container import ContainerSpec
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
-from seabox.node import archive, hostdirs, identity, limits
+from seabox.node import archive, disk_usage, hostdirs, identity, limits, loopfs
 from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers, resolv_conf_text
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
@@ -339,6 +339,15 @@ class NodeAgent:
 
     async def export(self, p: Placement) -> AsyncIterator[bytes]:
         return await archive.export_tar(await self._root(p), self.id_base(p) or 0)
+
+    def layer_size(self, cid: str) -> int:
+        """Bytes of the container's filesystem changes (see disk_usage.measured); 0 if it has no disk here."""
+        check_container_id(cid)
+        bundle = self.bundle(cid)
+        if not (bundle / "disk.img").is_file():
+            return 0
+        loopfs.ensure_mounted(bundle / "disk.img", bundle / "disk", None)  # not mounted after a host reboot
+        return disk_usage.measured(bundle / "disk" / "upper", bundle / "disk")
 
     async def changes(self, p: Placement) -> list[Change]:
         await self._root(p)

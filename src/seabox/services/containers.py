@@ -412,17 +412,21 @@ class ContainerService:
         raise Conflict(f"container {c.name} could not change to size {size}: {reason}", field="size")
 
     # prune ---------------------------------------------------------------------------------
-    async def prune(self, tenant: Tenant, keep: Callable[[Container], bool]) -> list[Container]:
-        """Remove every stopped container of the tenant that KEEP does not hold back; the ones removed."""
-        removed = []
+    async def prune(self, tenant: Tenant, keep: Callable[[Container], bool]) -> tuple[list[Container], int]:
+        """Remove every stopped container of the tenant that KEEP does not hold back; the ones removed, and the
+        bytes of their writable layers (measured by their nodes just before; 0 for one whose node is down)."""
+        removed, reclaimed = [], 0
         for c in self.list(tenant, all_=True):
             if c.status.state in ("created", "exited", "dead") and not keep(c):
+                node = c.status.node or ""
+                layer = 0 if self.placer.is_down(node) else await self.links.get(node).layer_size(c.id)
                 try:
                     await self.remove(tenant, c.id)
                 except NotFound:  # removed meanwhile
                     continue
                 removed.append(c)
-        return removed
+                reclaimed += layer
+        return removed, reclaimed
 
     async def restart(self, tenant: Tenant, ref: str, timeout: float | None = None) -> Container:
         await self.stop(tenant, ref, timeout)
