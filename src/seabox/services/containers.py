@@ -373,22 +373,21 @@ class ContainerService:
         c = self.get(tenant, ref)
         if restart is not None and c.spec.auto_remove and restart.name != "no":
             raise Conflict("a container removed on exit (--rm) cannot have a restart policy", field="RestartPolicy")
-        resize = size is not None and size != c.spec.size
         changes: dict[str, object] = {"restart": restart.model_dump()} if restart is not None else {}
-        if resize and c.status.state in ("running", "paused"):
-            assert size is not None
-            if c.spec.runtime_class == "gvisor":
+        if size is not None and size != c.spec.size:
+            live = c.status.state in ("running", "paused")
+            if live and c.spec.runtime_class == "gvisor":
                 raise Conflict(f"container {c.name} runs in gVisor, whose sandbox cannot change its size while "
                                "it runs (runsc has no update): stop it, update it, and start it", field="size")
-            self.accounts.check_spend(tenant)
-            await self._resize(c, size)
-        elif resize:
-            if c.status.state not in ("created", "exited", "dead"):
+            if not live and c.status.state not in ("created", "exited", "dead"):
                 raise Conflict(f"container {c.name} is {c.status.state}: change its size once it runs or has "
                                "stopped", field="size")
             self.accounts.check_spend(tenant)
-            self.placer.choose(tenant.id, size, c.status.node, pinned_by=f"container {c.name}")
-            changes["size"] = size
+            if live:
+                await self._resize(c, size)
+            else:
+                self.placer.choose(tenant.id, size, c.status.node, pinned_by=f"container {c.name}")
+                changes["size"] = size
         if not changes:
             return self.store.get_container(c.id)
         c = self.store.update_container(c.id, changes)
