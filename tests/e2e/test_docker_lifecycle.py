@@ -182,6 +182,10 @@ def test_native_update_sets_a_running_containers_size(server: Server, dcli: Dock
         r = client.post(f"/v1/containers/{name}/update", json={"size": "m1", "restart": "always"})
         assert r.status_code == 200 and r.json()["spec"]["size"] == "m1", r.text
         assert r.json()["spec"]["restart"]["name"] == "always" and r.json()["status"]["size"] == "m1"
+        # billed at s4 up to the change, at m1 from it: a line per size for this container
+        lines = client.get("/v1/usage", params={"container": name}).json()["lines"]
+        meters = {x["meter"] for x in lines if x["meter"].startswith("container.")}
+        assert meters == {"container.s4", "container.m1"}, lines
         r = client.post(f"/v1/containers/{name}/update", json={"size": "huge"})
         assert r.status_code == 400 and "size" in r.text, r.text
         r = client.post(f"/v1/containers/{name}/update", json={"size": "s1", "security_groups_add": ["web"]})
