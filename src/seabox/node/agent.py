@@ -281,7 +281,7 @@ class NodeAgent:
     async def resume(self, cid: str) -> None:
         await self.runtime_of(cid).resume(cid)
 
-    async def apply_size(self, cid: str, spec: ContainerSpec) -> tuple[str | None, str]:
+    async def apply_size(self, cid: str, spec: ContainerSpec) -> tuple[str, str]:
         """Give the live container SPEC's size's limits (see limits.converge)."""
         return await limits.converge(self.runtime_of(cid), self.bundle(cid), cid, spec)
 

@@ -46,20 +46,24 @@ def record(bundle: Path, size: str) -> None:
 
 
 def applied(bundle: Path) -> str | None:
-    """The size whose limits the container in BUNDLE runs with (None: started by an agent that did not say)."""
+    """The size whose limits the container in BUNDLE runs with (None: started by an agent that kept no record)."""
     try:
         return (bundle / _MARKER).read_text().strip() or None
     except FileNotFoundError:
         return None
 
 
-async def converge(runtime: OciRuntime, bundle: Path, cid: str, spec: ContainerSpec) -> tuple[str | None, str]:
+async def converge(runtime: OciRuntime, bundle: Path, cid: str, spec: ContainerSpec) -> tuple[str, str]:
     """Give the live container SPEC's size's limits if it has others; (the size in force after, why not SPEC's).
 
-    A refusal (a gVisor container, or memory in use above the new limit) leaves it as it was (None: a
-    size no agent recorded).
+    A refusal (a gVisor container, or memory in use above the new limit) leaves it as it was. A container
+    an agent started before sizes changed live has no record: it runs with the size it was started with,
+    which its spec still holds (a running container's size could not change then).
     """
     current = applied(bundle)
+    if current is None:
+        record(bundle, spec.size)
+        return spec.size, ""
     if current == spec.size:
         return current, ""
     try:
