@@ -10,8 +10,9 @@ directly; needs root), `service` (requests through a load-balanced service's VIP
 replica directly; needs root) and `func` (a cold stdio function call against `seabox run --rm`, a warm
 http-mode call against a direct request to its replica; needs root), `cli` (`seabox --version`, `ps`
 and `run --rm` against the same docker commands on one server; needs root), `cp` (`docker cp` of a
-100 MiB file into a container against `tar` into a local directory; needs root) and `billing` (a usage query over
-100,000 lifecycle events, invoices for 1,000 tenants). No argument runs them all.
+100 MiB file into a container against `tar` into a local directory; needs root), `update` (a live `docker update
+--memory` against stop, update and start; needs root) and `billing` (a usage query over 100,000 lifecycle events,
+invoices for 1,000 tenants). No argument runs them all.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import billing, cli, cluster, cp, fip, func, overlay, resolver, scheduler, service
+from bench import billing, cli, cluster, cp, fip, func, overlay, resolver, scheduler, service, update
 from bench.results import markdown_table, write_section
 from tests.fixtures.images import LAYOUT_TAG, built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
@@ -316,7 +317,8 @@ def runtime() -> None:
 FIGURES: dict[str, Callable[[], None]] = {"runtime": runtime, "scheduler": scheduler.main, "billing": billing.main, "cli": cli.main, "cp": cp.main,
                                      "cluster": cluster.main,
                                      "overlay": overlay.main, "fip": fip.main,
-                                     "dns": resolver.main, "service": service.main, "func": func.main}
+                                     "dns": resolver.main, "service": service.main, "func": func.main,
+                                     "update": update.main}
 
 
 def main(argv: list[str]) -> None:

@@ -148,6 +148,8 @@ def test_a_spend_limit_refuses_new_creates_and_with_stop_running_stops_what_runs
     with native(server, tenant) as client:
         refused = client.post("/v1/fips", json={"count": 1})
         assert refused.status_code == 402 and refused.json()["field"] == "spend_limit"
+        grown = client.post("/v1/containers/keeper/update", json={"size": "m1"})  # a live resize too
+        assert grown.status_code == 402 and client.get("/v1/containers/keeper").json()["spec"]["size"] == "s4", grown.text
         assert [c["name"] for c in client.get("/v1/containers", params={"all": "true"}).json()] == ["keeper"]
     assert not exited(server, tenant, "keeper")  # without --stop-running, what runs keeps running
     admin("set", tenant, "0.000001", "--stop-running")

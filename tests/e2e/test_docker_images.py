@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, pull, sdk_client, unique
-from tests.fixtures.server import Server
+from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, ok, pull, sdk_client, unique
+from tests.fixtures.server import SEABOX, Server
 
 
 @pytest.fixture
@@ -113,10 +115,55 @@ def test_commit_keeps_the_written_file_and_the_changed_cmd(dcli: DockerCli, othe
     assert dcli("run", "--rm", "committed/app:1", "ls", "/bin/true").returncode != 0
     inspected = dcli.inspect("committed/app:1")[0]
     assert inspected["Config"]["Cmd"] == ["cat", "/data.txt"] and inspected["Config"]["Labels"] == {"stage": "two"}
+    # RootFS.Layers: the config's diff_ids, the base image's then the commit's own
+    base = dcli.inspect(image)[0]["RootFS"]
+    assert base["Type"] == "layers" and base["Layers"], base
+    assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", layer) for layer in base["Layers"]), base
+    layers = inspected["RootFS"]["Layers"]
+    assert layers[:-1] == base["Layers"] and len(layers) == len(base["Layers"]) + 1 and layers[-1] not in base["Layers"]
     assert "wrote data" in dcli.ok("history", "--no-trunc", "committed/app:1")
     assert other("run", "--rm", "committed/app:1").returncode != 0
     r = dcli("commit", "--change", "HEALTHCHECK NONE", name, "x:2")
     assert r.returncode != 0 and "changes" in r.stderr
+
+
+def _human(n: float) -> str:
+    """A byte count as the docker CLI prints it (go-units HumanSize: 4 significant digits, powers of 1000)."""
+    units = ["B", "kB", "MB", "GB", "TB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n, i = n / 1000, i + 1
+    return f"{n:.4g}{units[i]}"
+
+
+def _actions(dcli: DockerCli, name: str, since: str) -> list[str]:
+    return [a for a in dcli.lines("events", "--since", since, "--until", str(time.time() + 1), "--filter",
+                                  f"container={name}", "--format", "{{.Action}}") if a in ("pause", "unpause")]
+
+
+def test_commit_pauses_a_running_container_unless_told_not_to_and_thaws_it_even_on_failure(
+        dcli: DockerCli, image: str) -> None:
+    name = unique("busy")
+    dcli.ok("run", "-d", "--name", name, image, "sh", "-c", "echo x > /mark; sleep 300")
+    since = str(time.time() - 1)
+    dcli.ok("commit", name, "paused/app:1")
+    assert _actions(dcli, name, since) == ["pause", "unpause"]
+    assert dcli.ok("inspect", "-f", "{{.State.Status}}", name) == "running\n"
+    dcli.ok("commit", "--pause=false", name, "live/app:1")
+    assert _actions(dcli, name, since) == ["pause", "unpause"]  # no pause this time
+    assert dcli.ok("run", "--rm", "live/app:1", "cat", "/mark") == "x\n"
+    # the commit fails (the images quota is reached once the node made the image): thawed all the same
+    images = len(dcli.lines("images", "-q"))
+    ok(subprocess.run([*SEABOX, "admin", "quota", "set", dcli.tenant, f"images={images}", "--data-dir",
+                       str(dcli.server.data_dir)], capture_output=True, text=True, check=False))
+    r = dcli("commit", name, "over/quota:1")
+    assert r.returncode == 1 and "images quota" in r.stderr, r.stderr
+    assert _actions(dcli, name, since) == ["pause", "unpause"] * 2
+    assert dcli.ok("inspect", "-f", "{{.State.Status}}", name) == "running\n"
+    # one paused already stays paused
+    dcli.ok("pause", name)
+    r = dcli("commit", name, "over/quota:2")
+    assert r.returncode == 1 and dcli.ok("inspect", "-f", "{{.State.Status}}", name) == "paused\n"
 
 
 def test_image_prune_removes_dangling_then_unused_only(dcli: DockerCli, image: str, tmp_path: Path) -> None:
@@ -130,8 +177,11 @@ def test_image_prune_removes_dangling_then_unused_only(dcli: DockerCli, image: s
     assert dangling not in listed and listed.strip()
     dcli.ok("import", str(_rootfs_tar(tmp_path / "r2.tgz")), "labelled/app:1")
     assert "labelled" not in dcli.ok("image", "prune", "-a", "-f", "--filter", "label=nothing=here")
+    size = dcli.inspect("labelled/app:1")[0]["Size"]
     out = dcli.ok("image", "prune", "-a", "-f")
-    assert "labelled/app:1" in out
+    assert "labelled/app:1" in out and size > 0
+    # SpaceReclaimed: the unpacked bytes of the images it removed (the CLI prints 4 significant digits)
+    assert f"Total reclaimed space: {_human(size)}" in out, out
     remaining = dcli.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
     assert "keep/used:1" in remaining and "labelled" not in remaining
     r = dcli("image", "prune", "-f", "--filter", "reference=x")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +13,11 @@ import docker
 import pytest
 
 from seabox.model.runtime import RUNTIME_CLASSES
-from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, pull, sdk_client, unique, wait_for
+from tests.e2e.docker_fixtures import DockerCli, cleaned, docker_config, native, pull, sdk_client, unique, wait_for
 from tests.fixtures.server import Server, class_tenant, param_of
 
 GiB = 1 << 30
+CPUS = len(os.sched_getaffinity(0))
 
 
 @pytest.fixture
@@ -112,8 +115,6 @@ def test_update_changes_size_and_restart_policy_and_refuses_the_rest(dcli: Docke
     hc = dcli.inspect("-f", "{{json .HostConfig}}", name)
     assert hc["Memory"] >= GiB > before and hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
     dcli.ok("start", name)
-    r = dcli("update", "--memory", "2g", name)
-    assert r.returncode == 1 and "stop it" in r.stderr, r.stderr
     dcli.ok("update", "--restart", "always", name)  # a policy changes while it runs
     assert dcli.ok("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", name) == "always\n"
     for option, field in ((["--cpuset-cpus", "0"], "CpusetCpus"), (["--pids-limit", "50"], "PidsLimit"),
@@ -122,6 +123,74 @@ def test_update_changes_size_and_restart_policy_and_refuses_the_rest(dcli: Docke
         assert r.returncode == 1 and field in r.stderr, (option, r.stderr)
     r = dcli("update", "--memory", "100000g", name)
     assert r.returncode == 1 and "largest size" in r.stderr, r.stderr
+
+
+MEMORY_LIMIT = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+
+
+def _limit(dcli: DockerCli, name: str) -> int:
+    """The memory limit the container's processes see in their cgroup."""
+    return int(dcli.ok("exec", name, "sh", "-c", MEMORY_LIMIT))
+
+
+@each_class
+def test_update_of_a_running_container_changes_its_limits_live(dcli: DockerCli, image: str) -> None:
+    name = unique("live")
+    dcli.ok("run", "-d", "--name", name, "--memory", "256m", "--tmpfs", "/data:size=200m", image, "sleep", "300")
+    started = dcli.ok("inspect", "-f", "{{.State.StartedAt}} {{.State.Pid}}", name)
+    if dcli.tenant.endswith("-gvisor"):  # the sandbox sizes its memory when it boots: refused, nothing changed
+        r = dcli("update", "--memory", "1g", name)
+        assert r.returncode == 1 and "gVisor" in r.stderr and "stop it" in r.stderr, r.stderr
+        assert dcli.inspect("-f", "{{.HostConfig.Memory}}", name) == 256 << 20
+        dcli.ok("stop", "-t", "0", name)
+        dcli.ok("update", "--memory", "1g", name)  # stopped: applies at its next start
+        dcli.ok("start", name)
+        assert dcli.inspect("-f", "{{.HostConfig.Memory}}", name) == GiB
+        return
+    assert _limit(dcli, name) == 256 << 20
+    assert dcli.ok("update", "--memory", "1g", name) == f"{name}\n"
+    hc = dcli.inspect("-f", "{{json .HostConfig}}", name)
+    assert (hc["Memory"], hc["NanoCpus"]) == (GiB, 10**9), hc  # at once: size m1
+    assert _limit(dcli, name) == GiB
+    # the same process: not restarted
+    assert dcli.ok("inspect", "-f", "{{.State.StartedAt}} {{.State.Pid}}", name) == started
+    dcli.ok("pause", name)
+    dcli.ok("update", "--memory", "2g", name)  # paused: applied too, and it stays paused
+    assert dcli.ok("inspect", "-f", "{{.State.Status}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+                   name) == f"paused {2 * GiB} {2 * 10**9}\n"
+    dcli.ok("unpause", name)
+    assert _limit(dcli, name) == 2 * GiB
+    # memory in use above the new limit (a tmpfs cannot be reclaimed without swap): refused, the size kept
+    dcli.ok("exec", name, "dd", "if=/dev/zero", "of=/data/fill", "bs=1M", "count=150")
+    r = dcli("update", "--memory", "64m", "--cpus", "1", name)
+    assert r.returncode == 1 and "could not change to size s1" in r.stderr, r.stderr
+    assert dcli.inspect("-f", "{{.HostConfig.Memory}}", name) == 2 * GiB and _limit(dcli, name) == 2 * GiB
+    # a size its node cannot hold (more CPUs than it has): a 409 naming the node, nothing changed
+    r = dcli("update", "--cpus", str(CPUS + 1), name)
+    assert r.returncode == 1 and "node local has" in r.stderr, r.stderr
+    assert dcli.inspect("-f", "{{.HostConfig.Memory}}", name) == 2 * GiB
+    events = dcli.lines("events", "--since", "0", "--until", str(time.time() + 1), "--filter", f"container={name}",
+                        "--format", "{{.Action}} {{.Actor.Attributes.size}}")
+    assert [e for e in events if e.startswith("update")][:2] == ["update m1", "update m2"], events
+    assert dcli.ok("inspect", "-f", "{{.State.StartedAt}} {{.State.Pid}}", name) == started
+
+
+def test_native_update_sets_a_running_containers_size(server: Server, dcli: DockerCli, image: str) -> None:
+    name = unique("native")
+    dcli.ok("run", "-d", "--name", name, image, "sleep", "300")
+    with native(server, dcli.tenant) as client:
+        r = client.post(f"/v1/containers/{name}/update", json={"size": "m1", "restart": "always"})
+        assert r.status_code == 200 and r.json()["spec"]["size"] == "m1", r.text
+        assert r.json()["spec"]["restart"]["name"] == "always" and r.json()["status"]["size"] == "m1"
+        # billed at s4 up to the change, at m1 from it: a line per size for this container
+        lines = client.get("/v1/usage", params={"container": name}).json()["lines"]
+        meters = {x["meter"] for x in lines if x["meter"].startswith("container.")}
+        assert meters == {"container.s4", "container.m1"}, lines
+        r = client.post(f"/v1/containers/{name}/update", json={"size": "huge"})
+        assert r.status_code == 400 and "size" in r.text, r.text
+        r = client.post(f"/v1/containers/{name}/update", json={"size": "s1", "security_groups_add": ["web"]})
+        assert r.status_code == 400 and r.json()["field"] == "security_groups_add", r.text
+    assert _limit(dcli, name) == GiB
 
 
 def test_container_prune_with_label_and_until_filters(dcli: DockerCli, image: str) -> None:
@@ -139,6 +208,30 @@ def test_container_prune_with_label_and_until_filters(dcli: DockerCli, image: st
     assert set(dcli.lines("ps", "-a", "--format", "{{.Names}}")) == {running}
     r = dcli("container", "prune", "-f", "--filter", "dangling=true")
     assert r.returncode == 1 and "dangling" in r.stderr, r.stderr
+
+
+MiB = 1 << 20
+
+
+def test_prunes_report_the_space_they_reclaim(dcli: DockerCli, image: str, sdk: docker.DockerClient,
+                                             busybox_image: str) -> None:
+    """SpaceReclaimed: the writable layers of the containers removed, the bytes of the volumes removed."""
+    wrote = unique("wrote")
+    dcli.ok("run", "--name", wrote, image, "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=5")
+    dcli.ok("create", image, "true")  # never started: no layer
+    out = dcli.ok("container", "prune", "-f")
+    reclaimed = re.search(r"Total reclaimed space: ([\d.]+)MB", out)
+    assert reclaimed and 5 * MiB <= float(reclaimed[1]) * 1e6 < 6 * MiB, out
+    vol = unique("filled")
+    dcli.ok("volume", "create", vol)
+    dcli.ok("run", "--rm", "-v", f"{vol}:/data", image, "dd", "if=/dev/zero", "of=/data/f", "bs=1M", "count=3")
+    out = dcli.ok("volume", "prune", "-af")
+    reclaimed = re.search(r"Total reclaimed space: ([\d.]+)MB", out)
+    assert reclaimed and 3 * MiB <= float(reclaimed[1]) * 1e6 < 4 * MiB, out
+    c = sdk.containers.run(busybox_image, ["sh", "-c", "head -c 100000 /dev/zero > /f"], detach=True)
+    c.wait(timeout=30)
+    assert sdk.containers.prune()["SpaceReclaimed"] == 100_000
+    assert sdk.volumes.prune()["SpaceReclaimed"] == 0
 
 
 def test_volume_prune_takes_anonymous_volumes_unless_all(dcli: DockerCli, image: str) -> None:
@@ -196,9 +289,10 @@ def test_sdk_pause_update_prunes_and_df(sdk: docker.DockerClient, busybox_image:
     c.unpause()
     c.reload()
     assert c.status == "running"
-    c.update(restart_policy={"Name": "unless-stopped"})
+    c.update(restart_policy={"Name": "unless-stopped"}, mem_limit="1g")  # live: it runs
     c.reload()
-    assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped" and c.attrs["HostConfig"]["Memory"] == GiB
+    assert c.exec_run(["sh", "-c", MEMORY_LIMIT]).output.strip() == str(GiB).encode()
     with pytest.raises(docker.errors.APIError) as err:
         c.update(cpuset_cpus="0")
     assert err.value.status_code == 400 and "CpusetCpus" in str(err.value)

@@ -106,7 +106,7 @@ def test_config_json_holding_the_environment_is_root_only(server: Server, api: o
 def test_a_fork_bomb_stops_at_the_sizes_pid_limit(server: Server, api: object, busybox_image: str, runtime: str) -> None:
     """runc: the container holds at most s1's 512 processes. gvisor: its sandbox's host processes stay
     under the class's cap, and a sandbox that hits it ends alone. The API answers at once either way."""
-    from seabox.node.agent import gvisor_host_pids
+    from seabox.node.limits import gvisor_host_pids
 
     cap = 512 if runtime == "runc" else gvisor_host_pids(512)
     client: httpx.Client = api("escape-pids")  # type: ignore[operator]

@@ -54,6 +54,8 @@ class FakeAgent:
         self.primed: list[tuple[Service, ...]] = []  # recorded for the first table, before expose applies it
         self.dns: list[dict[int, list[Any]]] = []  # what each batch asked the tenant resolvers to serve
         self.paused: set[str] = set()
+        self.sizes: dict[str, str] = {}  # the size whose limits each container has
+        self.refused_sizes: set[str] = set()  # sizes a live change to fails (its memory in use is above them)
 
     def bundle(self, cid: str) -> Path:
         return self.root / cid
@@ -84,7 +86,17 @@ class FakeAgent:
         self.running[cid] = True
         self.exits.pop(cid, None)
         self.watched.add(cid)
+        self.sizes[cid] = p.container.spec.size
         return 100
+
+    async def apply_size(self, cid: str, s: ContainerSpec) -> tuple[str | None, str]:
+        if self.sizes.get(cid) == s.size:
+            return s.size, ""
+        if s.size in self.refused_sizes:
+            return self.sizes.get(cid), "memory in use is above the new limit"
+        self.calls.append(("size:" + s.size, cid))
+        self.sizes[cid] = s.size
+        return s.size, ""
 
     async def finish(self, cid: str, code: int) -> None:
         """The container's process ends with CODE."""
@@ -148,10 +160,10 @@ class FakePlane:
         self.reports.extend(reports)
 
 
-def spec(desired: str = "running", generation: int = 1, restart: str = "no", **extra: Any) -> ContainerSpec:
+def spec(desired: str = "running", generation: int = 1, restart: str = "no", size: str = "s1", **extra: Any) -> ContainerSpec:
     return ContainerSpec(
         image="docker.io/library/busybox:latest", image_id="sha256:" + "a" * 64, args=["sleep", "9"], cmd=None,
-        entrypoint=None, env=[], labels={}, size="s1", volumes=[], workdir="/", user="", hostname="h",
+        entrypoint=None, env=[], labels={}, size=size, volumes=[], workdir="/", user="", hostname="h",
         restart=RestartPolicy.parse(restart), tty=False, stdin_open=False, stop_signal="SIGTERM", stop_timeout=1,
         runtime_class="runc", desired=desired, generation=generation, **extra,  # type: ignore[arg-type]
     )
@@ -242,6 +254,23 @@ async def test_pause_and_unpause_are_desired_state_kept_across_an_agent_restart(
     await again.apply(AssignmentBatch(etag="3", containers=[assign("a", spec(generation=3))]))
     await settle(again)
     assert states(plane)[-1] == ("running", 3, 0) and agent.paused == set()
+
+
+async def test_a_new_size_applies_live_and_a_refused_one_is_reported_with_the_size_kept(env: Any) -> None:
+    conv, agent, plane = env
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())]))
+    await settle(conv)
+    assert plane.reports[-1].size == "s1"
+    await conv.apply(AssignmentBatch(etag="2", containers=[assign("a", spec(generation=2, size="m1", paused=True))]))
+    await settle(conv)
+    last = plane.reports[-1]
+    assert (last.state, last.generation, last.size, last.error) == ("paused", 2, "m1", "")
+    assert ("size:m1", "a") in agent.calls and [c for c in agent.calls if c[0] == "start"] == [("start", "a")]
+    agent.refused_sizes.add("s2")
+    await conv.apply(AssignmentBatch(etag="3", containers=[assign("a", spec(generation=3, size="s2"))]))
+    await settle(conv)
+    last = plane.reports[-1]
+    assert (last.state, last.generation, last.size) == ("running", 3, "m1") and "memory" in last.error
 
 
 async def test_adoption_keeps_running_containers_starts_unfinished_ones_and_removes_orphans(env: Any) -> None:

@@ -160,3 +160,53 @@ def test_every_invoice_matches_the_reference_over_random_lifecycles(engine: Engi
         lines = rate(lambda a, b: store.sums(tenant, "size", a, b, now), store.fips(tenant, lo, hi), store.price_history(),
                      lo, hi, now)
         assert total(lines) == reference(runs, versions, month).quantize(Decimal("0.000001"), ROUND_HALF_EVEN)
+
+
+# a live resize (docker update --memory on a running container) ---------------------------------------
+def _billed_by_size(engine: Engine, tenant: str, now: int) -> dict[str, int]:
+    """Billed milliseconds of TENANT's runs by meter, over all time."""
+    out: dict[str, int] = {}
+    for _key, _rid, meter_, _quantity, billed in BillingStore(engine).sums(tenant, "size", 0, 10**15, now):
+        out[meter_] = out.get(meter_, 0) + billed
+    return out
+
+
+def _lifecycle(engine: Engine, start: float, changes: list[tuple[float, str]], end: float) -> dict[str, int]:
+    """A run of an s4 from START, resized at each (at, size) of CHANGES, ending at END; what each size billed."""
+    tenant, cid = uuid.uuid4().hex, uuid.uuid4().hex
+    with engine.begin() as conn:
+        meter.container_change(conn, tenant, cid, "web", [ContainerEvent(action="start", at=start,
+                                                                         attributes={"size": "s4"})], start)
+        for at, size in changes:
+            meter.container_change(conn, tenant, cid, "web", [ContainerEvent(action="update", at=at,
+                                                                             attributes={"size": size})], at)
+        meter.container_change(conn, tenant, cid, "web", [ContainerEvent(action="die", at=end)], end)
+    return _billed_by_size(engine, tenant, 10**15)
+
+
+def test_a_live_resize_bills_each_size_for_its_part_of_the_run(engine: Engine) -> None:
+    assert _lifecycle(engine, 1000, [(1050, "m1")], 1100) == {"container.s4": 50_000, "container.m1": 50_000}
+    # a run shorter than the minimum: the old size bills its 3 s, the new one what is left of the 10 s
+    assert _lifecycle(engine, 1000, [(1003, "m1")], 1004) == {"container.s4": 3_000, "container.m1": 7_000}
+    [line] = rated(engine, [run(0, 50, meter_="container.s4"), run(50, 100, 0, "container.m1")], PriceHistory(),
+                   0, 10**9, 10**9)[:1]
+    assert line.meter == "container.m1" and line.cost == (DEFAULT_PRICES["container.m1"] * 50).quantize(Decimal("0.000001"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(length=st.integers(0, 40_000), cuts=st.lists(st.tuples(st.integers(0, 40_000), st.sampled_from(["s1", "m1", "l1"])),
+                                                     max_size=5))
+def test_resizes_split_a_run_without_changing_what_it_bills_in_all(engine: Engine, length: int, cuts: list) -> None:
+    """However a run is resized, it bills max(its length, 10 s) in all, each size for its own span, and the
+    rest of the minimum at the size it ended with."""
+    start = 5000.0
+    changes = sorted((min(at, length), size) for at, size in cuts)
+    billed = _lifecycle(engine, start, [(start + at / 1000, size) for at, size in changes], start + length / 1000)
+    assert sum(billed.values()) == max(length, 10_000)
+    spans: dict[str, int] = {}
+    points = [(0, "s4"), *changes, (length, "")]
+    for (a, size), (b, _next) in zip(points, points[1:]):
+        spans[f"container.{size}"] = spans.get(f"container.{size}", 0) + b - a
+    last = f"container.{points[-2][1]}"
+    spans[last] += max(0, 10_000 - length)
+    assert {k: v for k, v in billed.items() if v} == {k: v for k, v in spans.items() if v}

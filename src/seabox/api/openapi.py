@@ -55,7 +55,7 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | 
     ("post", "/v1/fips/detach", "Detach the floating IP of a container", FipDetach, Fip, False),
     ("post", "/v1/fips/{ref}/name", "Name a floating IP", FipName, Fip, False),
     ("delete", "/v1/fips/{ref}", "Release a floating IP (refused while attached)", None, None, False),
-    ("post", "/v1/containers/{ref}/update", "Join and leave security groups, live", ContainerUpdate, Container, False),
+    ("post", "/v1/containers/{ref}/update", "Change a container's size, restart policy or security groups, live", ContainerUpdate, Container, False),
     ("get", "/v1/security-groups", "List security groups", None, SecurityGroup, True),
     ("post", "/v1/security-groups", "Create a security group (JSON, or YAML with Content-Type application/yaml)",
      SecurityGroupSpec, SecurityGroup, False),

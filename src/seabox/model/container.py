@@ -332,7 +332,7 @@ class ContainerSpec(BaseModel):
     security_groups: list[str] = Field(default_factory=list)  # group names, in the order given
     # what the tenant last asked for; its node converges to it and reports back the generation it acted on
     desired: Literal["created", "running", "stopped", "removed"] = "created"
-    generation: int = 0  # bumped by every start, stop, kill, pause, unpause and remove
+    generation: int = 0  # bumped by every start, stop, kill, pause, unpause, live resize and remove
     paused: bool = False  # its processes are to be frozen while it runs (docker pause); a start clears it
     stop: StopRequest | None = None  # how the last stop or kill is to be done
 
@@ -363,6 +363,8 @@ class ContainerStatus(BaseModel):
     healthy: bool | None = None
     # its healthcheck's state while it runs (None: it has no healthcheck, or it is not running)
     health: Health | None = None
+    # the size whose limits it ran with when its node last said (None: not yet started, or never said)
+    size: str | None = None
 
 
 class Container(BaseModel):

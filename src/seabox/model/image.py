@@ -24,6 +24,7 @@ class Image(BaseModel):
     user: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     exposed_ports: list[str] = Field(default_factory=list)
+    layers: list[str] = Field(default_factory=list)  # the config's rootfs.diff_ids: each layer's uncompressed digest
 
 
 class PullRequest(BaseModel):

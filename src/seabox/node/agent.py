@@ -12,10 +12,11 @@ from pathlib import Path
 
 from seabox.config import ServerConfig
 from seabox.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure, UpstreamError
+from seabox.model.container import ContainerSpec
 from seabox.model.node import NodeCapacity
 from seabox.model.runtime import ID_RANGE
 from seabox.model.sizes import get_size
-from seabox.node import archive, hostdirs, identity
+from seabox.node import archive, disk_usage, hostdirs, identity, limits, loopfs
 from seabox.node.dns.resolvers import GATEWAY_SERVICES, Resolvers, resolv_conf_text
 from seabox.node.images.rootfs import mount_overlay, unmount_overlay
 from seabox.node.images.store import ImageStore
@@ -41,17 +42,6 @@ log = logging.getLogger(__name__)
 HOSTS_HEADER = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _RUNTIME_MARKER = "runtime"  # bundle file naming the container's runtime class
 _ADDRESS_MARKER = "address"  # bundle file holding the container's tenant IP (empty: no network)
-GVISOR_PIDS_FACTOR = 4
-GVISOR_PIDS_OVERHEAD = 256
-
-
-def gvisor_host_pids(pids: int) -> int:
-    """The host pids cap of a gVisor sandbox whose tenant may run pids processes.
-
-    The cgroup counts host processes: gVisor's ptrace platform runs one per address space of the
-    sandbox, next to the Sentry's and gofer's own threads, so the cap leaves room for those.
-    """
-    return pids * GVISOR_PIDS_FACTOR + GVISOR_PIDS_OVERHEAD
 
 
 class NodeAgent:
@@ -187,9 +177,7 @@ class NodeAgent:
             hostdirs.make_private_dir(data.parent, base)  # the volume's filesystem root: no host user passes
             hostdirs.hand_over(data, base)
             mounts.append(Mount(data, v.path, readonly=v.readonly))
-        pids = size.pids if c.spec.pids_limit is None else min(size.pids, c.spec.pids_limit)
-        if c.spec.runtime_class == "gvisor":
-            pids = gvisor_host_pids(pids)
+        caps = limits.limits_of(c.spec)
         return RunSpec(
             id=c.id,
             name=c.name,
@@ -201,10 +189,10 @@ class NodeAgent:
             hostname=c.spec.hostname,
             tty=c.spec.tty,
             open_stdin=c.spec.stdin_open,
-            memory_bytes=size.memory_bytes,
-            cpu_shares=size.cpu_shares,
-            cpu_quota=size.cpus,
-            pids_limit=pids,
+            memory_bytes=caps.memory_bytes,
+            cpu_shares=caps.cpu_shares,
+            cpu_quota=caps.cpus,
+            pids_limit=caps.pids,
             netns=self.network.netns_path(c.id) if c.status.ip and base is None else None,
             mounts=mounts,
             labels=c.spec.labels,
@@ -236,6 +224,7 @@ class NodeAgent:
                 await known.delete(cid)
         spec = self._run_spec(p)
         pid = await runtime.create(spec)
+        limits.record(self.bundle(cid), p.container.spec.size)
         try:
             if spec.id_map is not None and p.container.status.ip:
                 # the runtime made the netns inside the container's user namespace: wire it now
@@ -292,6 +281,10 @@ class NodeAgent:
     async def resume(self, cid: str) -> None:
         await self.runtime_of(cid).resume(cid)
 
+    async def apply_size(self, cid: str, spec: ContainerSpec) -> tuple[str, str]:
+        """Give the live container SPEC's size's limits (see limits.converge)."""
+        return await limits.converge(self.runtime_of(cid), self.bundle(cid), cid, spec)
+
     async def stop(self, cid: str, timeout: float, signal: int | str) -> None:
         """SIGNAL, then SIGKILL after TIMEOUT seconds; returns once the process is gone."""
         runtime = self.runtime_of(cid)
@@ -346,6 +339,15 @@ class NodeAgent:
 
     async def export(self, p: Placement) -> AsyncIterator[bytes]:
         return await archive.export_tar(await self._root(p), self.id_base(p) or 0)
+
+    def layer_size(self, cid: str) -> int:
+        """Bytes of the container's filesystem changes (see disk_usage.measured); 0 if it has no disk here."""
+        check_container_id(cid)
+        bundle = self.bundle(cid)
+        if not (bundle / "disk.img").is_file():
+            return 0
+        loopfs.ensure_mounted(bundle / "disk.img", bundle / "disk", None)  # not mounted after a host reboot
+        return disk_usage.measured(bundle / "disk" / "upper", bundle / "disk")
 
     async def changes(self, p: Placement) -> list[Change]:
         await self._root(p)

@@ -358,9 +358,10 @@ class Converger:
         if live:  # started before the agent last went away, or asked to run (or to pause or thaw) and running
             self.agent.watch(cid)
             state = await self._freeze(a, state)
+            size, error = await self.agent.apply_size(cid, a.spec)  # docker update --memory/--cpus, live
             pid = await self.agent.pid(cid)  # a record that lost it (a report while the agent was away) gets it back
             await self._report(ContainerReport(id=cid, generation=generation, state=state, pid=pid,
-                                               restart_count=restarts))
+                                               restart_count=restarts, size=size, error=error))
             return
         status = self.agent.exit_status(cid)
         if status is None and a.spec.desired != "running":
@@ -402,7 +403,7 @@ class Converger:
         self._record(a.id, generation, restarts)
         await self._report(
             ContainerReport(id=a.id, generation=generation, state="running", pid=pid, started_at=_now(),
-                            restart_count=restarts)
+                            restart_count=restarts, size=a.spec.size)
         )
 
     async def _stop(self, a: Assignment, state: str | None) -> None:

@@ -93,6 +93,11 @@ async def top(request: web.Request) -> web.Response:
     return web.json_response(await _link(request).top(request.match_info["id"]))
 
 
+@routes.get(LINK_PREFIX + "/containers/{id}/layer-size")
+async def layer_size(request: web.Request) -> web.Response:
+    return web.json_response({"bytes": await _link(request).layer_size(request.match_info["id"])})
+
+
 @routes.post(LINK_PREFIX + "/containers/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
     body = await _json(request)
@@ -398,8 +403,8 @@ async def create_volume(request: web.Request) -> web.Response:
 
 @routes.delete(LINK_PREFIX + "/volumes/{tenant}/{name}")
 async def remove_volume(request: web.Request) -> web.Response:
-    await _link(request).remove_volume(request.match_info["tenant"], request.match_info["name"])
-    return web.Response(status=204)
+    freed = await _link(request).remove_volume(request.match_info["tenant"], request.match_info["name"])
+    return web.json_response({"bytes": freed})
 
 
 def create_link_app(link: LocalLink, secret: str, stopped: Callable[[str], Awaitable[None]]) -> web.Application:

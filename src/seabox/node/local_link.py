@@ -107,6 +107,9 @@ class LocalLink(NodeLink):
     async def changes(self, p: Placement) -> list[Change]:
         return await self.agent.changes(p)
 
+    async def layer_size(self, cid: str) -> int:
+        return await asyncio.to_thread(self.agent.layer_size, cid)
+
     # images and volumes ---------------------------------------------------------------------
     async def pull(self, ref: str, progress: Callable[[PullProgress], None] | None) -> ImageInfo:
         return await self.agent.images.pull(ref, progress)
@@ -135,8 +138,8 @@ class LocalLink(NodeLink):
     async def create_volume(self, tenant_id: str, name: str, size: int) -> None:
         await asyncio.to_thread(self.agent.volumes.create, tenant_id, name, size)
 
-    async def remove_volume(self, tenant_id: str, name: str) -> None:
-        await asyncio.to_thread(self.agent.volumes.remove, tenant_id, name)
+    async def remove_volume(self, tenant_id: str, name: str) -> int:
+        return await asyncio.to_thread(self.agent.volumes.remove, tenant_id, name)
 
     async def close(self) -> None:
         """The agent is closed by its converger, which owns it."""

@@ -70,3 +70,6 @@ class ContainerReport(BaseModel):
     healthy: bool | None = None
     # its healthcheck's state (spec.healthcheck; None: it has none, or it is not running)
     health: Health | None = None
+    # the size whose limits it runs with (None: the report does not say); a live container whose spec.size
+    # differs could not be changed to it, and `error` says why
+    size: str | None = None

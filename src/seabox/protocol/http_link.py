@@ -215,6 +215,9 @@ class HttpNodeLink(NodeLink):
     async def changes(self, p: Placement) -> list[Change]:
         return _CHANGES.validate_json(await self._call("POST", "/files/changes", json={"placement": placement_json(p)}))
 
+    async def layer_size(self, cid: str) -> int:
+        return int(json.loads(await self._call("GET", f"/containers/{cid}/layer-size"))["bytes"])
+
     async def pull(self, ref: str, progress: Callable[[PullProgress], None] | None) -> ImageInfo:
         try:
             async with self._client().post(self.base + "/images/pull", json={"ref": ref}, timeout=STREAM_TIMEOUT) as r:
@@ -278,8 +281,8 @@ class HttpNodeLink(NodeLink):
     async def create_volume(self, tenant_id: str, name: str, size: int) -> None:
         await self._call("POST", "/volumes", json={"tenant_id": tenant_id, "name": name, "size": size})
 
-    async def remove_volume(self, tenant_id: str, name: str) -> None:
-        await self._call("DELETE", f"/volumes/{tenant_id}/{name}")
+    async def remove_volume(self, tenant_id: str, name: str) -> int:
+        return int(json.loads(await self._call("DELETE", f"/volumes/{tenant_id}/{name}"))["bytes"])
 
     async def close(self) -> None:
         if self._session is not None:

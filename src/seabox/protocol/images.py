@@ -96,3 +96,4 @@ class ImageInfo:
     config: ImageConfig
     architecture: str
     os: str
+    layers: list[str] = field(default_factory=list)  # rootfs.diff_ids of its config, bottom layer first

@@ -127,6 +127,10 @@ class NodeLink(ABC):
     async def changes(self, p: Placement) -> list[Change]:
         """What the container changed against its image."""
 
+    @abstractmethod
+    async def layer_size(self, cid: str) -> int:
+        """Bytes of the container's filesystem changes (its writable layer), 0 if it has none on the node."""
+
     # images and volumes ---------------------------------------------------------------------
     @abstractmethod
     async def pull(self, ref: str, progress: Callable[[PullProgress], None] | None) -> ImageInfo:
@@ -165,8 +169,8 @@ class NodeLink(ABC):
         """Make the volume's filesystem on the node."""
 
     @abstractmethod
-    async def remove_volume(self, tenant_id: str, name: str) -> None:
-        """Delete the volume's data from the node."""
+    async def remove_volume(self, tenant_id: str, name: str) -> int:
+        """Delete the volume's data from the node; the bytes its files held."""
 
     async def close(self) -> None:
         """Let go of the node (its containers keep running)."""

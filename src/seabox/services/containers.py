@@ -12,6 +12,7 @@ import secrets
 import signal as signals
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Any
@@ -340,6 +341,21 @@ class ContainerService:
             raise Conflict(f"container {c.name} is not paused")
         return await self._freeze(c, False)
 
+    @asynccontextmanager
+    async def paused_while(self, tenant: Tenant, ref: str) -> AsyncIterator[Container]:
+        """The container frozen for the block if it is running (docker commit reads its changes so), thawed
+        after it even if the block fails; one paused already, or not running, is left as it is."""
+        c = self.get(tenant, ref)
+        if c.status.state != "running":
+            yield c
+            return
+        c = await self._freeze(c, True)
+        try:
+            yield c
+        finally:
+            if self.store.get_container(c.id).status.state == "paused":  # not stopped meanwhile
+                await self._freeze(c, False)
+
     async def _freeze(self, c: Container, paused: bool) -> Container:
         generation = self.store.request_container(c.id, "running", paused=paused)
         await self.bus.notify()
@@ -350,41 +366,66 @@ class ContainerService:
 
     # update --------------------------------------------------------------------------------
     async def update(self, tenant: Tenant, ref: str, size: str | None, restart: RestartPolicy | None) -> Container:
-        """A new size (the rules of create: a size that fits a node, the spend limit) or restart policy.
+        """A new size (the rules of create: a size that fits its node, the spend limit) or restart policy.
 
-        A size applies at the container's next start: a running one is refused (stop it first)."""
+        A stopped container's size applies at its next start; a running or paused one's at once, as its
+        node sets the new cgroup limits (runc; a gVisor sandbox cannot change them live: a 409)."""
         c = self.get(tenant, ref)
-        changes: dict[str, object] = {}
+        if restart is not None and c.spec.auto_remove and restart.name != "no":
+            raise Conflict("a container removed on exit (--rm) cannot have a restart policy", field="RestartPolicy")
+        changes: dict[str, object] = {"restart": restart.model_dump()} if restart is not None else {}
         if size is not None and size != c.spec.size:
-            if c.status.state not in ("created", "exited", "dead"):
-                raise Conflict(f"container {c.name} is {c.status.state}: stop it to change its size "
-                               "(the new size applies when it starts)", field="size")
+            live = c.status.state in ("running", "paused")
+            if live and c.spec.runtime_class == "gvisor":
+                raise Conflict(f"container {c.name} runs in gVisor, whose sandbox cannot change its size while "
+                               "it runs (runsc has no update): stop it, update it, and start it", field="size")
+            if not live and c.status.state not in ("created", "exited", "dead"):
+                raise Conflict(f"container {c.name} is {c.status.state}: change its size once it runs or has "
+                               "stopped", field="size")
             self.accounts.check_spend(tenant)
-            self.placer.choose(tenant.id, size, c.status.node, pinned_by=f"container {c.name}")
-            changes["size"] = size
-        if restart is not None:
-            if c.spec.auto_remove and restart.name != "no":
-                raise Conflict("a container removed on exit (--rm) cannot have a restart policy", field="RestartPolicy")
-            changes["restart"] = restart.model_dump()
+            if live:
+                await self._resize(c, size)
+            else:
+                self.placer.choose(tenant.id, size, c.status.node, pinned_by=f"container {c.name}")
+                changes["size"] = size
         if not changes:
-            return c
+            return self.store.get_container(c.id)
         c = self.store.update_container(c.id, changes)
-        await self.bus.emit(tenant.id, "container", "update", c.id, c.name,
-                            {k: str(v) for k, v in (("size", size), ("restart", restart)) if v is not None})
+        said = {"size": changes.get("size"), "restart": restart}
+        await self.bus.emit(tenant.id, "container", "update", c.id, c.name, {k: str(v) for k, v in said.items() if v})
         return c
 
+    async def _resize(self, c: Container, size: str) -> None:
+        """Change the live container C to SIZE if its node has the memory for it now (a 409 otherwise), and
+        wait for the node to set the limits; if it cannot (memory in use above the new limit), C keeps its size."""
+        node = c.status.node or ""
+        generation = self.store.resize_container(
+            c.id, node, size, lambda placed: self.placer.admit_start(node, c.id, size, placed))
+        await self.bus.notify()
+        done = await self._acted_on(c.id, generation, STOP_GRACE)
+        if done.status.size == size:
+            return
+        self.store.resize_container(c.id, node, c.spec.size, lambda placed: None)  # back to what it has
+        await self.bus.notify()
+        reason = done.status.error or f"it is {done.status.state} now"
+        raise Conflict(f"container {c.name} could not change to size {size}: {reason}", field="size")
+
     # prune ---------------------------------------------------------------------------------
-    async def prune(self, tenant: Tenant, keep: Callable[[Container], bool]) -> list[Container]:
-        """Remove every stopped container of the tenant that KEEP does not hold back; the ones removed."""
-        removed = []
+    async def prune(self, tenant: Tenant, keep: Callable[[Container], bool]) -> tuple[list[Container], int]:
+        """Remove every stopped container of the tenant that KEEP does not hold back; the ones removed, and the
+        bytes of their writable layers (measured by their nodes just before; 0 for one whose node is down)."""
+        removed, reclaimed = [], 0
         for c in self.list(tenant, all_=True):
             if c.status.state in ("created", "exited", "dead") and not keep(c):
+                node = c.status.node or ""
+                layer = 0 if self.placer.is_down(node) else await self.links.get(node).layer_size(c.id)
                 try:
                     await self.remove(tenant, c.id)
                 except NotFound:  # removed meanwhile
                     continue
                 removed.append(c)
-        return removed
+                reclaimed += layer
+        return removed, reclaimed
 
     async def restart(self, tenant: Tenant, ref: str, timeout: float | None = None) -> Container:
         await self.stop(tenant, ref, timeout)
@@ -549,6 +590,8 @@ class ContainerService:
                 events.append(ContainerEvent(action="pause" if r.state == "paused" else "unpause",
                                              attributes={"image": c.spec.image}))
             st.state, st.pid = r.state, r.pid or old.pid
+            if r.size is not None or r.error:  # the limits it has now, and why not its spec's if it could not
+                st.size, st.error = r.size or old.size, r.error
         elif r.failure:  # the start failed: the record keeps the reason
             st.state = "exited" if old.started_at else "created"
             st.error, st.exit_code, st.pid = r.error, r.exit_code, 0

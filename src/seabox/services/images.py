@@ -67,6 +67,7 @@ def to_model(info: ImageInfo, img: TenantImage) -> Image:
         user=cfg.user,
         labels=cfg.labels,
         exposed_ports=cfg.exposed_ports,
+        layers=info.layers,
     )
 
 

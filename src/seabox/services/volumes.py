@@ -49,10 +49,12 @@ class VolumeService:
     def get(self, tenant: Tenant, name: str) -> Volume:
         return self.store.get_volume(tenant.id, name)
 
-    async def remove(self, tenant: Tenant, name: str) -> None:
+    async def remove(self, tenant: Tenant, name: str) -> int:
+        """Remove the unmounted volume and its data; the bytes its files held (what a prune reclaims)."""
         vol = self.store.get_volume(tenant.id, name)
         if vol.in_use_by:
             raise Conflict(f"volume {name} is in use by container(s) {', '.join(vol.in_use_by)}: remove them first")
-        await self.links.get(vol.node).remove_volume(tenant.id, name)
+        freed = await self.links.get(vol.node).remove_volume(tenant.id, name)
         self.store.delete_volume(tenant.id, name)
         await self.bus.emit(tenant.id, "volume", "destroy", name, name)
+        return freed

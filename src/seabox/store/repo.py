@@ -305,6 +305,27 @@ class Store:
             conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
         return self.get_container(cid)
 
+    def resize_container(self, cid: str, node: str, size: str, admit: Callable[[list[Container]], None]) -> int:
+        """Change a live container's size if ADMIT(the containers on NODE) does not refuse it; the new generation.
+
+        Its node applies the new limits (desired state and pause are kept); the run billed at the old size
+        ends and one at SIZE begins, and the `update` event is written, in the same transaction.
+        """
+        c = t.containers.c
+        with self.engine.begin() as conn:
+            one_writer_at_a_time(conn, _node_lock(node))
+            rows = conn.execute(select(t.containers).where(c.node == node)).mappings()
+            admit([self._container(r) for r in rows])
+            row = conn.execute(select(c.spec).where(c.id == cid).with_for_update()).first()
+            if row is None:
+                raise NotFound(f"no such container: {cid}")
+            spec = ContainerSpec.model_validate(row[0])
+            spec.size = size
+            spec.generation += 1
+            conn.execute(update(t.containers).where(c.id == cid).values(spec=spec.model_dump(mode="json")))
+            self._insert_events(conn, cid, [ContainerEvent(action="update", attributes={"size": size})])
+            return spec.generation
+
     def move_container(self, cid: str, from_node: str, to_node: str, status: ContainerStatus,
                        events: Iterable[ContainerEvent] = (), fence: Lease | None = None) -> bool:
         """Place the container on TO_NODE if it is still on FROM_NODE (False if another server moved it first)."""

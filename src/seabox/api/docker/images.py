@@ -6,6 +6,7 @@ import asyncio
 import json
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def _inspect(img: Image) -> dict[str, Any]:
         "Size": img.size,
         "VirtualSize": img.size,
         "GraphDriver": {"Name": "overlay", "Data": None},
-        "RootFS": {"Type": "layers", "Layers": []},
+        "RootFS": {"Type": "layers", "Layers": img.layers},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
 
@@ -218,11 +219,11 @@ async def _import_rootfs(request: web.Request) -> web.Response:
 async def commit(request: web.Request) -> web.Response:
     """`docker commit CONTAINER [REPO[:TAG]]`: the container's filesystem changes as a new image's top layer.
 
-    pause is accepted and not acted on: the changes are read as they are at the time of the call."""
+    With pause (the default) a running container is frozen while its changes are read, and thawed after."""
     ref = request.query.get("container")
     if not ref:
         raise InvalidArgument("container is required", field="container")
-    flag(request, "pause", True)
+    pause = flag(request, "pause", True)
     c = cloud(request)
     tenant = tenant_of(request)
     container = c.containers.get(tenant, ref)
@@ -236,7 +237,9 @@ async def commit(request: web.Request) -> web.Response:
     config = apply_changes(config, request.query.getall("changes", []))
     spec = NewImage(config, comment=request.query.get("comment", ""), author=request.query.get("author", ""),
                     created_by=f"commit of {container.name}")
-    image = await c.images.commit(tenant, container, spec, _new_name(request))
+    name = _new_name(request)
+    async with c.containers.paused_while(tenant, container.id) if pause else nullcontext(container):
+        image = await c.images.commit(tenant, container, spec, name)
     return web.json_response({"Id": image.id}, status=201)
 
 

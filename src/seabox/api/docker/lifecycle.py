@@ -1,4 +1,4 @@
-"""Docker container pause, unpause, update and prune: desired state for the node, the rest refused by name."""
+"""Docker container pause, unpause, update (a size applied live) and prune: desired state for the node, the rest refused by name."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ async def update(request: web.Request) -> web.Response:
 @routes.post("/containers/prune")
 async def prune(request: web.Request) -> web.Response:
     chosen = prune_filter(query_filters(request), {"until", "label", "label!"})
-    removed = await cloud(request).containers.prune(
+    removed, reclaimed = await cloud(request).containers.prune(
         tenant_of(request), lambda c: not chosen.selects(c.created_at.timestamp(), translate.labels_of(c))
     )
-    return web.json_response({"ContainersDeleted": [c.id for c in removed] or None, "SpaceReclaimed": 0})
+    return web.json_response({"ContainersDeleted": [c.id for c in removed] or None, "SpaceReclaimed": reclaimed})

@@ -78,16 +78,16 @@ async def prune(request: web.Request) -> web.Response:
     chosen = prune_filter({k: vs for k, vs in filters.items() if k != "all"}, {"label", "label!"})
     svc = cloud(request).volumes
     tenant = tenant_of(request)
-    removed = []
+    removed, reclaimed = [], 0
     for v in svc.list(tenant):
         if v.in_use_by or not (named or ANONYMOUS_LABEL in v.labels) or not chosen.selects(v.created_at.timestamp(), v.labels):
             continue
         try:
-            await svc.remove(tenant, v.name)
+            reclaimed += await svc.remove(tenant, v.name)
         except (NotFound, Conflict):  # removed, or mounted, meanwhile
             continue
         removed.append(v.name)
-    return web.json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": 0})
+    return web.json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
 
 
 @routes.post("/volumes/create")

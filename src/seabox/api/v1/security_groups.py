@@ -1,4 +1,5 @@
-"""Native /v1 security group routes: create, list, inspect, update (replaces every rule), remove; a container's groups."""
+"""Native /v1 security group routes: create, list, inspect, update (replaces every rule), remove; a container's live
+update (its groups, size or restart policy)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from seabox.api.auth import tenant_of
 from seabox.api.body import OFF_LOOP_BYTES, json_body, read_body
 from seabox.api.common import body, cloud, dump
 from seabox.errors import InvalidArgument
-from seabox.model.container import check_group_names
+from seabox.model.container import RestartPolicy, SizeName, check_group_names
 from seabox.model.security_group import group_document, parse_yaml
 
 routes = web.RouteTableDef()
@@ -20,12 +21,20 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 
 class ContainerUpdate(BaseModel):
-    """A live change to a container: security groups to join and to leave (all at once, or nothing)."""
+    """A live change to a container: its size and restart policy, or security groups to join and to leave
+    (each request one kind of change, applied all at once or not at all)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    size: SizeName | None = None  # running or paused: applied at once (runc); stopped: at its next start
+    restart: RestartPolicy | None = None
     security_groups_add: list[str] = Field(default_factory=list)
     security_groups_remove: list[str] = Field(default_factory=list)
+
+    @field_validator("restart", mode="before")
+    @classmethod
+    def _restart(cls, v: object) -> object:
+        return RestartPolicy.parse(v) if isinstance(v, str) else v
 
     @field_validator("security_groups_add", "security_groups_remove")
     @classmethod
@@ -79,7 +88,11 @@ async def remove(request: web.Request) -> web.Response:
 @routes.post("/v1/containers/{ref}/update")
 async def update_container(request: web.Request) -> web.Response:
     req = await body(request, ContainerUpdate)
-    svc = cloud(request).security_groups
-    c = await svc.update_container(tenant_of(request), request.match_info["ref"], req.security_groups_add,
-                                   req.security_groups_remove)
-    return dump(c)
+    ref, tenant = request.match_info["ref"], tenant_of(request)
+    if req.size is None and req.restart is None:
+        svc = cloud(request).security_groups
+        return dump(await svc.update_container(tenant, ref, req.security_groups_add, req.security_groups_remove))
+    if req.security_groups_add or req.security_groups_remove:
+        raise InvalidArgument("change the size or restart policy and the security groups in two requests",
+                              field="security_groups_add" if req.security_groups_add else "security_groups_remove")
+    return dump(await cloud(request).containers.update(tenant, ref, req.size, req.restart))

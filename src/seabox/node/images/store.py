@@ -16,7 +16,7 @@ import tarfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Set
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from seabox.errors import (
     UpstreamError,
 )
 from seabox.model.runtime import ID_RANGE
+from seabox.node.disk_usage import tree_bytes
 from seabox.node.images.build import history_of, merge_archives, set_config
 from seabox.node.images.layer_tar import decompress_layer, upper_to_layer
 from seabox.node.images.layout import OciLayout, write_json_atomic
@@ -69,6 +70,7 @@ class _Record:
     architecture: str
     os: str
     config: ImageConfig
+    diff_ids: list[str] = field(default_factory=list)  # the config's rootfs.diff_ids (empty in older indexes)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,17 +122,11 @@ def _parse_created(value: str | None) -> datetime | None:
         return None
 
 
-def _tree_size(path: Path) -> int:
-    """Bytes used by the files under path, counting hard-linked files once."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for name in filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
+def _diff_ids(config: dict[str, Any]) -> builtins.list[str]:
+    """The rootfs.diff_ids of an image config blob."""
+    rootfs = config.get("rootfs")
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    return [str(d) for d in ids] if isinstance(ids, list) else []
 
 
 def _bytes_text(n: int) -> str:
@@ -269,6 +265,9 @@ class ImageStore:
             self._tags = dict(data["tags"])
             self._digests = dict(data["digests"])
         self._layout.set_refs({_layout_ref(i): r.manifest for i, r in self._images.items()})
+        for image_id, record in self._images.items():
+            if not record.diff_ids:  # recorded before the index kept them
+                record.diff_ids = _diff_ids(self._layout.read_json_blob(image_id))
         keep = {_layout_ref(i) for i in self._images}
         for entry in self._unpacked.iterdir():
             if entry.name.partition(_MAPPED_SEP)[0] not in keep:
@@ -311,6 +310,7 @@ class ImageStore:
             config=copy.deepcopy(record.config),
             architecture=record.architecture,
             os=record.os,
+            layers=list(record.diff_ids),
         )
 
     def rootfs(self, image_id: str) -> Path:
@@ -619,7 +619,7 @@ class ImageStore:
                     await self._check_unpacked(manifest)
                     on_unpack()
                     await self._unpack(image_id)
-                    size = await asyncio.to_thread(_tree_size, self.rootfs(image_id))
+                    size = await asyncio.to_thread(tree_bytes, self.rootfs(image_id)) or 0
                 except BaseException:
                     refs = self._layout.refs()
                     refs.pop(_layout_ref(image_id), None)
@@ -633,6 +633,7 @@ class ImageStore:
                     architecture=str(config.get("architecture") or ""),
                     os=str(config.get("os") or ""),
                     config=ImageConfig.from_oci(config.get("config") or {}),
+                    diff_ids=_diff_ids(config),
                 )
             self._tags.update(dict.fromkeys(tags, image_id))
             self._digests.update(dict.fromkeys(digests, image_id))

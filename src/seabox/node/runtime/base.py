@@ -45,6 +45,16 @@ class Ulimit:
     hard: int
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A container's cgroup caps, from its size: memory (no swap), CPU weight, CPU time in cores, processes."""
+
+    memory_bytes: int
+    cpu_shares: int
+    cpus: float
+    pids: int
+
+
 @dataclass
 class RunSpec:
     """Everything needed to create one container in a prepared bundle directory."""
@@ -103,6 +113,10 @@ class RuntimeClass(Protocol):
 
     async def resume(self, cid: str) -> None:
         """Thaw the paused container (state 'running' again); Conflict if it is not paused."""
+        ...
+
+    async def update(self, cid: str, limits: Limits) -> None:
+        """Set the live container's cgroup caps to LIMITS; Conflict for a class that cannot change them live."""
         ...
 
     async def delete(self, cid: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from seabox.errors import Conflict
+from seabox.node.runtime.base import Limits
 from seabox.node.runtime.runc import Runc
 from seabox.node.runtime.runc_runtime import CONMON, OciRuntime
 
@@ -42,6 +44,11 @@ class GvisorRuntime(OciRuntime):
             terminal_by_process_file=True,
         )
         super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
+
+    async def update(self, cid: str, limits: Limits) -> None:
+        """Refused: runsc has no `update`, and the Sentry sizes its memory when the sandbox boots."""
+        raise Conflict("a gVisor container's size cannot change while it runs (runsc has no update): stop it, "
+                       "update it, and start it again")
 
     async def top(self, cid: str) -> list[tuple[int, str]]:
         """The processes inside the sandbox, as its Sentry lists them (`runsc ps`): gVisor's own pids

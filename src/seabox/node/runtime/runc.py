@@ -111,6 +111,10 @@ class Runc:
     async def resume(self, cid: str) -> None:
         await self._run(cid, "resume", cid)
 
+    async def update(self, cid: str, resources: Path) -> None:
+        """Set the live container's cgroup limits to the linux.resources JSON in the file RESOURCES."""
+        await self._run(cid, "update", "--resources", str(resources), cid)
+
     async def delete(self, cid: str) -> None:
         """Kill the container if needed and remove its state; succeeds for an unknown id."""
         await self._run(cid, "delete", "--force", cid)

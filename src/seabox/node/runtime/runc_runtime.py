@@ -17,12 +17,14 @@ from pathlib import Path
 
 from seabox.errors import Conflict, InvalidArgument, NotFound
 from seabox.node.runtime import cgroups, conmon, inroot
-from seabox.node.runtime.base import RunSpec, Ulimit
+from seabox.node.runtime.base import Limits, RunSpec, Ulimit
 from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
 from seabox.node.runtime.runc import Runc
-from seabox.node.runtime.spec import NOFILE_LIMIT, build_config, resolve_groups, resolve_user, with_groups
+from seabox.node.runtime.spec import (
+    NOFILE_LIMIT, build_config, limit_resources, resolve_groups, resolve_user, with_groups,
+)
 
 RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
@@ -146,6 +148,19 @@ class OciRuntime:
 
     async def resume(self, cid: str) -> None:
         await self._runc.resume(cid)
+
+    async def update(self, cid: str, limits: Limits) -> None:
+        """Set the running (or paused) container's memory, CPU and process caps to LIMITS, live."""
+        state = await self._runc.state(cid)
+        if state is None:
+            raise NotFound(f"no such container: {cid}")
+        resources = limit_resources(limits.memory_bytes, limits.cpu_shares, limits.cpus, limits.pids)
+        path = Path(state["bundle"]) / "resources.json"
+        path.write_text(json.dumps(resources))
+        try:
+            await self._runc.update(cid, path)
+        finally:
+            path.unlink(missing_ok=True)
 
     async def delete(self, cid: str) -> None:
         """runc delete --force, then wait for the container's conmon to record the exit and leave."""

@@ -313,19 +313,22 @@ def _resources(spec: RunSpec) -> dict[str, Any]:
         if minor is not None:
             rule["minor"] = minor
         devices.append(rule)
-    cpu: dict[str, Any] = {"shares": spec.cpu_shares}
+    resources = {"devices": devices, **limit_resources(spec.memory_bytes, spec.cpu_shares, spec.cpu_quota,
+                                                       spec.pids_limit)}
     if spec.cpuset_cpus:
-        cpu["cpus"] = spec.cpuset_cpus
-    if spec.cpu_quota is not None:
-        cpu["quota"] = round(spec.cpu_quota * CFS_PERIOD_US)
+        resources["cpu"]["cpus"] = spec.cpuset_cpus
+    return resources
+
+
+def limit_resources(memory_bytes: int, cpu_shares: int, cpu_quota: float | None, pids_limit: int | None) -> dict[str, Any]:
+    """The memory (no swap), CPU and process caps of linux.resources: config.json's, and what `runc update` takes."""
+    cpu: dict[str, Any] = {"shares": cpu_shares}
+    if cpu_quota is not None:
+        cpu["quota"] = round(cpu_quota * CFS_PERIOD_US)
         cpu["period"] = CFS_PERIOD_US
-    resources: dict[str, Any] = {
-        "devices": devices,
-        "memory": {"limit": spec.memory_bytes, "swap": spec.memory_bytes},
-        "cpu": cpu,
-    }
-    if spec.pids_limit is not None:
-        resources["pids"] = {"limit": spec.pids_limit}
+    resources: dict[str, Any] = {"memory": {"limit": memory_bytes, "swap": memory_bytes}, "cpu": cpu}
+    if pids_limit is not None:
+        resources["pids"] = {"limit": pids_limit}
     return resources
 
 

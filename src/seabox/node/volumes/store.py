@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from seabox.errors import NotFound
-from seabox.node import loopfs
+from seabox.node import disk_usage, loopfs
 
 
 class VolumeStore:
@@ -42,16 +42,18 @@ class VolumeStore:
             raise NotFound(f"volume {name!r} has no data on this node")
         return path
 
-    def remove(self, tenant_id: str, name: str) -> None:
-        """Unmount the volume (its loop device detaches) and delete its image."""
+    def remove(self, tenant_id: str, name: str) -> int:
+        """Unmount the volume (its loop device detaches) and delete its image; the bytes its files held."""
         base = self._dir(tenant_id, name)
+        try:
+            freed = self.usage(tenant_id, name)
+        except NotFound:  # no data here (never made, or half removed before)
+            freed = 0
         loopfs.release(base / "fs")
         shutil.rmtree(base, ignore_errors=True)
+        return freed
 
     def usage(self, tenant_id: str, name: str) -> int:
-        """Bytes used by the volume's files."""
-        total = 0
-        for p in self.path(tenant_id, name).rglob("*"):
-            if p.is_file() and not p.is_symlink():
-                total += p.stat().st_size
-        return total
+        """Bytes of the volume's files (see disk_usage.measured), its filesystem mounted first if need be."""
+        self.existing(tenant_id, name)
+        return disk_usage.measured(self.path(tenant_id, name), self._dir(tenant_id, name) / "fs")
