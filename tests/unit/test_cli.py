@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import re
 import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,13 +21,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from typer.testing import CliRunner, Result
 
-from seabox.cli.client import human_bytes, human_duration, parse_time
+from seabox.cli.client import human_bytes, parse_time
 from seabox.cli.containers import status_text
-from seabox.cli.main import MODULES, root
+from seabox.cli.main import main
+from seabox.model.humanize import human_duration
 
-app = root(list(MODULES))
 CID = "3f2a" + "0" * 56
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,8 +111,42 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServ
     thread.join(10)
 
 
+@dataclass
+class Result:
+    """What one `seabox ARGS` run in this process printed, and its exit code."""
+
+    exit_code: int
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode()
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
 def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
+    """Run `seabox ARGS` in this process as the console script does (its main(), sys.argv), capturing its output."""
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+    saved = sys.stdout, sys.stderr, sys.argv
+    sys.stdout, sys.stderr, sys.argv = out, err, ["seabox", *args]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        sys.stdout, sys.stderr, sys.argv = saved
+    out.flush()
+    err.flush()
+    return Result(code, out.buffer.getvalue(), err.buffer.getvalue())  # type: ignore[attr-defined]
 
 
 def iso(delta: float = 0) -> str:
@@ -247,22 +282,43 @@ def test_run_streams_output_raw_and_exits_with_the_container_code(server: FakeSe
     assert result.exit_code == 3
     assert result.stdout_bytes == b"hi there\n" + binary
     assert result.stderr == "oops\n"
-    assert [(c.method, c.path) for c in server.calls] == [
-        ("POST", "/v1/containers"),
-        ("POST", f"/v1/containers/{CID}/start"),
-        ("GET", f"/v1/containers/{CID}/logs"),
-        ("POST", f"/v1/containers/{CID}/wait"),
-    ]
+    calls = [(c.method, c.path) for c in server.calls]
+    assert calls[:2] == [("POST", "/v1/containers"), ("POST", f"/v1/containers/{CID}/start")]
+    # the wait is asked on a connection of its own while the output is followed: the order of the two is the server's
+    assert sorted(calls[2:]) == [("GET", f"/v1/containers/{CID}/logs"), ("POST", f"/v1/containers/{CID}/wait")]
     assert server.called("GET", f"/v1/containers/{CID}/logs")[0].query == {"follow": "true"}
+    assert "auto_remove" not in server.called("POST", "/v1/containers")[0].json()
 
 
-def test_run_rm_removes_the_container_after_it_exits(server: FakeServer) -> None:
-    expect_run(server, exit_code=0)
-    result = cli("run", "--rm", "busybox", "true")
-    assert result.exit_code == 0, result.output
+@pytest.mark.parametrize("code", [0, 4])
+def test_run_rm_lets_the_server_remove_it_and_exits_with_its_code(server: FakeServer, code: int) -> None:
+    expect_run(server, exit_code=code, logs=[{"time": iso(), "stream": "stdout", "data": "bye\n"}])
+    result = cli("run", "--rm", "busybox", "sh", "-c", f"echo bye; exit {code}")
+    assert (result.exit_code, result.stdout) == (code, "bye\n"), result.output
+    assert server.called("POST", "/v1/containers")[0].json()["auto_remove"] is True
+    assert server.called("DELETE", f"/v1/containers/{CID}") == []  # no round trip after the wait
+
+
+def test_run_rm_of_a_container_removed_before_its_logs_are_asked_still_exits_with_its_code(
+        server: FakeServer) -> None:
+    expect_run(server, exit_code=3)
+    server.replies[("GET", f"/v1/containers/{CID}/logs")] = []
+    server.on("GET", f"/v1/containers/{CID}/logs", {"message": f"no such container: {CID}"}, status=404)
+    result = cli("run", "--rm", "busybox", "false")
+    assert (result.exit_code, result.stderr) == (3, "")
+
+
+def test_ctrl_c_during_run_rm_removes_the_container(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    expect_run(server, logs=[{"time": iso(), "stream": "stdout", "data": "tick\n"}])
+
+    def interrupted(entry: dict[str, Any], timestamps: bool = False) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("seabox.cli.containers.write_entry", interrupted)
+    result = cli("run", "--rm", "busybox", "sleep", "100")
+    assert result.exit_code == 130
     (delete,) = server.called("DELETE", f"/v1/containers/{CID}")
     assert delete.query == {"force": "true"}
-    assert server.calls[-1] is delete
 
 
 def test_run_detached_prints_the_full_id_and_does_not_follow(server: FakeServer) -> None:
