@@ -671,3 +671,63 @@ def test_image_group_aliases_the_top_level_commands(server: FakeServer) -> None:
     server.on("GET", "/v1/images", [{"id": "sha256:" + "ab" * 32, "size": 1, "created": None, "repo_tags": []}])
     assert cli("image", "ls", "-q").stdout == cli("images", "-q").stdout == "ab" * 6 + "\n"
     assert cli("image", "ls").stdout.splitlines()[1].split() == ["<none>", "<none>", "ab" * 6, "1B"]
+
+
+def test_the_create_options_the_api_honours_become_its_fields(server: FakeServer, tmp_path: Path) -> None:
+    from seabox.model.container import ContainerCreate
+
+    profile = tmp_path / "seccomp.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}')
+    server.on("POST", "/v1/containers", {"id": CID}, status=201)
+    result = cli(
+        "create", "--tmpfs", "/run", "--tmpfs", "/cache:size=64m,mode=1777", "--init", "--group-add", "audio",
+        "--group-add", "1001", "--cpuset-cpus", "0", "--memory-swappiness", "0", "--log-opt", "max-size=10m",
+        "--log-opt", "max-file=1", "--network", "none", "--security-opt", "no-new-privileges",
+        "--security-opt", f"seccomp={profile}", "--cap-add", "NET_RAW", "--health-cmd", "test -e /ok",
+        "--health-interval", "1m30s", "--health-timeout", "500ms", "--health-start-period", "5s",
+        "--health-retries", "2", "busybox",
+    )
+    assert result.exit_code == 0, result.output
+    body = server.calls[0].json()
+    assert {k: v for k, v in body.items() if k not in ("image", "env", "labels", "volumes")} == {
+        "tmpfs": [{"path": "/run"}, {"path": "/cache", "options": "size=64m,mode=1777"}],
+        "init": True,
+        "group_add": ["audio", "1001"],
+        "cpuset_cpus": "0",
+        "memory_swappiness": 0,
+        "log": {"options": {"max-size": "10m", "max-file": "1"}, "max_size": 10 << 20, "max_file": 1},
+        "network": "none",
+        "seccomp_profile": profile.read_text(),
+        "cap_add": ["NET_RAW"],
+        "healthcheck": {"test": ["CMD-SHELL", "test -e /ok"], "interval": 90.0, "timeout": 0.5, "start_period": 5.0,
+                        "retries": 2},
+    }
+    ContainerCreate.model_validate(body)  # what the native API reads
+
+
+def test_no_healthcheck_and_a_health_option_alone(server: FakeServer) -> None:
+    server.on("POST", "/v1/containers", {"id": CID}, status=201)
+    assert cli("create", "--no-healthcheck", "busybox").exit_code == 0
+    assert cli("create", "--health-interval", "2s", "--memory-swappiness", "-1", "busybox").exit_code == 0
+    first, second = (c.json() for c in server.calls)
+    assert first["healthcheck"] == {"test": ["NONE"]}
+    assert second["healthcheck"] == {"test": [], "interval": 2.0} and "memory_swappiness" not in second
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["--no-healthcheck", "--health-cmd", "true"], "--no-healthcheck: conflicts with the --health-* options"),
+    (["--network", "host"], "--network: must be none or default"),
+    (["--log-opt", "compress=true"], "--log-opt: compress is not honoured: use max-size or max-file"),
+    (["--log-opt", "max-size=lots"], "--log-opt: max-size must be a number of bytes"),
+    (["--security-opt", "apparmor=unconfined"], "--security-opt: apparmor=unconfined cannot be honoured"),
+    (["--security-opt", "seccomp=unconfined"], "--security-opt: seccomp=unconfined cannot be honoured"),
+    (["--security-opt", "seccomp=/no/such/file"], "--security-opt: cannot read /no/such/file"),
+    (["--health-interval", "often"], "argument --health-interval: expected a duration like 30s"),
+    (["--health-retries", "0"], "argument --health-retries: must be at least 1, got 0"),
+])
+def test_create_options_that_cannot_be_honoured_are_usage_errors(server: FakeServer, args: list[str],
+                                                                 complaint: str) -> None:
+    result = cli("run", *args, "busybox")
+    assert result.exit_code == 2
+    assert complaint in " ".join(result.stderr.split())
+    assert server.calls == []

@@ -504,17 +504,26 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def parse_duration(text: str) -> float:
+    """'30s', '1m30s', '500ms' or '2h' (as docker reads --health-interval) as seconds."""
+    text = text.strip()
+    if not text or _DURATION_RE.sub("", text):
+        raise ValueError(f"expected a duration like 30s, 1m30s or 500ms, got {text!r}")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_RE.findall(text))
+
+
 def parse_time(text: str) -> float:
     """'10m' or '1h30m' (that long ago), unix seconds, or an ISO time, as unix seconds."""
-    text = text.strip()
-    if text and not _DURATION_RE.sub("", text):
-        return time.time() - sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_RE.findall(text))
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
     try:
         return float(text)
     except ValueError:
         pass
     try:
-        value = datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"expected a duration like 10m or 1h, unix seconds or an ISO time, got {text!r}") from None
     return value.timestamp()

@@ -17,6 +17,7 @@ from seabox.cli.client import (
     inspect_all,
     pairs,
     parse_datetime,
+    parse_duration,
     parse_time,
     print_table,
     quoted,
@@ -75,6 +76,35 @@ PUBLISH_ALL = flag("-P", "--publish-all", help="Publish every port the image exp
 FIP = option("--fip", help="Attach a floating IP: its address or name, or 'auto' (one of yours that is not attached, "
              "else a newly allocated one).")
 SG = option("--sg", many=True, help="Put it in this security group (see `seabox sg`); repeatable.")
+CAP_ADD = option("--cap-add", many=True, metavar="CAP",
+                 help="Add back a capability of Docker's default set that the runtime drops (e.g. NET_RAW); repeatable.")
+TMPFS = option("--tmpfs", many=True, metavar="PATH[:OPTIONS]",
+               help="Mount a tmpfs: PATH[:OPTIONS] with size=, mode=, exec, ro, ... (its pages count against the "
+               "container's memory); repeatable.")
+INIT = flag("--init", help="Run tini as PID 1: it reaps zombies and forwards signals to the command.")
+GROUP_ADD = option("--group-add", many=True, metavar="GROUP",
+                   help="Another group for the user: a gid or a name in the image's /etc/group; repeatable.")
+CPUSET = option("--cpuset-cpus", metavar="CPUS", help="The node's cpus it may run on, e.g. 0-2,4.")
+SWAPPINESS = option("--memory-swappiness", type=int, metavar="N",
+                    help="Only 0 holds: containers have no swap (-1: unset).")
+LOG_OPT = option("--log-opt", many=True, metavar="KEY=VALUE",
+                 help="Log option: max-size=SIZE (past it the log starts afresh; e.g. 10m) or max-file=1; repeatable.")
+NETWORK = option("--network", metavar="none|default",
+                 help="none: loopback only (no address, no floating IP); default: the tenant network.")
+SECURITY_OPT = option("--security-opt", many=True, metavar="OPT",
+                      help="seccomp=FILE: a seccomp profile in Docker's JSON format that narrows the default filter "
+                      "(runc only); no-new-privileges is always on; repeatable.")
+HEALTH_CMD = option("--health-cmd", metavar="CMD", help="Command the health check runs in the container (by /bin/sh -c).")
+HEALTH_INTERVAL = option("--health-interval", type=parse_duration, metavar="DURATION",
+                         help="Time between checks, e.g. 30s (default 30s).")
+HEALTH_TIMEOUT = option("--health-timeout", type=parse_duration, metavar="DURATION",
+                        help="Time a check may take (default 30s).")
+HEALTH_START = option("--health-start-period", type=parse_duration, metavar="DURATION",
+                      help="Time after the start in which failures do not count (default 0s).")
+HEALTH_RETRIES = option("--health-retries", type=int, min=1, metavar="N",
+                        help="Failures in a row that make it unhealthy (default 3).")
+NO_HEALTHCHECK = flag("--no-healthcheck", help="Turn off the image's HEALTHCHECK.")
+LOG_KEYS = {"max-size": "max_size", "max-file": "max_file"}
 
 
 # request bodies ------------------------------------------------------------------------------
@@ -297,6 +327,21 @@ def create_body(
     publish_all: bool = PUBLISH_ALL,
     fip: str | None = FIP,
     sg: list[str] | None = SG,
+    cap_add: list[str] | None = CAP_ADD,
+    tmpfs: list[str] | None = TMPFS,
+    init: bool = INIT,
+    group_add: list[str] | None = GROUP_ADD,
+    cpuset_cpus: str | None = CPUSET,
+    memory_swappiness: int | None = SWAPPINESS,
+    log_opt: list[str] | None = LOG_OPT,
+    network: str | None = NETWORK,
+    security_opt: list[str] | None = SECURITY_OPT,
+    health_cmd: str | None = HEALTH_CMD,
+    health_interval: float | None = HEALTH_INTERVAL,
+    health_timeout: float | None = HEALTH_TIMEOUT,
+    health_start_period: float | None = HEALTH_START,
+    health_retries: int | None = HEALTH_RETRIES,
+    no_healthcheck: bool = NO_HEALTHCHECK,
 ) -> dict[str, Any]:
     """The ContainerCreate body of the arguments and options that `create` and `run` share (declared here)."""
     body = container_body(image, cmd, name, size, env, label, volume, workdir, entrypoint, restart, user, hostname)
@@ -304,7 +349,75 @@ def create_body(
     body.update(network_body(fip, publish, publish_all))
     if sg:
         body["security_groups"] = list(sg)
+    given = {"cap_add": cap_add, "group_add": group_add, "cpuset_cpus": cpuset_cpus}
+    body.update({k: list(v) if isinstance(v, list) else v for k, v in given.items() if v})
+    if tmpfs:
+        body["tmpfs"] = [dict(zip(("path", "options"), t.split(":", 1))) for t in tmpfs]
+    if init:
+        body["init"] = True
+    if memory_swappiness is not None and memory_swappiness != -1:
+        body["memory_swappiness"] = memory_swappiness  # the server says why anything but 0 cannot hold
+    if log_opt:
+        body["log"] = log_body(log_opt)
+    if network is not None:
+        if network not in ("none", "default"):
+            raise UsageError(f"must be none or default (the tenant network), got {network!r}", "--network")
+        body["network"] = network
+    profile = seccomp_profile(security_opt or [])
+    if profile is not None:
+        body["seccomp_profile"] = profile
+    check = {"test": ["CMD-SHELL", health_cmd] if health_cmd else [], "interval": health_interval,
+             "timeout": health_timeout, "start_period": health_start_period, "retries": health_retries}
+    if no_healthcheck:
+        if any(check.values()):
+            raise UsageError("conflicts with the --health-* options", "--no-healthcheck")
+        body["healthcheck"] = {"test": ["NONE"]}
+    elif any(check.values()):
+        body["healthcheck"] = {k: v for k, v in check.items() if v is not None}
     return body
+
+
+def log_body(options: list[str]) -> dict[str, Any]:
+    """The log limits of --log-opt KEY=VALUE items (max-size in bytes; the server checks max-file)."""
+    from seabox.model.options import parse_bytes
+
+    given = pairs(options, "log options", "--log-opt")
+    unknown = sorted(set(given) - set(LOG_KEYS))
+    if unknown:
+        raise UsageError(f"{unknown[0]} is not honoured: use max-size or max-file", "--log-opt")
+    limits: dict[str, Any] = {"options": given}
+    try:
+        if "max-size" in given:
+            limits["max_size"] = parse_bytes(given["max-size"], "max-size")
+        if "max-file" in given:
+            limits["max_file"] = int(given["max-file"])
+    except ValueError as exc:
+        raise UsageError(str(exc), "--log-opt") from None
+    return limits
+
+
+def seccomp_profile(options: list[str]) -> str | None:
+    """The seccomp profile that --security-opt items name (seccomp=FILE, read here; None: the default)."""
+    profile = None
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:  # Docker's older KEY:VALUE spelling
+            key, sep, value = item.partition(":")
+        if key == "no-new-privileges" and value in ("", "true"):
+            continue  # always on
+        if key == "seccomp" and value in ("default", "builtin"):
+            continue
+        if key == "seccomp" and value and value != "unconfined":
+            try:
+                with open(value) as f:
+                    profile = f.read()
+            except OSError as exc:
+                raise UsageError(f"cannot read {value}: {exc.strerror}", "--security-opt") from None
+            continue
+        raise UsageError(f"{item} cannot be honoured: every container runs with no-new-privileges and Seabox's seccomp "
+                         "filter (seccomp=FILE narrows it); use --runtime gvisor for a stronger sandbox",
+                         "--security-opt")
+    return profile
 
 
 def create(**options: Any) -> None:
