@@ -9,11 +9,13 @@ import json
 import os
 import re
 import socket
+import ssl
 import stat
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -79,8 +81,9 @@ class FakeServer:
         return await (queue.pop(0) if len(queue) > 1 else queue[0])(request)
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServer]:
+@contextmanager
+def serving(tls: ssl.SSLContext | None = None) -> Iterator[FakeServer]:
+    """A FakeServer on 127.0.0.1 (over TLS with TLS), in a thread of its own until the block ends."""
     fake = FakeServer()
     app_ = web.Application(client_max_size=1 << 30)
     app_.router.add_route("*", "/{tail:.*}", fake.dispatch)
@@ -91,9 +94,9 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServ
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         loop.run_until_complete(site.start())
-        fake.url = "http://127.0.0.1:%d" % runner.addresses[0][1]
+        fake.url = ("https" if tls else "http") + "://127.0.0.1:%d" % runner.addresses[0][1]
         ready.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -102,13 +105,21 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServ
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert ready.wait(10)
-    monkeypatch.setenv("SEABOX_URL", fake.url)
-    monkeypatch.setenv("SEABOX_API_KEY", "sbx-test-key")
-    monkeypatch.setenv("SEABOX_CONFIG", str(tmp_path / "config.json"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    yield fake
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    try:
+        yield fake
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServer]:
+    with serving() as fake:
+        monkeypatch.setenv("SEABOX_URL", fake.url)
+        monkeypatch.setenv("SEABOX_API_KEY", "sbx-test-key")
+        monkeypatch.setenv("SEABOX_CONFIG", str(tmp_path / "config.json"))
+        monkeypatch.setenv("NO_COLOR", "1")
+        yield fake
 
 
 @dataclass
@@ -731,3 +742,34 @@ def test_create_options_that_cannot_be_honoured_are_usage_errors(server: FakeSer
     assert result.exit_code == 2
     assert complaint in " ".join(result.stderr.split())
     assert server.calls == []
+
+
+def test_image_import_from_stdin_streams_it_chunked(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(3 << 20)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    server.on("POST", "/v1/images/import", [{"id": "sha256:" + "ef" * 32, "repo_tags": ["app:1"], "size": 1}],
+              status=201)
+    result = cli("image", "import", "-")
+    assert (result.exit_code, result.stdout) == (0, "Loaded image: app:1\n"), result.output
+    assert server.calls[0].body == data and server.calls[0].headers["Transfer-Encoding"] == "chunked"
+
+
+def test_an_https_server_is_verified_against_the_trusted_certificates(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    from seabox.tls import create_ca, issue
+
+    ca = create_ca(tmp_path / "tls")
+    issue(ca, "127.0.0.1", tmp_path / "server.pem", tmp_path / "server-key.pem", server_names=["127.0.0.1"])
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "server.pem", tmp_path / "server-key.pem")
+    monkeypatch.setenv("SEABOX_API_KEY", "k")
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+    with serving(tls) as fake:
+        fake.on("GET", "/v1/containers", [])
+        monkeypatch.setenv("SEABOX_URL", fake.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
+        assert cli("ps", "-q") == Result(0, b"", b"")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "server.pem"))  # a certificate that is no CA
+        result = cli("ps")
+        assert result.exit_code == 1 and "certificate verify failed" in result.stderr, result.stderr
+    assert len(fake.calls) == 1

@@ -37,7 +37,7 @@ def test_a_tenant_command_loads_no_http_stack_nor_pydantic_nor_rich(args: list[s
     code = ("import sys; from seabox.cli.main import main; sys.argv = ['seabox', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'h11', 'http', 'email', 'typer', "
-            "'pydantic', 'rich', 'sqlalchemy', 'dataclasses'}))")
+            "'pydantic', 'rich', 'sqlalchemy', 'dataclasses', 'ssl'}))")
     env = {**os.environ, "SEABOX_URL": "http://127.0.0.1:1", "SEABOX_API_KEY": "k"}
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     assert "is not reachable" in result.stderr  # it parsed its arguments and tried the server
