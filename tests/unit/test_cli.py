@@ -773,3 +773,14 @@ def test_an_https_server_is_verified_against_the_trusted_certificates(monkeypatc
         result = cli("ps")
         assert result.exit_code == 1 and "certificate verify failed" in result.stderr, result.stderr
     assert len(fake.calls) == 1
+
+
+def test_sg_create_takes_the_name_from_the_file_unless_given(server: FakeServer, tmp_path: Path) -> None:
+    group = tmp_path / "web.yaml"
+    group.write_text("name: web\nrules: []\n")
+    server.on("POST", "/v1/security-groups", {"name": "web"}, status=201)
+    assert cli("sg", "create", "-f", str(group)).stdout == "web\n"
+    assert cli("sg", "create", "-f", str(group), "front").exit_code == 0
+    assert [c.query for c in server.calls] == [{}, {"name": "front"}]
+    assert server.calls[0].body == group.read_bytes()
+    assert cli("sg", "create", "front").exit_code == 2  # -f is required

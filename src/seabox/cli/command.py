@@ -165,8 +165,9 @@ class Command:
             elif p.kind == "option":
                 parser.add_argument(*p.names, type=p.convert, action="append" if p.many else "store",
                                     required=p.required, metavar=p.metavar or dest.strip("_").upper(), **common)
-            else:
+            else:  # an argument left out is None: argparse would convert a default of SUPPRESS for nargs "?"
                 del common["dest"]
+                common["default"] = None
                 # a tail's words never reach argparse (see _split): it only shows them in the usage
                 nargs = "*" if p.kind == "tail" else ("+" if p.required else "*") if p.many else None if p.required \
                     else "?"
@@ -207,7 +208,8 @@ class Command:
         head, words = self._split(args)
         parser = self.parser(prog, worded="--help" in head)
         parsed = vars(parser.parse_args(head) if words is not None else parser.parse_intermixed_args(head))
-        values = {d: words or None if p.kind == "tail" else parsed.get(d, p.default) for d, p in self.params.items()}
+        values = {d: words or None if p.kind == "tail" else parsed.get(d) for d, p in self.params.items()}
+        values.update({d: p.default for d, p in self.params.items() if values[d] in (None, [])})
         for p in self.params.values():
             if p.kind == "tail" and p.required and not words:
                 parser.error(f"the following arguments are required: {p.metavar}")
