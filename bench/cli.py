@@ -89,6 +89,6 @@ def main() -> None:
                      f"{a / b:.2f}x"))
     report("cli", rows, f"## CLI start-up\n\nLatest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench cli` "
            f"({RUNS} runs of each command, interleaved) on a 2-core machine shared with other work.",
-           "Each row times the whole command from a shell: `seabox` (Python 3.11, Typer, the native /v1 API over "
-           "http.client, bytecode cached) against the docker CLI 28 (Go) pointed at the same server's Docker API, "
+           "Each row times the whole command from a shell: `seabox` (Python 3.11, argparse, the native /v1 API over "
+           "a socket with httptools parsing the answers, bytecode cached) against the docker CLI 28 (Go) pointed at the same server's Docker API, "
            "tenant `bench`, an empty container list for `ps`, the busybox image already pulled for `run`.\n")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import re
 import socket
+import ssl
 import stat
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,13 +23,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from typer.testing import CliRunner, Result
 
-from seabox.cli.client import human_bytes, human_duration, parse_time
+from seabox.cli.client import human_bytes, parse_time
 from seabox.cli.containers import status_text
-from seabox.cli.main import MODULES, root
+from seabox.cli.main import main
+from seabox.model.humanize import human_duration
 
-app = root(list(MODULES))
 CID = "3f2a" + "0" * 56
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,8 +81,9 @@ class FakeServer:
         return await (queue.pop(0) if len(queue) > 1 else queue[0])(request)
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServer]:
+@contextmanager
+def serving(tls: ssl.SSLContext | None = None) -> Iterator[FakeServer]:
+    """A FakeServer on 127.0.0.1 (over TLS with TLS), in a thread of its own until the block ends."""
     fake = FakeServer()
     app_ = web.Application(client_max_size=1 << 30)
     app_.router.add_route("*", "/{tail:.*}", fake.dispatch)
@@ -90,9 +94,9 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServ
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         loop.run_until_complete(site.start())
-        fake.url = "http://127.0.0.1:%d" % runner.addresses[0][1]
+        fake.url = ("https" if tls else "http") + "://127.0.0.1:%d" % runner.addresses[0][1]
         ready.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -101,17 +105,59 @@ def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServ
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert ready.wait(10)
-    monkeypatch.setenv("SEABOX_URL", fake.url)
-    monkeypatch.setenv("SEABOX_API_KEY", "sbx-test-key")
-    monkeypatch.setenv("SEABOX_CONFIG", str(tmp_path / "config.json"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    yield fake
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    try:
+        yield fake
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeServer]:
+    with serving() as fake:
+        monkeypatch.setenv("SEABOX_URL", fake.url)
+        monkeypatch.setenv("SEABOX_API_KEY", "sbx-test-key")
+        monkeypatch.setenv("SEABOX_CONFIG", str(tmp_path / "config.json"))
+        monkeypatch.setenv("NO_COLOR", "1")
+        yield fake
+
+
+@dataclass
+class Result:
+    """What one `seabox ARGS` run in this process printed, and its exit code."""
+
+    exit_code: int
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode()
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
 
 def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
+    """Run `seabox ARGS` in this process as the console script does (its main(), sys.argv), capturing its output."""
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+    saved = sys.stdout, sys.stderr, sys.argv
+    sys.stdout, sys.stderr, sys.argv = out, err, ["seabox", *args]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        sys.stdout, sys.stderr, sys.argv = saved
+    out.flush()
+    err.flush()
+    return Result(code, out.buffer.getvalue(), err.buffer.getvalue())  # type: ignore[attr-defined]
 
 
 def iso(delta: float = 0) -> str:
@@ -247,22 +293,43 @@ def test_run_streams_output_raw_and_exits_with_the_container_code(server: FakeSe
     assert result.exit_code == 3
     assert result.stdout_bytes == b"hi there\n" + binary
     assert result.stderr == "oops\n"
-    assert [(c.method, c.path) for c in server.calls] == [
-        ("POST", "/v1/containers"),
-        ("POST", f"/v1/containers/{CID}/start"),
-        ("GET", f"/v1/containers/{CID}/logs"),
-        ("POST", f"/v1/containers/{CID}/wait"),
-    ]
+    calls = [(c.method, c.path) for c in server.calls]
+    assert calls[:2] == [("POST", "/v1/containers"), ("POST", f"/v1/containers/{CID}/start")]
+    # the wait is asked on a connection of its own while the output is followed: the order of the two is the server's
+    assert sorted(calls[2:]) == [("GET", f"/v1/containers/{CID}/logs"), ("POST", f"/v1/containers/{CID}/wait")]
     assert server.called("GET", f"/v1/containers/{CID}/logs")[0].query == {"follow": "true"}
+    assert "auto_remove" not in server.called("POST", "/v1/containers")[0].json()
 
 
-def test_run_rm_removes_the_container_after_it_exits(server: FakeServer) -> None:
-    expect_run(server, exit_code=0)
-    result = cli("run", "--rm", "busybox", "true")
-    assert result.exit_code == 0, result.output
+@pytest.mark.parametrize("code", [0, 4])
+def test_run_rm_lets_the_server_remove_it_and_exits_with_its_code(server: FakeServer, code: int) -> None:
+    expect_run(server, exit_code=code, logs=[{"time": iso(), "stream": "stdout", "data": "bye\n"}])
+    result = cli("run", "--rm", "busybox", "sh", "-c", f"echo bye; exit {code}")
+    assert (result.exit_code, result.stdout) == (code, "bye\n"), result.output
+    assert server.called("POST", "/v1/containers")[0].json()["auto_remove"] is True
+    assert server.called("DELETE", f"/v1/containers/{CID}") == []  # no round trip after the wait
+
+
+def test_run_rm_of_a_container_removed_before_its_logs_are_asked_still_exits_with_its_code(
+        server: FakeServer) -> None:
+    expect_run(server, exit_code=3)
+    server.replies[("GET", f"/v1/containers/{CID}/logs")] = []
+    server.on("GET", f"/v1/containers/{CID}/logs", {"message": f"no such container: {CID}"}, status=404)
+    result = cli("run", "--rm", "busybox", "false")
+    assert (result.exit_code, result.stderr) == (3, "")
+
+
+def test_ctrl_c_during_run_rm_removes_the_container(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    expect_run(server, logs=[{"time": iso(), "stream": "stdout", "data": "tick\n"}])
+
+    def interrupted(entry: dict[str, Any], timestamps: bool = False) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("seabox.cli.containers.write_entry", interrupted)
+    result = cli("run", "--rm", "busybox", "sleep", "100")
+    assert result.exit_code == 130
     (delete,) = server.called("DELETE", f"/v1/containers/{CID}")
     assert delete.query == {"force": "true"}
-    assert server.calls[-1] is delete
 
 
 def test_run_detached_prints_the_full_id_and_does_not_follow(server: FakeServer) -> None:
@@ -615,3 +682,105 @@ def test_image_group_aliases_the_top_level_commands(server: FakeServer) -> None:
     server.on("GET", "/v1/images", [{"id": "sha256:" + "ab" * 32, "size": 1, "created": None, "repo_tags": []}])
     assert cli("image", "ls", "-q").stdout == cli("images", "-q").stdout == "ab" * 6 + "\n"
     assert cli("image", "ls").stdout.splitlines()[1].split() == ["<none>", "<none>", "ab" * 6, "1B"]
+
+
+def test_the_create_options_the_api_honours_become_its_fields(server: FakeServer, tmp_path: Path) -> None:
+    from seabox.model.container import ContainerCreate
+
+    profile = tmp_path / "seccomp.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}')
+    server.on("POST", "/v1/containers", {"id": CID}, status=201)
+    result = cli(
+        "create", "--tmpfs", "/run", "--tmpfs", "/cache:size=64m,mode=1777", "--init", "--group-add", "audio",
+        "--group-add", "1001", "--cpuset-cpus", "0", "--memory-swappiness", "0", "--log-opt", "max-size=10m",
+        "--log-opt", "max-file=1", "--network", "none", "--security-opt", "no-new-privileges",
+        "--security-opt", f"seccomp={profile}", "--cap-add", "NET_RAW", "--health-cmd", "test -e /ok",
+        "--health-interval", "1m30s", "--health-timeout", "500ms", "--health-start-period", "5s",
+        "--health-retries", "2", "busybox",
+    )
+    assert result.exit_code == 0, result.output
+    body = server.calls[0].json()
+    assert {k: v for k, v in body.items() if k not in ("image", "env", "labels", "volumes")} == {
+        "tmpfs": [{"path": "/run"}, {"path": "/cache", "options": "size=64m,mode=1777"}],
+        "init": True,
+        "group_add": ["audio", "1001"],
+        "cpuset_cpus": "0",
+        "memory_swappiness": 0,
+        "log": {"options": {"max-size": "10m", "max-file": "1"}, "max_size": 10 << 20, "max_file": 1},
+        "network": "none",
+        "seccomp_profile": profile.read_text(),
+        "cap_add": ["NET_RAW"],
+        "healthcheck": {"test": ["CMD-SHELL", "test -e /ok"], "interval": 90.0, "timeout": 0.5, "start_period": 5.0,
+                        "retries": 2},
+    }
+    ContainerCreate.model_validate(body)  # what the native API reads
+
+
+def test_no_healthcheck_and_a_health_option_alone(server: FakeServer) -> None:
+    server.on("POST", "/v1/containers", {"id": CID}, status=201)
+    assert cli("create", "--no-healthcheck", "busybox").exit_code == 0
+    assert cli("create", "--health-interval", "2s", "--memory-swappiness", "-1", "busybox").exit_code == 0
+    first, second = (c.json() for c in server.calls)
+    assert first["healthcheck"] == {"test": ["NONE"]}
+    assert second["healthcheck"] == {"test": [], "interval": 2.0} and "memory_swappiness" not in second
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["--no-healthcheck", "--health-cmd", "true"], "--no-healthcheck: conflicts with the --health-* options"),
+    (["--network", "host"], "--network: must be none or default"),
+    (["--log-opt", "compress=true"], "--log-opt: compress is not honoured: use max-size or max-file"),
+    (["--log-opt", "max-size=lots"], "--log-opt: max-size must be a number of bytes"),
+    (["--security-opt", "apparmor=unconfined"], "--security-opt: apparmor=unconfined cannot be honoured"),
+    (["--security-opt", "seccomp=unconfined"], "--security-opt: seccomp=unconfined cannot be honoured"),
+    (["--security-opt", "seccomp=/no/such/file"], "--security-opt: cannot read /no/such/file"),
+    (["--health-interval", "often"], "argument --health-interval: expected a duration like 30s"),
+    (["--health-retries", "0"], "argument --health-retries: must be at least 1, got 0"),
+])
+def test_create_options_that_cannot_be_honoured_are_usage_errors(server: FakeServer, args: list[str],
+                                                                 complaint: str) -> None:
+    result = cli("run", *args, "busybox")
+    assert result.exit_code == 2
+    assert complaint in " ".join(result.stderr.split())
+    assert server.calls == []
+
+
+def test_image_import_from_stdin_streams_it_chunked(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(3 << 20)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    server.on("POST", "/v1/images/import", [{"id": "sha256:" + "ef" * 32, "repo_tags": ["app:1"], "size": 1}],
+              status=201)
+    result = cli("image", "import", "-")
+    assert (result.exit_code, result.stdout) == (0, "Loaded image: app:1\n"), result.output
+    assert server.calls[0].body == data and server.calls[0].headers["Transfer-Encoding"] == "chunked"
+
+
+def test_an_https_server_is_verified_against_the_trusted_certificates(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    from seabox.tls import create_ca, issue
+
+    ca = create_ca(tmp_path / "tls")
+    issue(ca, "127.0.0.1", tmp_path / "server.pem", tmp_path / "server-key.pem", server_names=["127.0.0.1"])
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "server.pem", tmp_path / "server-key.pem")
+    monkeypatch.setenv("SEABOX_API_KEY", "k")
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+    with serving(tls) as fake:
+        fake.on("GET", "/v1/containers", [])
+        monkeypatch.setenv("SEABOX_URL", fake.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
+        assert cli("ps", "-q") == Result(0, b"", b"")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "server.pem"))  # a certificate that is no CA
+        result = cli("ps")
+        assert result.exit_code == 1 and "certificate verify failed" in result.stderr, result.stderr
+    assert len(fake.calls) == 1
+
+
+def test_sg_create_takes_the_name_from_the_file_unless_given(server: FakeServer, tmp_path: Path) -> None:
+    group = tmp_path / "web.yaml"
+    group.write_text("name: web\nrules: []\n")
+    server.on("POST", "/v1/security-groups", {"name": "web"}, status=201)
+    assert cli("sg", "create", "-f", str(group)).stdout == "web\n"
+    assert cli("sg", "create", "-f", str(group), "front").exit_code == 0
+    assert [c.query for c in server.calls] == [{}, {"name": "front"}]
+    assert server.calls[0].body == group.read_bytes()
+    assert cli("sg", "create", "front").exit_code == 2  # -f is required

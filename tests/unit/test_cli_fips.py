@@ -18,6 +18,8 @@ def test_allocate_sends_count_and_pick_and_prints_the_addresses(server: FakeServ
     assert server.calls[0].json() == {"count": 2, "pick": True}
     assert cli("fip", "allocate", "0").exit_code == 2  # a usage error, nothing sent
     assert len(server.calls) == 1
+    assert cli("fip", "allocate").stdout == "198.18.0.1\n198.18.0.2\n"  # COUNT left out: 1
+    assert server.calls[1].json() == {"count": 1, "pick": False}
 
 
 def test_ls_shows_the_columns_and_filters_dangling(server: FakeServer) -> None:  # noqa: F811

@@ -7,16 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from seabox.cli.main import MODULES, root
 from seabox.errors import InvalidArgument, Unavailable
 from seabox.store.db import database_url, open_engine
 from seabox.store.repo import Store
 
-app = root(list(MODULES))
 from tests.fixtures.postgres import Cluster
 from tests.fixtures.server import free_port
+from tests.unit.test_cli import cli
 
 
 def test_postgresql_urls_use_psycopg_3_and_other_schemes_are_refused() -> None:
@@ -30,7 +27,7 @@ def test_postgresql_urls_use_psycopg_3_and_other_schemes_are_refused() -> None:
 
 def test_admin_commands_use_the_database_named_in_config_toml(tmp_path: Path, pg_database: str) -> None:
     (tmp_path / "config.toml").write_text(f'database_url = "{pg_database}"\n')
-    result = CliRunner().invoke(app, ["admin", "tenant", "create", "acme", "--data-dir", str(tmp_path)])
+    result = cli("admin", "tenant", "create", "acme", "--data-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     key = result.output.strip().splitlines()[-1]
     assert Store(open_engine(pg_database)).tenant_for_key(key).name == "acme"  # type: ignore[union-attr]
@@ -44,7 +41,7 @@ def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path:
         command = [*command, "--database-url", url]
     else:
         (tmp_path / "config.toml").write_text(f'database_url = "{url}"\n')
-    result = CliRunner().invoke(app, [*command, "--data-dir", str(tmp_path)])
+    result = cli(*command, "--data-dir", str(tmp_path))
     output = " ".join(result.output.split())  # unwrapped
     assert result.exit_code == 1
     assert "cannot reach the database postgresql://seabox:***@127.0.0.1" in output and "Connection refused" in output

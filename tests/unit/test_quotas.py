@@ -6,15 +6,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from seabox.cli import admin
 from seabox.config import QuotasConfig, load_config
 from seabox.errors import InvalidArgument, QuotaExceeded, SeaboxError
 from seabox.model.quota import QUOTA_KEYS, Quota, parse_quota_values
 from seabox.store.db import open_engine
 from seabox.store.quotas import QuotaStore
 from seabox.store.repo import Store
+from tests.unit.test_cli import cli
 from tests.unit.test_store import spec
 
 HYPER_SH = {"containers": 10, "function_containers": 10, "fips": 2, "services": 5, "volumes": 40,
@@ -107,20 +106,19 @@ def test_an_unknown_key_is_refused_naming_it(store: Store) -> None:
 def test_admin_quota_set_changes_all_or_nothing(tmp_path: Path) -> None:
     store = Store(open_engine(load_config(tmp_path).db_url))
     tenant = store.create_tenant("acme")
-    run = CliRunner().invoke
     for bad, says in ((["fips=3", "containers=-2"], "containers: -2 is negative"),
                       (["fips=3", "gpus=1"], "unknown quota 'gpus'"), (["fips"], "'fips' is not KEY=N")):
-        result = run(admin.app, ["quota", "set", "acme", *bad, "--data-dir", str(tmp_path)])
+        result = cli("admin", "quota", "set", "acme", *bad, "--data-dir", str(tmp_path))
         assert result.exit_code == 1 and says in result.output, result.output
     assert all(q.default for q in QuotaStore(store.engine).usage(tenant.id, QuotasConfig().defaults()))
-    result = run(admin.app, ["quota", "set", "acme", "fips=3", "containers=0", "--data-dir", str(tmp_path)])
+    result = cli("admin", "quota", "set", "acme", "fips=3", "containers=0", "--data-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
-    shown = run(admin.app, ["quota", "show", "acme", "--data-dir", str(tmp_path)]).output
+    shown = cli("admin", "quota", "show", "acme", "--data-dir", str(tmp_path)).output
     assert any(line.split()[:4] == ["fips", "0", "3", "for"] for line in shown.splitlines()), shown
     assert any(line.split()[:4] == ["images", "0", "20", "default"] for line in shown.splitlines()), shown
     with pytest.raises(QuotaExceeded, match="containers quota of 0 reached"):
         _container(store, tenant.id, 1, Quota("containers", 10))
-    missing = run(admin.app, ["quota", "show", "nobody", "--data-dir", str(tmp_path)])
+    missing = cli("admin", "quota", "show", "nobody", "--data-dir", str(tmp_path))
     assert missing.exit_code == 1 and "no such tenant: nobody" in missing.output
 
 

@@ -12,28 +12,25 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from seabox.cli.command import CliError, Group, argument, flag, option
 from seabox.defaults import DEFAULT_DATA_DIR, DEFAULT_LISTEN
 from seabox.errors import InvalidArgument, SeaboxError, validation_error
 
 if TYPE_CHECKING:
     from seabox.store.repo import Store
 
-app = typer.Typer(help="Operator commands (run on the server host, as root).", no_args_is_help=True)
-tenant_app = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
-app.add_typer(tenant_app, name="tenant")
-quota_app = typer.Typer(help="Tenants' quotas: the defaults are [quotas] in config.toml; set overrides them.",
-                        no_args_is_help=True)
-app.add_typer(quota_app, name="quota")
-tls_app = typer.Typer(help="TLS and client certificates (mTLS) for the docker CLI and SDK.", no_args_is_help=True)
-app.add_typer(tls_app, name="tls")
+app = Group("admin", "Operator commands (run on the server host, as root).")
+tenant_app = app.group("tenant", "Manage tenants and their API keys.")
+quota_app = app.group("quota", "Tenants' quotas: the defaults are [quotas] in config.toml; set overrides them.")
+tls_app = app.group("tls", "TLS and client certificates (mTLS) for the docker CLI and SDK.")
 console = Console()
-DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir.")
+DATA_DIR_OPT = option("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                      help="The server's data dir (its config.toml names the database).")
+TENANT = argument("TENANT", "The tenant's name.")
 
 
 def _store(data_dir: Path) -> Store:
@@ -49,13 +46,13 @@ def _store(data_dir: Path) -> Store:
         raise _fail(exc) from None
 
 
-def _fail(exc: SeaboxError) -> typer.Exit:
-    console.print("[red]error:[/red] " + escape(exc.message), highlight=False)
-    return typer.Exit(1)
+def _fail(exc: SeaboxError) -> CliError:
+    """EXC as the command's failure: `error: MESSAGE`, exit 1."""
+    return CliError(exc.message)
 
 
 @tenant_app.command("create")
-def tenant_create(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def tenant_create(name: str = TENANT, data_dir: Path = DATA_DIR_OPT) -> None:
     """Create a tenant; its API key is printed on the last line (shown once, stored hashed)."""
     from seabox.model.tenant import TenantCreate
 
@@ -71,7 +68,7 @@ def tenant_create(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
 
 
 @tenant_app.command("key")
-def tenant_key(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def tenant_key(name: str = TENANT, data_dir: Path = DATA_DIR_OPT) -> None:
     """Issue one more API key for an existing tenant (printed on the last line)."""
     try:
         store = _store(data_dir)
@@ -82,8 +79,9 @@ def tenant_key(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
 
 @tenant_app.command("cert")
 def tenant_cert(
-    name: str,
-    out: Path = typer.Option(..., "--out", help="Directory for ca.pem, cert.pem and key.pem (DOCKER_CERT_PATH layout)."),
+    name: str = TENANT,
+    out: Path = option("--out", type=Path, required=True,
+                       help="Directory for ca.pem, cert.pem and key.pem (DOCKER_CERT_PATH layout)."),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Issue a client certificate whose CN is the tenant: the docker CLI's DOCKER_TLS_VERIFY=1 way in."""
@@ -108,8 +106,9 @@ def tenant_cert(
 @tls_app.command("init")
 def tls_init(
     data_dir: Path = DATA_DIR_OPT,
-    host: list[str] = typer.Option(["127.0.0.1", "localhost"], "--host", help="Names and IPs the server answers to."),
-    listen: str = typer.Option("0.0.0.0:2376", "--listen", help="HOST:PORT of the TLS listener."),
+    hosts: list[str] | None = option("--host", many=True, help="Names and IPs the server answers to; repeatable "
+                                     "(default: 127.0.0.1 and localhost)."),
+    listen: str = option("--listen", default="0.0.0.0:2376", help="HOST:PORT of the TLS listener."),
 ) -> None:
     """Create a CA and a server certificate under DATA_DIR/tls and enable the TLS listener with client certificates.
 
@@ -118,6 +117,7 @@ def tls_init(
     from seabox.tls import create_ca, issue
 
     tls_dir = data_dir / "tls"
+    host = hosts or ["127.0.0.1", "localhost"]
     try:
         ca = create_ca(tls_dir)
         issue(ca, host[0], tls_dir / "server.pem", tls_dir / "server-key.pem", server_names=host)
@@ -136,13 +136,13 @@ def tls_init(
 
 @tenant_app.command("set")
 def tenant_set(
-    name: str,
-    default_runtime: str = typer.Option(
-        None, "--default-runtime", help="Runtime class the tenant's containers get unless they ask: runc or gvisor "
+    name: str = TENANT,
+    default_runtime: str | None = option(
+        "--default-runtime", help="Runtime class the tenant's containers get unless they ask: runc or gvisor "
         "('' = the operator's default_runtime)."
     ),
-    allowed_runtimes: str = typer.Option(
-        None, "--allowed-runtimes", help="Comma-separated classes the tenant may use, e.g. gvisor "
+    allowed_runtimes: str | None = option(
+        "--allowed-runtimes", help="Comma-separated classes the tenant may use, e.g. gvisor "
         "('' = every class the operator allows)."
     ),
     data_dir: Path = DATA_DIR_OPT,
@@ -176,7 +176,7 @@ def tenant_set(
 @app.command("metrics-token")
 def metrics_token_cmd(
     data_dir: Path = DATA_DIR_OPT,
-    rotate: bool = typer.Option(False, "--rotate", help="Replace the token (scrapers need the new one)."),
+    rotate: bool = flag("--rotate", help="Replace the token (scrapers need the new one)."),
 ) -> None:
     """Print the operator's bearer token for GET /metrics, kept in DATA_DIR/metrics.token (mode 0600)."""
     from seabox.api.metrics import metrics_token
@@ -208,7 +208,7 @@ def _print_quotas(data_dir: Path, store: Store, tenant_name: str) -> None:
 
 
 @quota_app.command("show")
-def quota_show(tenant: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def quota_show(tenant: str = TENANT, data_dir: Path = DATA_DIR_OPT) -> None:
     """Show a tenant's quotas: each one's use and limit, and whether the limit is the default or set for it."""
     try:
         _print_quotas(data_dir, _store(data_dir), tenant)
@@ -218,9 +218,9 @@ def quota_show(tenant: str, data_dir: Path = DATA_DIR_OPT) -> None:
 
 @quota_app.command("set")
 def quota_set(
-    tenant: str,
-    values: list[str] = typer.Argument(..., metavar="KEY=N...", help="New limits, e.g. containers=20 fips=4; "
-                                       "KEY=default: the default of config.toml again."),
+    tenant: str = TENANT,
+    values: list[str] = argument("KEY=N...", "New limits, e.g. containers=20 fips=4; KEY=default: the default of "
+                                 "config.toml again.", many=True),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Set a tenant's quotas (all or none); what it holds already stays, new requests past a limit get a 403."""
@@ -276,8 +276,8 @@ def offer_busybox(url: str, key: str) -> None:
 @app.command("up")
 def up(
     data_dir: Path = DATA_DIR_OPT,
-    listen: str = typer.Option(DEFAULT_LISTEN, "--listen", help="HOST:PORT for the API."),
-    tenant: str = typer.Option("default", "--tenant", help="Tenant to create (if missing) and issue a key for."),
+    listen: str = option("--listen", default=DEFAULT_LISTEN, help="HOST:PORT for the API."),
+    tenant: str = option("--tenant", default="default", help="Tenant to create (if missing) and issue a key for."),
 ) -> None:
     """Start the embedded server in the background (if not running) and print its URL and a tenant key."""
     from seabox.config import load_config
@@ -299,8 +299,7 @@ def up(
         deadline = time.monotonic() + 60
         while not _ping(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                console.print(f"[red]the server did not come up; see {data_dir / 'server.log'}[/red]")
-                raise typer.Exit(1)
+                raise CliError(f"the server did not come up; see {data_dir / 'server.log'}")
             time.sleep(0.1)
     store = _store(data_dir)
     try:
@@ -341,13 +340,11 @@ def down(data_dir: Path = DATA_DIR_OPT) -> None:
     print("stopped")
 
 
-from seabox.cli.admin_nodes import node_app  # noqa: E402  (it uses this module's helpers)
+def register(root: Group) -> None:
+    # imported here: they use this module's helpers
+    from seabox.cli.admin_billing import invoices_app, prices_app, spend_app, usage_app
+    from seabox.cli.admin_nodes import node_app
 
-app.add_typer(node_app, name="node")
-
-from seabox.cli.admin_billing import invoices_app, prices_app, spend_app, usage_app  # noqa: E402  (they use its helpers)
-
-app.add_typer(prices_app, name="prices")
-app.add_typer(invoices_app, name="invoices")
-app.add_typer(spend_app, name="spend-limit")
-app.add_typer(usage_app, name="usage")
+    for group in (node_app, prices_app, invoices_app, spend_app, usage_app):
+        app.add(group)
+    root.add(app)

@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.markup import escape
 from rich.table import Table
 
+from seabox.cli.admin import DATA_DIR_OPT, TENANT, _fail, _store, console
 from seabox.cli.client import parse_time
-from seabox.defaults import DEFAULT_DATA_DIR
+from seabox.cli.command import Group, UsageError, argument, flag, option
 from seabox.errors import SeaboxError
 
-prices_app = typer.Typer(help="The price book: show it, or set prices from now (or a later time) on; the past keeps "
-                         "its prices. DATA_DIR/prices.toml (meter = \"dollars\" lines) is applied at server start.",
-                         no_args_is_help=True)
-spend_app = typer.Typer(help="Monthly spend limits: past one, a tenant creates nothing new (402) until next month; "
-                        "with --stop-running its running containers are stopped too.", no_args_is_help=True)
-usage_app = typer.Typer(help="Usage for operators who bill elsewhere.", no_args_is_help=True)
-invoices_app = typer.Typer(help="Invoices: issued on the first pass after their month ends, never changed afterwards.",
-                           no_args_is_help=True)
-DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
+prices_app = Group("prices", "The price book: show it, or set prices from now (or a later time) on; the past keeps "
+                   "its prices. DATA_DIR/prices.toml (meter = \"dollars\" lines) is applied at server start.")
+spend_app = Group("spend-limit", "Monthly spend limits: past one, a tenant creates nothing new (402) until next month; "
+                  "with --stop-running its running containers are stopped too.")
+usage_app = Group("usage", "Usage for operators who bill elsewhere.")
+invoices_app = Group("invoices", "Invoices: issued on the first pass after their month ends, never changed afterwards.")
 
 
 def _accounts(data_dir: Path):  # type: ignore[no-untyped-def]
     # imported here: SQLAlchemy and Alembic would slow every tenant command's start
     from seabox.billing.accounts import Accounts
-    from seabox.cli.admin import _store
     from seabox.store.billing import BillingStore
 
     store = _store(data_dir)
@@ -35,8 +30,6 @@ def _accounts(data_dir: Path):  # type: ignore[no-untyped-def]
 
 
 def _show(book) -> None:  # type: ignore[no-untyped-def]
-    from seabox.cli.admin import console
-
     console.print(f"in force since {book.effective_at.isoformat()}", highlight=False)
     table = Table("METER", "PRICE", "PER", box=None)
     for meter, price in book.prices.items():
@@ -52,22 +45,17 @@ def prices_show(data_dir: Path = DATA_DIR_OPT) -> None:
 
 @prices_app.command("set")
 def prices_set(
-    changes: Annotated[list[str], typer.Argument(metavar="METER=DOLLARS", help="e.g. container.s4=0.000003 fip=1")],
-    effective: Annotated[
-        float | None,
-        typer.Option("--effective", parser=parse_time, help="When the prices take effect: unix seconds or an ISO time, "
-                     "now or later (default: now)."),
-    ] = None,
+    changes: list[str] = argument("METER=DOLLARS", "e.g. container.s4=0.000003 fip=1", many=True),
+    effective: float | None = option("--effective", type=parse_time, help="When the prices take effect: unix seconds "
+                                     "or an ISO time, now or later (default: now)."),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """A new version of the price book, from --effective on (what was used before keeps its old prices)."""
-    from seabox.cli.admin import _fail
-
     pairs: dict[str, str] = {}
     for item in changes:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected METER=DOLLARS, got {item!r}", param_hint="METER=DOLLARS")
+            raise UsageError(f"expected METER=DOLLARS, got {item!r}", "METER=DOLLARS")
         pairs[key] = value
     try:
         _show(_accounts(data_dir).set_prices(pairs, effective))
@@ -77,14 +65,13 @@ def prices_set(
 
 @invoices_app.command("ls")
 def invoices_ls(
-    month: Annotated[str | None, typer.Option("--month", help="Only this month (YYYY-MM).")] = None,
+    month: str | None = option("--month", help="Only this month (YYYY-MM)."),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Every invoice issued: tenant, month, total, when issued."""
     from datetime import UTC, datetime
 
     from seabox.billing.accounts import parse_month
-    from seabox.cli.admin import _fail, console
 
     try:
         if month is not None:
@@ -102,14 +89,12 @@ def invoices_ls(
 
 @spend_app.command("set")
 def spend_set(
-    tenant: Annotated[str, typer.Argument(metavar="TENANT")],
-    dollars: Annotated[str, typer.Argument(metavar="DOLLARS", help="The monthly limit, e.g. 50 or 12.5.")],
-    stop_running: Annotated[bool, typer.Option("--stop-running", help="At the limit, also stop what runs.")] = False,
+    tenant: str = TENANT,
+    dollars: str = argument("DOLLARS", "The monthly limit, e.g. 50 or 12.5."),
+    stop_running: bool = flag("--stop-running", help="At the limit, also stop what runs."),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Set TENANT's monthly spend limit (this month's use counts towards it at once)."""
-    from seabox.cli.admin import _fail, console
-
     try:
         accounts = _accounts(data_dir)
         accounts.set_spend_limit(accounts.store.tenant_by_name(tenant), dollars, stop_running)
@@ -120,10 +105,8 @@ def spend_set(
 
 
 @spend_app.command("rm")
-def spend_rm(tenant: Annotated[str, typer.Argument(metavar="TENANT")], data_dir: Path = DATA_DIR_OPT) -> None:
+def spend_rm(tenant: str = TENANT, data_dir: Path = DATA_DIR_OPT) -> None:
     """Remove TENANT's monthly spend limit."""
-    from seabox.cli.admin import _fail
-
     try:
         accounts = _accounts(data_dir)
         accounts.set_spend_limit(accounts.store.tenant_by_name(tenant), None)
@@ -133,12 +116,11 @@ def spend_rm(tenant: Annotated[str, typer.Argument(metavar="TENANT")], data_dir:
 
 @usage_app.command("export")
 def usage_export(
-    fmt: Annotated[str, typer.Option("--format", help="csv (a header row, one row per tenant, resource and meter) or "
-                                     "cloudevents (a JSON array of CloudEvents 1.0, as OpenMeter's batch ingest "
-                                     "takes them).")] = "csv",
-    since: Annotated[float | None, typer.Option("--since", parser=parse_time, help="From: 10m, 1h, unix seconds or "
-                                                "an ISO time (default: the start of this month, UTC).")] = None,
-    until: Annotated[float | None, typer.Option("--until", parser=parse_time, help="Until (default: now).")] = None,
+    fmt: str = option("--format", default="csv", help="csv (a header row, one row per tenant, resource and meter) or "
+                      "cloudevents (a JSON array of CloudEvents 1.0, as OpenMeter's batch ingest takes them)."),
+    since: float | None = option("--since", type=parse_time, help="From: 10m, 1h, unix seconds or an ISO time "
+                                 "(default: the start of this month, UTC)."),
+    until: float | None = option("--until", type=parse_time, help="Until (default: now)."),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Every tenant's usage and cost of the window, by resource and meter, on stdout."""
@@ -147,10 +129,8 @@ def usage_export(
     import json
     import sys
 
-    from seabox.cli.admin import _fail
-
     if fmt not in ("csv", "cloudevents"):
-        raise typer.BadParameter("use csv or cloudevents", param_hint="'--format'")
+        raise UsageError("use csv or cloudevents", "--format")
     try:
         report = _accounts(data_dir).export(since, until)
     except SeaboxError as exc:

@@ -5,22 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import typer
 from rich.table import Table
 
-from seabox.defaults import DEFAULT_DATA_DIR
-from seabox.errors import SeaboxError
+from seabox.cli.admin import DATA_DIR_OPT, _fail, _store, console
 from seabox.cli.client import human_bytes
+from seabox.cli.command import Group, argument, option
+from seabox.errors import SeaboxError
 from seabox.model.sizes import SIZES
 
-node_app = typer.Typer(help="Nodes: join tokens, list them, see what runs where, cordon, drain and uncordon.",
-                       no_args_is_help=True)
-DATA_DIR_OPT = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The server's data dir (its config.toml names the database).")
+node_app = Group("node", "Nodes: join tokens, list them, see what runs where, cordon, drain and uncordon.")
+NODE = argument("NAME", "The node's name.")
 
 
 def _open(data_dir: Path):  # type: ignore[no-untyped-def]
     # imported here: the config's models, SQLAlchemy and Alembic would slow every tenant command's start
-    from seabox.cli.admin import _store
     from seabox.config import load_config
     from seabox.store.nodes import NodeStore
 
@@ -31,7 +29,6 @@ def _open(data_dir: Path):  # type: ignore[no-untyped-def]
 @node_app.command("ls")
 def node_ls(data_dir: Path = DATA_DIR_OPT) -> None:
     """List nodes: address, state (ready, down, cordoned, draining), memory allocated/total, containers."""
-    from seabox.cli.admin import console
     from seabox.model.container import ACTIVE
 
     cfg, store, nodes = _open(data_dir)
@@ -49,10 +46,8 @@ def node_ls(data_dir: Path = DATA_DIR_OPT) -> None:
 
 
 @node_app.command("ps")
-def node_ps(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def node_ps(name: str = NODE, data_dir: Path = DATA_DIR_OPT) -> None:
     """The containers placed on node NAME: id, tenant, name, state."""
-    from seabox.cli.admin import _fail, console
-
     _, store, nodes = _open(data_dir)
     try:
         nodes.get(name)
@@ -66,8 +61,6 @@ def node_ps(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
 
 
 def _set_schedule(name: str, schedule: str, data_dir: Path) -> None:
-    from seabox.cli.admin import _fail
-
     _, _, nodes = _open(data_dir)
     try:
         nodes.set_schedule(name, schedule)  # type: ignore[arg-type]
@@ -77,19 +70,19 @@ def _set_schedule(name: str, schedule: str, data_dir: Path) -> None:
 
 
 @node_app.command("cordon")
-def node_cordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def node_cordon(name: str = NODE, data_dir: Path = DATA_DIR_OPT) -> None:
     """Stop placing new containers on node NAME (what runs there keeps running)."""
     _set_schedule(name, "cordoned", data_dir)
 
 
 @node_app.command("uncordon")
-def node_uncordon(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def node_uncordon(name: str = NODE, data_dir: Path = DATA_DIR_OPT) -> None:
     """Let node NAME take new containers again (also ends a drain)."""
     _set_schedule(name, "ready", data_dir)
 
 
 @node_app.command("drain")
-def node_drain(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
+def node_drain(name: str = NODE, data_dir: Path = DATA_DIR_OPT) -> None:
     """Empty node NAME: containers whose restart policy keeps them running and that no volume pins move to
     other nodes; the others are stopped. No new containers go there until `uncordon`."""
     _set_schedule(name, "draining", data_dir)
@@ -97,11 +90,10 @@ def node_drain(name: str, data_dir: Path = DATA_DIR_OPT) -> None:
 
 @node_app.command("token")
 def node_token(
-    ttl: str = typer.Option("1h", "--ttl", help="How long the token may be used: seconds, or like 30m, 12h, 7d."),
+    ttl: str = option("--ttl", default="1h", help="How long the token may be used: seconds, or like 30m, 12h, 7d."),
     data_dir: Path = DATA_DIR_OPT,
 ) -> None:
     """Print a join token: `seabox node --join URL --token TOKEN` on a host makes it a node (one node per token)."""
-    from seabox.cli.admin import _fail
     from seabox.config import parse_duration
 
     try:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from seabox.cli.client import connect, parse_time, print_table
+from seabox.cli.command import Group, UsageError, flag, option
 
 PANEL = "Billing"
 BY = ("size", "resource", "container", "day")
@@ -21,22 +20,18 @@ def _lines(report: dict[str, Any], by: str) -> None:
     print(f"total: ${report['total']}")
 
 
+JSON = flag("--json", help="Print the API's JSON.")
+
+
 def usage(
-    since: Annotated[
-        float | None,
-        typer.Option("--since", parser=parse_time, help="From: 10m, 1h, unix seconds or an ISO time (default: the "
-                     "start of this month, UTC)."),
-    ] = None,
-    until: Annotated[
-        float | None, typer.Option("--until", parser=parse_time, help="Until: same forms as --since (default: now).")
-    ] = None,
-    by: Annotated[
-        str, typer.Option("--by", help="Group lines by size (meter: container size, storage, fip, service), resource "
-                          "(kind), container (each resource by name) or day (UTC).")
-    ] = "size",
-    container: Annotated[str | None, typer.Option("--container", help="Only this container's use (name or id): its "
-                                                  "runs and its root filesystem.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    since: float | None = option("--since", type=parse_time, help="From: 10m, 1h, unix seconds or an ISO time "
+                                 "(default: the start of this month, UTC)."),
+    until: float | None = option("--until", type=parse_time, help="Until: same forms as --since (default: now)."),
+    by: str = option("--by", default="size", help="Group lines by size (meter: container size, storage, fip, "
+                     "service), resource (kind), container (each resource by name) or day (UTC)."),
+    container: str | None = option("--container", help="Only this container's use (name or id): its runs and its "
+                                   "root filesystem."),
+    as_json: bool = JSON,
 ) -> None:
     """What you have used and what it costs so far, to the second; what still runs is counted up to now.
 
@@ -45,7 +40,7 @@ def usage(
     held in; a service bills each second it exists.
     """
     if by not in BY:
-        raise typer.BadParameter(f"use one of {', '.join(BY)}", param_hint="'--by'")
+        raise UsageError(f"use one of {', '.join(BY)}", "--by")
     params = {k: v for k, v in (("since", since), ("until", until), ("container", container)) if v is not None}
     report = connect().get("/v1/usage", by=by, **params)
     if as_json:
@@ -56,8 +51,8 @@ def usage(
 
 
 def invoice(
-    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: this month, a draft so far).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    month: str | None = option("--month", help="YYYY-MM (default: this month, a draft so far)."),
+    as_json: bool = JSON,
 ) -> None:
     """A month's invoice: issued (and never changed) on the first day after the month ends; this month's is a draft."""
     params = {"month": month} if month else {}
@@ -70,7 +65,7 @@ def invoice(
     _lines(bill, "size")
 
 
-def prices(as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False) -> None:
+def prices(as_json: bool = JSON) -> None:
     """The price book in force: dollars per unit of each meter."""
     book = connect().get("/v1/prices")
     if as_json:
@@ -79,6 +74,6 @@ def prices(as_json: Annotated[bool, typer.Option("--json", help="Print the API's
     print_table(["METER", "PRICE", "PER"], [[k, "$" + v, book["units"][k]] for k, v in book["prices"].items()])
 
 
-def register(app: typer.Typer) -> None:
+def register(root: Group) -> None:
     for command, name in ((usage, "usage"), (invoice, "invoice"), (prices, "prices")):
-        app.command(name, rich_help_panel=PANEL)(command)
+        root.command(name, panel=PANEL)(command)

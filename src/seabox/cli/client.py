@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import select
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import quote, urlencode, urlsplit
-
-import typer
-from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
-from typer.core import TyperCommand, TyperGroup, TyperOption, _TyperParameter
+from typing import TYPE_CHECKING
 
 from seabox import __version__
-from seabox.model.humanize import human_duration
+from seabox.cli.command import CliError, UsageError, console, report, styled
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any, NoReturn
 
 ENV_URL = "SEABOX_URL"
 ENV_KEY = "SEABOX_API_KEY"
@@ -34,115 +27,10 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the server; an answer may then take a
 USER_AGENT = f"seabox-cli/{__version__}"
 
 
-def styled(stream: TextIO) -> bool:
-    """Whether output to STREAM gets colour and bold: a terminal, or FORCE_COLOR (Rich is imported only then)."""
-    return bool(os.environ.get("FORCE_COLOR")) or stream.isatty()
-
-
-@cache
-def console(stderr: bool = False) -> Console:
-    """The Rich console for our stdout or stderr (progress displays, styled lines)."""
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-class CliError(Exception):
-    """A failure shown to the user as one line, `error: MESSAGE`, with exit code 1."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-def report(message: str) -> None:
-    """Print `error: MESSAGE` on stderr (`error:` in red on a terminal)."""
-    if styled(sys.stderr):
-        from rich.markup import escape
-
-        console(stderr=True).print(f"[red]error:[/red] {escape(message)}")
-    else:
-        print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-def fail(message: str) -> NoReturn:
-    report(message)
-    raise typer.Exit(1)
-
-
-@dataclass(frozen=True)
-class DeferredCoercion(RuntimeParam):
-    """Typer's check of one parameter's value, built only for a value that needs it: Typer builds a pydantic
-    TypeAdapter per parameter, given or not, and that costs a call a fifth of a second or more. An unset value
-    and text (what every str and list[str] parameter gets from the command line) need none."""
-
-    descriptor: TypeDescriptor
-
-    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-        if self.parameter_info.parser is None and self.descriptor.file_annotation is None:
-            if self.annotation is str and isinstance(value, str):
-                return value
-            if self.annotation == list[str] and isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
-                return list(value)
-        return build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
-
-
-def defer_coercion(command: Any) -> None:
-    """Give every parameter of COMMAND and of the commands under it (--help too) a DeferredCoercion."""
-    help_option = command.get_help_option(typer.Context(command))
-    for param in [*command.params, *([help_option] if help_option is not None else [])]:
-        if isinstance(param, _TyperParameter) and param._runtime_param is None:
-            descriptor = param.type_descriptor
-            param._runtime_param = DeferredCoercion(
-                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, descriptor=descriptor
-            )
-    for sub in getattr(command, "commands", {}).values():
-        defer_coercion(sub)
-
-
-class SeaboxGroup(TyperGroup):
-    """The root command group: its parameters' checks are deferred, and any CliError a command lets escape becomes
-    `error: MESSAGE` and exit 1."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        defer_coercion(self)
-        return super().main(*args, **kwargs)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CliError as exc:
-            fail(exc.message)
-
-
 # configuration ------------------------------------------------------------------------------
-class CommandAfterImage(TyperCommand):
-    """A create command NAME [OPTIONS] IMAGE [CMD...]: options may come before and between NAME and IMAGE;
-    everything after IMAGE is the command, passed verbatim (its own options included; a `--` right after IMAGE
-    only marks where it starts)."""
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        valued = {o for p in self.params if isinstance(p, TyperOption) and not p.is_flag for o in p.opts + p.secondary_opts}
-        positional, i = 0, 0
-        while i < len(args) and args[i] != "--":
-            arg = args[i]
-            if arg.startswith("-") and len(arg) > 1:
-                i += 2 if arg in valued else 1
-                continue
-            positional += 1
-            i += 1
-            if positional == 2:  # IMAGE
-                if args[i:i + 1] != ["--"]:
-                    args = [*args[:i], "--", *args[i:]]
-                break
-        return super().parse_args(ctx, args)
-
-
-def config_path() -> Path:
+def config_path() -> str:
     """Where `seabox login` saves the server URL and key: $SEABOX_CONFIG or ~/.config/seabox/config.json."""
-    explicit = os.environ.get(ENV_CONFIG)
-    return Path(explicit) if explicit else Path.home() / ".config" / "seabox" / "config.json"
+    return os.environ.get(ENV_CONFIG) or os.path.join(os.path.expanduser("~"), ".config", "seabox", "config.json")
 
 
 def normalise_url(url: str) -> str:
@@ -150,10 +38,10 @@ def normalise_url(url: str) -> str:
     return url if "://" in url else "http://" + url
 
 
-def save_credentials(url: str, key: str) -> Path:
-    """Write URL and KEY to the config file, readable by its owner only (0600)."""
+def save_credentials(url: str, key: str) -> str:
+    """Write URL and KEY to the config file, readable by its owner only (0600); its path."""
     path = config_path()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -166,9 +54,10 @@ def load_credentials() -> tuple[str, str]:
     """(URL, key): each from the environment if set there, else from the login file."""
     url, key = os.environ.get(ENV_URL, ""), os.environ.get(ENV_KEY, "")
     path = config_path()
-    if (not url or not key) and path.exists():
+    if (not url or not key) and os.path.exists(path):
         try:
-            saved = json.loads(path.read_text())
+            with open(path) as f:
+                saved = json.load(f)
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read {path}: {exc}") from None
         url, key = url or str(saved.get("url", "")), key or str(saved.get("api_key", ""))
@@ -192,14 +81,26 @@ def _query(params: dict[str, Any] | None) -> dict[str, str]:
     return query
 
 
-@dataclass
+class Headers(dict[str, str]):
+    """An answer's headers by name, whatever the case it is asked in."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
 class Response:
     """One whole answer of the server."""
 
-    status_code: int
-    reason_phrase: str
-    headers: http.client.HTTPMessage
-    content: bytes
+    __slots__ = ("status_code", "reason_phrase", "headers", "content")
+
+    def __init__(self, status_code: int, reason_phrase: str, headers: Headers, content: bytes) -> None:
+        self.status_code, self.reason_phrase, self.headers, self.content = status_code, reason_phrase, headers, content
 
     @property
     def text(self) -> str:
@@ -209,71 +110,188 @@ class Response:
         return json.loads(self.content)
 
 
+class Answer:
+    """The answer to one request as it is read off its connection, parsed by httptools (llhttp): the head first,
+    then the body whole, or line by line as the server flushes it (chunked bodies come decoded)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        import httptools
+
+        self.sock = sock
+        self.parser = httptools.HttpResponseParser(self)
+        self.status, self.reason, self.headers = 0, "", Headers()
+        self.body = bytearray()
+        self.headed = self.complete = False
+
+    # the parser's callbacks
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        self.headers[key] = (self.headers[key] + ", " if key in self.headers else "") + value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status, self.headed = self.parser.get_status_code(), True
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the connection may carry the next request (this answer read to its end, kept alive)."""
+        return self.complete and self.parser.should_keep_alive()
+
+    def _more(self) -> None:
+        """Read what the server has sent next and parse it."""
+        import httptools
+
+        data = self.sock.recv(1 << 16)
+        if not data:
+            framed = "content-length" in self.headers or "chunked" in self.headers.get("transfer-encoding", "")
+            if not self.headed or framed:
+                raise ConnectionError("the server closed the connection before its answer was complete")
+            self.complete = True  # an answer that ends where its connection does
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise ConnectionError(f"malformed answer: {exc}") from None
+
+    def head(self) -> Answer:
+        while not self.headed:
+            self._more()
+        return self
+
+    def read(self) -> bytes:
+        while not self.complete:
+            self._more()
+        return bytes(self.body)
+
+    def lines(self) -> Iterator[bytes]:
+        """The body's lines (each with its newline; the last may have none) as they arrive."""
+        while True:
+            end = self.body.find(b"\n")
+            if end >= 0:
+                line = bytes(self.body[: end + 1])
+                del self.body[: end + 1]
+                yield line
+            elif self.complete:
+                if self.body:
+                    yield bytes(self.body)
+                    self.body.clear()
+                return
+            else:
+                self._more()
+
+
 class Client:
     """The native /v1 API of one server, as one tenant (X-Api-Key on every request), over one kept-alive
-    connection (the standard library's http.client: a command starts without loading an HTTP stack)."""
+    connection: a socket, HTTP/1.1 parsed by httptools, ssl imported only for an https server (a command starts
+    without loading an HTTP stack; the standard library's http.client alone costs a start a third of its time)."""
 
     def __init__(self, url: str, key: str) -> None:
         self.url = url
-        self.headers = {"X-Api-Key": key, "User-Agent": USER_AGENT}
-        self._conn: http.client.HTTPConnection | None = None
+        self.headers = {"X-Api-Key": key, "User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        self._sock: socket.socket | None = None
+        self._answer: Answer | None = None  # the last request's, while it is read
 
-    def _connection(self) -> http.client.HTTPConnection:
-        """The open connection, or a new one if there is none or the server closed the idle one."""
-        if self._conn is not None and self._conn.sock is not None:
-            if not select.select([self._conn.sock], [], [], 0)[0]:
-                return self._conn
-            self._conn.close()  # readable while idle: the server closed it
+    def _connection(self) -> socket.socket:
+        """The open connection, or a new one if there is none, the last answer was not read to its end or may
+        not be followed, or the server closed the idle one."""
+        if self._sock is not None:
+            if (self._answer is None or self._answer.reusable) and not select.select([self._sock], [], [], 0)[0]:
+                return self._sock
+            self.close()  # readable while idle: the server closed it
         parts = urlsplit(self.url)
         try:
             host, port = parts.hostname, parts.port
         except ValueError:
             host = port = None
-        kinds = {"http": http.client.HTTPConnection, "https": http.client.HTTPSConnection}
-        if parts.scheme not in kinds or not host:
+        if parts.scheme not in ("http", "https") or not host:
             raise CliError(f"invalid server URL {self.url!r}: use http://HOST:PORT or https://HOST")
-        conn = kinds[parts.scheme](host, port, timeout=CONNECT_TIMEOUT)
-        conn.connect()
-        assert conn.sock is not None
-        conn.sock.settimeout(None)
-        self._conn = conn
-        return conn
+        sock = socket.create_connection((host.encode() if host.isascii() else host,
+                                         port or (443 if parts.scheme == "https" else 80)), CONNECT_TIMEOUT)
+        if parts.scheme == "https":
+            import ssl
 
-    def _open(self, method: str, url: str, params: dict[str, Any] | None, body: Any, content: Any,
-              headers: dict[str, str] | None) -> http.client.HTTPResponse:
-        """Send one request and read the answer's head (its body is left to read)."""
+            try:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        sock.settimeout(None)
+        self._sock, self._answer = sock, None
+        return sock
+
+    def _send(self, method: str, url: str, params: dict[str, Any] | None, body: Any, content: Any,
+              headers: dict[str, str] | None) -> Answer:
+        """Send one request; its answer, to read."""
         query = urlencode(_query(params))
-        target = self.url.split("://", 1)[-1].partition("/")[2]
+        base, _, target = self.url.split("://", 1)[-1].partition("/")
         path = ("/" + target).rstrip("/") + url + (("&" if "?" in url else "?") + query if query else "")
-        sent = {**self.headers, **(headers or {})}
+        sent = {"Host": base.rpartition("@")[2], **self.headers, **(headers or {})}
         if body is not None:
             content = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
+        chunked = False
+        if isinstance(content, bytes | bytearray):
+            sent["Content-Length"] = str(len(content))
+        elif content is None:
+            if method in ("POST", "PUT", "PATCH"):
+                sent["Content-Length"] = "0"
+        elif "Content-Length" not in sent:
+            sent["Transfer-Encoding"] = "chunked"
+            chunked = True
         try:
-            conn = self._connection()
+            sock = self._connection()
         except TimeoutError:
             raise CliError(f"the Seabox server at {self.url} did not answer in time") from None
         except OSError as exc:
             raise CliError(f"the Seabox server at {self.url} is not reachable: {_reason(exc)}") from None
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in sent.items()) + "\r\n"
         try:
-            conn.request(method, path, body=content, headers=sent)
-            return conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
+            if isinstance(content, bytes | bytearray):
+                sock.sendall(head.encode("latin-1") + content)
+            else:
+                sock.sendall(head.encode("latin-1"))
+                if content is not None:
+                    _send_body(sock, content, chunked)
+        except OSError as exc:
+            self._lost(exc)
+        self._answer = Answer(sock)
+        return self._answer
 
-    def _read(self, response: http.client.HTTPResponse) -> Response:
+    def _head(self, answer: Answer) -> Answer:
+        """ANSWER with its head read (its body is left to read)."""
         try:
-            content = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
-        return Response(response.status, response.reason, response.headers, content)
+            return answer.head()
+        except OSError as exc:
+            self._lost(exc)
+
+    def _open(self, method: str, url: str, params: dict[str, Any] | None, body: Any, content: Any,
+              headers: dict[str, str] | None) -> Answer:
+        """Send one request and read the answer's head (its body is left to read)."""
+        return self._head(self._send(method, url, params, body, content, headers))
+
+    def _lost(self, exc: Exception) -> NoReturn:
+        self.close()
+        raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
+
+    def _read(self, answer: Answer) -> Response:
+        try:
+            content = answer.read()
+        except OSError as exc:
+            self._lost(exc)
+        return Response(answer.status, answer.reason, answer.headers, content)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._answer = None
 
     def request(
         self,
@@ -316,6 +334,22 @@ class Client:
         self._check(response)
         return response.json() if response.content else None
 
+    def begin(self, method: str, url: str, **params: Any) -> Callable[[], Any]:
+        """Send one request now; a function that reads its decoded answer later (this client waits for it
+        meanwhile: give it a connection of its own, see another())."""
+        answer = self._send(method, url, params, None, None, None)
+
+        def result() -> Any:
+            response = self._read(self._head(answer))
+            self._check(response)
+            return response.json() if response.content else None
+
+        return result
+
+    def another(self) -> Client:
+        """A client of the same server and key, on a connection of its own."""
+        return Client(self.url, self.headers["X-Api-Key"])
+
     def get(self, url: str, **params: Any) -> Any:
         return self.call("GET", url, params=params)
 
@@ -329,12 +363,11 @@ class Client:
         self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None
     ) -> Iterator[dict[str, Any]]:
         """The objects of an NDJSON answer, one per line, as the server flushes them."""
-        response = self._open(method, url, params, body, None, None)
-        if response.status >= 400:
-            self._check(self._read(response))
-        finished = False
+        answer = self._open(method, url, params, body, None, None)
+        if answer.status >= 400:
+            self._check(self._read(answer))
         try:
-            while line := response.readline():
+            for line in answer.lines():
                 if not line.strip():
                     continue
                 try:
@@ -342,12 +375,18 @@ class Client:
                 except ValueError:
                     raise CliError(f"the server sent a malformed stream line: {line[:200]!r}") from None
                 yield item
-            finished = True
-        except (OSError, http.client.HTTPException) as exc:
-            raise CliError(f"lost the connection to the Seabox server at {self.url}: {_reason(exc)}") from None
-        finally:
-            if not finished:  # left before its end: the rest of the answer would be read by the next request
-                self.close()
+        except OSError as exc:
+            self._lost(exc)
+
+
+def _send_body(sock: socket.socket, content: Any, chunked: bool) -> None:
+    """Send a request body read from a file object or given as an iterable of bytes (CHUNKED: framed as such)."""
+    blocks = iter(lambda: content.read(1 << 20), b"") if hasattr(content, "read") else content
+    for block in blocks:
+        if block:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+    if chunked:
+        sock.sendall(b"0\r\n\r\n")
 
 
 def _reason(exc: Exception) -> str:
@@ -374,7 +413,7 @@ def each(items: Sequence[str], action: Callable[[str], str]) -> None:
             if line:
                 print(line, flush=True)
     if failed:
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 def inspect_all(items: Sequence[str], fetch: Callable[[str], Any]) -> None:
@@ -389,7 +428,7 @@ def inspect_all(items: Sequence[str], fetch: Callable[[str], Any]) -> None:
             failed = True
     print(json.dumps(found, indent=4))
     if failed:
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 # output ---------------------------------------------------------------------------------------
@@ -427,6 +466,8 @@ def parse_datetime(text: str) -> datetime:
 
 def elapsed(when: str, now: datetime | None = None) -> str:
     """How long ago an ISO time from the API was, in words: '5 seconds'."""
+    from seabox.model.humanize import human_duration
+
     return human_duration(((now or datetime.now(timezone.utc)) - parse_datetime(when)).total_seconds())
 
 
@@ -463,28 +504,37 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def parse_duration(text: str) -> float:
+    """'30s', '1m30s', '500ms' or '2h' (as docker reads --health-interval) as seconds."""
+    text = text.strip()
+    if not text or _DURATION_RE.sub("", text):
+        raise ValueError(f"expected a duration like 30s, 1m30s or 500ms, got {text!r}")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_RE.findall(text))
+
+
 def parse_time(text: str) -> float:
     """'10m' or '1h30m' (that long ago), unix seconds, or an ISO time, as unix seconds."""
-    text = text.strip()
-    if text and not _DURATION_RE.sub("", text):
-        return time.time() - sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_RE.findall(text))
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
     try:
         return float(text)
     except ValueError:
         pass
     try:
-        value = datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"expected a duration like 10m or 1h, unix seconds or an ISO time, got {text!r}") from None
     return value.timestamp()
 
 
-def pairs(items: Sequence[str], what: str) -> dict[str, str]:
-    """KEY=VALUE items as a dict (a bare KEY maps to ''), as docker reads -l."""
+def pairs(items: Sequence[str], what: str, option: str) -> dict[str, str]:
+    """KEY=VALUE items of OPTION as a dict (a bare KEY maps to ''), as docker reads -l."""
     result: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
         if not key:
-            raise typer.BadParameter(f"{what} must be KEY=VALUE, got {item!r}")
+            raise UsageError(f"{what} must be KEY=VALUE, got {item!r}", option)
         result[key] = value
     return result

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+from seabox.cli.client import CliError, connect, each, inspect_all, parse_datetime, print_table, quoted
+from seabox.cli.command import MARKED, Group, UsageError, argument, flag, option
+from seabox.cli.containers import CMD, ENV, SIZE, env_list
 
-from seabox.cli.client import CliError, CommandAfterImage, connect, each, inspect_all, parse_datetime, print_table, quoted
-from seabox.cli.containers import Cmd, EnvOpt, SizeOpt, env_list
-
-cron_app = typer.Typer(
-    help="Manage scheduled jobs: a container started on a cron schedule (one per firing, NAME-<unix time>), "
+cron_app = Group(
+    "cron",
+    "Manage scheduled jobs: a container started on a cron schedule (one per firing, NAME-<unix time>), "
     "removed when it ends; its exit code and last output stay in the history (the last 100 runs).",
-    no_args_is_help=True,
+    panel="Services",
 )
-Name = Annotated[str, typer.Argument(metavar="NAME", help="Cron name.")]
-Names = Annotated[list[str], typer.Argument(metavar="NAME", help="Cron names.")]
-Image = Annotated[str, typer.Argument(metavar="IMAGE", help="Image reference, one you have pulled (`seabox pull`).")]
+NAME = argument("NAME", "Cron name.")
+NAMES = argument("NAME", "Cron names.", many=True)
 LOG_COLUMN = 60  # characters of the last output line in the history table
 
 
@@ -45,26 +44,22 @@ def log_line(run: dict[str, Any]) -> str:
     return text if len(text) <= LOG_COLUMN else text[: LOG_COLUMN - 3] + "..."
 
 
+@cron_app.command("create", tail=MARKED)
 def create(
-    name: Name,
-    image: Image,
-    schedule: Annotated[
-        str,
-        typer.Option("--schedule", help="When to fire: 5 cron fields (minute hour day month weekday, e.g. '*/5 * * * *') "
-                     "or 6 with seconds first ('*/2 * * * * *': every 2 s), or @hourly, @daily, ..."),
-    ],
-    cmd: Cmd = None,
-    tz: Annotated[str, typer.Option("--tz", help="IANA time zone the schedule is read in, e.g. Europe/Paris.")] = "UTC",
-    concurrency: Annotated[
-        str,
-        typer.Option("--concurrency", help="While a run still runs at the next firing: allow (run both), forbid "
-                     "(skip the new one) or replace (stop the running one, start the new)."),
-    ] = "allow",
-    timeout: Annotated[
-        int, typer.Option("--timeout", min=1, help="Seconds a run may take before it is killed (timed-out).")
-    ] = 3600,
-    size: SizeOpt = None,
-    env: EnvOpt = None,
+    name: str = NAME,
+    image: str = argument("IMAGE", "Image reference, one you have pulled (`seabox pull`)."),
+    schedule: str = option("--schedule", required=True, help="When to fire: 5 cron fields (minute hour day month "
+                           "weekday, e.g. '*/5 * * * *') or 6 with seconds first ('*/2 * * * * *': every 2 s), or "
+                           "@hourly, @daily, ..."),
+    cmd: list[str] | None = CMD,
+    tz: str = option("--tz", default="UTC", help="IANA time zone the schedule is read in, e.g. Europe/Paris."),
+    concurrency: str = option("--concurrency", default="allow", help="While a run still runs at the next firing: "
+                              "allow (run both), forbid (skip the new one) or replace (stop the running one, start "
+                              "the new)."),
+    timeout: int = option("--timeout", default=3600, type=int, min=1,
+                          help="Seconds a run may take before it is killed (timed-out)."),
+    size: str | None = SIZE,
+    env: list[str] | None = ENV,
 ) -> None:
     """Create a cron: run IMAGE [CMD...] on a schedule; prints its name. The image must be pulled first."""
     body: dict[str, Any] = {"name": name, "image": image, "schedule": schedule, "tz": tz,
@@ -76,7 +71,8 @@ def create(
     print(connect().post("/v1/crons", body)["name"])
 
 
-def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print cron names.")] = False) -> None:
+@cron_app.command("ls")
+def ls(quiet: bool = flag("-q", "--quiet", help="Only print cron names.")) -> None:
     """List your crons: schedule, next run (UTC) and the result of the latest run that has ended."""
     crons = connect().get("/v1/crons")
     if quiet:
@@ -92,20 +88,22 @@ def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print cro
     print_table(["NAME", "SCHEDULE", "NEXT RUN", "LAST RESULT", "IMAGE"], rows)
 
 
-def inspect(names: Names) -> None:
+@cron_app.command("inspect")
+def inspect(names: list[str] = NAMES) -> None:
     """Show crons' details as a JSON array."""
     api = connect()
     inspect_all(names, lambda n: api.get(cron_path(n)))
 
 
+@cron_app.command("history")
 def history(
-    name: Name,
-    tail: Annotated[int, typer.Option("--tail", min=1, max=100, help="How many of the latest runs to show.")] = 100,
-    output: Annotated[str, typer.Option("-o", "--output", help="table, or json (every field, the whole log tail).")] = "table",
+    name: str = NAME,
+    tail: int = option("--tail", default=100, type=int, min=1, max=100, help="How many of the latest runs to show."),
+    output: str = option("-o", "--output", default="table", help="table, or json (every field, the whole log tail)."),
 ) -> None:
     """Show a cron's last runs, oldest first: container, start, end (UTC), exit code, status and last output line."""
     if output not in ("table", "json"):
-        raise typer.BadParameter(f"must be table or json, got {output!r}", param_hint="'-o'")
+        raise UsageError(f"must be table or json, got {output!r}", "-o")
     runs = connect().get(cron_path(name, "history"), tail=tail)
     if output == "json":
         print(json.dumps(runs, indent=4))
@@ -116,7 +114,8 @@ def history(
     print_table(["CONTAINER", "SCHEDULED", "START", "END", "EXIT CODE", "STATUS", "TRIGGER", "LOG TAIL"], rows)
 
 
-def run(name: Name) -> None:
+@cron_app.command("run")
+def run(name: str = NAME) -> None:
     """Fire a cron now, outside its schedule (its concurrency policy does not apply); prints the run's container.
 
     A run that cannot start (its image removed, the tenant's capacity used up) is an error, recorded in the history.
@@ -128,13 +127,14 @@ def run(name: Name) -> None:
 
 
 def _act(action: str) -> Any:
-    def act(names: Names) -> None:
+    def act(names: list[str] = NAMES) -> None:
         api = connect()
         each(names, lambda n: api.post(cron_path(n, action))["name"])
     return act
 
 
-def rm(names: Names) -> None:
+@cron_app.command("rm")
+def rm(names: list[str] = NAMES) -> None:
     """Remove crons with their history; containers of runs still going are removed too."""
     api = connect()
 
@@ -149,11 +149,9 @@ suspend = _act("suspend")
 suspend.__doc__ = "Stop firing crons until resumed (a run going on goes on)."
 resume = _act("resume")
 resume.__doc__ = "Fire crons again from now on (what fell while they were suspended is not caught up)."
+cron_app.command("suspend")(suspend)
+cron_app.command("resume")(resume)
 
 
-def register(app: typer.Typer) -> None:
-    cron_app.command("create", cls=CommandAfterImage)(create)
-    for command, name in ((ls, "ls"), (inspect, "inspect"), (history, "history"), (run, "run"),
-                          (suspend, "suspend"), (resume, "resume"), (rm, "rm")):
-        cron_app.command(name)(command)
-    app.add_typer(cron_app, name="cron", rich_help_panel="Services")
+def register(root: Group) -> None:
+    root.add(cron_app)

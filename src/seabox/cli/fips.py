@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from seabox.cli.client import connect, each, print_table, quoted
+from seabox.cli.command import Group, UsageError, argument, flag, option
 
-fip_app = typer.Typer(
-    help="Manage floating IPs: public addresses you hold and attach to a container, one per container. "
+fip_app = Group(
+    "fip",
+    "Manage floating IPs: public addresses you hold and attach to a container, one per container. "
     "A container's published ports (run -p) are reachable on its floating IP, and its outbound traffic "
     "leaves with that address. A name given with `fip name` works wherever the address does.",
-    no_args_is_help=True,
+    panel="Network",
 )
-Fip = Annotated[str, typer.Argument(metavar="FIP", help="Floating IP address or name.")]
-Container = Annotated[str, typer.Argument(metavar="CONTAINER", help="Container name or unique id prefix.")]
+FIP = argument("FIP", "Floating IP address or name.")
+CONTAINER = argument("CONTAINER", "Container name or unique id prefix.")
 
 
 def fip_path(ref: str, action: str = "") -> str:
@@ -24,10 +22,8 @@ def fip_path(ref: str, action: str = "") -> str:
 
 @fip_app.command("allocate")
 def allocate(
-    count: Annotated[int, typer.Argument(metavar="COUNT", min=1, help="How many to allocate (default 1).")] = 1,
-    pick: Annotated[
-        bool, typer.Option("--pick", help="Return floating IPs you hold that are not attached first; allocate only the rest.")
-    ] = False,
+    count: int = argument("COUNT", "How many to allocate (default 1).", default=1, type=int, min=1),
+    pick: bool = flag("--pick", help="Return floating IPs you hold that are not attached first; allocate only the rest."),
 ) -> None:
     """Allocate floating IPs from the cloud's public range; prints their addresses.
 
@@ -42,19 +38,16 @@ def _dangling(filters: list[str]) -> bool | None:
     for item in filters:
         key, _, value = item.partition("=")
         if key != "dangling" or value.lower() not in ("true", "false"):
-            raise typer.BadParameter(f"the only filter is dangling=true or dangling=false, got {item!r}",
-                                     param_hint="'-f'")
+            raise UsageError(f"the only filter is dangling=true or dangling=false, got {item!r}", "-f")
         dangling = value.lower() == "true"
     return dangling
 
 
 @fip_app.command("ls")
 def ls(
-    filter_: Annotated[
-        list[str] | None,
-        typer.Option("-f", "--filter", help="dangling=true: only floating IPs not attached (false: only attached)."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print the addresses.")] = False,
+    filter_: list[str] | None = option("-f", "--filter", many=True,
+                                       help="dangling=true: only floating IPs not attached (false: only attached)."),
+    quiet: bool = flag("-q", "--quiet", help="Only print the addresses."),
 ) -> None:
     """List your floating IPs and what they are attached to."""
     dangling = _dangling(filter_ or [])
@@ -69,24 +62,22 @@ def ls(
 
 @fip_app.command("attach")
 def attach(
-    fip: Fip,
-    container: Container,
-    force: Annotated[
-        bool, typer.Option("-f", "--force", help="Take the floating IP from the container that holds it now.")
-    ] = False,
+    fip: str = FIP,
+    container: str = CONTAINER,
+    force: bool = flag("-f", "--force", help="Take the floating IP from the container that holds it now."),
 ) -> None:
     """Attach a floating IP to a container (which must have none yet); it stays through stops and restarts."""
     print(connect().post(fip_path(fip, "attach"), {"container": container, "force": force})["address"])
 
 
 @fip_app.command("detach")
-def detach(container: Container) -> None:
+def detach(container: str = CONTAINER) -> None:
     """Detach the floating IP of a container; you keep it (dangling) until you release it. Prints the address."""
     print(connect().post("/v1/fips/detach", {"container": container})["address"])
 
 
 @fip_app.command("release")
-def release(fips: Annotated[list[str], typer.Argument(metavar="FIP...", help="Floating IP addresses or names.")]) -> None:
+def release(fips: list[str] = argument("FIP...", "Floating IP addresses or names.", many=True)) -> None:
     """Give floating IPs back to the cloud (refused while one is attached: detach it first)."""
     api = connect()
 
@@ -99,12 +90,12 @@ def release(fips: Annotated[list[str], typer.Argument(metavar="FIP...", help="Fl
 
 @fip_app.command("name")
 def name(
-    fip: Fip,
-    new_name: Annotated[str, typer.Argument(metavar="NAME", help="Its name: letters, digits, '_', '.', '-'.")],
+    fip: str = FIP,
+    new_name: str = argument("NAME", "Its name: letters, digits, '_', '.', '-'."),
 ) -> None:
     """Name a floating IP (unique among yours); the name then works wherever the address does."""
     connect().post(fip_path(fip, "name"), {"name": new_name})
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(fip_app, name="fip", rich_help_panel="Network")
+def register(root: Group) -> None:
+    root.add(fip_app)

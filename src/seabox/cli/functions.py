@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from seabox.cli.client import CliError, Response, connect, each, inspect_all, print_table, quoted, report
+from seabox.cli.command import ANYWHERE, Group, UsageError, argument, flag, option, tail
 from seabox.cli.images import create_pulling
 
-func_app = typer.Typer(
-    help="Manage functions: an image run per call. stdio mode (default): each call runs a container, the "
+func_app = Group(
+    "func",
+    "Manage functions: an image run per call. stdio mode (default): each call runs a container, the "
     "request body on its stdin, its stdout the reply, request headers as Http_* environment variables. "
     "http mode: warm containers serve HTTP on $PORT. Each function has a public call URL "
     "(/call/NAME/SECRET, or .../sync to wait for the reply) that needs no API key.",
-    no_args_is_help=True,
+    panel="Services",
 )
-Name = Annotated[str, typer.Argument(metavar="NAME", help="Function name.")]
+NAME = argument("NAME", "Function name.")
+NAMES = argument("NAME...", "Function names.", many=True)
 EXIT_HEADER = "X-Seabox-Exit-Code"
 
 
@@ -33,25 +34,25 @@ def _spec_options(size: str | None, timeout: int | None, concurrency: int | None
     return {k: v for k, v in given.items() if v is not None}
 
 
-SizeOpt = Annotated[str | None, typer.Option("--size", help="Container size of each call (see `seabox sizes`).")]
-TimeoutOpt = Annotated[int | None, typer.Option("--timeout", help="Seconds a call may take, queue included (504 past it; default 300).")]
-ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", help="Calls of this function at once (default 10); more wait.")]
-MinWarmOpt = Annotated[int | None, typer.Option("--min-warm", help="http mode: replicas kept up while idle (0: scale to zero).")]
-EnvOpt = Annotated[list[str] | None, typer.Option("-e", "--env", help="KEY=VALUE for every call's container.")]
+SIZE = option("--size", help="Container size of each call (see `seabox sizes`).")
+TIMEOUT = option("--timeout", type=int, help="Seconds a call may take, queue included (504 past it; default 300).")
+CONCURRENCY = option("--concurrency", type=int, help="Calls of this function at once (default 10); more wait.")
+MIN_WARM = option("--min-warm", type=int, help="http mode: replicas kept up while idle (0: scale to zero).")
+ENV = option("-e", "--env", many=True, help="KEY=VALUE for every call's container.")
 
 
-@func_app.command("create", context_settings={"ignore_unknown_options": True})
+@func_app.command("create", tail=ANYWHERE)
 def create(
-    name: Name,
-    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image each call runs.")],
-    cmd: Annotated[list[str] | None, typer.Argument(metavar="[CMD...]", help="Command (default: the image's).")] = None,
-    size: SizeOpt = None,
-    timeout: TimeoutOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    min_warm: MinWarmOpt = None,
-    env: EnvOpt = None,
-    mode: Annotated[str, typer.Option("--mode", help="stdio (a container per call) or http (warm, serves $PORT).")] = "stdio",
-    port: Annotated[int | None, typer.Option("--port", help="http mode: the port the container serves (default 8080).")] = None,
+    name: str = NAME,
+    image: str = argument("IMAGE", "The image each call runs."),
+    cmd: list[str] | None = tail("CMD", "Command (default: the image's)."),
+    size: str | None = SIZE,
+    timeout: int | None = TIMEOUT,
+    concurrency: int | None = CONCURRENCY,
+    min_warm: int | None = MIN_WARM,
+    env: list[str] | None = ENV,
+    mode: str = option("--mode", default="stdio", help="stdio (a container per call) or http (warm, serves $PORT)."),
+    port: int | None = option("--port", type=int, help="http mode: the port the container serves (default 8080)."),
 ) -> None:
     """Create a function; prints its public call URL. The image is pulled first if the server does not have it.
 
@@ -69,7 +70,7 @@ def create(
 
 
 @func_app.command("ls")
-def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print the names.")] = False) -> None:
+def ls(quiet: bool = flag("-q", "--quiet", help="Only print the names.")) -> None:
     """List your functions."""
     fns = connect().get("/v1/funcs")
     if quiet:
@@ -83,7 +84,7 @@ def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print the
 
 
 @func_app.command("inspect")
-def inspect(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Function names.")]) -> None:
+def inspect(names: list[str] = NAMES) -> None:
     """Show functions as a JSON array, each with its call URL (call_url)."""
     api = connect()
     inspect_all(names, lambda n: {**(f := api.get(func_path(n))), "call_url": api.url + f["call_path"]})
@@ -91,15 +92,15 @@ def inspect(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="
 
 @func_app.command("update")
 def update(
-    name: Name,
-    image: Annotated[str | None, typer.Option("--image", help="A new image.")] = None,
-    cmd: Annotated[str | None, typer.Option("--cmd", help="A new command, as a JSON array or one word.")] = None,
-    size: SizeOpt = None,
-    timeout: TimeoutOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    min_warm: MinWarmOpt = None,
-    env: EnvOpt = None,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Give it a new call secret (the old URL stops working).")] = False,
+    name: str = NAME,
+    image: str | None = option("--image", help="A new image."),
+    cmd: str | None = option("--cmd", help="A new command, as a JSON array or one word."),
+    size: str | None = SIZE,
+    timeout: int | None = TIMEOUT,
+    concurrency: int | None = CONCURRENCY,
+    min_warm: int | None = MIN_WARM,
+    env: list[str] | None = ENV,
+    refresh: bool = flag("--refresh", help="Give it a new call secret (the old URL stops working)."),
 ) -> None:
     """Change a function (the fields given); prints its call URL."""
     body: dict[str, Any] = {**_spec_options(size, timeout, concurrency, min_warm, env), "refresh": refresh}
@@ -112,7 +113,7 @@ def update(
 
 
 @func_app.command("rm")
-def rm(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Function names.")]) -> None:
+def rm(names: list[str] = NAMES) -> None:
     """Remove functions (refused while a call of one is queued or running)."""
     api = connect()
 
@@ -131,7 +132,7 @@ def _data(data: str | None) -> bytes:
     try:
         return Path(data).read_bytes()
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {data}: {exc.strerror}", param_hint="'--data'") from None
+        raise UsageError(f"cannot read {data}: {exc.strerror}", "--data") from None
 
 
 def _print_reply(response: Response) -> None:
@@ -147,14 +148,14 @@ def _print_reply(response: Response) -> None:
     sys.stdout.flush()
     code = int(response.headers.get(EXIT_HEADER, "0"))
     if code:
-        raise typer.Exit(code)
+        raise SystemExit(code)
 
 
 @func_app.command("call")
 def call(
-    name: Name,
-    sync: Annotated[bool, typer.Option("--sync", help="Wait for the reply and print it (default: print the call id).")] = False,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="The request body: a file, or - for stdin.")] = None,
+    name: str = NAME,
+    sync: bool = flag("--sync", help="Wait for the reply and print it (default: print the call id)."),
+    data: str | None = option("--data", "-d", help="The request body: a file, or - for stdin."),
 ) -> None:
     """Call a function. Async (default): prints the call id, for `func get`; --sync prints the reply."""
     api = connect()
@@ -169,8 +170,8 @@ def call(
 
 @func_app.command("get")
 def get(
-    call_id: Annotated[str, typer.Argument(metavar="CALL_ID", help="The id `func call` printed.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the call has ended.")] = False,
+    call_id: str = argument("CALL_ID", "The id `func call` printed."),
+    wait: bool = flag("--wait", help="Wait until the call has ended."),
 ) -> None:
     """Print an async call's result (a result is answered once, then dropped); exits 2 while it still runs."""
     api = connect()
@@ -179,7 +180,7 @@ def get(
         api._check(response)
     if response.status_code == 202:
         report(f"call {call_id} is {response.json()['Status']}")
-        raise typer.Exit(2)
+        raise SystemExit(2)
     _print_reply(response)
 
 
@@ -195,9 +196,9 @@ def _print_log(item: dict[str, Any]) -> None:
 
 @func_app.command("logs")
 def logs(
-    name: Name,
-    call_id: Annotated[str | None, typer.Option("--call", help="Only this call's output.")] = None,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing calls as they end.")] = False,
+    name: str = NAME,
+    call_id: str | None = option("--call", help="Only this call's output."),
+    follow: bool = flag("-f", "--follow", help="Keep printing calls as they end."),
 ) -> None:
     """The output (stdout and stderr) of the function's latest calls, or of one call."""
     api = connect()
@@ -212,7 +213,7 @@ def logs(
 
 
 @func_app.command("status")
-def status(name: Name) -> None:
+def status(name: str = NAME) -> None:
     """Calls queued and running now, and warm replicas (http mode)."""
     s = connect().get(func_path(name, "status"))
     print_table(["NAME", "MODE", "GENERATION", "RUNNING", "QUEUED", "WARM"],
@@ -220,5 +221,5 @@ def status(name: Name) -> None:
                   str(s["warm_replicas"])]])
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(func_app, name="func", rich_help_panel="Services")
+def register(root: Group) -> None:
+    root.add(func_app)

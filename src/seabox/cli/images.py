@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING
 
 from seabox.cli.client import (
     Client,
@@ -23,13 +19,14 @@ from seabox.cli.client import (
     quoted,
     short_id,
 )
-from seabox.errors import SeaboxError
-from seabox.model.reference import parse_reference
+from seabox.cli.command import Group, argument, flag
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.progress import Progress, TaskID
 
-image_app = typer.Typer(help="Manage images: pull, list, inspect, import and remove.", no_args_is_help=True)
+image_app = Group("image", "Manage images: pull, list, inspect, import and remove.", panel="Images")
 REF_SAFE = "/:@"
 
 
@@ -93,6 +90,9 @@ def create_pulling(api: Client, path: str, body: dict[str, Any]) -> dict[str, An
 
 def familiar(ref: str) -> str:
     """The short form docker shows for an image reference, e.g. busybox:latest (an image id as 12 hex)."""
+    from seabox.errors import SeaboxError
+    from seabox.model.reference import parse_reference
+
     if ref.startswith("sha256:"):
         return short_id(ref)
     try:
@@ -103,6 +103,11 @@ def familiar(ref: str) -> str:
 
 def split_ref(ref: str) -> tuple[str, str]:
     """(REPOSITORY, TAG) as `docker images` shows them, e.g. ('busybox', 'latest')."""
+    from dataclasses import replace
+
+    from seabox.errors import SeaboxError
+    from seabox.model.reference import parse_reference
+
     try:
         parsed = parse_reference(ref)
     except SeaboxError:
@@ -110,17 +115,20 @@ def split_ref(ref: str) -> tuple[str, str]:
     return replace(parsed, tag=None, digest=None).familiar, parsed.tag or "<none>"
 
 
+REFS = argument("REF", "Image references or id prefixes.", many=True)
+
+
 @image_app.command("pull")
-def pull(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="Image reference, e.g. busybox or registry:5000/app:1.2.")],
-) -> None:
+def pull(ref: str = argument("REF", "Image reference, e.g. busybox or registry:5000/app:1.2.")) -> None:
     """Pull an image from its registry (the server does the pull; progress shows here)."""
+    from seabox.model.reference import parse_reference
+
     image = pull_image(connect(), ref)
     print(f"Pulled {parse_reference(ref).name} ({short_id(image['id'])})")
 
 
 @image_app.command("ls")
-def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print image ids.")] = False) -> None:
+def ls(quiet: bool = flag("-q", "--quiet", help="Only print image ids.")) -> None:
     """List your images: one row per tag (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)."""
     images = sorted(connect().get("/v1/images"), key=lambda i: i.get("created") or "", reverse=True)
     if quiet:
@@ -137,8 +145,8 @@ def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print ima
 
 @image_app.command("rm")
 def rm(
-    refs: Annotated[list[str], typer.Argument(metavar="REF", help="Image references or id prefixes.")],
-    force: Annotated[bool, typer.Option("-f", "--force", help="Remove even if a container uses the image.")] = False,
+    refs: list[str] = REFS,
+    force: bool = flag("-f", "--force", help="Remove even if a container uses the image."),
 ) -> None:
     """Remove images (untag them for you; the data goes when nobody uses it)."""
     api = connect()
@@ -152,27 +160,25 @@ def rm(
 
 @image_app.command("tag")
 def tag(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="One of your images: reference or id prefix.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="The new name, e.g. myapp:1.0.")],
+    source: str = argument("SOURCE", "One of your images: reference or id prefix."),
+    target: str = argument("TARGET", "The new name, e.g. myapp:1.0."),
 ) -> None:
     """Give one of your images another name (only you see it)."""
     connect().post(f"/v1/images/{quoted(source, REF_SAFE)}/tag", body={"target": target})
 
 
 @image_app.command("inspect")
-def inspect(refs: Annotated[list[str], typer.Argument(metavar="REF", help="Image references or id prefixes.")]) -> None:
+def inspect(refs: list[str] = REFS) -> None:
     """Show images' details as a JSON array."""
     api = connect()
     inspect_all(refs, lambda ref: api.get(f"/v1/images/{quoted(ref, REF_SAFE)}"))
 
 
 @image_app.command("import")
-def import_(
-    file: Annotated[
-        str, typer.Argument(metavar="FILE", help="An OCI archive or `docker save` tarball; '-' reads standard input.")
-    ],
-) -> None:
+def import_(file: str = argument("FILE", "An OCI archive or `docker save` tarball; '-' reads standard input.")) -> None:
     """Import images from an archive (streamed to the server) and print what was loaded."""
+    from pathlib import Path
+
     api = connect()
     if file == "-":
         images = api.call("POST", "/v1/images/import", content=iter(lambda: sys.stdin.buffer.read(1 << 20), b""))
@@ -192,10 +198,7 @@ def import_(
             print(f"Loaded image ID: {image['id']}")
 
 
-def register(app: typer.Typer) -> None:
-    panel = "Images"
-    app.command("pull", rich_help_panel=panel)(pull)
-    app.command("images", rich_help_panel=panel)(ls)
-    app.command("rmi", rich_help_panel=panel)(rm)
-    app.command("tag", rich_help_panel=panel)(tag)
-    app.add_typer(image_app, name="image", rich_help_panel=panel)
+def register(root: Group) -> None:
+    for func, name in ((pull, "pull"), (ls, "images"), (rm, "rmi"), (tag, "tag")):
+        root.command(name, panel=image_app.panel)(func)
+    root.add(image_app)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import typer
+    from seabox.cli.command import Group
 
 HELP = ("Seabox: a container-native cloud. Tenants: run containers; operators: `seabox server`, `seabox admin`. "
         "`seabox --version` prints the client's version.")
@@ -33,46 +32,14 @@ MODULES = {
 OWNER = {name: module for module, names in MODULES.items() for name in names}
 
 
-def _group() -> None:
-    """(A root callback: a root of one command stays a group, with `seabox NAME` in its usage.)"""
+def root(modules: list[str] | tuple[str, ...] = tuple(MODULES)) -> Group:
+    """The `seabox` group with the commands of MODULES (each module's register() adds its own)."""
+    from seabox.cli.command import Group
 
-
-def _module(name: str) -> ModuleType:
-    return import_module(f"seabox.cli.{name}")
-
-
-def root(modules: list[str], one: bool = False) -> typer.Typer:
-    """The `seabox` group with the commands of MODULES (ONE: a group of one command, still `seabox NAME`)."""
-    import typer
-
-    from seabox.cli.client import SeaboxGroup
-
-    app = typer.Typer(cls=SeaboxGroup, help=HELP, no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False, callback=_group if one else None)
+    group = Group("seabox", HELP)
     for name in modules:
-        module = _module(name)
-        if name == "admin":
-            app.add_typer(module.app, name="admin")
-        else:
-            module.register(app)
-    return app
-
-
-def only(name: str) -> typer.Typer | None:
-    """The root with just command or group NAME (only its module imported), or None if no module has it."""
-    module = OWNER.get(name)
-    if module is None:
-        return None  # the whole root answers: its error lists the commands
-    app = root([module], one=True)
-    app.registered_commands = [c for c in app.registered_commands if _name(c) == name]
-    app.registered_groups = [g for g in app.registered_groups if g.name == name]
-    return app
-
-
-def _name(command: typer.models.CommandInfo) -> str:
-    from typer.main import get_command_name
-
-    return command.name or get_command_name(command.callback.__name__ if command.callback else "")
+        import_module(f"seabox.cli.{name}").register(group)
+    return group
 
 
 def main() -> None:
@@ -82,8 +49,11 @@ def main() -> None:
 
         print(f"seabox version {__version__}")
         return
-    app = only(args[0]) if args else None
-    (app or root(list(MODULES)))()
+    from seabox.cli.command import main as run
+
+    owner = OWNER.get(args[0]) if args else None
+    # a named command loads only its module; help for the whole tree loads them all; anything else is an error
+    run(root([owner] if owner else list(MODULES) if args[:1] in ([], ["--help"]) else []), args)
 
 
 if __name__ == "__main__":

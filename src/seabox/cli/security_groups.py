@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from seabox.cli.client import CliError, ago, connect, each, print_table, quoted
+from seabox.cli.command import Group, UsageError, argument, flag, option
 
-sg_app = typer.Typer(
-    help="Manage security groups: the traffic your containers may send and receive (see docs/security-groups.md).",
-    no_args_is_help=True,
+sg_app = Group(
+    "sg", "Manage security groups: the traffic your containers may send and receive (see docs/security-groups.md).",
+    panel="Network",
 )
 MAX_FILE_BYTES = 512 << 10  # the server's limit on a group document
 YAML = {"Content-Type": "application/yaml"}
-FileOpt = Annotated[Path, typer.Option("-f", "--file", help="The group in YAML: name, description, rules.")]
+FILE = option("-f", "--file", type=Path, required=True, help="The group in YAML: name, description, rules.")
 
 
 def group_path(name: str) -> str:
@@ -35,8 +33,8 @@ def read_file(path: Path) -> bytes:
 
 @sg_app.command("create")
 def create(
-    file: FileOpt,
-    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="The group's name (instead of the file's).")] = None,
+    file: Path = FILE,
+    name: str | None = argument("NAME", "The group's name (instead of the file's).", default=None),
 ) -> None:
     """Create a security group from a YAML file; prints its name."""
     print(connect().call("POST", "/v1/security-groups", params={"name": name}, content=read_file(file),
@@ -45,8 +43,8 @@ def create(
 
 @sg_app.command("update")
 def update(
-    file: FileOpt,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The group to update.")],
+    file: Path = FILE,
+    name: str = argument("NAME", "The group to update."),
 ) -> None:
     """Replace a group's description and rules with the file's, on every member at once; prints its name."""
     print(connect().call("PUT", group_path(name), params={"name": name}, content=read_file(file),
@@ -54,7 +52,7 @@ def update(
 
 
 @sg_app.command("rm")
-def rm(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Group names.")]) -> None:
+def rm(names: list[str] = argument("NAME", "Group names.", many=True)) -> None:
     """Remove security groups (a group that a container is in, or that another group's rules name, stays)."""
     api = connect()
 
@@ -66,7 +64,7 @@ def rm(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Group na
 
 
 @sg_app.command("ls")
-def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print group names.")] = False) -> None:
+def ls(quiet: bool = flag("-q", "--quiet", help="Only print group names.")) -> None:
     """List your security groups."""
     groups = connect().get("/v1/security-groups")
     if quiet:
@@ -80,14 +78,14 @@ def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print gro
 
 @sg_app.command("inspect")
 def inspect(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Group name.")],
-    output: Annotated[str, typer.Option("-o", "--output", help="json (the record) or yaml (the file form).")] = "json",
+    name: str = argument("NAME", "Group name."),
+    output: str = option("-o", "--output", default="json", help="json (the record) or yaml (the file form)."),
 ) -> None:
     """Show a security group: its record as JSON, or its file form as YAML (what `sg create -f` reads)."""
     from seabox.model.security_group import SecurityGroup, dump_yaml
 
     if output not in ("json", "yaml"):
-        raise typer.BadParameter(f"must be json or yaml, got {output!r}", param_hint="'-o'")
+        raise UsageError(f"must be json or yaml, got {output!r}", "-o")
     group = connect().get(group_path(name))
     if output == "yaml":
         print(dump_yaml(SecurityGroup.model_validate(group).document()), end="")
@@ -96,15 +94,15 @@ def inspect(
 
 
 def update_container(
-    container: Annotated[str, typer.Argument(metavar="CONTAINER", help="Container name or unique id prefix.")],
-    sg_add: Annotated[list[str] | None, typer.Option("--sg-add", help="Put it in this security group; repeatable.")] = None,
-    sg_rm: Annotated[list[str] | None, typer.Option("--sg-rm", help="Take it out of this group; repeatable.")] = None,
+    container: str = argument("CONTAINER", "Container name or unique id prefix."),
+    sg_add: list[str] | None = option("--sg-add", many=True, help="Put it in this security group; repeatable."),
+    sg_rm: list[str] | None = option("--sg-rm", many=True, help="Take it out of this group; repeatable."),
 ) -> None:
     """Change a container's security groups while it runs (all at once, or nothing); prints its name."""
     body = {"security_groups_add": list(sg_add or []), "security_groups_remove": list(sg_rm or [])}
     print(connect().post(f"/v1/containers/{quoted(container)}/update", body)["name"])
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(sg_app, name="sg", rich_help_panel="Network")
-    app.command("update", rich_help_panel="Containers")(update_container)
+def register(root: Group) -> None:
+    root.add(sg_app)
+    root.command("update", panel="Containers")(update_container)

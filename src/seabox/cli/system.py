@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
-
-import typer
 
 from seabox import __version__
 from seabox.cli.client import (
@@ -24,15 +22,14 @@ from seabox.cli.client import (
     short_id,
     timestamp,
 )
+from seabox.cli.command import Group, argument, flag, option
 
 PANEL = "Account and server"
 
 
 def login(
-    url: Annotated[
-        str, typer.Argument(metavar="URL", help="The server, e.g. https://seabox.example.com or 127.0.0.1:8470.")
-    ],
-    key: Annotated[str, typer.Argument(metavar="KEY", help="Your API key (from `seabox admin tenant create`).")],
+    url: str = argument("URL", "The server, e.g. https://seabox.example.com or 127.0.0.1:8470."),
+    key: str = argument("KEY", "Your API key (from `seabox admin tenant create`)."),
 ) -> None:
     """Check an API key against a server and save both for later commands (file mode 0600)."""
     url = normalise_url(url)
@@ -96,14 +93,9 @@ def event_line(event: dict[str, Any]) -> str:
 
 
 def events(
-    since: Annotated[
-        float | None,
-        typer.Option("--since", parser=parse_time, help="Events since: 10m, 1h, unix seconds or an ISO time."),
-    ] = None,
-    until: Annotated[
-        float | None, typer.Option("--until", parser=parse_time, help="Events until: same forms as --since.")
-    ] = None,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events as they happen.")] = False,
+    since: float | None = option("--since", type=parse_time, help="Events since: 10m, 1h, unix seconds or an ISO time."),
+    until: float | None = option("--until", type=parse_time, help="Events until: same forms as --since."),
+    follow: bool = flag("-f", "--follow", help="Keep printing new events as they happen."),
 ) -> None:
     """Show lifecycle events of your containers, images and volumes."""
     for event in connect().stream("GET", "/v1/events", params={"since": since, "until": until, "follow": follow}):
@@ -111,10 +103,8 @@ def events(
 
 
 def docker_env(
-    config_dir: Annotated[
-        Path,
-        typer.Option("--config-dir", help="Where to write the docker CLI config that carries your key."),
-    ] = Path.home() / ".config" / "seabox" / "docker",
+    config_dir: Path = option("--config-dir", type=Path, default=Path.home() / ".config" / "seabox" / "docker",
+                              help="Where to write the docker CLI config that carries your key."),
 ) -> None:
     """Point the unchanged docker CLI at Seabox: run `eval $(seabox docker-env)`.
 
@@ -143,7 +133,7 @@ def docker_env(
     print("# run this command to configure your shell: eval $(seabox docker-env)")
 
 
-def register(app: typer.Typer) -> None:
+def register(root: Group) -> None:
     for command, name in (
         (login, "login"),
         (info, "info"),
@@ -153,4 +143,4 @@ def register(app: typer.Typer) -> None:
         (events, "events"),
         (docker_env, "docker-env"),
     ):
-        app.command(name, rich_help_panel=PANEL)(command)
+        root.command(name, panel=PANEL)(command)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from seabox.cli.client import (
     ago,
     connect,
@@ -16,11 +12,10 @@ from seabox.cli.client import (
     print_table,
     quoted,
 )
+from seabox.cli.command import Group, argument, flag, option
 
-volume_app = typer.Typer(
-    help="Manage volumes: named storage that outlives the containers mounting it.", no_args_is_help=True
-)
-Names = Annotated[list[str], typer.Argument(metavar="NAME", help="Volume names.")]
+volume_app = Group("volume", "Manage volumes: named storage that outlives the containers mounting it.", panel="Volumes")
+NAMES = argument("NAME", "Volume names.", many=True)
 
 
 def volume_path(name: str) -> str:
@@ -29,17 +24,17 @@ def volume_path(name: str) -> str:
 
 @volume_app.command("create")
 def create(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Volume name: letters, digits, '_', '.', '-'.")],
-    size: Annotated[str | None, typer.Option("--size", help="Capacity, e.g. 512MiB or 1GiB (default 10GiB).")] = None,
-    label: Annotated[list[str] | None, typer.Option("-l", "--label", help="Label KEY=VALUE; repeatable.")] = None,
+    name: str = argument("NAME", "Volume name: letters, digits, '_', '.', '-'."),
+    size: str | None = option("--size", help="Capacity, e.g. 512MiB or 1GiB (default 10GiB)."),
+    label: list[str] | None = option("-l", "--label", many=True, help="Label KEY=VALUE; repeatable."),
 ) -> None:
     """Create a volume; prints its name."""
-    body = {"name": name, "labels": pairs(label or [], "labels"), **({"size": size} if size else {})}
+    body = {"name": name, "labels": pairs(label or [], "labels", "-l"), **({"size": size} if size else {})}
     print(connect().post("/v1/volumes", body)["name"])
 
 
 @volume_app.command("ls")
-def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print volume names.")] = False) -> None:
+def ls(quiet: bool = flag("-q", "--quiet", help="Only print volume names.")) -> None:
     """List your volumes."""
     volumes = sorted(connect().get("/v1/volumes"), key=lambda v: v["name"])
     if quiet:
@@ -54,14 +49,14 @@ def ls(quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only print vol
 
 
 @volume_app.command("inspect")
-def inspect(names: Names) -> None:
+def inspect(names: list[str] = NAMES) -> None:
     """Show volumes' details as a JSON array."""
     api = connect()
     inspect_all(names, lambda n: api.get(volume_path(n)))
 
 
 @volume_app.command("rm")
-def rm(names: Names) -> None:
+def rm(names: list[str] = NAMES) -> None:
     """Remove volumes and their data (a volume a container mounts stays)."""
     api = connect()
 
@@ -72,5 +67,5 @@ def rm(names: Names) -> None:
     each(names, remove)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(volume_app, name="volume", rich_help_panel="Volumes")
+def register(root: Group) -> None:
+    root.add(volume_app)
