@@ -784,3 +784,17 @@ def test_sg_create_takes_the_name_from_the_file_unless_given(server: FakeServer,
     assert [c.query for c in server.calls] == [{}, {"name": "front"}]
     assert server.calls[0].body == group.read_bytes()
     assert cli("sg", "create", "front").exit_code == 2  # -f is required
+
+
+def test_update_sends_a_size_and_restart_policy_or_groups_never_both(server: FakeServer) -> None:
+    server.on("POST", f"/v1/containers/{CID[:12]}/update", container())
+    result = cli("update", "--size", "m1", "--restart", "on-failure:3", CID[:12])
+    assert result.exit_code == 0, result.output
+    assert server.calls[0].json() == {"size": "m1", "restart": "on-failure:3"}
+    assert cli("update", "--sg-add", "db", CID[:12]).exit_code == 0
+    assert server.calls[1].json() == {"security_groups_add": ["db"], "security_groups_remove": []}
+    mixed = cli("update", "--sg-add", "db", "--size", "m1", CID[:12])
+    assert mixed.exit_code == 2 and "--size" in mixed.output
+    empty = cli("update", CID[:12])
+    assert empty.exit_code == 2 and "nothing to change" in empty.output
+    assert len(server.calls) == 2  # the usage errors sent nothing

@@ -1,4 +1,5 @@
-"""Security group commands, the `seabox sg` group (create, update, rm, ls, inspect), and `seabox update`."""
+"""Security group commands, the `seabox sg` group (create, update, rm, ls, inspect), and `seabox update` (groups,
+size and restart policy of a container)."""
 
 from __future__ import annotations
 
@@ -97,9 +98,22 @@ def update_container(
     container: str = argument("CONTAINER", "Container name or unique id prefix."),
     sg_add: list[str] | None = option("--sg-add", many=True, help="Put it in this security group; repeatable."),
     sg_rm: list[str] | None = option("--sg-rm", many=True, help="Take it out of this group; repeatable."),
+    size: str | None = option("--size", help="A new size (see `seabox sizes`): a running runc container gets it at "
+                              "once, a stopped one at its next start."),
+    restart: str | None = option("--restart", help="A new restart policy: no, on-failure[:MAX_RETRIES], always or "
+                                 "unless-stopped."),
 ) -> None:
-    """Change a container's security groups while it runs (all at once, or nothing); prints its name."""
-    body = {"security_groups_add": list(sg_add or []), "security_groups_remove": list(sg_rm or [])}
+    """Change a container while it runs: its security groups, or its size and restart policy (one kind of change
+    per call, applied all at once or not at all); prints its name."""
+    body: dict[str, object] = {}
+    if sg_add or sg_rm:
+        if size is not None or restart is not None:
+            raise UsageError("change security groups and size or restart policy in separate calls", "--size")
+        body = {"security_groups_add": list(sg_add or []), "security_groups_remove": list(sg_rm or [])}
+    else:
+        body = {k: v for k, v in (("size", size), ("restart", restart)) if v is not None}
+        if not body:
+            raise UsageError("nothing to change: give --sg-add, --sg-rm, --size or --restart")
     print(connect().post(f"/v1/containers/{quoted(container)}/update", body)["name"])
 
 
