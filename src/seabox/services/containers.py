@@ -259,8 +259,8 @@ class ContainerService:
         c = await self._acted_on(c.id, generation, START_WAIT)
         st = c.status
         if st.error and st.generation == generation and st.state not in ACTIVE:
-            if st.exit_code == 127:
-                raise InvalidArgument(f"cannot start container: {st.error}", field="cmd")
+            if st.error_field:
+                raise InvalidArgument(f"cannot start container: {st.error}", field=st.error_field)
             raise RuntimeFailure(st.error)
         return c
 
@@ -551,7 +551,7 @@ class ContainerService:
             st.state, st.pid = r.state, r.pid or old.pid
         elif r.failure:  # the start failed: the record keeps the reason
             st.state = "exited" if old.started_at else "created"
-            st.error, st.exit_code, st.pid = r.error, r.exit_code, 0
+            st.error, st.error_field, st.exit_code, st.pid = r.error, r.field, r.exit_code, 0
         elif r.state in ("exited", "restarting"):
             st.state, st.pid = r.state, 0
             if exited:
