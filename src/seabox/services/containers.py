@@ -259,6 +259,8 @@ class ContainerService:
         c = await self._acted_on(c.id, generation, START_WAIT)
         st = c.status
         if st.error and st.generation == generation and st.state not in ACTIVE:
+            if c.spec.auto_remove:  # as Docker: a --rm container that cannot start goes (`docker run --rm` waits for it)
+                await self.remove(tenant, c.id)
             if st.error_field:
                 raise InvalidArgument(f"cannot start container: {st.error}", field=st.error_field)
             raise RuntimeFailure(st.error)
