@@ -75,6 +75,8 @@ def test_a_group_the_image_lacks_fails_the_start_at_once(dcli: DockerCli, busybo
     r = dcli("run", "--group-add", "nosuch", busybox_image, "true")
     assert time.monotonic() - started < 5 and r.returncode == 125, r
     assert "unable to find group nosuch: no matching entries in group file" in r.stderr, r.stderr
+    r = dcli("run", "--rm", "--user", "nosuch", busybox_image, "true")  # the image's /etc/passwd, likewise
+    assert r.returncode == 125 and "unable to find user nosuch" in r.stderr, r
     out = dcli.ok("run", "--rm", "--group-add", "nogroup", busybox_image, "id", "-G")
     assert "65534" in out.split(), out
     r = dcli("run", "--rm", busybox_image, "no-such-binary")  # the other mistake a start finds: exit 127, as Docker
