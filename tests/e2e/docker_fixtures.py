@@ -126,6 +126,16 @@ class Terminal:
             self.output += chunk
         return self.output
 
+    def detach(self, keys: bytes, marker: bytes) -> float:
+        """At a shell's prompt: run a command and see its output, then type the detach KEYS; the seconds
+        until MARKER (what the client writes once detached) appears."""
+        self.type(b"echo at-$((6*7))\r")
+        self.read_until(b"at-42")
+        started = time.monotonic()
+        self.type(keys)
+        self.read_until(marker, timeout=5)
+        return time.monotonic() - started
+
     def wait(self, timeout: float = TIMEOUT) -> int:
         try:
             return self.proc.wait(timeout=timeout)
@@ -206,6 +216,15 @@ def cleaned(server: Server, *tenants: str) -> Iterator[None]:
     finally:
         for tenant in tenants:
             clean(server, tenant)
+
+
+@contextmanager
+def pulled_tenant(server: Server, prefix: str, image: str) -> Iterator[str]:
+    """A new tenant PREFIX-xxxxxx that has pulled IMAGE; its containers, volumes and images go afterwards."""
+    name = unique(prefix)
+    pull(server, name, image)
+    with cleaned(server, name):
+        yield name
 
 
 def sdk_client(server: Server, tenant: str, root: Path) -> docker.DockerClient:

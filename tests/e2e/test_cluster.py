@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +20,7 @@ import pytest
 from tests.e2e.docker_fixtures import DockerCli, docker_config
 from tests.e2e.test_api import pull, wait
 from tests.e2e.test_dns import execute, netns_client
+from tests.e2e.test_docker_files import host_tree
 from tests.fixtures.cluster import NODE_LINK_PORT, UNDERLAY_GATEWAY, Cluster
 from tests.fixtures.server import SEABOX
 
@@ -319,6 +321,36 @@ def test_an_imported_image_runs_where_it_was_imported_and_attach_reaches_a_remot
     attached = docker("start", "-a", "-i", echo["id"], input="across\n")
     assert (attached.returncode, attached.stdout) == (0, "got across\n"), attached.stderr
     assert placed(cluster, other) == [echo["id"][:12]]
+
+
+def test_docker_cp_export_and_diff_of_a_container_on_the_second_node(
+    cluster: Cluster, alice: httpx.Client, busybox_image: str, tmp_path: Path
+) -> None:
+    """The server reaches the files of a container on n2 over its HTTP link (the node's /files routes)."""
+    pull(alice, busybox_image)
+    docker = DockerCli(cluster.server, "alice", docker_config(cluster.server, "alice", tmp_path))
+    with cluster.only_on("n2"):
+        cid = docker.ok("run", "-d", busybox_image, "sh", "-c", "rm /bin/ls; exec sleep 300").strip()
+    assert placed(cluster, "n2") == [cid[:12]]
+    docker.ok("cp", str(host_tree(tmp_path / "in", "from the host\n", 0o750)), f"{cid}:/copied")
+    assert docker.ok("exec", cid, "cat", "/copied/sub/hello.txt") == "from the host\n"
+    assert docker.ok("exec", cid, "stat", "-c", "%a", "/copied/run.sh") == "750\n"
+    docker.ok("exec", cid, "sh", "-c", "echo made on n2 > /copied/inside.txt")
+    assert {"A /copied", "A /copied/sub/hello.txt", "A /copied/inside.txt", "D /bin/ls", "C /bin"} <= set(
+        docker.lines("diff", cid))
+    docker.ok("export", "-o", str(tmp_path / "fs.tar"), cid)
+    with tarfile.open(tmp_path / "fs.tar") as tar:
+        names = set(tar.getnames())
+        assert {"bin/sh", "copied/run.sh", "copied/inside.txt"} <= names and "bin/ls" not in names
+        assert tar.extractfile("copied/sub/hello.txt").read() == b"from the host\n"  # type: ignore[union-attr]
+        assert tar.getmember("copied/run.sh").mode & 0o777 == 0o750
+    docker.ok("stop", "-t", "0", cid)
+    docker.ok("cp", f"{cid}:/copied", str(tmp_path / "out"))  # out of the stopped container
+    assert (tmp_path / "out" / "inside.txt").read_text() == "made on n2\n"
+    assert (tmp_path / "out" / "sub" / "hello.txt").read_text() == "from the host\n"
+    r = docker("cp", f"{cid}:/no/such", str(tmp_path / "x"))
+    assert r.returncode == 1 and "Could not find the file /no/such" in r.stderr, r.stderr
+    assert docker.ok("rm", cid) == f"{cid}\n"
 
 
 def test_a_fenced_node_cut_off_stops_what_moves_so_that_one_copy_runs(

@@ -65,15 +65,20 @@ def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
     return info, b""
 
 
+def host_tree(src: Path, text: str, mode: int) -> Path:
+    """SRC made on the host with sub/hello.txt holding TEXT and run.sh of MODE, for `docker cp` into a container."""
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "hello.txt").write_text(text)
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    (src / "run.sh").chmod(mode)
+    return src
+
+
 @each_class
 def test_docker_cp_both_ways_on_a_running_container(dcli: DockerCli, image: str, tmp_path: Path) -> None:
     name = unique("cp")
     dcli.ok("run", "-d", "--name", name, image, "sleep", "60")
-    src = tmp_path / "in"
-    (src / "sub").mkdir(parents=True)
-    (src / "sub" / "hello.txt").write_text("hello from the host\n")
-    (src / "run.sh").write_text("#!/bin/sh\n")
-    (src / "run.sh").chmod(0o755)
+    src = host_tree(tmp_path / "in", "hello from the host\n", 0o755)
     dcli.ok("cp", str(src), f"{name}:/copied")
     assert dcli.ok("exec", name, "cat", "/copied/sub/hello.txt") == "hello from the host\n"
     assert dcli.ok("exec", name, "stat", "-c", "%a", "/copied/run.sh").strip() == "755"

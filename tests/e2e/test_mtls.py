@@ -13,16 +13,17 @@ import docker
 import pytest
 
 from seabox.tls import CA, create_ca, issue
-from tests.fixtures.server import SEABOX, Server, free_port, teardown_node
+from tests.e2e.docker_fixtures import Terminal, pull, unique
+from tests.fixtures.server import SEABOX, Server, free_port, node_config, teardown_node
 
 
 @pytest.fixture(scope="module")
 def tls_server(registry: str) -> Iterator[tuple[Server, int]]:
-    """A second server with the TLS listener on; used only for calls that start no container."""
+    """A second server with the TLS listener on (and the test registry, for the containers of the detach test)."""
     data_dir = Path(tempfile.mkdtemp(prefix="seabox-tls-"))
     table = f"seabox_tls_{os.getpid()}"
     tls_port = free_port()
-    (data_dir / "config.toml").write_text(f'[network]\nnft_table = "{table}"\n')
+    (data_dir / "config.toml").write_text(node_config(table, registry))
     subprocess.run([*SEABOX, "admin", "tls", "init", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                     "--listen", f"127.0.0.1:{tls_port}"], check=True, capture_output=True)
     srv = Server(data_dir, free_port(), registry)
@@ -43,10 +44,14 @@ def cert_dir(server: Server, tenant: str) -> Path:
     return out
 
 
+def tls_env(port: int, certs: Path) -> dict[str, str]:
+    """The docker CLI's environment for the TLS listener on PORT with the client certificate in CERTS (no key)."""
+    return {"PATH": os.environ["PATH"], "HOME": str(certs), "DOCKER_HOST": f"tcp://127.0.0.1:{port}",
+            "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs), "DOCKER_CONFIG": str(certs / "empty-config")}
+
+
 def docker_cli(port: int, certs: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ["PATH"], "HOME": str(certs), "DOCKER_HOST": f"tcp://127.0.0.1:{port}",
-           "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs), "DOCKER_CONFIG": str(certs / "empty-config")}
-    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(["docker", *args], env=tls_env(port, certs), capture_output=True, text=True, timeout=30)
 
 
 def test_docker_cli_with_a_client_certificate_and_no_key(tls_server: tuple[Server, int]) -> None:
@@ -91,3 +96,31 @@ def test_docker_sdk_with_tls_config(tls_server: tuple[Server, int], monkeypatch:
         assert client.ping()
     finally:
         client.close()
+
+
+def test_detach_keys_over_tls_end_the_cli_at_once(tls_server: tuple[Server, int], busybox_image: str) -> None:
+    """Over TLS the docker CLI itself ends on the detach keys (it prints `read escape sequence`), for attach
+    and exec: the container and the exec's process run on. (Over plain TCP the CLI misses its own escape:
+    see tests/e2e/test_docker_streams.py.)"""
+    server, port = tls_server
+    certs = cert_dir(server, "detachco")
+    pull(server, "detachco", busybox_image)
+    name = unique("tlsattach")
+    try:
+        r = docker_cli(port, certs, "run", "-dit", "--name", name, busybox_image, "sh")
+        assert r.returncode == 0, r.stderr
+        for argv, typed in ((["attach", name], b"\x10\x11"), (["attach", "--detach-keys", "ctrl-a,b", name], b"\x01b"),
+                            (["exec", "-it", name, "sh"], b"\x10\x11")):
+            term = Terminal(["docker", *argv], tls_env(port, certs), 24, 80)
+            try:
+                assert term.detach(typed, b"read escape sequence") < 2
+                # the CLI 28 returns the escape as its error, as against Docker: printed, exit status 1
+                assert term.wait(5) == 1, term.output
+            finally:
+                term.close()
+            r = docker_cli(port, certs, "inspect", "-f", "{{.State.Running}}", name)
+            assert r.stdout == "true\n", (argv, r.stdout, r.stderr)
+        top = docker_cli(port, certs, "top", name).stdout.splitlines()
+        assert sum(line.split()[-1] == "sh" for line in top[1:]) == 2, top  # the detached exec's shell runs on
+    finally:
+        docker_cli(port, certs, "rm", "-f", name)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.docker_fixtures import clean, native, ok, pull, unique
+from tests.e2e.docker_fixtures import native, ok, pulled_tenant
 from tests.fixtures.server import SEABOX, Server
 
 SLEEP = ["sleep", "300"]
@@ -24,12 +24,8 @@ SLEEP = ["sleep", "300"]
 @pytest.fixture
 def tenant(server: Server, busybox_image: str) -> Iterator[str]:
     """A tenant of its own with busybox pulled; its containers, volumes and images go afterwards."""
-    name = unique("quota")
-    pull(server, name, busybox_image)
-    try:
+    with pulled_tenant(server, "quota", busybox_image) as name:
         yield name
-    finally:
-        clean(server, name)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from seabox.errors import InvalidArgument, RuntimeFailure
 from seabox.model.container import ContainerSpec, RestartPolicy, StopRequest
 from seabox.model.firewall import Firewall, FirewallRule
 from seabox.model.health import HealthCheck
@@ -302,6 +303,27 @@ async def test_an_exit_nobody_watched_follows_the_restart_policy_on_adoption(env
     for r in plane.reports:
         by_id.setdefault(r.id, []).append(r.state)
     assert by_id == {"no": ["exited"], "always": ["restarting", "running"]}
+
+
+@pytest.mark.parametrize(("error", "field", "code"), [
+    (InvalidArgument("unable to find group nosuch: no matching entries in group file", field="group_add"),
+     "group_add", 128),
+    (RuntimeFailure('exec: "nope": executable file not found in $PATH'), "cmd", 127),
+    (RuntimeFailure("runc create failed: cgroup busy"), "", 128),
+])
+async def test_a_failed_start_is_reported_with_the_field_of_the_tenants_mistake(
+        env: Any, monkeypatch: pytest.MonkeyPatch, error: Exception, field: str, code: int) -> None:
+    conv, agent, plane = env
+
+    async def refuse(p: Placement) -> int:
+        raise error
+
+    monkeypatch.setattr(agent, "start", refuse)
+    await conv.apply(AssignmentBatch(etag="1", containers=[assign("a", spec())]))
+    await settle(conv)
+    [report] = plane.reports
+    assert (report.state, report.field, report.exit_code) == ("created", field, code)
+    assert report.failure == ("command" if field else "runtime") and report.error == str(error)
 
 
 async def test_remove_and_auto_remove(env: Any) -> None:

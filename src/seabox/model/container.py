@@ -355,6 +355,7 @@ class ContainerStatus(BaseModel):
     exit_code: int = 0
     oom_killed: bool = False
     error: str = ""
+    error_field: str = ""  # the field of the spec that error is about, when the tenant's input made the start fail
     started_at: datetime | None = None
     finished_at: datetime | None = None
     restart_count: int = 0

@@ -25,7 +25,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 
-from seabox.errors import RuntimeFailure, SeaboxError
+from seabox.errors import InvalidArgument, RuntimeFailure, SeaboxError
 from seabox.model.container import Container, ContainerStatus, movable
 from seabox.model.healthcheck import Healthcheck
 from seabox.node import health, healthcheck
@@ -385,17 +385,22 @@ class Converger:
         placement = Placement(_container(a), a.tenant_id, a.tenant_index)
         try:
             pid = await self.agent.start(placement)
-        except RuntimeFailure as exc:
+        except (RuntimeFailure, InvalidArgument) as exc:  # InvalidArgument: e.g. a --group-add the image lacks
             self._record(a.id, generation, restarts)
-            command = "not found" in exc.message or "no such file" in exc.message
+            missing = "not found" in exc.message or "no such file" in exc.message
+            if isinstance(exc, InvalidArgument):
+                field = exc.field or "spec"
+            else:
+                field = "cmd" if missing else ""
             await self._report(
                 ContainerReport(
                     id=a.id,
                     generation=generation,
                     state="created",
-                    exit_code=127 if command else 128,
+                    exit_code=127 if missing else 128,
                     error=exc.message,
-                    failure="command" if command else "runtime",
+                    failure="command" if field else "runtime",
+                    field=field,
                     restart_count=restarts,
                 )
             )

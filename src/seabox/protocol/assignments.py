@@ -63,6 +63,7 @@ class ContainerReport(BaseModel):
     error: str = ""
     # why a start failed: "command" (the process could not be run: the tenant's mistake) or "runtime"
     failure: Literal["", "command", "runtime"] = ""
+    field: str = ""  # the field of the container's spec a "command" failure is about (cmd, group_add, user, ...)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     restart_count: int = 0

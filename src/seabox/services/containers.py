@@ -260,8 +260,10 @@ class ContainerService:
         c = await self._acted_on(c.id, generation, START_WAIT)
         st = c.status
         if st.error and st.generation == generation and st.state not in ACTIVE:
-            if st.exit_code == 127:
-                raise InvalidArgument(f"cannot start container: {st.error}", field="cmd")
+            if c.spec.auto_remove:  # as Docker: a --rm container that cannot start goes (`docker run --rm` waits for it)
+                await self.remove(tenant, c.id)
+            if st.error_field:
+                raise InvalidArgument(f"cannot start container: {st.error}", field=st.error_field)
             raise RuntimeFailure(st.error)
         return c
 
@@ -594,7 +596,7 @@ class ContainerService:
                 st.size, st.error = r.size or old.size, r.error
         elif r.failure:  # the start failed: the record keeps the reason
             st.state = "exited" if old.started_at else "created"
-            st.error, st.exit_code, st.pid = r.error, r.exit_code, 0
+            st.error, st.error_field, st.exit_code, st.pid = r.error, r.field, r.exit_code, 0
         elif r.state in ("exited", "restarting"):
             st.state, st.pid = r.state, 0
             if exited:

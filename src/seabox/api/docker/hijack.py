@@ -17,6 +17,9 @@ STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
 
 
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
+# docker-py reads the 101 response through a buffered reader, then the stream from the bare socket: bytes that
+# reach it with the headers are lost. Output ready at once (attach with logs=1) waits until this long after the 101.
+UPGRADE_GRACE = 0.01
 _CTRL_KEYS = ["ctrl-" + c for c in "@abcdefghijklmnopqrstuvwxyz[\\]^_"]  # their codes are 0..31
 
 
@@ -148,6 +151,7 @@ class Stream:
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._response: web.StreamResponse | None = None
         self._closed = False
+        self._quiet_until = 0.0  # no output before then (see UPGRADE_GRACE)
 
     async def open(self) -> Stream:
         content_type = MULTIPLEXED_STREAM if self.multiplexed else RAW_STREAM
@@ -164,6 +168,7 @@ class Stream:
             transport = self.request.transport
             assert transport is not None
             transport.set_protocol(_HalfCloseProtocol(protocol, self._inbox))
+            self._quiet_until = asyncio.get_running_loop().time() + UPGRADE_GRACE
         else:
             response = web.StreamResponse(headers={"Content-Type": content_type})
             await response.prepare(self.request)
@@ -176,6 +181,9 @@ class Stream:
         payload = frame(stream, data) if self.multiplexed else data
         if not payload:
             return
+        early = self._quiet_until - asyncio.get_running_loop().time()
+        if early > 0:
+            await asyncio.sleep(early)
         transport = self.request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("client went away")
