@@ -54,7 +54,7 @@ def test_an_unknown_class_is_a_clear_error(server: Server, busybox_image: str) -
 def test_the_operator_sets_a_tenants_default_and_allowed_classes(server: Server, busybox_image: str) -> None:
     server.tenant("sandboxed")
     refused = admin(server, "tenant", "set", "sandboxed", "--allowed-runtimes", "gvisor")
-    assert refused.returncode == 1 and "--default-runtime" in refused.stdout
+    assert refused.returncode == 1 and "--default-runtime" in refused.stderr
     done = admin(server, "tenant", "set", "sandboxed", "--default-runtime", "gvisor", "--allowed-runtimes", "gvisor")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gvisor" in admin(server, "tenant", "ls").stdout

@@ -112,8 +112,6 @@ def update_container(
         body = {"security_groups_add": list(sg_add or []), "security_groups_remove": list(sg_rm or [])}
     else:
         body = {k: v for k, v in (("size", size), ("restart", restart)) if v is not None}
-        if not body:
-            raise UsageError("nothing to change: give --sg-add, --sg-rm, --size or --restart")
     print(connect().post(f"/v1/containers/{quoted(container)}/update", body)["name"])
 
 
