@@ -105,10 +105,11 @@ def test_replace_stops_the_running_run_for_the_new_one(server: Server, tenant: s
     seabox = cli(server, tenant)
     seabox("cron", "create", "swap", "--schedule", "*/2 * * * * *", "--concurrency", "replace", busybox_image,
            "sh", "-c", "echo started; sleep 30")
-    runs = until(lambda: (lambda h: h if sum(r["status"] == "replaced" for r in h) >= 1 else None)(
-        history(server, tenant, "swap")), 8, "a replaced run")
-    replaced = next(r for r in runs if r["status"] == "replaced")
-    assert replaced["finished_at"] and replaced["exit_code"] == 137 and "started" in replaced["log_tail"], replaced
+    # a run is marked replaced, then killed, then its end recorded
+    runs = until(lambda: (lambda h: h if any(r["status"] == "replaced" and r["finished_at"] for r in h) else None)(
+        history(server, tenant, "swap")), 8, "a replaced run that ended")
+    replaced = next(r for r in runs if r["status"] == "replaced" and r["finished_at"])
+    assert replaced["exit_code"] == 137 and "started" in replaced["log_tail"], replaced
     assert sum(r["status"] == "running" for r in runs) == 1, runs
     # the run's end is recorded first (a crash then loses nothing), its container removed right after
     until(lambda: replaced["container"] not in containers(server, tenant), 5, "the replaced run's container removed")
