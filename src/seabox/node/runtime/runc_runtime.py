@@ -21,6 +21,7 @@ from seabox.node.runtime.base import RunSpec, Ulimit
 from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
+from seabox.node.runtime.log_files import LogFiles
 from seabox.node.runtime.runc import Runc
 from seabox.node.runtime.spec import NOFILE_LIMIT, build_config, resolve_groups, resolve_user, with_groups
 
@@ -69,7 +70,7 @@ def parse_signal(value: int | str) -> int:
 class OciRuntime:
     """A runtime class: a runc-compatible CLI whose containers each have a conmon; state_dir (under /run)
     holds the runtime's state and the attach socket links; log_size_max caps each container's log file
-    (conmon starts it afresh when a write would pass it)."""
+    (conmon starts a new one when a write would pass it; see log_files for which are kept)."""
 
     name = "oci"
 
@@ -111,6 +112,8 @@ class OciRuntime:
         with os.fdopen(fd, "w") as out:
             json.dump(config, out)
         files.reset()
+        size_max = min((m for m in (self._log_size_max, spec.log_size_max) if m is not None), default=None)
+        LogFiles(files.log).prepare(spec.log_files, size_max)
         link = self._sockets / spec.id  # conmon makes it: the way from an id to its bundle
         self._sockets.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
@@ -123,7 +126,7 @@ class OciRuntime:
             tty=spec.tty,
             stdin=spec.open_stdin,
             prefix=tuple(self._runc.enter(spec.id)),
-            log_size_max=min((m for m in (self._log_size_max, spec.log_size_max) if m is not None), default=None),
+            log_size_max=size_max,
         )
         try:
             return await conmon.launch(self._conmon, files, options)

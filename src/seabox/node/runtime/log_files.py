@@ -1,0 +1,218 @@
+"""A container's log as numbered files (the one conmon writes and the older ones kept), and their rotation.
+
+conmon 2.1 starts its k8s-file log afresh once a write would take it past --log-size-max: it opens
+PATH.tmp with O_TRUNC and renames it over PATH. Each file of the log is `logs/N` in the bundle, and
+the node keeps the next one staged: `PATH.tmp` is a hard link to an empty `logs/N+1`, so conmon's
+rename only drops PATH's own name and `logs/N` keeps the full file. After each start-afresh the
+node stages the next file and deletes the files past the newest `keep`. Were two starts-afresh to
+come before the node reacts, conmon makes PATH.tmp itself: that file is adopted as the next
+number, and only a third one before the node reacts loses a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_IN_MOVED_TO = 0x80
+_IN_IGNORED = 0x8000
+_IN_Q_OVERFLOW = 0x4000
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name)
+_KEEP_NAME = "log-keep"
+
+
+@dataclass(frozen=True)
+class LogFiles:
+    """The log files of one container: PATH (what conmon writes), its staged next one and logs/N."""
+
+    path: Path  # conmon's --log-path
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent / "logs"
+
+    @property
+    def staged(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    @property
+    def keep_file(self) -> Path:
+        return self.path.parent / _KEEP_NAME
+
+    def numbered(self) -> list[tuple[int, Path]]:
+        """The log's files, oldest first (the staged, still empty one last)."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted((int(name), self.dir / name) for name in names if name.isdecimal())
+
+    def files(self) -> list[Path]:
+        """What the log holds, oldest first, up to the file conmon writes now (PATH itself when it
+        has no number yet: a conmon of an older node agent, or a start-afresh not yet adopted)."""
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return [path for _, path in self.numbered()]
+        found: list[Path] = []
+        for _, path in self.numbered():
+            found.append(path)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == current:
+                    return found
+        return [*found, self.path]
+
+    def after(self, inode: int) -> list[Path]:
+        """The files written after the one with INODE, oldest first, to the current one (only the
+        current one when INODE is no longer kept)."""
+        files = self.files()
+        for index, path in enumerate(files):
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == inode:
+                    return files[index + 1:]
+        return files[-1:]
+
+    def keep(self) -> int:
+        """How many files the log keeps (the current one included); 1 when never set."""
+        try:
+            return max(1, int(self.keep_file.read_text()))
+        except (FileNotFoundError, ValueError):
+            return 1
+
+    def prepare(self, keep: int, size_max: int | None) -> None:
+        """Before conmon (re)starts: number the files, begin a new one if the current one holds half
+        of SIZE_MAX already (conmon counts from its own start, so the file stays under 1.5 x SIZE_MAX),
+        stage the next and keep KEEP. conmon is not running."""
+        self.keep_file.write_text(f"{keep}\n")
+        self.dir.mkdir(exist_ok=True)
+        self.settle()
+        if size_max is not None and os.stat(self.path).st_size >= size_max // 2:
+            fresh = self.path.with_name(self.path.name + ".new")
+            fresh.unlink(missing_ok=True)
+            os.link(self.staged, fresh)
+            os.rename(fresh, self.path)
+            self.settle()
+
+    def settle(self) -> None:
+        """Number PATH if it has no number, stage the next file, delete the files past the newest keep."""
+        self.dir.mkdir(exist_ok=True)
+        numbered = self.numbered()
+        inodes = {}
+        for number, path in numbered:
+            with contextlib.suppress(FileNotFoundError):
+                inodes[os.stat(path).st_ino] = number
+        top = numbered[-1][0] if numbered else 0
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            top += 1
+            (self.dir / str(top)).touch()
+            os.link(self.dir / str(top), self.path)
+            current = os.stat(self.path).st_ino
+            inodes[current] = top
+        if current not in inodes:
+            top += 1
+            with contextlib.suppress(FileNotFoundError):  # renamed over meanwhile: adopted next time
+                os.link(self.path, self.dir / str(top))
+                inodes[current] = top
+        if not os.path.lexists(self.staged):
+            top += 1
+            nxt = self.dir / str(top)
+            with open(nxt, "xb"):
+                pass
+            try:
+                os.link(nxt, self.staged)
+            except FileExistsError:  # conmon made its own just now: adopted once it is renamed
+                nxt.unlink()
+        number = inodes.get(current)
+        older = [path for n, path in numbered if number is not None and n < number]
+        for path in older[: max(0, len(older) - self.keep() + 1)]:
+            path.unlink(missing_ok=True)
+
+
+class Rotations:
+    """One inotify instance for the node: each running container's bundle is watched for conmon's
+    rename, and its log settled at once (one instance, not one per container: root has 128)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._watched: dict[int, LogFiles] = {}  # watch descriptor -> log
+        self._by_path: dict[Path, int] = {}
+
+    def _open(self) -> int:
+        if self._fd is None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            self._fd = fd
+            self._add_watch = libc.inotify_add_watch
+            self._rm_watch = libc.inotify_rm_watch
+            asyncio.get_running_loop().add_reader(fd, self._read)
+        return self._fd
+
+    def add(self, files: LogFiles) -> None:
+        """Keep FILES' log rotated while its container runs (settled now, for what came before)."""
+        fd = self._open()
+        wd = self._add_watch(fd, os.fsencode(files.path.parent), _IN_MOVED_TO)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {files.path.parent}")
+        self._watched[wd] = files
+        self._by_path[files.path] = wd
+        self._settle(files)
+
+    def discard(self, files: LogFiles) -> None:
+        """Stop watching FILES' log (its container has exited), settled one last time."""
+        wd = self._by_path.pop(files.path, None)
+        if wd is not None and self._watched.pop(wd, None) is not None and self._fd is not None:
+            self._rm_watch(self._fd, wd)
+        if files.path.parent.is_dir():
+            self._settle(files)
+
+    def _read(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        due: dict[int, LogFiles] = {}
+        offset = 0
+        while offset + _EVENT.size <= len(data):
+            wd, mask, _, length = _EVENT.unpack_from(data, offset)
+            offset += _EVENT.size + length
+            if mask & _IN_Q_OVERFLOW:
+                due.update(self._watched)
+            elif mask & _IN_IGNORED:  # the bundle was removed
+                gone = self._watched.pop(wd, None)
+                if gone is not None:
+                    self._by_path.pop(gone.path, None)
+            elif wd in self._watched:
+                due[wd] = self._watched[wd]
+        for files in due.values():
+            self._settle(files)
+
+    @staticmethod
+    def _settle(files: LogFiles) -> None:
+        try:
+            files.settle()
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # a bundle removed meanwhile needs nothing
+                log.warning("rotating the log %s failed: %s", files.path, exc)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        self._watched.clear()
+        self._by_path.clear()
