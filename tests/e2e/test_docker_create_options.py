@@ -127,5 +127,15 @@ def test_gvisor_honours_or_refuses(dcli: DockerCli, busybox_image: str, tmp_path
     profile.write_text(json.dumps(DENY_MKDIR))
     r = dcli("create", "--security-opt", f"seccomp={profile}", busybox_image, "true")
     assert r.returncode != 0 and "gVisor filters system calls" in r.stderr
-    r = dcli("create", "--network", "none", busybox_image, "true")
-    assert r.returncode != 0 and "use --runtime runc" in r.stderr
+
+
+@pytest.mark.parametrize("dcli", ["gvisor"], indirect=True)
+def test_gvisor_network_none_has_only_loopback(dcli: DockerCli, busybox_image: str) -> None:
+    out = dcli.ok("run", "--rm", "--network", "none", busybox_image, "sh", "-c",
+                  "cat /proc/version; echo @dev; cat /proc/net/dev; echo @route; ip route; echo @nc;"
+                  " nc -w 1 198.51.100.7 80 </dev/null 2>&1; echo nc=$?")
+    version, devices, routes, nc = out.split("@")
+    assert "Linux version 4.4.0" in version  # gVisor's kernel
+    assert [line.split(":")[0].strip() for line in devices.splitlines()[3:]] == ["lo"], out
+    assert all(" dev lo" in line for line in routes.splitlines()[1:]) and "default" not in routes, out
+    assert "nc=0" not in nc, out

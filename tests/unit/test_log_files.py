@@ -81,6 +81,23 @@ def test_two_starts_before_the_node_reacts_lose_nothing(tmp_path: Path) -> None:
     assert numbers(files.path) == list(range(14)) and len(files.files()) == 4
 
 
+def test_a_file_staged_while_conmon_made_its_own_stays_after_it(tmp_path: Path) -> None:
+    files = LogFiles(tmp_path / "container.log")
+    files.prepare(5, 4 * LINE)
+    writer = Conmon(files.path, 4 * LINE)
+    for i in range(12):  # the staged file used, then one conmon made itself
+        writer.line(f"line-{i:04d}")
+    top = files.numbered()[-1][0]
+    (files.dir / str(top + 2)).touch()  # the node staged a file after conmon's rename, before it saw that rename
+    os.link(files.dir / str(top + 2), files.staged)
+    files.settle()
+    assert files.files()[-1] == files.dir / str(top + 1) and len(files.files()) == 3
+    for i in range(12, 14):
+        writer.line(f"line-{i:04d}")  # into the staged file
+    writer.close()
+    assert numbers(files.path) == list(range(14)) and files.files()[-1] == files.dir / str(top + 2)
+
+
 def test_a_restart_begins_a_new_file_past_half_the_cap(tmp_path: Path) -> None:
     files = LogFiles(tmp_path / "container.log")
     files.prepare(2, 10 * LINE)

@@ -160,6 +160,3 @@ def check_options(req: ContainerCreate, runtime_class: str, memory_bytes: int, n
         if req.seccomp_profile is not None:
             raise InvalidArgument("gVisor filters system calls in its own kernel: a seccomp profile applies to "
                                   "runc containers (--runtime runc)", field="seccomp_profile")
-        if req.network == "none":
-            raise InvalidArgument("gVisor containers run in a network namespace the node wires: use --runtime runc "
-                                  "for a container with network none", field="network")

@@ -11,13 +11,14 @@ number, and only a third one before the node reacts loses a file.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import errno
 import logging
 import os
+import select
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,87 +104,116 @@ class LogFiles:
             self.settle()
 
     def settle(self) -> None:
-        """Number PATH if it has no number, stage the next file, delete the files past the newest keep."""
+        """Stage the next file, number PATH if it has no number (below the staged file: it was written
+        first), delete the files past the newest keep. A number once given names that file until it is
+        deleted (readers list, then open), so the staged file takes the top number plus two, leaving
+        room below it for a file conmon made itself."""
         self.dir.mkdir(exist_ok=True)
-        numbered = self.numbered()
-        inodes = {}
-        for number, path in numbered:
-            with contextlib.suppress(FileNotFoundError):
-                inodes[os.stat(path).st_ino] = number
-        top = numbered[-1][0] if numbered else 0
-        try:
-            current = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            top += 1
-            (self.dir / str(top)).touch()
-            os.link(self.dir / str(top), self.path)
-            current = os.stat(self.path).st_ino
-            inodes[current] = top
-        if current not in inodes:
-            top += 1
-            with contextlib.suppress(FileNotFoundError):  # renamed over meanwhile: adopted next time
-                os.link(self.path, self.dir / str(top))
-                inodes[current] = top
-        if not os.path.lexists(self.staged):
-            top += 1
-            nxt = self.dir / str(top)
-            with open(nxt, "xb"):
+        if not os.path.lexists(self.path):  # nothing written yet: a first, empty file
+            first = self.dir / str(max(self._inodes(), default=0) + 1)
+            first.touch()
+            os.link(first, self.path)
+        current = os.stat(self.path).st_ino
+        if not os.path.lexists(self.staged):  # first: until it is there, conmon's next start-afresh is unsafe
+            staged = self.dir / str(max(self._inodes(), default=0) + 2)
+            with open(staged, "xb"):
                 pass
             try:
-                os.link(nxt, self.staged)
+                os.link(staged, self.staged)
             except FileExistsError:  # conmon made its own just now: adopted once it is renamed
-                nxt.unlink()
-        number = inodes.get(current)
-        older = [path for n, path in numbered if number is not None and n < number]
-        for path in older[: max(0, len(older) - self.keep() + 1)]:
-            path.unlink(missing_ok=True)
+                staged.unlink()
+        numbers = self._inodes()
+        if current not in numbers.values():
+            self._adopt(current, numbers)
+            numbers = self._inodes()
+        written = sorted(n for n, inode in numbers.items() if inode == current)
+        older = [n for n in sorted(numbers) if written and n < written[0]]
+        for n in older[: max(0, len(older) - self.keep() + 1)]:
+            (self.dir / str(n)).unlink(missing_ok=True)
+
+    def _inodes(self) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for number, path in self.numbered():
+            with contextlib.suppress(FileNotFoundError):
+                found[number] = os.stat(path).st_ino
+        return found
+
+    def _adopt(self, current: int, numbers: dict[int, int]) -> None:
+        """Number the file conmon made itself (inode CURRENT) after the last one written, below the staged one."""
+        try:
+            staged = os.stat(self.staged).st_ino
+        except FileNotFoundError:
+            staged = None
+        number = max((n for n, inode in numbers.items() if inode != staged), default=0) + 1
+        pending = self.dir / "adopting"
+        pending.unlink(missing_ok=True)
+        try:
+            os.link(self.path, pending)
+        except FileNotFoundError:  # renamed over meanwhile: the next settle adopts what is there
+            return
+        if os.stat(pending).st_ino == current and number not in numbers:
+            os.rename(pending, self.dir / str(number))
+        else:  # conmon moved on in between: the next settle numbers what is there
+            pending.unlink()
 
 
 class Rotations:
-    """One inotify instance for the node: each running container's bundle is watched for conmon's
-    rename, and its log settled at once (one instance, not one per container: root has 128)."""
+    """One inotify instance for the node, read by a thread of its own: each running container's bundle is
+    watched for conmon's rename, and its log settled at once, whatever the event loop is busy with (a
+    chatty container with a small max-size starts a new file every few milliseconds). One instance,
+    not one per container: root has 128."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._fd: int | None = None
+        self._stop: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
         self._watched: dict[int, LogFiles] = {}  # watch descriptor -> log
         self._by_path: dict[Path, int] = {}
+        self._libc = ctypes.CDLL(None, use_errno=True)
 
     def _open(self) -> int:
         if self._fd is None:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = self._libc.inotify_init1(os.O_CLOEXEC)
             if fd < 0:
                 raise OSError(ctypes.get_errno(), "inotify_init1")
-            self._fd = fd
-            self._add_watch = libc.inotify_add_watch
-            self._rm_watch = libc.inotify_rm_watch
-            asyncio.get_running_loop().add_reader(fd, self._read)
+            self._fd, self._stop = fd, os.pipe()
+            self._thread = threading.Thread(target=self._run, args=(fd, self._stop[0]), name="log-rotations",
+                                            daemon=True)
+            self._thread.start()
         return self._fd
 
     def add(self, files: LogFiles) -> None:
         """Keep FILES' log rotated while its container runs (settled now, for what came before)."""
-        fd = self._open()
-        wd = self._add_watch(fd, os.fsencode(files.path.parent), _IN_MOVED_TO)
-        if wd < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch {files.path.parent}")
-        self._watched[wd] = files
-        self._by_path[files.path] = wd
-        self._settle(files)
+        with self._lock:
+            fd = self._open()
+            wd = self._libc.inotify_add_watch(fd, os.fsencode(files.path.parent), _IN_MOVED_TO)
+            if wd < 0:
+                raise OSError(ctypes.get_errno(), f"inotify_add_watch {files.path.parent}")
+            self._watched[wd] = files
+            self._by_path[files.path] = wd
+            _settle(files)
 
     def discard(self, files: LogFiles) -> None:
         """Stop watching FILES' log (its container has exited), settled one last time."""
-        wd = self._by_path.pop(files.path, None)
-        if wd is not None and self._watched.pop(wd, None) is not None and self._fd is not None:
-            self._rm_watch(self._fd, wd)
-        if files.path.parent.is_dir():
-            self._settle(files)
+        with self._lock:
+            wd = self._by_path.pop(files.path, None)
+            if wd is not None and self._watched.pop(wd, None) is not None and self._fd is not None:
+                self._libc.inotify_rm_watch(self._fd, wd)
+            if files.path.parent.is_dir():
+                _settle(files)
 
-    def _read(self) -> None:
-        assert self._fd is not None
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
+    def _run(self, fd: int, stop: int) -> None:
+        while True:
+            ready, _, _ = select.select([fd, stop], [], [])
+            if stop in ready:
+                return
+            data = os.read(fd, 65536)
+            with self._lock:
+                for files in self._due(data):
+                    _settle(files)
+
+    def _due(self, data: bytes) -> list[LogFiles]:
         due: dict[int, LogFiles] = {}
         offset = 0
         while offset + _EVENT.size <= len(data):
@@ -197,22 +227,23 @@ class Rotations:
                     self._by_path.pop(gone.path, None)
             elif wd in self._watched:
                 due[wd] = self._watched[wd]
-        for files in due.values():
-            self._settle(files)
-
-    @staticmethod
-    def _settle(files: LogFiles) -> None:
-        try:
-            files.settle()
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:  # a bundle removed meanwhile needs nothing
-                log.warning("rotating the log %s failed: %s", files.path, exc)
+        return list(due.values())
 
     def close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        if self._fd is None or self._stop is None or self._thread is None:
+            return
+        os.write(self._stop[1], b"x")
+        self._thread.join()
+        for fd in (self._fd, *self._stop):
+            os.close(fd)
+        self._fd = self._stop = self._thread = None
         self._watched.clear()
         self._by_path.clear()
+
+
+def _settle(files: LogFiles) -> None:
+    try:
+        files.settle()
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:  # a bundle removed meanwhile needs nothing
+            log.warning("rotating the log %s failed: %s", files.path, exc)

@@ -23,7 +23,9 @@ from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
 from seabox.node.runtime.log_files import LogFiles
 from seabox.node.runtime.runc import Runc
-from seabox.node.runtime.spec import NOFILE_LIMIT, build_config, resolve_groups, resolve_user, with_groups
+from seabox.node.runtime.spec import (
+    NOFILE_LIMIT, build_config, exec_env, resolve_groups, resolve_user, with_groups,
+)
 
 RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
@@ -121,7 +123,7 @@ class OciRuntime:
             cid=spec.id,
             name=spec.name,
             runtime=self._runc.binary,
-            runtime_args=self._runc.global_args,
+            runtime_args=self._runc.global_args(spec.id),
             socket_dir=self._sockets,
             tty=spec.tty,
             stdin=spec.open_stdin,
@@ -262,17 +264,14 @@ class OciRuntime:
             raise Conflict(f"container {cid} is not running")
         files = BundleFiles(Path(state["bundle"]))  # runsc's state names no rootfs
         process_user = resolve_user(files.rootfs, user) if user else None
-        names = {entry.partition("=")[0] for entry in env}
-        exec_env = [entry for entry in env if "=" in entry]  # a bare KEY sets nothing (as Docker)
-        if tty and "TERM" not in names:
-            exec_env.append("TERM=xterm")
+        container = json.loads(files.config.read_text())["process"]
         workdir = self.state_dir / "exec" / uuid.uuid4().hex
         pid_file, log_file = workdir / "pid", workdir / "runc.log"
         workdir.mkdir(parents=True)
         try:
             argv = self._runc.exec_argv(
-                cid, args, env=exec_env, cwd=cwd, user=process_user, tty=tty, pid_file=pid_file,
-                log_file=log_file, bundle=files.bundle,
+                cid, args, env=exec_env(container.get("env", []), env, tty), cwd=cwd, user=process_user, tty=tty,
+                pid_file=pid_file, log_file=log_file, container=container,
             )  # fmt: skip
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
