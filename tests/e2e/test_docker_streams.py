@@ -201,7 +201,8 @@ def test_env_entries_without_equals_are_taken_from_the_client_or_unset(
 def test_a_bare_key_removes_what_the_image_or_the_container_sets(
     dcli: DockerCli, sdk: docker.DockerClient, busybox_image: str
 ) -> None:
-    base = sdk.containers.create(busybox_image, ["true"])
+    base = sdk.containers.run(busybox_image, ["true"], detach=True)
+    assert base.wait()["StatusCode"] == 0
     image = base.commit(repository=unique("envimage"), tag="1", changes=["ENV FOO=from-image BAR=image-bar"])
     c = sdk.containers.run(image.id, ["sleep", "300"], environment=["FOO", "KEEP=1"], detach=True)
     assert "FOO" in c.attrs["Config"]["Env"] and "BAR=image-bar" in c.attrs["Config"]["Env"]
