@@ -170,7 +170,11 @@ class Rotations:
         self._thread: threading.Thread | None = None
         self._watched: dict[int, LogFiles] = {}  # watch descriptor -> log
         self._by_path: dict[Path, int] = {}
+        self._next: dict[int, int] = {}  # watch descriptor -> the number the next staged file takes
         self._libc = ctypes.CDLL(None, use_errno=True)
+        # calls that keep the GIL: staging is a few microseconds of system calls, and a thread that gives
+        # the GIL up at each call waits up to the switch interval (5 ms) to get it back from a busy loop
+        self._quick = ctypes.PyDLL(None, use_errno=True)
 
     def _open(self) -> int:
         if self._fd is None:
@@ -192,7 +196,7 @@ class Rotations:
                 raise OSError(ctypes.get_errno(), f"inotify_add_watch {files.path.parent}")
             self._watched[wd] = files
             self._by_path[files.path] = wd
-            _settle(files)
+            self._settle(wd, files)
 
     def discard(self, files: LogFiles) -> None:
         """Stop watching FILES' log (its container has exited), settled one last time."""
@@ -200,6 +204,7 @@ class Rotations:
             wd = self._by_path.pop(files.path, None)
             if wd is not None and self._watched.pop(wd, None) is not None and self._fd is not None:
                 self._libc.inotify_rm_watch(self._fd, wd)
+                self._next.pop(wd, None)
             if files.path.parent.is_dir():
                 _settle(files)
 
@@ -210,10 +215,36 @@ class Rotations:
                 return
             data = os.read(fd, 65536)
             with self._lock:
-                for files in self._due(data):
-                    _settle(files)
+                due = self._due(data)
+                for wd, files in due:
+                    self._stage(wd, files)
+                for wd, files in due:
+                    self._settle(wd, files)
 
-    def _due(self, data: bytes) -> list[LogFiles]:
+    def _stage(self, wd: int, files: LogFiles) -> None:
+        """The next file staged at once, if conmon took the last one (see _quick)."""
+        number = self._next.get(wd)
+        if number is None:
+            return
+        libc = self._quick
+        fd = libc.open(os.fsencode(files.staged), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if fd >= 0:
+            libc.close(fd)
+            return
+        staged = os.fsencode(files.dir / str(number))
+        fd = libc.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        if fd < 0:
+            return  # settle sorts it out
+        libc.close(fd)
+        if libc.link(staged, os.fsencode(files.staged)) != 0:
+            libc.unlink(staged)
+
+    def _settle(self, wd: int, files: LogFiles) -> None:
+        _settle(files)
+        with contextlib.suppress(OSError):
+            self._next[wd] = max((n for n, _ in files.numbered()), default=0) + 2
+
+    def _due(self, data: bytes) -> list[tuple[int, LogFiles]]:
         due: dict[int, LogFiles] = {}
         offset = 0
         while offset + _EVENT.size <= len(data):
@@ -223,11 +254,12 @@ class Rotations:
                 due.update(self._watched)
             elif mask & _IN_IGNORED:  # the bundle was removed
                 gone = self._watched.pop(wd, None)
+                self._next.pop(wd, None)
                 if gone is not None:
                     self._by_path.pop(gone.path, None)
             elif wd in self._watched:
                 due[wd] = self._watched[wd]
-        return list(due.values())
+        return list(due.items())
 
     def close(self) -> None:
         if self._fd is None or self._stop is None or self._thread is None:
@@ -239,6 +271,7 @@ class Rotations:
         self._fd = self._stop = self._thread = None
         self._watched.clear()
         self._by_path.clear()
+        self._next.clear()
 
 
 def _settle(files: LogFiles) -> None:
