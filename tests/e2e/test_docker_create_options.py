@@ -90,10 +90,33 @@ def test_log_max_size_bounds_the_log(dcli: DockerCli, busybox_image: str) -> Non
     assert "line-1000-" in out and len(out) < 8192 < 1000 * len("line-1000-padding-padding\n")
 
 
+def test_log_max_file_keeps_the_newest_files(dcli: DockerCli, busybox_image: str) -> None:
+    # about 71 bytes a record: some 230 lines a file, 13 files written (pausing, so the node keeps up)
+    script = "for i in $(seq 3000); do echo line-$i-padding-padding; [ $((i % 200)) = 0 ] && sleep 0.05; done; echo done"
+    cid = dcli.ok("run", "-d", "--log-opt", "max-size=16k", "--log-opt", "max-file=3", busybox_image,
+                  "sh", "-c", script).strip()
+    followed = dcli("logs", "-f", cid, timeout=60)  # from the start, across each new file, to the exit
+    assert dcli.ok("wait", cid).strip() == "0"
+    assert dcli.inspect("--format", "{{json .HostConfig.LogConfig}}", cid) == {
+        "Type": "json-file", "Config": {"max-size": "16k", "max-file": "3"}}
+    logs = dcli.ok("logs", cid).splitlines()
+    numbers = [int(line.split("-")[1]) for line in logs[:-1]]
+    assert logs[-1] == "done" and numbers == list(range(numbers[0], 3001)), logs[:3]
+    assert 2 * 200 < len(numbers) < 3 * 16384 // 60  # two full files and the current one, no more
+    kept = [p for p in (dcli.server.data_dir / "containers" / cid / "logs").iterdir() if p.stat().st_size]
+    assert len(kept) == 3 and all(p.stat().st_size <= 16384 for p in kept)
+    assert dcli.ok("logs", "--tail", "3", cid).splitlines() == [f"line-{n}-padding-padding" for n in (2999, 3000)] + ["done"]
+    seen = [int(line.split("-")[1]) for line in followed.stdout.splitlines()[:-1]]
+    assert followed.stdout.splitlines()[-1] == "done" and seen == sorted(set(seen)) and seen[-1] == 3000
+    dcli.ok("rm", cid)
+    assert not (dcli.server.data_dir / "containers" / cid).exists()
+
+
 @pytest.mark.parametrize("args, words", [
     (("--cap-add", "SYS_ADMIN"), "--cap-add SYS_ADMIN is not supported"),
     (("--log-driver", "syslog"), "--log-driver syslog is not supported"),
-    (("--log-opt", "max-file=3"), "use max-file=1"),
+    (("--log-opt", "max-file=3"), "max-file above 1 needs max-size"),
+    (("--log-opt", "max-file=3", "--log-opt", "max-size=512m"), "past the 1073741824 bytes"),
     (("--memory-swappiness", "60"), "containers have no swap"),
     (("--cpuset-cpus", "1000"), "the node has cpus 0-"),
     (("--dns", "10.0.0.1"), "--dns is not supported"),
@@ -127,5 +150,15 @@ def test_gvisor_honours_or_refuses(dcli: DockerCli, busybox_image: str, tmp_path
     profile.write_text(json.dumps(DENY_MKDIR))
     r = dcli("create", "--security-opt", f"seccomp={profile}", busybox_image, "true")
     assert r.returncode != 0 and "gVisor filters system calls" in r.stderr
-    r = dcli("create", "--network", "none", busybox_image, "true")
-    assert r.returncode != 0 and "use --runtime runc" in r.stderr
+
+
+@pytest.mark.parametrize("dcli", ["gvisor"], indirect=True)
+def test_gvisor_network_none_has_only_loopback(dcli: DockerCli, busybox_image: str) -> None:
+    out = dcli.ok("run", "--rm", "--network", "none", busybox_image, "sh", "-c",
+                  "cat /proc/version; echo @dev; cat /proc/net/dev; echo @route; ip route; echo @nc;"
+                  " nc -w 1 198.51.100.7 80 </dev/null 2>&1; echo nc=$?")
+    version, devices, routes, nc = out.split("@")
+    assert "Linux version 4.4.0" in version  # gVisor's kernel
+    assert [line.split(":")[0].strip() for line in devices.splitlines()[3:]] == ["lo"], out
+    assert all(" dev lo" in line for line in routes.splitlines()[1:]) and "default" not in routes, out
+    assert "nc=0" not in nc, out

@@ -25,6 +25,7 @@ from seabox.node.runtime.attach import AttachStream
 from seabox.node.runtime.base import Mount, RunSpec
 from seabox.node.runtime.cgroups import cgroup_dir
 from seabox.node.runtime.exec import ExecProcess
+from seabox.node.runtime.log_files import LogFiles, Rotations
 from seabox.node.runtime.logs import follow_log, read_log
 from seabox.node.runtime.runc_runtime import UNKNOWN_EXIT_CODE, RuncRuntime
 from tests.fixtures.images import LAYOUT_TAG
@@ -453,7 +454,7 @@ async def test_rootfs_writes_past_the_disk_size_get_enospc(containers: Container
     assert out.endswith("ok\n")  # space freed is usable again
 
 
-LOG_CAP = 64 << 10
+LOG_CAP = 256 << 10  # the node's cap (disk.container_log_max); a container's max-size may be lower
 
 
 @pytest.fixture
@@ -467,11 +468,18 @@ async def capped(state_dir: Path, busybox_rootfs: Path, tmp_path: Path) -> Async
         await made.cleanup()
 
 
-async def test_a_chatty_containers_log_stays_under_its_cap(capped: Containers) -> None:
-    script = 'i=0; while [ $i -lt 20000 ]; do echo "line $i of a chatty container"; i=$((i+1)); done; echo last'
-    spec = capped.spec(["sh", "-c", script])
+@pytest.mark.parametrize("keep, cap, pause", [(1, 64 << 10, ""), (3, LOG_CAP, "[ $((i % 500)) = 0 ] && sleep 0.02;")])
+async def test_a_chatty_containers_log_stays_under_its_cap(capped: Containers, keep: int, cap: int, pause: str) -> None:
+    # with several files kept, the writer pauses now and then: the node must see each new file before
+    # conmon starts two more (about 13 ms for these files at full speed here; see log_files)
+    script = ('i=0; while [ $i -lt 20000 ]; do echo "line $i of a chatty container"; '
+              f'{pause} i=$((i+1)); done; echo last')
+    spec = capped.spec(["sh", "-c", script], log_files=keep, log_size_max=cap if cap < LOG_CAP else None)
     await capped.runtime.create(spec)
     log_path = capped.runtime.log_path(spec.bundle)
+    files = LogFiles(log_path)
+    rotations = Rotations()  # as the node agent runs it while the container lives
+    rotations.add(files)
     exited = asyncio.ensure_future(capped.runtime.wait_exit(spec.bundle, spec.id))
     followed: list[bytes] = []
     sizes: list[int] = []
@@ -482,17 +490,24 @@ async def test_a_chatty_containers_log_stays_under_its_cap(capped: Containers) -
             sizes.append(log_path.stat().st_size)
 
     follower = asyncio.ensure_future(follow())
-    await capped.runtime.start(spec.id)
-    await asyncio.wait_for(follower, TIMEOUT * 3)
-    assert (await exited).code == 0
-    # about 2 MB was written; the file never grew past the cap
-    assert max(sizes) <= LOG_CAP and log_path.stat().st_size <= LOG_CAP
-    # following went on across each truncation: lines in order, none twice, up to the last
+    try:
+        await capped.runtime.start(spec.id)
+        await asyncio.wait_for(follower, TIMEOUT * 3)
+        assert (await exited).code == 0
+    finally:
+        rotations.discard(files)
+        rotations.close()
+    # about 2 MB was written; no file ever grew past the cap, and KEEP files are kept
+    kept_files = files.files()
+    assert max(sizes) <= cap and max(p.stat().st_size for p in kept_files) <= cap
+    assert len(kept_files) == keep and all(p.stat().st_size > cap * 0.9 for p in kept_files[:-1])
+    # following went on across each new file: lines in order, none twice, up to the last
     assert followed[-1] == b"last\n"
     numbers = [int(line.split()[1]) for line in followed[:-1]]
     assert numbers == sorted(set(numbers)) and len(numbers) > 100
-    # `logs` after the truncations: a whole, consecutive tail ending in the last line
+    # `logs` after: a whole, consecutive tail ending in the last line, as much as the files kept hold
     entries = read_log(log_path)
     kept = [int(e.data.split()[1]) for e in entries[:-1]]
     assert entries[-1].data == b"last\n" and kept == list(range(kept[0], 20000))
+    assert sum(p.stat().st_size for p in kept_files) > (keep - 1) * cap * 0.9
     assert [e.data for e in read_log(log_path, tail=2)] == [entries[-2].data, b"last\n"]

@@ -32,6 +32,12 @@ def test_options_reach_the_request() -> None:
     assert req.log.max_size == 1 << 20 and req.log.options == {"max-size": "1m"}
 
 
+def test_max_file_with_max_size_is_kept() -> None:
+    req = create_request(body(LogConfig={"Type": "local", "Config": {"max-size": "64k", "max-file": "4"}}), None)
+    assert (req.log.max_size, req.log.max_file) == (64 << 10, 4)
+    assert req.log.options == {"max-size": "64k", "max-file": "4"}
+
+
 def test_the_clis_defaults_are_accepted() -> None:
     req = create_request(body(MemorySwappiness=-1, Dns=[], ShmSize=0, Isolation="", LogConfig={"Type": "", "Config": {}},
                               SecurityOpt=["no-new-privileges:true", "seccomp=builtin"]), None)
@@ -46,6 +52,9 @@ def test_the_clis_defaults_are_accepted() -> None:
     ({"MemorySwappiness": 60}, "HostConfig.MemorySwappiness"),
     ({"LogConfig": {"Type": "syslog"}}, "HostConfig.LogConfig.Type"),
     ({"LogConfig": {"Type": "json-file", "Config": {"max-file": "3"}}}, "HostConfig.LogConfig.Config"),
+    ({"LogConfig": {"Type": "json-file", "Config": {"max-file": "3", "max-size": "512m"}}}, "HostConfig.LogConfig.Config"),
+    ({"LogConfig": {"Type": "json-file", "Config": {"max-file": "101", "max-size": "1m"}}}, "HostConfig.LogConfig.Config"),
+    ({"LogConfig": {"Type": "json-file", "Config": {"max-file": "two", "max-size": "1m"}}}, "HostConfig.LogConfig.Config"),
     ({"LogConfig": {"Type": "json-file", "Config": {"compress": "true"}}}, "HostConfig.LogConfig.Config"),
     ({"ShmSize": 1 << 27}, "HostConfig.ShmSize"),
     ({"Sysctls": {"net.ipv4.ip_forward": "1"}}, "HostConfig.Sysctls"),

@@ -16,6 +16,7 @@ from seabox.node.runtime.spec import (
     READONLY_PATHS,
     ProcessUser,
     build_config,
+    exec_env,
     resolve_user,
 )
 
@@ -131,6 +132,14 @@ def test_env_keeps_a_given_path_and_tty_adds_term() -> None:
     assert built["process"]["env"] == ["PATH=/opt/bin", "X=y", "TERM=xterm"]
     assert built["process"]["terminal"] is True
     assert config(env=["TERM=vt100"], tty=True)["process"]["env"] == [DEFAULT_PATH, "TERM=vt100"]
+
+
+def test_exec_env_replaces_appends_and_a_bare_key_removes() -> None:
+    own = [DEFAULT_PATH, "FOO=image", "KEEP=1"]
+    assert exec_env(own, ["FOO", "NEW=2", "KEEP=3", "ABSENT"], tty=False) == [DEFAULT_PATH, "KEEP=3", "NEW=2"]
+    assert exec_env(own, [], tty=True) == [*own, "TERM=xterm"]
+    assert exec_env([*own, "TERM=vt100"], ["PATH"], tty=True) == ["FOO=image", "KEEP=1", "TERM=vt100"]
+    assert exec_env(own, ["TERM"], tty=True) == own  # as Docker: even the terminal's TERM goes
 
 
 def test_nofile_limit_can_be_lowered() -> None:

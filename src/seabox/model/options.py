@@ -6,7 +6,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seabox.errors import InvalidArgument
 
@@ -18,6 +18,8 @@ MAX_GROUP_ADD = 32
 MAX_CPU_INDEX = 1023
 MAX_SECCOMP_BYTES = 256 << 10
 MIN_LOG_SIZE = 4096  # conmon's own floor for --log-size-max
+MAX_LOG_FILES = 100
+MAX_LOG_TOTAL = 1 << 30  # max_size x max_file: what one container's log may keep on its node
 _SIZE_RE = re.compile(r"^(\d+)([kmgKMG]?)[bB]?$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _GROUP_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$")
@@ -117,13 +119,23 @@ def check_seccomp_profile(text: str) -> str:
 
 
 class LogLimits(BaseModel):
-    """The k8s-file log's --log-opt max-size (bytes; past it the log starts afresh) and max-file (always 1)."""
+    """The k8s-file log's --log-opt max-size (bytes; past it a new file is begun) and max-file (the
+    files kept, the current one included; more than one needs max-size, within MAX_LOG_TOTAL)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    max_size: int | None = Field(None, ge=MIN_LOG_SIZE, le=1 << 40)
-    max_file: int = Field(1, ge=1, le=1)
+    max_size: int | None = Field(None, ge=MIN_LOG_SIZE, le=MAX_LOG_TOTAL)
+    max_file: int = Field(1, ge=1, le=MAX_LOG_FILES)
     options: dict[str, str] = Field(default_factory=dict)  # the --log-opt values as given, shown back by inspect
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LogLimits:
+        if self.max_file > 1 and self.max_size is None:
+            raise ValueError("max-file above 1 needs max-size (files are rotated by size): add max-size, as 10m")
+        if self.max_size is not None and self.max_size * self.max_file > MAX_LOG_TOTAL:
+            raise ValueError(f"max-size x max-file is {self.max_size * self.max_file} bytes, past the "
+                             f"{MAX_LOG_TOTAL} bytes a container's log may keep: choose a smaller max-size or max-file")
+        return self
 
 
 def check_options(req: ContainerCreate, runtime_class: str, memory_bytes: int, node_cpus: int) -> None:
@@ -148,6 +160,3 @@ def check_options(req: ContainerCreate, runtime_class: str, memory_bytes: int, n
         if req.seccomp_profile is not None:
             raise InvalidArgument("gVisor filters system calls in its own kernel: a seccomp profile applies to "
                                   "runc containers (--runtime runc)", field="seccomp_profile")
-        if req.network == "none":
-            raise InvalidArgument("gVisor containers run in a network namespace the node wires: use --runtime runc "
-                                  "for a container with network none", field="network")

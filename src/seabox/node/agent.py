@@ -33,6 +33,7 @@ from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.exec import ExecProcess
 from seabox.node.tcp_dial import LocalTcp, open_tcp
 from seabox.node.runtime.gvisor import GvisorRuntime
+from seabox.node.runtime.log_files import LogFiles, Rotations
 from seabox.node.runtime.runc_runtime import OciRuntime, RuncRuntime
 from seabox.node.runtime.spec import init_binary
 from seabox.node.volumes.store import VolumeStore
@@ -73,6 +74,7 @@ class NodeAgent:
         }
         self.on_exit: ExitCallback | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._rotations = Rotations()
         self._start_hooks: dict[str, list[Callable[[], Awaitable[None]]]] = {}
 
     @staticmethod
@@ -208,6 +210,7 @@ class NodeAgent:
             group_add=list(c.spec.group_add),
             cpuset_cpus=c.spec.cpuset_cpus,
             log_size_max=c.spec.log.max_size,
+            log_files=c.spec.log.max_file,
         )
 
     def before_start(self, cid: str, hook: Callable[[], Awaitable[None]]) -> None:
@@ -251,7 +254,15 @@ class NodeAgent:
         self._watchers[cid] = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
 
     async def _watch(self, cid: str) -> None:
-        status = await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
+        files = LogFiles(self.log_path(cid))
+        try:
+            self._rotations.add(files)  # the files past --log-opt max-file go as conmon starts new ones
+        except OSError as exc:
+            log.warning("the log of %s is not watched for rotation (older files may be lost): %s", cid[:12], exc)
+        try:
+            status = await self.runtime_of(cid).wait_exit(self.bundle(cid), cid)
+        finally:
+            self._rotations.discard(files)
         self._watchers.pop(cid, None)
         if self.on_exit:
             await self.on_exit(cid, status)
@@ -440,4 +451,5 @@ class NodeAgent:
         for task in self._watchers.values():
             task.cancel()
         self._watchers.clear()
+        self._rotations.close()
         await self.resolvers.close()

@@ -6,6 +6,8 @@ from datetime import datetime
 from ipaddress import IPv4Address
 from typing import Any
 
+from pydantic import ValidationError
+
 from seabox.config import NetworkConfig
 from seabox.errors import InvalidArgument
 from seabox.model.container import (
@@ -16,7 +18,7 @@ from seabox.model.container import (
 )
 from seabox.model.healthcheck import Health, Healthcheck
 from seabox.model.humanize import status_words
-from seabox.model.options import parse_bytes
+from seabox.model.options import LogLimits, parse_bytes
 from seabox.model.security import normalize_capability
 from seabox.model.ports import PortMapping, parse_ports
 from seabox.model.sizes import DEFAULT_SIZE, SIZES, get_size, smallest_fitting
@@ -203,14 +205,16 @@ def _log(hc: dict[str, Any]) -> dict[str, Any]:
         if "max-size" in options:
             limits["max_size"] = parse_bytes(str(options["max-size"]), "max-size")
         if "max-file" in options:
+            if not str(options["max-file"]).isdecimal():
+                raise ValueError(f"max-file must be a whole number of files, got {options['max-file']!r}")
             limits["max_file"] = int(options["max-file"])
+        return LogLimits.model_validate(limits).model_dump()
+    except ValidationError as exc:
+        message = "; ".join(" ".join([*(str(part).replace("_", "-") for part in e["loc"]),
+                                      str(e["msg"]).removeprefix("Value error, ")]) for e in exc.errors())
+        raise InvalidArgument(f"--log-opt: {message}", field="HostConfig.LogConfig.Config") from None
     except ValueError as exc:
         raise InvalidArgument(f"--log-opt: {exc}", field="HostConfig.LogConfig.Config") from None
-    if limits.get("max_file", 1) != 1:
-        raise _refuse(f"--log-opt max-file={options['max-file']}",
-                      "the node keeps one log file, started afresh past max-size: use max-file=1",
-                      "HostConfig.LogConfig.Config")
-    return limits
 
 
 def _swappiness(hc: dict[str, Any]) -> int | None:

@@ -87,7 +87,8 @@ class RunSpec:
     init: Path | None = None  # a static init binary run as PID 1 (mounted at /sbin/docker-init)
     group_add: list[str] = field(default_factory=list)  # gids or names in the rootfs /etc/group
     cpuset_cpus: str | None = None
-    log_size_max: int | None = None  # bytes; past it conmon starts the log afresh
+    log_size_max: int | None = None  # bytes; past it conmon starts a new log file
+    log_files: int = 1  # the log files kept, the one conmon writes included
 
 
 class RuntimeClass(Protocol):

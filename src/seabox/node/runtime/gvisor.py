@@ -15,12 +15,14 @@ NSENTER = "/usr/bin/nsenter"
 
 
 class GvisorRuntime(OciRuntime):
-    """runsc with host networking inside the container's own network namespace.
+    """runsc with host networking inside the container's own network namespace, or with none.
 
     Debian's runsc cannot set up a network namespace of its own on this kernel, so every runsc
     command and the container's conmon run inside the netns the node made (entered with nsenter,
     which keeps cgroups visible); runsc's control socket is an abstract unix socket, itself per
-    network namespace, so start, kill, exec and delete must run there too.
+    network namespace, so start, kill, exec and delete must run there too. A container with
+    network none has no such netns: its runsc commands run here with --network=none (the sandbox
+    gets loopback only), the same flag on each (runsc sets the network up at start).
     """
 
     name = "gvisor"
@@ -35,14 +37,15 @@ class GvisorRuntime(OciRuntime):
         log_size_max: int | None = None,
     ) -> None:
         def enter(cid: str) -> list[str]:
-            return [NSENTER, f"--net={netns_path(cid)}"]
+            path = netns_path(cid)
+            return [NSENTER, f"--net={path}"] if path.exists() else []
 
-        # the root mount is shared with the node (docker cp writes and reads it from the host), so the
-        # Sentry revalidates what it caches instead of assuming it alone changes the rootfs
-        runtime = Runc(
-            runsc, state_dir / "runsc", extra_args=("--network=host", "--file-access=shared"), enter=enter,
-            terminal_by_process_file=True,
-        )
+        def flags(cid: str) -> list[str]:
+            # the root mount is shared with the node (docker cp writes and reads it from the host), so the
+            # Sentry revalidates what it caches instead of assuming it alone changes the rootfs
+            return ["--network=host" if netns_path(cid).exists() else "--network=none", "--file-access=shared"]
+
+        runtime = Runc(runsc, state_dir / "runsc", extra_args=flags, enter=enter, terminal_by_process_file=True)
         super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
 
     async def update(self, cid: str, limits: Limits) -> None:

@@ -1,4 +1,4 @@
-"""A container's k8s-file log as conmon writes it: records, joined lines, tail, time filters, follow."""
+"""A container's k8s-file log as conmon writes it: records, joined lines, tail, time filters, follow (across its files)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
+from seabox.node.runtime.log_files import LogFiles
 from seabox.protocol.logs import LogEntry
 
 _TIMESTAMP_RE = re.compile(
@@ -21,6 +22,63 @@ _TIMESTAMP_RE = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BLOCK = 65536
 FOLLOW_POLL_INTERVAL = 0.05
+
+
+class _Source(Protocol):
+    """What the readers need of a file: seek and read (a file, or several read as one)."""
+
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _Chain:
+    """The log's files read as one, each at the size it had when opened (the last one may grow on)."""
+
+    def __init__(self, files: list[BinaryIO]) -> None:
+        self.files = files
+        self.starts: list[int] = []
+        self._ends: list[int] = []
+        total = 0
+        for f in files:
+            self.starts.append(total)
+            total += os.fstat(f.fileno()).st_size
+            self._ends.append(total)
+        self._size = total
+        self._position = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        self._position = offset if whence == os.SEEK_SET else self._size + offset
+        return self._position
+
+    def read(self, size: int = -1, /) -> bytes:
+        end = self._size if size < 0 else min(self._size, self._position + size)
+        pieces: list[bytes] = []
+        for f, start, stop in zip(self.files, self.starts, self._ends, strict=True):
+            if self._position >= end:
+                break
+            if stop <= self._position:
+                continue
+            f.seek(self._position - start)
+            wanted = min(stop, end) - self._position
+            piece = f.read(wanted)
+            pieces.append(piece)
+            self._position += len(piece)
+            if len(piece) < wanted:  # shorter than when opened (a log only grows): stop there
+                break
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def _open_all(paths: list[Path]) -> list[BinaryIO]:
+    opened: list[BinaryIO] = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: past the files kept
+            opened.append(path.open("rb"))
+    return opened
 
 
 @dataclass(frozen=True)
@@ -97,7 +155,7 @@ class _Joiner:
         return sorted(entries, key=lambda item: item[0])
 
 
-def _records_from(log: BinaryIO, offset: int) -> Iterator[tuple[LogRecord | None, int]]:
+def _records_from(log: _Source, offset: int) -> Iterator[tuple[LogRecord | None, int]]:
     """Each complete line's record (None if it is not one) from offset on, with the offset just past the line.
 
     An unfinished last line is left for a later read.
@@ -113,7 +171,7 @@ def _records_from(log: BinaryIO, offset: int) -> Iterator[tuple[LogRecord | None
             yield parse_record(line), position
 
 
-def _records_backwards(log: BinaryIO) -> Iterator[tuple[LogRecord, int]]:
+def _records_backwards(log: _Source) -> Iterator[tuple[LogRecord, int]]:
     """Complete lines' records from the end of the file back, each with the offset where its line starts."""
     position = log.seek(0, os.SEEK_END)
     carry = b""  # the start of the block before: the end of a line that began further back
@@ -140,7 +198,7 @@ def _records_backwards(log: BinaryIO) -> Iterator[tuple[LogRecord, int]]:
                 yield record, line_start
 
 
-def _tail_offset(log: BinaryIO, count: int) -> int:
+def _tail_offset(log: _Source, count: int) -> int:
     """An offset from which reading yields the last `count` lines whole (fragments included)."""
     if count <= 0:
         return log.seek(0, os.SEEK_END)
@@ -185,7 +243,7 @@ def _filter(since: datetime | None, until: datetime | None) -> _Filter:
     return _Filter(to_ns(since) // 1000 if since else None, to_ns(until) // 1000 if until else None)
 
 
-def _read_placed(log: BinaryIO, offset: int, joiner: _Joiner) -> tuple[list[tuple[int, LogEntry]], int]:
+def _read_placed(log: _Source, offset: int, joiner: _Joiner) -> tuple[list[tuple[int, LogEntry]], int]:
     """Whole lines from offset on, each with the position of its end, and the offset to read on from."""
     placed: list[tuple[int, LogEntry]] = []
     end = offset
@@ -205,19 +263,23 @@ def _last(entries: list[LogEntry], tail: int | None) -> list[LogEntry]:
 def read_log(
     path: Path, *, tail: int | None = None, since: datetime | None = None, until: datetime | None = None
 ) -> list[LogEntry]:
-    """The log's lines in the order written: the last `tail` (all if None), of those the ones in range."""
+    """The log's lines in the order written (across the files it keeps): the last `tail` (all if
+    None), of those the ones in range."""
     selection = _filter(since, until)
     joiner = _Joiner()
+    log = _Chain(_open_all(LogFiles(path).files()))
     try:
-        log = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with log:
         placed, _ = _read_placed(log, _tail_offset(log, tail) if tail is not None else 0, joiner)
+    finally:
+        log.close()
     # A line the output stopped in the middle of sits where its last fragment was written.
     placed += joiner.flush()
     entries = [entry for _, entry in sorted(placed, key=lambda item: item[0])]
     return [entry for entry in _last(entries, tail) if selection.keep(entry)]
+
+
+def _entries(placed: list[tuple[int, LogEntry]]) -> list[LogEntry]:
+    return [entry for _, entry in placed]
 
 
 async def follow_log(
@@ -231,33 +293,44 @@ async def follow_log(
 ) -> AsyncIterator[LogEntry]:
     """Like read_log, then each new line as it is written, until `exited` completes or until has passed.
 
-    A line still unfinished then is given as it stands. When the file is started afresh (conmon
-    does so once it reaches its size cap: a new file renamed over the old), reading goes on from
-    the start of the new one.
+    A line still unfinished then is given as it stands. When conmon starts a new file (past its
+    size cap), the rest of the old one is read (conmon ends it before the switch), then each file
+    after it, from its start.
     """
     selection = _filter(since, until)
     joiner = _Joiner()
+    files = LogFiles(path)
     exit_task = asyncio.ensure_future(exited)
-    offset: int | None = None
-    inode = -1
+    current: BinaryIO | None = None
+    offset = 0
     try:
         while True:
             finished = exit_task.done() or selection.over()
             fresh: list[LogEntry] = []
-            with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
-                previous, inode = inode, os.fstat(log.fileno()).st_ino
-                if offset is None:
-                    placed, offset = _read_placed(
-                        log, _tail_offset(log, tail) if tail is not None else 0, joiner
-                    )
-                    fresh = _last([entry for _, entry in placed], tail)
-                else:
-                    if inode != previous or log.seek(0, os.SEEK_END) < offset:  # started afresh
-                        offset = 0
-                    placed, offset = _read_placed(log, offset, joiner)
-                    fresh = [entry for _, entry in placed]
+            if current is None:
+                chain = _Chain(_open_all(files.files()))
+                if chain.files:
+                    placed, end = _read_placed(chain, _tail_offset(chain, tail) if tail is not None else 0, joiner)
+                    fresh = _last(_entries(placed), tail)
+                    *older, current = chain.files
+                    offset = max(0, end - chain.starts[-1])
+                    for f in older:
+                        f.close()
+            else:
+                placed, offset = _read_placed(current, offset, joiner)
+                fresh = _entries(placed)
+                inode = os.fstat(current.fileno()).st_ino
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino != inode:  # conmon writes a newer file now
+                        placed, _ = _read_placed(current, offset, joiner)
+                        fresh += _entries(placed)
+                        for newer in _open_all(files.after(inode)):
+                            current.close()
+                            current = newer
+                            placed, offset = _read_placed(current, 0, joiner)
+                            fresh += _entries(placed)
             if finished:
-                fresh += [entry for _, entry in joiner.flush()]
+                fresh += _entries(joiner.flush())
             for entry in fresh:
                 if selection.keep(entry):
                     yield entry
@@ -265,5 +338,7 @@ async def follow_log(
                 return
             await asyncio.wait({exit_task}, timeout=poll_interval)
     finally:
+        if current is not None:
+            current.close()
         if not exit_task.done():
             exit_task.cancel()

@@ -48,15 +48,15 @@ def runc_error(reason: str, cid: str) -> SeaboxError:
     return RuntimeFailure(f"runc: {reason}")
 
 
-def _no_prefix(cid: str) -> list[str]:
+def _nothing(cid: str) -> list[str]:
     return []
 
 
 class Runc:
     """An OCI runtime CLI with its state under one root directory, apart from anyone else's containers.
 
-    extra_args go before every subcommand after --root; enter(cid) is an argv prefix that runs the
-    command where it must run for that container (runsc: inside the container's network namespace).
+    extra_args(cid) go before every subcommand for that container after --root; enter(cid) is an argv
+    prefix that runs the command where it must run for it (runsc: inside its network namespace).
     """
 
     def __init__(
@@ -64,29 +64,28 @@ class Runc:
         binary: str,
         root: Path,
         *,
-        extra_args: Sequence[str] = (),
-        enter: Callable[[str], list[str]] = _no_prefix,
+        extra_args: Callable[[str], list[str]] = _nothing,
+        enter: Callable[[str], list[str]] = _nothing,
         terminal_by_process_file: bool = False,
     ) -> None:
         self.binary = binary
         self.root = root
-        self.extra_args = tuple(extra_args)
+        self.extra_args = extra_args
         self.enter = enter
         # runsc has no `exec --tty`: it gives an exec a terminal (its own stdio, a pty) when the
         # `--process` file says "terminal": true
         self.terminal_by_process_file = terminal_by_process_file
 
-    @property
-    def global_args(self) -> tuple[str, ...]:
-        """Flags that go before every subcommand (also handed to conmon as --runtime-arg)."""
-        return ("--root", str(self.root), *self.extra_args)
+    def global_args(self, cid: str) -> tuple[str, ...]:
+        """Flags that go before every subcommand for container cid (also handed to conmon as --runtime-arg)."""
+        return ("--root", str(self.root), *self.extra_args(cid))
 
     async def _run(self, cid: str, *args: str) -> str:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.enter(cid),
                 self.binary,
-                *self.global_args,
+                *self.global_args(cid),
                 *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -142,28 +141,31 @@ class Runc:
         tty: bool,
         pid_file: Path,
         log_file: Path,
-        bundle: Path,
+        container: dict[str, Any],
     ) -> list[str]:
         """The command line of a foreground `runc exec` that logs runc's own errors as JSON to log_file.
 
-        For a terminal in runsc this writes the process file it reads next to pid_file, made from the
-        container's process in bundle's config.json.
+        env is the process's whole environment. `exec --env` only adds to the container's, so when env
+        drops or changes one of its entries, and for a terminal in runsc, this writes the process file
+        the runtime reads next to pid_file, made from the container's process (from its config.json).
         """
         argv = [
-            *self.enter(cid), self.binary, *self.global_args, "--log", str(log_file), "--log-format", "json",
+            *self.enter(cid), self.binary, *self.global_args(cid), "--log", str(log_file), "--log-format", "json",
             "exec", "--pid-file", str(pid_file),
         ]  # fmt: skip
-        if tty and self.terminal_by_process_file:
-            container = json.loads((bundle / "config.json").read_text())["process"]
+        own = container.get("env", [])
+        if (tty and self.terminal_by_process_file) or not set(own) <= set(env):
+            process = exec_process(container, list(args), env=list(env), cwd=cwd, user=user, tty=tty)
             process_file = pid_file.parent / "process.json"
-            process_file.write_text(json.dumps(exec_process(container, list(args), env=list(env), cwd=cwd, user=user)))
+            process_file.write_text(json.dumps(process))
             return [*argv, "--process", str(process_file), cid]
         if tty:
             argv.append("--tty")
         if cwd:
             argv += ["--cwd", cwd]
         for entry in env:
-            argv += ["--env", entry]
+            if entry not in own:
+                argv += ["--env", entry]
         if user is not None:
             argv += ["--user", f"{user.uid}:{user.gid}"]
             for gid in user.additional_gids:

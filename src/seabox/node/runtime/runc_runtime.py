@@ -21,9 +21,10 @@ from seabox.node.runtime.base import Limits, RunSpec, Ulimit
 from seabox.protocol.runtime import ExitStatus, Stats
 from seabox.node.runtime.conmon import BundleFiles, ConmonOptions
 from seabox.node.runtime.exec import ExecProcess, check_window_size
+from seabox.node.runtime.log_files import LogFiles
 from seabox.node.runtime.runc import Runc
 from seabox.node.runtime.spec import (
-    NOFILE_LIMIT, build_config, limit_resources, resolve_groups, resolve_user, with_groups,
+    NOFILE_LIMIT, build_config, exec_env, limit_resources, resolve_groups, resolve_user, with_groups,
 )
 
 RUNC = "/usr/sbin/runc"
@@ -71,7 +72,7 @@ def parse_signal(value: int | str) -> int:
 class OciRuntime:
     """A runtime class: a runc-compatible CLI whose containers each have a conmon; state_dir (under /run)
     holds the runtime's state and the attach socket links; log_size_max caps each container's log file
-    (conmon starts it afresh when a write would pass it)."""
+    (conmon starts a new one when a write would pass it; see log_files for which are kept)."""
 
     name = "oci"
 
@@ -113,6 +114,8 @@ class OciRuntime:
         with os.fdopen(fd, "w") as out:
             json.dump(config, out)
         files.reset()
+        size_max = min((m for m in (self._log_size_max, spec.log_size_max) if m is not None), default=None)
+        LogFiles(files.log).prepare(spec.log_files, size_max)
         link = self._sockets / spec.id  # conmon makes it: the way from an id to its bundle
         self._sockets.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
@@ -120,12 +123,12 @@ class OciRuntime:
             cid=spec.id,
             name=spec.name,
             runtime=self._runc.binary,
-            runtime_args=self._runc.global_args,
+            runtime_args=self._runc.global_args(spec.id),
             socket_dir=self._sockets,
             tty=spec.tty,
             stdin=spec.open_stdin,
             prefix=tuple(self._runc.enter(spec.id)),
-            log_size_max=min((m for m in (self._log_size_max, spec.log_size_max) if m is not None), default=None),
+            log_size_max=size_max,
         )
         try:
             return await conmon.launch(self._conmon, files, options)
@@ -274,17 +277,14 @@ class OciRuntime:
             raise Conflict(f"container {cid} is not running")
         files = BundleFiles(Path(state["bundle"]))  # runsc's state names no rootfs
         process_user = resolve_user(files.rootfs, user) if user else None
-        names = {entry.partition("=")[0] for entry in env}
-        exec_env = [entry for entry in env if "=" in entry]  # a bare KEY sets nothing (as Docker)
-        if tty and "TERM" not in names:
-            exec_env.append("TERM=xterm")
+        container = json.loads(files.config.read_text())["process"]
         workdir = self.state_dir / "exec" / uuid.uuid4().hex
         pid_file, log_file = workdir / "pid", workdir / "runc.log"
         workdir.mkdir(parents=True)
         try:
             argv = self._runc.exec_argv(
-                cid, args, env=exec_env, cwd=cwd, user=process_user, tty=tty, pid_file=pid_file,
-                log_file=log_file, bundle=files.bundle,
+                cid, args, env=exec_env(container.get("env", []), env, tty), cwd=cwd, user=process_user, tty=tty,
+                pid_file=pid_file, log_file=log_file, container=container,
             )  # fmt: skip
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)

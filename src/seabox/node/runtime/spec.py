@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,12 +189,28 @@ def process_env(env: list[str], tty: bool) -> list[str]:
     return result
 
 
+def exec_env(container: Sequence[str], overrides: Sequence[str], tty: bool) -> list[str]:
+    """An exec's environment as Docker makes it (ReplaceOrAppendEnvValues): the container's, TERM=xterm
+    for a terminal unless it sets TERM, then each KEY=VALUE replacing KEY or appended; a bare KEY removes KEY."""
+    merged = {entry.partition("=")[0]: entry for entry in container}
+    if tty:
+        merged.setdefault("TERM", "TERM=xterm")
+    for entry in overrides:
+        key, sep, _ = entry.partition("=")
+        if sep:
+            merged[key] = entry
+        else:
+            merged.pop(key, None)
+    return list(merged.values())
+
+
 def exec_process(
-    container: dict[str, Any], args: list[str], *, env: list[str], cwd: str | None, user: ProcessUser | None
+    container: dict[str, Any], args: list[str], *, env: list[str], cwd: str | None, user: ProcessUser | None,
+    tty: bool,
 ) -> dict[str, Any]:
-    """The OCI process of a terminal exec: the container's own (capabilities, limits, identity) with the
-    exec's command, its environment after the container's (as `exec --env` adds it), cwd and user."""
-    process = {**container, "terminal": True, "args": list(args), "env": [*container.get("env", []), *env]}
+    """The OCI process of an exec: the container's own (capabilities, limits, identity) with the exec's
+    command, its whole environment, terminal, cwd and user."""
+    process = {**container, "terminal": tty, "args": list(args), "env": list(env)}
     if cwd:
         process["cwd"] = cwd
     if user is not None:
