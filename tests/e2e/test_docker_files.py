@@ -137,6 +137,28 @@ def test_sdk_put_and_get_archive(sdk: docker.DockerClient, image: str) -> None:
         c.put_archive("/etc/hostname", _tar(_file("x")))
 
 
+def test_a_path_on_a_volume_or_tmpfs_is_refused_naming_it(sdk: docker.DockerClient, dcli: DockerCli, image: str,
+                                                         tmp_path: Path) -> None:
+    vol = unique("cpvol")
+    c = sdk.containers.run(image, ["sleep", "60"], detach=True, volumes={vol: {"bind": "/data", "mode": "rw"}},
+                           tmpfs={"/scratch": "size=1m"})
+    try:
+        for path in ("/data", "/data/sub/x", "/scratch/"):
+            with pytest.raises(docker.errors.APIError, match="docker cp reaches only") as refused:
+                c.put_archive(path, _tar(_file("x")))
+            assert refused.value.status_code == 400
+        with pytest.raises(docker.errors.APIError, match=f"volume {vol}, mounted at /data"):
+            c.get_archive("/data/x")
+        assert c.exec_run(["ls", "-A", "/data", "/scratch"]).output.split() == [b"/data:", b"/scratch:"]  # nothing
+        (tmp_path / "f").write_text("x")
+        r = dcli("cp", str(tmp_path / "f"), f"{c.name}:/data/f")
+        assert r.returncode == 1 and "docker cp reaches only" in r.stderr, r.stderr
+        assert c.put_archive("/", _tar(_file("beside.txt")))  # the rootfs itself still takes files
+    finally:
+        c.remove(force=True)
+        sdk.volumes.get(vol).remove()
+
+
 @pytest.fixture
 def outside() -> Iterator[Path]:
     """A host directory the tests' archives aim at (not under /tmp: gVisor mounts its own tmpfs there)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import posixpath
 import re
 from collections.abc import AsyncIterator
 
@@ -30,14 +31,29 @@ def _path(request: web.Request) -> str:
     return path if path.startswith("/") else "/" + path
 
 
+def _in_rootfs(c: Container, path: str) -> str:
+    """PATH, if it lies in C's rootfs; a path on one of its volumes or tmpfs mounts is refused (400), since
+    docker cp reaches the rootfs only and would read or write what lies beneath the mount."""
+    where = posixpath.normpath(path)
+    mounts = [(m.path, f"volume {m.volume}") for m in c.spec.volumes] + [(t.path, "a tmpfs") for t in c.spec.tmpfs]
+    for target, what in mounts:
+        target = posixpath.normpath(target)
+        if where == target or where.startswith(target.rstrip("/") + "/"):
+            raise InvalidArgument(f"{path} is on {what}, mounted at {target}: docker cp reaches only the container's "
+                                  f"own filesystem; copy through the container instead (docker exec -i {c.name} "
+                                  f"tar -x -C {target} < archive.tar, or tar -c -C {target} . > archive.tar)",
+                                  field="path")
+    return path
+
+
 def _stat_header(found: PathStat) -> dict[str, str]:
     return {STAT_HEADER: base64.b64encode(found.model_dump_json().encode()).decode()}
 
 
 @routes.head("/containers/{id}/archive")
 async def archive_head(request: web.Request) -> web.Response:
-    _, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
-    return web.Response(headers=_stat_header(await link.path_stat(p, _path(request))))
+    c, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
+    return web.Response(headers=_stat_header(await link.path_stat(p, _in_rootfs(c, _path(request)))))
 
 
 async def _send(request: web.Request, chunks: AsyncIterator[bytes], headers: dict[str, str]) -> web.StreamResponse:
@@ -51,8 +67,8 @@ async def _send(request: web.Request, chunks: AsyncIterator[bytes], headers: dic
 
 @routes.get("/containers/{id}/archive")
 async def archive_get(request: web.Request) -> web.StreamResponse:
-    _, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
-    path = _path(request)
+    c, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
+    path = _in_rootfs(c, _path(request))
     found = await link.path_stat(p, path)
     return await _send(request, await link.read_archive(p, path), _stat_header(found))
 
@@ -73,7 +89,7 @@ def _owner(c: Container) -> tuple[int, int] | None:
 @routes.route("PUT", "/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
     c, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
-    path = _path(request)
+    path = _in_rootfs(c, _path(request))
     options = UploadOptions(owner=_owner(c) if flag(request, "copyUIDGID") else None,
                             no_overwrite_dir=flag(request, "noOverwriteDirNonDir"))
     await link.write_archive(p, path, upload_chunks(request), options)
