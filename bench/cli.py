@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.results import report
+from bench.results import p50_row, report
 from tests.fixtures.images import built_busybox_layout, push_busybox
 from tests.fixtures.registry import running_registry
 from tests.fixtures.server import Server, free_port, node_config, teardown_node
@@ -82,11 +81,8 @@ def main() -> None:
         figures["ps"] = _pairs(["ps"], env)
         figures["run --rm busybox true"] = _pairs(["run", "--rm", image, "true"], env)
     targets = {"ps": " (target <= 4x)", "run --rm busybox true": " (target <= 1.3x)"}
-    rows = []
-    for args, (ours, docker) in figures.items():
-        a, b = statistics.median(ours) * 1000, statistics.median(docker) * 1000
-        rows.append((f"`seabox {args}` vs `docker {args}`, p50{targets.get(args, '')}", f"{a:.0f} ms", f"{b:.0f} ms",
-                     f"{a / b:.2f}x"))
+    rows = [p50_row(f"`seabox {args}` vs `docker {args}`, p50{targets.get(args, '')}", ours, docker)
+            for args, (ours, docker) in figures.items()]
     report("cli", rows, f"## CLI start-up\n\nLatest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench cli` "
            f"({RUNS} runs of each command, interleaved) on a 2-core machine shared with other work.",
            "Each row times the whole command from a shell: `seabox` (Python 3.11, argparse, the native /v1 API over "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -12,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cli import docker_server
-from bench.results import report
+from bench.results import p50_row, report
 
 RUNS = int(os.environ.get("BENCH_CP_RUNS", "5"))
 SIZE = 100 * 1024 * 1024
@@ -48,9 +47,8 @@ def main() -> None:
             dest.mkdir()
             peer.append(_tar_into(source, dest))
             shutil.rmtree(dest)
-    a, b = statistics.median(ours) * 1000, statistics.median(peer) * 1000
-    report("cp", [("`docker cp` of a 100 MiB file into a container, p50 (peer: `tar -c` piped to `tar -x`, into a "
-                   "local directory)", f"{a:.0f} ms", f"{b:.0f} ms", f"{a / b:.2f}x")],
+    report("cp", [p50_row("`docker cp` of a 100 MiB file into a container, p50 (peer: `tar -c` piped to `tar -x`, "
+                          "into a local directory)", ours, peer)],
            f"## docker cp\n\nLatest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench cp` ({RUNS} copies, "
            "interleaved with the peer) on a 2-core machine shared with other work.",
            "The file is 100 MiB of random bytes; each copy goes to a new path of one created (never started) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -11,6 +12,12 @@ def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
     """The figures' table: one row per figure, ours against the peer measured in the same run."""
     header = "| figure | seabox | peer measured in the same run | ratio / detail |\n|---|---|---|---|\n"
     return header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+
+
+def p50_row(figure: str, ours: list[float], peer: list[float]) -> tuple[str, str, str, str]:
+    """A table row of FIGURE: the medians of OURS and PEER (seconds) in whole milliseconds, and their ratio."""
+    a, b = statistics.median(ours) * 1000, statistics.median(peer) * 1000
+    return figure, f"{a:.0f} ms", f"{b:.0f} ms", f"{a / b:.2f}x"
 
 
 def report(name: str, rows: list[tuple[str, str, str, str]], heading: str, notes: str) -> None:

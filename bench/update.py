@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import time
 from datetime import UTC, datetime
 
 from bench.cli import docker_server
-from bench.results import report
+from bench.results import p50_row, report
 
 RUNS = int(os.environ.get("BENCH_UPDATE_RUNS", "10"))
 SIZES = ("1g", "512m")  # m1 and s4, one after the other
@@ -34,9 +33,8 @@ def main() -> None:
             live.append(_timed([["update", "--memory", memory, "live"]], env))
             restarted.append(_timed([["stop", "-t", "0", "restarted"], ["update", "--memory", memory, "restarted"],
                                      ["start", "restarted"]], env))
-    a, b = statistics.median(live) * 1000, statistics.median(restarted) * 1000
-    report("update", [("`docker update --memory` of a running runc container, p50 (peer: `docker stop -t 0`, "
-                       "`update`, `start` of another)", f"{a:.0f} ms", f"{b:.0f} ms", f"{a / b:.2f}x")],
+    report("update", [p50_row("`docker update --memory` of a running runc container, p50 (peer: `docker stop -t 0`, "
+                              "`update`, `start` of another)", live, restarted)],
            f"## docker update\n\nLatest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench update` ({RUNS} "
            "changes each, interleaved, between sizes m1 and s4) on a 2-core machine shared with other work.",
            "Each live change goes through the docker CLI 28, the Docker API, the size's admission on the node, the "
