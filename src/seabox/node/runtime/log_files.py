@@ -60,27 +60,33 @@ class LogFiles:
     def files(self) -> list[Path]:
         """What the log holds, oldest first, up to the file conmon writes now (PATH itself when it
         has no number yet: a conmon of an older node agent, or a start-afresh not yet adopted)."""
-        try:
-            current = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            return [path for _, path in self.numbered()]
-        found: list[Path] = []
-        for _, path in self.numbered():
-            found.append(path)
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_ino == current:
-                    return found
-        return [*found, self.path]
+        return [path for path, _ in self._written()]
 
     def after(self, inode: int) -> list[Path]:
         """The files written after the one with INODE, oldest first, to the current one (only the
         current one when INODE is no longer kept)."""
-        files = self.files()
-        for index, path in enumerate(files):
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_ino == inode:
-                    return files[index + 1:]
-        return files[-1:]
+        written = self._written()
+        for index, (_, found) in enumerate(written):
+            if found == inode:
+                return [path for path, _ in written[index + 1:]]
+        return [path for path, _ in written[-1:]]
+
+    def _written(self) -> list[tuple[Path, int | None]]:
+        """files() with each one's inode (None: deleted meanwhile)."""
+        found: list[tuple[Path, int | None]] = []
+        try:
+            current: int | None = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            current = None
+        for _, path in self.numbered():
+            try:
+                inode: int | None = os.stat(path).st_ino
+            except FileNotFoundError:
+                inode = None
+            found.append((path, inode))
+            if current is not None and inode == current:
+                return found
+        return found if current is None else [*found, (self.path, current)]
 
     def keep(self) -> int:
         """How many files the log keeps (the current one included); 1 when never set."""
