@@ -127,6 +127,17 @@ def test_commit_keeps_the_written_file_and_the_changed_cmd(dcli: DockerCli, othe
     assert r.returncode != 0 and "changes" in r.stderr
 
 
+def test_commit_of_a_container_that_never_ran_keeps_what_docker_cp_put_in_it(
+        dcli: DockerCli, image: str, tmp_path: Path) -> None:
+    name = unique("fresh")
+    dcli.ok("create", "--name", name, image, "cat", "/copied.txt")
+    (tmp_path / "copied.txt").write_text("from the host\n")
+    dcli.ok("cp", str(tmp_path / "copied.txt"), f"{name}:/copied.txt")
+    dcli.ok("commit", name, "fresh/app:1")
+    assert dcli.ok("run", "--rm", "fresh/app:1") == "from the host\n"
+    assert dcli.ok("inspect", "-f", "{{.State.Status}}", name) == "created\n"
+
+
 def _human(n: float) -> str:
     """A byte count as the docker CLI prints it (go-units HumanSize: 4 significant digits, powers of 1000)."""
     units = ["B", "kB", "MB", "GB", "TB"]

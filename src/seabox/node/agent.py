@@ -93,12 +93,10 @@ class NodeAgent:
     def bundle(self, cid: str) -> Path:
         return self.root / "containers" / cid
 
-    def upper_dir(self, cid: str) -> Path:
-        """The container's filesystem changes (its overlay upper dir); NotFound if this node holds none."""
-        upper = self.bundle(cid) / "disk" / "upper"
-        if not upper.is_dir():
-            raise NotFound(f"container {cid[:12]} has no filesystem on node {self.name}")
-        return upper
+    async def upper_dir(self, p: Placement) -> Path:
+        """The container's filesystem changes (its overlay upper dir), mounted first if it never ran."""
+        await self._root(p)
+        return self.bundle(p.container.id) / "disk" / "upper"
 
     def hosts_file(self, tenant_index: int) -> Path:
         return self.root / "tenants" / str(tenant_index) / "hosts"
@@ -361,8 +359,7 @@ class NodeAgent:
         return disk_usage.measured(bundle / "disk" / "upper", bundle / "disk")
 
     async def changes(self, p: Placement) -> list[Change]:
-        await self._root(p)
-        upper = self.bundle(p.container.id) / "disk" / "upper"
+        upper = await self.upper_dir(p)
         return await asyncio.to_thread(archive.changes, upper, self.images.rootfs(p.container.spec.image_id))
 
     # streams and readings ------------------------------------------------------------

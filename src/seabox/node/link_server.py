@@ -355,10 +355,10 @@ async def import_rootfs(request: web.Request) -> web.Response:
     return web.json_response(text=_INFO.dump_json(info).decode())
 
 
-@routes.post(LINK_PREFIX + "/containers/{cid}/commit")
+@routes.post(LINK_PREFIX + "/files/commit")
 async def commit(request: web.Request) -> web.Response:
     body = await _json(request)
-    info = await _link(request).commit(request.match_info["cid"], str(body["image_id"]), _new_image(body["spec"]))
+    info = await _link(request).commit(placement_from(body["placement"]), _new_image(body["spec"]))
     return web.json_response(text=_INFO.dump_json(info).decode())
 
 

@@ -120,8 +120,8 @@ class LocalLink(NodeLink):
     async def import_rootfs(self, path: Path, spec: NewImage) -> ImageInfo:
         return await self.agent.images.import_rootfs(path, spec)
 
-    async def commit(self, cid: str, image_id: str, spec: NewImage) -> ImageInfo:
-        return await self.agent.images.commit(image_id, self.agent.upper_dir(cid), spec)
+    async def commit(self, p: Placement, spec: NewImage) -> ImageInfo:
+        return await self.agent.images.commit(p.container.spec.image_id, await self.agent.upper_dir(p), spec)
 
     async def history(self, image_id: str) -> list[HistoryEntry]:
         return self.agent.images.history(image_id)

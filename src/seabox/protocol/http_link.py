@@ -254,9 +254,9 @@ class HttpNodeLink(NodeLink):
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise UpstreamError(f"node {self.name}: import: {exc}") from None
 
-    async def commit(self, cid: str, image_id: str, spec: NewImage) -> ImageInfo:
-        body = {"image_id": image_id, "spec": asdict(spec)}
-        return _INFO.validate_json(await self._call("POST", f"/containers/{cid}/commit", json=body))
+    async def commit(self, p: Placement, spec: NewImage) -> ImageInfo:
+        body = {"placement": placement_json(p), "spec": asdict(spec)}
+        return _INFO.validate_json(await self._call("POST", "/files/commit", json=body))
 
     async def history(self, image_id: str) -> list[HistoryEntry]:
         return _HISTORY.validate_json(await self._call("GET", f"/images/{image_id}/history"))

@@ -145,8 +145,9 @@ class NodeLink(ABC):
         """A new one-layer image from the filesystem tarball at PATH (docker import)."""
 
     @abstractmethod
-    async def commit(self, cid: str, image_id: str, spec: NewImage) -> ImageInfo:
-        """A new image: IMAGE_ID (the container's) with the container's filesystem changes as its top layer."""
+    async def commit(self, p: Placement, spec: NewImage) -> ImageInfo:
+        """A new image: the container's image with its filesystem changes as the top layer (mounted first if it
+        never ran)."""
 
     @abstractmethod
     async def history(self, image_id: str) -> list[HistoryEntry]:

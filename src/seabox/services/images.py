@@ -19,6 +19,7 @@ from seabox.model.tenant import Tenant
 from seabox.model.reference import parse_reference
 from seabox.model.container import Container
 from seabox.protocol.images import HistoryEntry, ImageConfig, ImageInfo, NewImage, PullProgress
+from seabox.protocol.placement import Placement
 from seabox.services.links import NodeLinks
 from seabox.services.events import EventBus
 from seabox.store.quotas import QuotaStore
@@ -203,7 +204,8 @@ class ImageService:
         """A new image of the container's image with its filesystem changes on top (`docker commit`)."""
         key = self._tag_key(name) if name else None
         async with self._bringing_in():
-            info = await self.links.get(container.status.node).commit(container.id, container.spec.image_id, spec)
+            placement = Placement(container, tenant.id, tenant.index)
+            info = await self.links.get(container.status.node).commit(placement, spec)
             replaced = self._name_new(tenant, info, key)
         await self._release(replaced)
         await self.bus.emit(tenant.id, "image", "commit", info.id, key or "")
