@@ -262,18 +262,24 @@ def test_volume_ls_filters_and_names(dcli: DockerCli, image: str) -> None:
     long = "v" * 255
     assert dcli.ok("volume", "create", long) == f"{long}\n"
     assert dcli.ok("volume", "inspect", "-f", "{{.Name}}", long) == f"{long}\n"
-    for bad in ("v" * 256, "_under", "a/b"):
+    for bad in ("v" * 256, "v", "_under", "a/b"):
         r = dcli("volume", "create", bad)
         assert r.returncode == 1 and "invalid volume name" in r.stderr and "/var" not in r.stderr, (bad, r.stderr)
 
 
 def test_system_df_shows_images_containers_and_volumes(dcli: DockerCli, image: str) -> None:
-    vol = unique("dfvol")
-    dcli.ok("run", "-d", "-v", f"{vol}:/data", image, "sleep", "300")
+    vol, name = unique("dfvol"), unique("df")
+    dcli.ok("run", "--name", name, "-v", f"{vol}:/data", image, "sh", "-c",
+            "head -c 3000000 /dev/zero > /layer && head -c 2000000 /dev/zero > /data/vol")
     rows = {json.loads(line)["Type"]: json.loads(line) for line in dcli.lines("system", "df", "--format", "{{json .}}")}
     assert set(rows) == {"Images", "Containers", "Local Volumes", "Build Cache"}
     assert rows["Images"]["TotalCount"] == "1" and rows["Images"]["Active"] == "1" and rows["Images"]["Size"] != "0B"
     assert rows["Containers"]["TotalCount"] == "1" and rows["Local Volumes"]["TotalCount"] == "1"
+    # the writable layer and the volume's files, measured on the node; the stopped container is reclaimable
+    assert rows["Containers"]["Size"] == "3MB" and rows["Containers"]["Reclaimable"].startswith("3MB"), rows
+    assert rows["Local Volumes"]["Size"] == "2MB", rows
+    assert 3_000_000 <= int(dcli.ok("inspect", "-s", "-f", "{{.SizeRw}}", name)) < 3_100_000
+    assert dcli.ok("ps", "-a", "-s", "--filter", f"name={name}", "--format", "{{.Size}}").startswith("3MB (virtual ")
     verbose = dcli.ok("system", "df", "-v")
     assert vol in verbose and "busybox" in verbose
 

@@ -68,6 +68,15 @@ def test_sizes_grow_and_memory_maps_to_the_smallest_fitting() -> None:
 def test_volume_sizes() -> None:
     assert parse_bytes("1GiB") == 1 << 30
     assert parse_bytes("512M") == 512 << 20
-    assert VolumeCreate(name="v", size="2g").size == 2 << 30  # type: ignore[arg-type]
+    assert VolumeCreate(name="vol", size="2g").size == 2 << 30  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
-        VolumeCreate(name="v", size="lots")  # type: ignore[arg-type]
+        VolumeCreate(name="vol", size="lots")  # type: ignore[arg-type]
+
+
+def test_new_volume_names_follow_dockers_rule_and_old_one_character_volumes_stay_mountable() -> None:
+    assert VolumeCreate(name="a" * 255).name == "a" * 255
+    for bad in ("v", "a" * 256, "-vol", "vol/x", "vol:x"):
+        with pytest.raises(ValidationError) as info:
+            VolumeCreate(name=bad)
+        assert "2-255 of [a-zA-Z0-9_.-]" in validation_error(info.value).message
+    assert VolumeMount.parse("v:/data").volume == "v"

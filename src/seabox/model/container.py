@@ -17,10 +17,12 @@ from seabox.model.security import UlimitSpec, normalize_capability
 from seabox.model.sizes import DEFAULT_SIZE, check_size
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-# Docker's rule for volume names, bounded at 255 (a file name's limit); one character is allowed too, as Seabox
-# always did (Docker asks for two), so that the volumes made so far stay mountable
-VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
-VOLUME_NAME_RULE = "1-255 of [a-zA-Z0-9_.-], starting with a letter or digit"
+# Docker's rule for volume names, bounded at 255 (a file name's limit): what a new volume may be called
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,254}$")
+VOLUME_NAME_RULE = "2-255 of [a-zA-Z0-9_.-], starting with a letter or digit"
+# what a mount may name: one character too, as Seabox allowed before it took Docker's rule, so that the
+# volumes made then stay mountable
+_MOUNTABLE_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
 ENV_KEY_RE = re.compile(r"^[^=\s]+$")
 
 # lost: its node is down, and nothing can say whether it still runs
@@ -125,7 +127,7 @@ class VolumeMount(BaseModel):
             raise ValueError(
                 f"host paths cannot be mounted ({v!r}): create a volume with `seabox volume create` and mount it by name"
             )
-        if not VOLUME_NAME_RE.match(v):
+        if not _MOUNTABLE_VOLUME_RE.match(v):
             raise ValueError(f"invalid volume name {v[:80]!r}: {VOLUME_NAME_RULE}")
         return v
 

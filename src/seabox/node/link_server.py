@@ -407,6 +407,12 @@ async def remove_volume(request: web.Request) -> web.Response:
     return web.json_response({"bytes": freed})
 
 
+@routes.get(LINK_PREFIX + "/volumes/{tenant}/{name}/size")
+async def volume_size(request: web.Request) -> web.Response:
+    size = await _link(request).volume_size(request.match_info["tenant"], request.match_info["name"])
+    return web.json_response({"bytes": size})
+
+
 def create_link_app(link: LocalLink, secret: str, stopped: Callable[[str], Awaitable[None]]) -> web.Application:
     """The link listener's app over the node's own in-process link; STOPPED(cid) returns once cid stops."""
     app = web.Application(middlewares=[_guard], client_max_size=1 << 20)

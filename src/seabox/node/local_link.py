@@ -141,6 +141,9 @@ class LocalLink(NodeLink):
     async def remove_volume(self, tenant_id: str, name: str) -> int:
         return await asyncio.to_thread(self.agent.volumes.remove, tenant_id, name)
 
+    async def volume_size(self, tenant_id: str, name: str) -> int:
+        return await asyncio.to_thread(self.agent.volumes.usage, tenant_id, name)
+
     async def close(self) -> None:
         """The agent is closed by its converger, which owns it."""
 

@@ -284,6 +284,9 @@ class HttpNodeLink(NodeLink):
     async def remove_volume(self, tenant_id: str, name: str) -> int:
         return int(json.loads(await self._call("DELETE", f"/volumes/{tenant_id}/{name}"))["bytes"])
 
+    async def volume_size(self, tenant_id: str, name: str) -> int:
+        return int(json.loads(await self._call("GET", f"/volumes/{tenant_id}/{name}/size"))["bytes"])
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

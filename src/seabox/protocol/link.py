@@ -173,5 +173,9 @@ class NodeLink(ABC):
     async def remove_volume(self, tenant_id: str, name: str) -> int:
         """Delete the volume's data from the node; the bytes its files held."""
 
+    @abstractmethod
+    async def volume_size(self, tenant_id: str, name: str) -> int:
+        """The bytes the volume's files hold; NotFound if the node has no data for it."""
+
     async def close(self) -> None:
         """Let go of the node (its containers keep running)."""

@@ -33,6 +33,7 @@ from seabox.protocol.link import NodeLink
 from seabox.services.links import NodeLinks
 from seabox.services.nodes import NodeHub
 from seabox.services.placement import Placer
+from seabox.services.disk_usage import DiskUsage
 from seabox.services.security_groups import SecurityGroupService
 from seabox.services.services import ServiceService
 from seabox.services.volumes import VolumeService
@@ -87,6 +88,7 @@ class Cloud:
     calls: CallGateway
     function_pool: FunctionPool
     accounts: Accounts
+    disk_usage: DiskUsage
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -119,7 +121,7 @@ class Cloud:
                    quotas=quotas, fips=fips, security_groups=security_groups, services=services, crons=crons,
                    functions=functions, calls=calls,
                    function_pool=FunctionPool(store, function_store, http),
-                   accounts=accounts)
+                   accounts=accounts, disk_usage=DiskUsage(links, placer))
 
     async def start(self) -> None:
         """Start the change relay, the exec sessions' upkeep and the controller passes (one server at a time each)."""

@@ -64,7 +64,22 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = int(number(request, "limit") or 0)
     if limit > 0:
         items = items[:limit]
-    return web.json_response([translate.summary(x, c.cfg.network, tenant) for x in items])
+    out = [translate.summary(x, c.cfg.network, tenant) for x in items]
+    if flag(request, "size"):  # docker ps -s
+        for entry, sizes in zip(out, await sized(request, items), strict=True):
+            entry.update(sizes)
+    return web.json_response(out)
+
+
+async def sized(request: web.Request, containers: list[Container]) -> list[dict[str, int]]:
+    """SizeRw and SizeRootFs of each container (size=1 on list and inspect, and system df): its writable
+    layer measured on its node (0 where its node is down), and that plus its image's size."""
+    c = cloud(request)
+    tenant = tenant_of(request)
+    usage = await c.disk_usage.measure(tenant, containers, [])
+    images = {img.id: img.size for img in await c.images.list(tenant)}
+    return [{"SizeRw": usage.containers.get(x.id, 0),
+             "SizeRootFs": images.get(x.spec.image_id, 0) + usage.containers.get(x.id, 0)} for x in containers]
 
 
 @routes.post("/containers/create")
@@ -80,7 +95,11 @@ async def create(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     c = cloud(request)
     tenant = tenant_of(request)
-    return web.json_response(translate.inspect(c.containers.get(tenant, _ref(request)), c.cfg.network, tenant))
+    container = c.containers.get(tenant, _ref(request))
+    out = translate.inspect(container, c.cfg.network, tenant)
+    if flag(request, "size"):  # docker inspect -s
+        out.update((await sized(request, [container]))[0])
+    return web.json_response(out)
 
 
 @routes.post("/containers/{id}/start")

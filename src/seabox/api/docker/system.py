@@ -21,6 +21,7 @@ from seabox.api.docker.routing import (
 )
 from seabox.api.docker import translate
 from seabox.api.docker import volumes as docker_volumes
+from seabox.api.docker.containers import sized
 from seabox.api.docker.images import familiar
 from seabox.model.event import Event
 
@@ -63,13 +64,15 @@ async def version(request: web.Request) -> web.Response:
 
 @routes.get("/system/df")
 async def disk_usage(request: web.Request) -> web.Response:
-    """`docker system df`: image sizes as the image store has them; container and volume use is not measured
-    (a walk of every rootfs upper and volume per request is not cheap), so SizeRw is 0 and volume Size -1
-    (the CLI prints N/A); there is no build cache."""
+    """`docker system df`: image sizes as the image store has them; each container's writable layer
+    (SizeRw) and each volume's files measured on their nodes (one on a node that is down: SizeRw 0 and
+    volume Size -1, which the CLI prints as N/A); there is no build cache."""
     c = cloud(request)
     tenant = tenant_of(request)
     containers = c.containers.list(tenant, all_=True)
+    volumes = c.volumes.list(tenant)
     images = await c.images.list(tenant)
+    usage = await c.disk_usage.measure(tenant, [], volumes)
     users: dict[str, int] = {}
     for x in containers:
         users[x.spec.image_id] = users.get(x.spec.image_id, 0) + 1
@@ -84,10 +87,10 @@ async def disk_usage(request: web.Request) -> web.Response:
             for img in images
         ],
         "Containers": [
-            {**translate.summary(x, c.cfg.network, tenant), "SizeRw": 0, "SizeRootFs": sizes.get(x.spec.image_id, 0)}
-            for x in containers
+            {**translate.summary(x, c.cfg.network, tenant), **size}
+            for x, size in zip(containers, await sized(request, containers), strict=True)
         ],
-        "Volumes": [docker_volumes.volume_json(v) for v in c.volumes.list(tenant)],
+        "Volumes": [docker_volumes.volume_json(v, usage.volumes.get(v.name, -1)) for v in volumes],
         "BuildCache": [],
     })
 

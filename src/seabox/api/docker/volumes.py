@@ -22,7 +22,8 @@ routes = DockerRoutes()
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # Docker's mark of a volume made without a name
 
 
-def volume_json(v: Volume) -> dict[str, Any]:
+def volume_json(v: Volume, size: int = -1) -> dict[str, Any]:
+    """Docker's volume object; SIZE is the bytes of its files where measured (docker system df), else -1."""
     return {
         "Name": v.name,
         "Driver": "local",
@@ -31,7 +32,7 @@ def volume_json(v: Volume) -> dict[str, Any]:
         "Labels": v.labels or None,
         "Scope": "local",
         "Options": {"size": str(v.size)},
-        "UsageData": {"RefCount": len(v.in_use_by), "Size": -1},
+        "UsageData": {"RefCount": len(v.in_use_by), "Size": size},
     }
 
 
