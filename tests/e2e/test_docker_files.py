@@ -137,23 +137,63 @@ def test_sdk_put_and_get_archive(sdk: docker.DockerClient, image: str) -> None:
         c.put_archive("/etc/hostname", _tar(_file("x")))
 
 
-def test_a_path_on_a_volume_or_tmpfs_is_refused_naming_it(sdk: docker.DockerClient, dcli: DockerCli, image: str,
-                                                         tmp_path: Path) -> None:
-    vol = unique("cpvol")
-    c = sdk.containers.run(image, ["sleep", "60"], detach=True, volumes={vol: {"bind": "/data", "mode": "rw"}},
-                           tmpfs={"/scratch": "size=1m"})
+@each_class
+def test_docker_cp_reaches_volumes_as_the_container_sees_them_and_refuses_tmpfs_and_read_only_mounts(
+        sdk: docker.DockerClient, dcli: DockerCli, image: str, tmp_path: Path, outside: Path) -> None:
+    vol, ro = unique("cpvol"), unique("cpro")
+    sdk.volumes.create(ro)
+    c = sdk.containers.run(image, ["sleep", "60"], detach=True, tmpfs={"/scratch": "size=1m"},
+                           volumes={vol: {"bind": "/data", "mode": "rw"}, ro: {"bind": "/ro", "mode": "ro"}})
+    later = None
     try:
-        for path in ("/data", "/data/sub/x", "/scratch/"):
-            with pytest.raises(docker.errors.APIError, match="docker cp reaches only") as refused:
+        (tmp_path / "f").write_text("into the volume\n")
+        dcli.ok("cp", str(tmp_path / "f"), f"{c.name}:/data/f")
+        assert c.exec_run(["cat", "/data/f"]).output == b"into the volume\n"
+        c.exec_run(["sh", "-c", "echo from inside > /data/inside"])
+        dcli.ok("cp", f"{c.name}:/data/inside", str(tmp_path / "inside"))
+        assert (tmp_path / "inside").read_text() == "from inside\n"
+        # a symlink in the volume resolves inside the container's root, never on the host
+        c.exec_run(["sh", "-c", f"mkdir -p {outside} && ln -s {outside} /data/host"])
+        assert c.put_archive("/data/host", _tar(_file("via-volume-link")))
+        assert list(outside.iterdir()) == []
+        assert c.exec_run(["cat", str(outside / "via-volume-link")]).output == b"x"
+        for path, words in (("/ro", "mounted read-only at /ro"), ("/ro/sub", "mounted read-only"),
+                            ("/scratch/", "is on a tmpfs")):
+            with pytest.raises(docker.errors.APIError, match=words) as refused:
                 c.put_archive(path, _tar(_file("x")))
             assert refused.value.status_code == 400
-        with pytest.raises(docker.errors.APIError, match=f"volume {vol}, mounted at /data"):
-            c.get_archive("/data/x")
-        assert c.exec_run(["ls", "-A", "/data", "/scratch"]).output.split() == [b"/data:", b"/scratch:"]  # nothing
-        (tmp_path / "f").write_text("x")
-        r = dcli("cp", str(tmp_path / "f"), f"{c.name}:/data/f")
-        assert r.returncode == 1 and "docker cp reaches only" in r.stderr, r.stderr
-        assert c.put_archive("/", _tar(_file("beside.txt")))  # the rootfs itself still takes files
+        assert c.exec_run(["ls", "-A", "/ro", "/scratch"]).output.split() == [b"/ro:", b"/scratch:"]  # nothing
+        r = dcli("cp", str(tmp_path / "f"), f"{c.name}:/scratch/f")
+        assert r.returncode == 1 and "is on a tmpfs" in r.stderr, r.stderr
+        # a stopped container's volumes take files too, and the next container that mounts them sees them
+        c.stop(timeout=0)
+        dcli.ok("cp", str(tmp_path / "f"), f"{c.name}:/data/after-stop")
+        later = sdk.containers.run(image, ["cat", "/d/after-stop"], volumes={vol: {"bind": "/d", "mode": "ro"}})
+        assert later == b"into the volume\n"
+    finally:
+        c.remove(force=True)
+        sdk.containers.prune()
+        sdk.volumes.get(vol).remove()
+        sdk.volumes.get(ro).remove()
+
+
+def test_a_read_only_container_takes_files_only_on_its_writable_volumes(
+        sdk: docker.DockerClient, image: str) -> None:
+    vol = unique("rovol")
+    c = sdk.containers.create(image, ["sleep", "60"], read_only=True, volumes={vol: {"bind": "/data", "mode": "rw"}})
+    try:
+        with pytest.raises(docker.errors.APIError, match="root filesystem is read-only") as refused:
+            c.put_archive("/tmp", _tar(_file("x")))
+        assert refused.value.status_code == 400
+        assert c.put_archive("/data", _tar(_file("kept", b"on the volume")))  # never started: mounted for the copy
+        # through a symlink in the volume, back into the read-only root: refused by the mount itself
+        assert c.put_archive("/data", _tar(_symlink("etc", "/etc")))
+        with pytest.raises(docker.errors.APIError, match="Read-only file system") as refused:
+            c.put_archive("/data/etc", _tar(_file("planted")))
+        assert refused.value.status_code == 400
+        c.start()
+        assert c.exec_run(["cat", "/data/kept"]).output == b"on the volume"
+        assert c.exec_run(["ls", "/etc/planted"]).exit_code != 0
     finally:
         c.remove(force=True)
         sdk.volumes.get(vol).remove()

@@ -337,14 +337,19 @@ class NodeAgent:
             await self.prepare(p)
         return merged
 
+    def _volume_paths(self, p: Placement) -> list[tuple[str, Path, bool]]:
+        """The container's volumes as a copy mounts them (each mounted here first if need be)."""
+        return [(v.path, self.volumes.existing(p.tenant_id, v.volume), v.readonly) for v in p.container.spec.volumes]
+
     async def path_stat(self, p: Placement, path: str) -> PathStat:
-        return await archive.path_stat(await self._root(p), path)
+        return await archive.path_stat(await self._root(p), path, self._volume_paths(p))
 
     async def read_archive(self, p: Placement, path: str) -> AsyncIterator[bytes]:
-        return await archive.read_tar(await self._root(p), path, self.id_base(p) or 0)
+        return await archive.read_tar(await self._root(p), path, self.id_base(p) or 0, self._volume_paths(p))
 
     async def write_archive(self, p: Placement, path: str, data: AsyncIterator[bytes], options: UploadOptions) -> None:
-        await archive.write_tar(await self._root(p), path, data, self.id_base(p) or 0, options)
+        await archive.write_tar(await self._root(p), path, data, self.id_base(p) or 0, options, self._volume_paths(p),
+                                read_only_root=p.container.spec.read_only)
 
     async def export(self, p: Placement) -> AsyncIterator[bytes]:
         return await archive.export_tar(await self._root(p), self.id_base(p) or 0)

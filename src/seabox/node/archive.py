@@ -1,7 +1,8 @@
 """A container's files as tar streams: copies into and out of its rootfs, its export, and its changes (the overlay upper dir).
 
 Every read and write of the rootfs runs in seabox.node.archive_worker, a process chrooted into the
-container's root, so nothing a tenant's archive or rootfs holds can reach outside it.
+container's root, so nothing a tenant's archive or rootfs holds can reach outside it. Copies see the
+container's volumes at their paths (VolumePaths), as the container does; an export does not, as in Docker.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from seabox.errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge, RuntimeFailure, SeaboxError
@@ -21,6 +22,8 @@ CHUNK = 1 << 20
 _KINDS: dict[str, type[SeaboxError]] = {"not_found": NotFound, "invalid": InvalidArgument, "conflict": Conflict,
                                         "too_large": PayloadTooLarge}
 MODIFIED, ADDED, DELETED = 0, 1, 2
+# a volume as a copy mounts it: (path in the container, its data dir on this node, read-only)
+VolumePaths = Sequence[tuple[str, Path, bool]]
 
 
 def _failure(code: int | None, stderr: bytes) -> SeaboxError:
@@ -43,9 +46,13 @@ async def _spawn(mode: str, root: Path, args: dict[str, object], stdin: bool = F
     )
 
 
-async def path_stat(root: Path, path: str) -> PathStat:
+def _mounts(volumes: VolumePaths) -> list[list[object]]:
+    return [[target, str(data), readonly] for target, data, readonly in volumes]
+
+
+async def path_stat(root: Path, path: str, volumes: VolumePaths = ()) -> PathStat:
     """The stat of PATH inside the container whose root is ROOT (a symlink's own)."""
-    proc = await _spawn("stat", root, {"path": path})
+    proc = await _spawn("stat", root, {"path": path, "mounts": _mounts(volumes)})
     out, err = await proc.communicate()
     if proc.returncode != 0:
         raise _failure(proc.returncode, err)
@@ -68,10 +75,10 @@ async def _output(proc: asyncio.subprocess.Process) -> AsyncIterator[bytes]:
         errors.cancel()
 
 
-async def read_tar(root: Path, path: str, id_base: int) -> AsyncIterator[bytes]:
+async def read_tar(root: Path, path: str, id_base: int, volumes: VolumePaths = ()) -> AsyncIterator[bytes]:
     """PATH as a tar rebased on its own name (Docker's archive GET); owners shown as the container sees them."""
-    await path_stat(root, path)  # a missing path fails here, before any byte is sent
-    return _output(await _spawn("get", root, {"path": path, "base": id_base}))
+    await path_stat(root, path, volumes)  # a missing path fails here, before any byte is sent
+    return _output(await _spawn("get", root, {"path": path, "base": id_base, "mounts": _mounts(volumes)}))
 
 
 async def export_tar(root: Path, id_base: int) -> AsyncIterator[bytes]:
@@ -84,9 +91,12 @@ async def upper_layer_tar(upper: Path, id_base: int) -> AsyncIterator[bytes]:
     return _output(await _spawn("layer", upper, {"base": id_base}))
 
 
-async def write_tar(root: Path, path: str, data: AsyncIterator[bytes], id_base: int, options: UploadOptions) -> None:
-    """Unpack the tar DATA into directory PATH of the container; the container's disk size bounds it."""
-    args = {"path": path, "base": id_base, "owner": options.owner, "no_overwrite_dir": options.no_overwrite_dir}
+async def write_tar(root: Path, path: str, data: AsyncIterator[bytes], id_base: int, options: UploadOptions,
+                    volumes: VolumePaths = (), read_only_root: bool = False) -> None:
+    """Unpack the tar DATA into directory PATH of the container; its disk size (or its volume's) bounds it.
+    With READ_ONLY_ROOT (--read-only) only its writable volumes take files."""
+    args = {"path": path, "base": id_base, "owner": options.owner, "no_overwrite_dir": options.no_overwrite_dir,
+            "mounts": _mounts(volumes), "read_only_root": read_only_root}
     proc = await _spawn("put", root, args, stdin=True)
     assert proc.stdin is not None and proc.stderr is not None
     errors = asyncio.ensure_future(proc.stderr.read())

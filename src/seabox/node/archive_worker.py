@@ -2,7 +2,8 @@
 
 Run as `python -m seabox.node.archive_worker MODE ROOT ARGS_JSON` by seabox.node.archive: it chroots
 into ROOT first, so `..`, absolute paths and symlinks (in the rootfs or in the archive) all resolve
-inside it. Tar goes through stdout (reads) or stdin (writes); a failure is one JSON line
+inside it. The container's volumes (ARGS "mounts") are mounted at their paths in a mount namespace of
+its own first: detached from the host before the chroot, attached inside it. Tar goes through stdout (reads) or stdin (writes); a failure is one JSON line
 {"kind": "not_found" | "invalid" | "conflict", "message": ...} on stderr and exit status 1.
 Owners are shifted by the container's host id base (its user namespace) both ways.
 """
@@ -10,6 +11,7 @@ Owners are shifted by the container's host id base (its user namespace) both way
 from __future__ import annotations
 
 import bz2
+import ctypes
 import gzip
 import json
 import lzma
@@ -25,6 +27,18 @@ ID_RANGE = 65536  # seabox.model.runtime.ID_RANGE (this process imports nothing 
 OVERFLOW_ID = 65534  # what the kernel shows for an id outside a user namespace's map
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+
+# Linux's mount API (the same numbers on every architecture since 5.2) and its flags
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x20000, 0x4000, 1 << 18
+OPEN_TREE_CLONE, AT_RECURSIVE, AT_EMPTY_PATH, AT_FDCWD = 1, 0x8000, 0x1000, -100
+MOVE_MOUNT_F_EMPTY_PATH, MOUNT_ATTR_RDONLY = 0x4, 0x1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
 
 # Go's os.FileMode type bits, as Docker's X-Docker-Container-Path-Stat carries them
 _GO_TYPES = ((stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISBLK, 1 << 26), (stat.S_ISFIFO, 1 << 25),
@@ -144,7 +158,8 @@ def read_tar(path: str, base: int, owner: tuple[int, int] | None, no_overwrite_d
         raise Refused("invalid", f"the body is not a tar archive: {exc}") from None
     except OSError as exc:
         if exc.errno == 28:
-            raise Refused("too_large", "the container's disk is full: the archive does not fit its size") from None
+            raise Refused("too_large", "the disk is full: the archive does not fit the container's size, or the "
+                                       "volume's it goes to") from None
         raise Refused("invalid", f"cannot unpack the archive: {exc.strerror}: {exc.filename or ''}") from None
 
 
@@ -175,13 +190,65 @@ def _opaque(path: str) -> bool:
         return False
 
 
+def _checked(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _read_only(fd: int, path: bytes, what: str, recursive: bool = True) -> None:
+    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    flags = (AT_EMPTY_PATH if not path else 0) | (AT_RECURSIVE if recursive else 0)
+    _checked(_LIBC.syscall(SYS_MOUNT_SETATTR, fd, path, flags, ctypes.byref(attr), ctypes.sizeof(attr)), what)
+
+
+def detach_volumes(mounts: list[list[Any]]) -> list[tuple[str, int]]:
+    """Each volume [TARGET, HOST_DIR, READONLY] as a detached copy of its mount (read-only where asked), in a
+    mount namespace of this process's own whose mounts never reach the host's; before the chroot."""
+    _checked(_LIBC.unshare(CLONE_NEWNS), "unshare")
+    _checked(_LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+    trees = []
+    for target, source, readonly in sorted(mounts, key=lambda m: len(os.path.normpath(m[0]))):
+        fd = _checked(_LIBC.syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(source),
+                                    OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC), f"open_tree {target}")
+        if readonly:
+            _read_only(fd, b"", f"read-only {target}")
+        trees.append((str(target), fd))
+    return trees
+
+
+def attach_volumes(trees: list[tuple[str, int]], read_only_root: bool) -> None:
+    """Mount each detached volume at its path inside the chroot, shallowest first: the path is made if it is
+    missing (as the runtime does when the container starts) and resolved inside the root like any other;
+    then the root (a mount point of its own) is made read-only for a --read-only container, its volumes not."""
+    for target, fd in trees:
+        where = os.path.realpath(target)
+        try:
+            os.makedirs(where, exist_ok=True)
+        except OSError as exc:
+            raise Refused("invalid", f"the volume mount point {target} cannot be made: {exc.strerror}") from None
+        if not os.path.isdir(where):
+            raise Refused("invalid", f"the volume mount point {target} is not a directory in the container")
+        try:
+            _checked(_LIBC.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, os.fsencode(where), MOVE_MOUNT_F_EMPTY_PATH),
+                     f"mount the volume at {target}")
+        finally:
+            os.close(fd)
+    if read_only_root:
+        _read_only(AT_FDCWD, b"/", "make the root read-only", recursive=False)
+
+
 def main(argv: list[str]) -> int:
     mode, root, raw = argv
     args: dict[str, Any] = json.loads(raw)
+    mounts, read_only_root = args.get("mounts", []), bool(args.get("read_only_root"))
+    trees = detach_volumes(mounts) if mounts or read_only_root else []
     os.chroot(root)
     os.chdir("/")
     base = int(args.get("base", 0))
     try:
+        attach_volumes(trees, read_only_root)
         if mode == "stat":
             sys.stdout.write(json.dumps(path_stat(args["path"])))
         elif mode == "get":

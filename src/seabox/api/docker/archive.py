@@ -31,18 +31,30 @@ def _path(request: web.Request) -> str:
     return path if path.startswith("/") else "/" + path
 
 
-def _in_rootfs(c: Container, path: str) -> str:
-    """PATH, if it lies in C's rootfs; a path on one of its volumes or tmpfs mounts is refused (400), since
-    docker cp reaches the rootfs only and would read or write what lies beneath the mount."""
-    where = posixpath.normpath(path)
-    mounts = [(m.path, f"volume {m.volume}") for m in c.spec.volumes] + [(t.path, "a tmpfs") for t in c.spec.tmpfs]
-    for target, what in mounts:
-        target = posixpath.normpath(target)
-        if where == target or where.startswith(target.rstrip("/") + "/"):
-            raise InvalidArgument(f"{path} is on {what}, mounted at {target}: docker cp reaches only the container's "
-                                  f"own filesystem; copy through the container instead (docker exec -i {c.name} "
-                                  f"tar -x -C {target} < archive.tar, or tar -c -C {target} . > archive.tar)",
-                                  field="path")
+def _under(path: str, target: str) -> bool:
+    where, target = posixpath.normpath(path), posixpath.normpath(target)
+    return where == target or where.startswith(target.rstrip("/") + "/")
+
+
+def _copyable(c: Container, path: str, *, write: bool = False) -> str:
+    """PATH, if docker cp may reach it: the rootfs (writable unless --read-only) or a volume (writable unless
+    mounted :ro), as Docker rules; a tmpfs is refused (400), as it lives only inside the running container
+    and a copy would reach what lies beneath it."""
+    for t in c.spec.tmpfs:
+        if _under(path, t.path):
+            raise InvalidArgument(f"{path} is on a tmpfs, mounted at {t.path}: docker cp reaches the container's "
+                                  f"filesystem and volumes only; copy through the container instead (docker exec "
+                                  f"-i {c.name} tar -x -C {t.path} < archive.tar, or tar -c -C {t.path} . > "
+                                  "archive.tar)", field="path")
+    if not write:
+        return path
+    volume = next((v for v in sorted(c.spec.volumes, key=lambda v: -len(v.path)) if _under(path, v.path)), None)
+    if volume is not None and volume.readonly:
+        raise InvalidArgument(f"{path} is on volume {volume.volume}, which is mounted read-only at {volume.path}",
+                              field="path")
+    if volume is None and c.spec.read_only:
+        raise InvalidArgument(f"the container's root filesystem is read-only (--read-only): {path} is on no volume",
+                              field="path")
     return path
 
 
@@ -53,7 +65,7 @@ def _stat_header(found: PathStat) -> dict[str, str]:
 @routes.head("/containers/{id}/archive")
 async def archive_head(request: web.Request) -> web.Response:
     c, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
-    return web.Response(headers=_stat_header(await link.path_stat(p, _in_rootfs(c, _path(request)))))
+    return web.Response(headers=_stat_header(await link.path_stat(p, _copyable(c, _path(request)))))
 
 
 async def _send(request: web.Request, chunks: AsyncIterator[bytes], headers: dict[str, str]) -> web.StreamResponse:
@@ -68,7 +80,7 @@ async def _send(request: web.Request, chunks: AsyncIterator[bytes], headers: dic
 @routes.get("/containers/{id}/archive")
 async def archive_get(request: web.Request) -> web.StreamResponse:
     c, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
-    path = _in_rootfs(c, _path(request))
+    path = _copyable(c, _path(request))
     found = await link.path_stat(p, path)
     return await _send(request, await link.read_archive(p, path), _stat_header(found))
 
@@ -89,7 +101,7 @@ def _owner(c: Container) -> tuple[int, int] | None:
 @routes.route("PUT", "/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
     c, link, p = cloud(request).containers.files(tenant_of(request), request.match_info["id"])
-    path = _in_rootfs(c, _path(request))
+    path = _copyable(c, _path(request), write=True)
     options = UploadOptions(owner=_owner(c) if flag(request, "copyUIDGID") else None,
                             no_overwrite_dir=flag(request, "noOverwriteDirNonDir"))
     await link.write_archive(p, path, upload_chunks(request), options)
