@@ -88,7 +88,8 @@ CPUSET = option("--cpuset-cpus", metavar="CPUS", help="The node's cpus it may ru
 SWAPPINESS = option("--memory-swappiness", type=int, metavar="N",
                     help="Only 0 holds: containers have no swap (-1: unset).")
 LOG_OPT = option("--log-opt", many=True, metavar="KEY=VALUE",
-                 help="Log option: max-size=SIZE (past it the log starts afresh; e.g. 10m) or max-file=1; repeatable.")
+                 help="Log option: max-size=SIZE (past it a new file begins; e.g. 10m) or max-file=N "
+                      "(the newest N files kept, 1-100); repeatable.")
 NETWORK = option("--network", metavar="none|default",
                  help="none: loopback only (no address, no floating IP); default: the tenant network.")
 SECURITY_OPT = option("--security-opt", many=True, metavar="OPT",
