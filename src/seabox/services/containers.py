@@ -371,16 +371,13 @@ class ContainerService:
         """A new size (the rules of create: a size that fits its node, the spend limit) or restart policy.
 
         A stopped container's size applies at its next start; a running or paused one's at once, as its
-        node sets the new cgroup limits (runc; a gVisor sandbox cannot change them live: a 409)."""
+        node sets the new cgroup limits (runc's, or a gVisor sandbox's)."""
         c = self.get(tenant, ref)
         if restart is not None and c.spec.auto_remove and restart.name != "no":
             raise Conflict("a container removed on exit (--rm) cannot have a restart policy", field="RestartPolicy")
         changes: dict[str, object] = {"restart": restart.model_dump()} if restart is not None else {}
         if size is not None and size != c.spec.size:
             live = c.status.state in ("running", "paused")
-            if live and c.spec.runtime_class == "gvisor":
-                raise Conflict(f"container {c.name} runs in gVisor, whose sandbox cannot change its size while "
-                               "it runs (runsc has no update): stop it, update it, and start it", field="size")
             if not live and c.status.state not in ("created", "exited", "dead"):
                 raise Conflict(f"container {c.name} is {c.status.state}: change its size once it runs or has "
                                "stopped", field="size")

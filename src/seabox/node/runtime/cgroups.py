@@ -1,15 +1,16 @@
-"""Reading a container's cgroup v1 files: resource counters, member processes, OOM kills."""
+"""A container's cgroup v1 files: resource counters, member processes, OOM kills read; its caps written."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from seabox.errors import NotFound
+from seabox.errors import Conflict, NotFound
 from seabox.protocol.runtime import Stats
-from seabox.node.runtime.spec import CGROUP_PARENT
+from seabox.node.runtime.spec import CFS_PERIOD_US, CGROUP_PARENT
 
 _MOUNTINFO = "/proc/self/mountinfo"
 _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -160,3 +161,37 @@ def oom_kills(cid: str) -> int:
         return _key_values(_read("memory", cid, "memory.oom_control")).get("oom_kill", 0)
     except NotFound:
         return 0
+
+
+def _write(controller: str, cid: str, name: str, value: int) -> None:
+    path = cgroup_dir(controller, cid) / name
+    try:
+        path.write_text(f"{value}\n")
+    except FileNotFoundError as exc:
+        raise NotFound(f"no cgroup for container {cid}") from exc
+
+
+def write_limits(cid: str, memory_bytes: int, cpu_shares: int, cpus: float, pids: int) -> None:
+    """Set the caps of the container's cgroup, what `runc update` writes: memory with no swap, CPU weight and
+    time, processes. Memory in use above a lower limit that the kernel cannot reclaim is a Conflict, with
+    the memory caps as they were."""
+    memory = cgroup_dir("memory", cid)
+    swap = (memory / "memory.memsw.limit_in_bytes").exists()
+    raising = memory_bytes > _read_int("memory", cid, "memory.limit_in_bytes")
+    # memory.limit_in_bytes may never exceed memsw: the larger one first when raising, the other when lowering
+    order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"] if raising else \
+        ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    for name in order:
+        if name.startswith("memory.memsw") and not swap:
+            continue
+        try:
+            _write("memory", cid, name, memory_bytes)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            raise Conflict(f"the container uses more than {memory_bytes} bytes of memory that cannot be "
+                           "reclaimed") from None
+    _write("cpu", cid, "cpu.shares", cpu_shares)
+    _write("cpu", cid, "cpu.cfs_period_us", CFS_PERIOD_US)
+    _write("cpu", cid, "cpu.cfs_quota_us", round(cpus * CFS_PERIOD_US))
+    _write("pids", cid, "pids.max", pids)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from seabox.errors import Conflict
+from seabox.errors import NotFound
+from seabox.node.runtime import cgroups
 from seabox.node.runtime.base import Limits
 from seabox.node.runtime.runc import Runc
 from seabox.node.runtime.runc_runtime import CONMON, OciRuntime
@@ -49,9 +51,13 @@ class GvisorRuntime(OciRuntime):
         super().__init__(state_dir, runtime, conmon=conmon, log_size_max=log_size_max)
 
     async def update(self, cid: str, limits: Limits) -> None:
-        """Refused: runsc has no `update`, and the Sentry sizes its memory when the sandbox boots."""
-        raise Conflict("a gVisor container's size cannot change while it runs (runsc has no update): stop it, "
-                       "update it, and start it again")
+        """runsc has no `update`: the sandbox's cgroup, which holds every process of it (the Sentry and its
+        gofer), takes the new caps directly. The host enforces them; the Sentry's own view of its total
+        memory (/proc/meminfo inside) stays what it was when the sandbox booted."""
+        if await self._runc.state(cid) is None:
+            raise NotFound(f"no such container: {cid}")
+        await asyncio.to_thread(cgroups.write_limits, cid, limits.memory_bytes, limits.cpu_shares, limits.cpus,
+                                limits.pids)
 
     async def top(self, cid: str) -> list[tuple[int, str]]:
         """The processes inside the sandbox, as its Sentry lists them (`runsc ps`): gVisor's own pids
