@@ -15,6 +15,7 @@ from typing import Any
 import docker
 import pytest
 
+from seabox.model.runtime import RUNTIME_CLASSES
 from tests.e2e.docker_fixtures import (
     DOCKER,
     DockerCli,
@@ -27,7 +28,7 @@ from tests.e2e.docker_fixtures import (
     wait_for,
 )
 from tests.fixtures.images import LAYOUT_TAG
-from tests.fixtures.server import Server
+from tests.fixtures.server import Server, class_tenant
 
 FAST = ["--health-interval", "200ms", "--health-timeout", "2s"]
 
@@ -160,6 +161,26 @@ def test_sdk_sees_health_and_refuses_a_bad_test(server: Server, dcli: DockerCli,
         assert caught.value.status_code == 400 and "Healthcheck.Test" in str(caught.value)
     finally:
         sdk.close()
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_CLASSES)
+def test_sdk_runs_the_images_healthcheck_in_each_runtime_class(server: Server, healthcheck_image: str, runtime: str,
+                                                              tmp_path: Path) -> None:
+    tenant = class_tenant(server, "healthimg", runtime)
+    with cleaned(server, tenant):
+        sdk = sdk_client(server, tenant, tmp_path / "sdk")
+        try:
+            image = sdk.images.pull(healthcheck_image)
+            assert image.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "test", "-e", "/tmp/ok"]
+            c = sdk.containers.run(healthcheck_image, ["sh", "-c", "sleep 1; touch /tmp/ok; sleep 60"], detach=True)
+            c.reload()
+            assert c.attrs["Config"]["Healthcheck"]["Retries"] == 2 and c.health in ("starting", "unhealthy")
+            wait_for(lambda: (c.reload(), c.health == "healthy")[1])
+            c.exec_run(["rm", "/tmp/ok"])  # two failures in a row (the image's --retries=2): unhealthy
+            wait_for(lambda: (c.reload(), c.health == "unhealthy")[1])
+            assert c.attrs["State"]["Health"]["FailingStreak"] >= 2
+        finally:
+            sdk.close()
 
 
 def test_native_api_and_seabox_ps_show_the_health(server: Server, dcli: DockerCli, busybox_image: str) -> None:

@@ -108,6 +108,7 @@ def test_commit_keeps_the_written_file_and_the_changed_cmd(dcli: DockerCli, othe
     name = unique("commit")
     dcli.ok("run", "--name", name, image, "sh", "-c", "echo committed > /data.txt && rm /bin/true")
     out = dcli.ok("commit", "--change", "CMD [\"cat\", \"/data.txt\"]", "--change", "LABEL stage=two",
+                  "--change", "STOPSIGNAL SIGINT",
                   "-a", "Ann <ann@example.com>", "-m", "wrote data", name, "committed/app:1")
     assert out.strip().startswith("sha256:")
     assert dcli.ok("run", "--rm", "committed/app:1").strip() == "committed"
@@ -115,6 +116,7 @@ def test_commit_keeps_the_written_file_and_the_changed_cmd(dcli: DockerCli, othe
     assert dcli("run", "--rm", "committed/app:1", "ls", "/bin/true").returncode != 0
     inspected = dcli.inspect("committed/app:1")[0]
     assert inspected["Config"]["Cmd"] == ["cat", "/data.txt"] and inspected["Config"]["Labels"] == {"stage": "two"}
+    assert inspected["Config"]["StopSignal"] == "SIGINT"
     # RootFS.Layers: the config's diff_ids, the base image's then the commit's own
     base = dcli.inspect(image)[0]["RootFS"]
     assert base["Type"] == "layers" and base["Layers"], base

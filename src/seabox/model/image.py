@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,9 @@ class Image(BaseModel):
     user: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     exposed_ports: list[str] = Field(default_factory=list)
+    volumes: list[str] = Field(default_factory=list)
+    stop_signal: str = ""
+    healthcheck: dict[str, Any] | None = None  # the image's HEALTHCHECK, in Docker's form (Test, Interval in ns, ...)
     layers: list[str] = Field(default_factory=list)  # the config's rootfs.diff_ids: each layer's uncompressed digest
 
 

@@ -68,6 +68,9 @@ def to_model(info: ImageInfo, img: TenantImage) -> Image:
         user=cfg.user,
         labels=cfg.labels,
         exposed_ports=cfg.exposed_ports,
+        volumes=cfg.volumes,
+        stop_signal=cfg.stop_signal,
+        healthcheck=cfg.healthcheck,
         layers=info.layers,
     )
 
