@@ -66,20 +66,25 @@ async def list_containers(request: web.Request) -> web.Response:
         items = items[:limit]
     out = [translate.summary(x, c.cfg.network, tenant) for x in items]
     if flag(request, "size"):  # docker ps -s
-        for entry, sizes in zip(out, await sized(request, items), strict=True):
+        for entry, sizes in zip(out, await _sized(request, items), strict=True):
             entry.update(sizes)
     return web.json_response(out)
 
 
-async def sized(request: web.Request, containers: list[Container]) -> list[dict[str, int]]:
-    """SizeRw and SizeRootFs of each container (size=1 on list and inspect, and system df): its writable
-    layer measured on its node (0 where its node is down), and that plus its image's size."""
+def size_fields(x: Container, layers: dict[str, int], images: dict[str, int]) -> dict[str, int]:
+    """SizeRw and SizeRootFs of container X: its writable layer as measured (0 where its node is down, so
+    not in LAYERS), and that plus its image's size (IMAGES: bytes by image id)."""
+    layer = layers.get(x.id, 0)
+    return {"SizeRw": layer, "SizeRootFs": images.get(x.spec.image_id, 0) + layer}
+
+
+async def _sized(request: web.Request, containers: list[Container]) -> list[dict[str, int]]:
+    """size_fields of each container (size=1 on list and inspect), their layers measured on their nodes."""
     c = cloud(request)
     tenant = tenant_of(request)
     usage = await c.disk_usage.measure(tenant, containers, [])
     images = {img.id: img.size for img in await c.images.list(tenant)}
-    return [{"SizeRw": usage.containers.get(x.id, 0),
-             "SizeRootFs": images.get(x.spec.image_id, 0) + usage.containers.get(x.id, 0)} for x in containers]
+    return [size_fields(x, usage.containers, images) for x in containers]
 
 
 @routes.post("/containers/create")
@@ -98,7 +103,7 @@ async def inspect(request: web.Request) -> web.Response:
     container = c.containers.get(tenant, _ref(request))
     out = translate.inspect(container, c.cfg.network, tenant)
     if flag(request, "size"):  # docker inspect -s
-        out.update((await sized(request, [container]))[0])
+        out.update((await _sized(request, [container]))[0])
     return web.json_response(out)
 
 

@@ -21,7 +21,7 @@ from seabox.api.docker.routing import (
 )
 from seabox.api.docker import translate
 from seabox.api.docker import volumes as docker_volumes
-from seabox.api.docker.containers import sized
+from seabox.api.docker.containers import size_fields
 from seabox.api.docker.images import familiar
 from seabox.model.event import Event
 
@@ -72,7 +72,7 @@ async def disk_usage(request: web.Request) -> web.Response:
     containers = c.containers.list(tenant, all_=True)
     volumes = c.volumes.list(tenant)
     images = await c.images.list(tenant)
-    usage = await c.disk_usage.measure(tenant, [], volumes)
+    usage = await c.disk_usage.measure(tenant, containers, volumes)
     users: dict[str, int] = {}
     for x in containers:
         users[x.spec.image_id] = users.get(x.spec.image_id, 0) + 1
@@ -87,8 +87,8 @@ async def disk_usage(request: web.Request) -> web.Response:
             for img in images
         ],
         "Containers": [
-            {**translate.summary(x, c.cfg.network, tenant), **size}
-            for x, size in zip(containers, await sized(request, containers), strict=True)
+            {**translate.summary(x, c.cfg.network, tenant), **size_fields(x, usage.containers, sizes)}
+            for x in containers
         ],
         "Volumes": [docker_volumes.volume_json(v, usage.volumes.get(v.name, -1)) for v in volumes],
         "BuildCache": [],
