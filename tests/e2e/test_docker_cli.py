@@ -363,4 +363,4 @@ def test_run_detached_leaves_no_request_hanging(dcli: DockerCli, image: str) -> 
     wait_for(lambda: not open_connections(dcli.server.port) - before, timeout=5)
     t0 = time.monotonic()
     assert len(ids(dcli)) == 3
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 5

@@ -130,5 +130,5 @@ def test_a_fork_bomb_stops_at_the_sizes_pid_limit(server: Server, api: object, b
         assert runtime == "gvisor" and state == "exited", state
     t0 = time.monotonic()
     assert httpx.get(server.url + "/_ping", timeout=5).status_code == 200
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0
     client.delete(f"/v1/containers/{c['id']}", params={"force": "true"})
